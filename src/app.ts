@@ -1,0 +1,114 @@
+// Wires the service together from a Config: route source -> registry -> processor -> gRPC stream loop,
+// with the operator HTTP endpoints beside it. Start and stop are the only lifecycle.
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Config } from './config/settings.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { Answers } from './protocol/answers.ts';
+import { FileRouteSource } from './routes/file-source.ts';
+import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
+import { RouteRegistry } from './routes/registry.ts';
+import { sandboxKind } from './sandbox-kinds/index.ts';
+import { GrpcServer } from './server/grpc-server.ts';
+import { HttpServer } from './server/http-server.ts';
+import { RequestProcessor } from './server/processor.ts';
+import type { DestinationStream } from 'pino';
+
+interface RouteSource {
+  stop(): Promise<void>;
+}
+
+export interface Listening {
+  readonly grpcPort: number | undefined;
+  readonly grpcSocket: string | undefined;
+  readonly httpPort: number;
+}
+
+export class App {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly registry = new RouteRegistry();
+  readonly metrics: Metrics;
+  readonly #grpc: GrpcServer;
+  readonly #http: HttpServer;
+  #source: RouteSource | undefined;
+  #stopping = false;
+  /** Where the service listens, once started. */
+  listening: Listening | undefined;
+
+  constructor(config: Config, logDestination?: DestinationStream) {
+    this.config = config;
+    this.logger = createLogger(config.logLevel, logDestination);
+    this.metrics = createMetrics(() => this.registry.countByState());
+    const answers = new Answers({ metadataNamespace: config.metadataNamespace, metadataKey: config.metadataKey, strippedHeaders: config.stripHeaders });
+    const processor = new RequestProcessor({
+      routes: this.registry,
+      answers,
+      metrics: this.metrics,
+      logger: this.logger,
+      options: {
+        names: { sandboxIdHeader: config.sandboxIdHeader, sandboxPortHeader: config.sandboxPortHeader },
+        identify: { domains: config.domains, defaultPort: config.defaultPort },
+        decide: { wakeEnabled: config.wake, unnamed: config.unnamedRequests },
+      },
+    });
+    this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics });
+    this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
+  }
+
+  async start(): Promise<Listening> {
+    const c = this.config;
+    const httpPort = await this.#http.listen(c.httpHost, c.httpPort);
+    await this.#grpc.listen({ tcp: c.grpcTcp, host: c.grpcHost, port: c.grpcPort, socket: c.grpcSocket, socketMode: c.grpcSocketMode });
+    this.#source = await this.#startSource();
+    const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
+    this.listening = listening;
+    this.logger.info(listening, 'sandbox-extproc listening');
+    return listening;
+  }
+
+  /** Graceful stop: not ready at once, open streams get up to shutdownGrace, then everything closes. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.logger.info({ graceMs: this.config.shutdownGrace }, 'shutting down');
+    await this.#grpc.shutdown(this.config.shutdownGrace);
+    await this.#source?.stop();
+    await this.#http.close();
+    this.logger.info('stopped');
+  }
+
+  #notReadyReason(): string | undefined {
+    if (this.#stopping) return 'shutting down';
+    if (!this.registry.ready) return 'routes not loaded yet';
+    return undefined;
+  }
+
+  async #startSource(): Promise<RouteSource> {
+    const c = this.config;
+    const onReady = () => this.#grpc.setServing(true);
+    if (c.routeSource === 'file') {
+      const source = new FileRouteSource(c.routesFile, this.registry, this.logger);
+      await source.start();
+      onReady();
+      return source;
+    }
+    const kubeConfig = new KubeConfig();
+    if (c.kubeconfig === '') kubeConfig.loadFromDefault();
+    else kubeConfig.loadFromFile(c.kubeconfig);
+    const source = new KubernetesRouteSource({
+      kubeConfig,
+      kind: sandboxKind(c.sandboxKind),
+      namespaces: c.namespaces,
+      labelSelector: c.labelSelector,
+      resyncIntervalMs: c.resyncInterval,
+      watchIdleTimeoutMs: c.watchIdleTimeout,
+      registry: this.registry,
+      logger: this.logger,
+      metrics: this.metrics,
+      onSynced: onReady,
+    });
+    source.start();
+    return source;
+  }
+}

@@ -1,0 +1,60 @@
+// Builds the frozen Config from argv and the environment: a flag beats its variable, which beats the
+// default. Any bad value, unknown flag or impossible combination throws a ConfigError naming the setting.
+import { parseArgs } from 'node:util';
+import { SETTINGS, type Config, type SettingKey } from './settings.ts';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export type LoadResult = { readonly kind: 'help'; readonly text: string } | { readonly kind: 'config'; readonly config: Config };
+
+const KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): LoadResult {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(KEYS.map((k) => [SETTINGS[k].flag, { type: 'string' as const }]));
+    values = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  if (values['help'] === true) return { kind: 'help', text: helpText() };
+
+  const config: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    const s = SETTINGS[key];
+    const fromFlag = values[s.flag];
+    const text = typeof fromFlag === 'string' ? fromFlag : (env[s.env] ?? s.default);
+    try {
+      config[key] = s.parse(text);
+    } catch (error) {
+      throw new ConfigError(`invalid --${s.flag} (${s.env}) ${JSON.stringify(text)}: ${(error as Error).message}`);
+    }
+  }
+  const result = Object.freeze(config) as Config;
+  checkCombinations(result);
+  return { kind: 'config', config: result };
+}
+
+function checkCombinations(config: Config): void {
+  if (!config.grpcTcp && config.grpcSocket === '') {
+    throw new ConfigError('invalid --grpc-tcp (SANDBOX_EXTPROC_GRPC_TCP) "false": no --grpc-socket is set either, so nothing would listen');
+  }
+  if (config.routeSource === 'file' && config.routesFile === '') {
+    throw new ConfigError('missing --routes-file (SANDBOX_EXTPROC_ROUTES_FILE): required when --route-source is file');
+  }
+  if (config.sandboxIdHeader === config.sandboxPortHeader) {
+    throw new ConfigError('invalid --sandbox-port-header (SANDBOX_EXTPROC_SANDBOX_PORT_HEADER): it must differ from --sandbox-id-header');
+  }
+}
+
+export function helpText(): string {
+  const lines = ['Usage: sandbox-extproc [options]', '', 'Every option can also be set by its environment variable.', ''];
+  for (const key of KEYS) {
+    const s = SETTINGS[key];
+    lines.push(`  --${s.flag} <value>   (${s.env}, default ${JSON.stringify(s.default)})`, `      ${s.help}`);
+  }
+  lines.push('  -h, --help', '      Show this help.');
+  return lines.join('\n');
+}

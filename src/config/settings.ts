@@ -1,0 +1,59 @@
+// Every setting of the service, in one table: its CLI flag, environment variable, default and meaning.
+// --help, start-up validation and the README's configuration table (checked by a test) all come from here.
+import * as p from './parsers.ts';
+
+export interface Setting<T> {
+  readonly flag: string;
+  readonly env: string;
+  readonly default: string;
+  readonly help: string;
+  readonly parse: p.Parser<T>;
+}
+
+const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string): Setting<T> => ({
+  flag,
+  env: `SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}`,
+  default: def,
+  help,
+  parse,
+});
+
+const DNS_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
+
+export const SETTINGS = {
+  grpcHost: setting('grpc-host', '127.0.0.1', p.string, 'Address the ext_proc gRPC server listens on (0.0.0.0 for all).'),
+  grpcPort: setting('grpc-port', '9002', p.port, 'TCP port of the ext_proc gRPC server; 0 picks a free one (logged).'),
+  grpcTcp: setting('grpc-tcp', 'true', p.boolean, 'Serve gRPC on TCP; false serves only on grpc-socket.'),
+  grpcSocket: setting('grpc-socket', '', p.string, 'Unix domain socket path for the gRPC server, in addition to TCP; empty for none.'),
+  grpcSocketMode: setting('grpc-socket-mode', '0660', p.fileMode, 'File mode of the Unix socket.'),
+  httpHost: setting('http-host', '127.0.0.1', p.string, 'Address of the HTTP server for /metrics, /healthz and /readyz.'),
+  httpPort: setting('http-port', '9003', p.port, 'Port of the HTTP server; 0 picks a free one (logged).'),
+  routeSource: setting('route-source', 'kubernetes', p.oneOf('kubernetes', 'file'), 'Where routes come from: a Kubernetes watch of Sandbox objects, or a file.'),
+  routesFile: setting('routes-file', '', p.string, 'YAML or JSON routes file (route-source=file); reloaded when it changes.'),
+  kubeconfig: setting('kubeconfig', '', p.string, 'Kubeconfig path; empty uses $KUBECONFIG, ~/.kube/config, then the in-cluster service account.'),
+  sandboxKind: setting('sandbox-kind', 'openkruise', p.oneOf('openkruise'), 'Which Sandbox CRD family to watch and wake.'),
+  namespaces: setting('namespaces', '', p.list(DNS_NAME, 'a namespace name'), 'Comma-separated namespaces to watch; empty watches all.'),
+  labelSelector: setting('label-selector', '', p.string, 'Label selector limiting which sandboxes are routed.'),
+  resyncInterval: setting('resync-interval', '5m', p.duration(10_000, 86_400_000), 'Full relist period, catching deletions missed while disconnected.'),
+  watchIdleTimeout: setting('watch-idle-timeout', '3m', p.duration(5_000, 3_600_000), 'Restart a watch that delivered nothing (not even a bookmark) for this long.'),
+  sandboxIdHeader: setting('sandbox-id-header', 'e2b-sandbox-id', p.headerName, 'Request header naming the sandbox.'),
+  sandboxPortHeader: setting('sandbox-port-header', 'e2b-sandbox-port', p.headerName, 'Request header naming the sandbox port.'),
+  defaultPort: setting('default-port', '49983', p.integer(1, 65535), 'Sandbox port when the request names none.'),
+  domains: setting('domains', '', p.list(DNS_NAME, 'a lower-case domain'), 'Comma-separated domains of <port>-<id>.<domain> hosts; empty accepts any.'),
+  unnamedRequests: setting('unnamed-requests', 'reject', p.oneOf('reject', 'pass'), 'A request naming no sandbox: reject with 400, or pass through unchanged.'),
+  metadataNamespace: setting('metadata-namespace', 'envoy.lb.original_dst', p.string, 'Dynamic metadata namespace the ORIGINAL_DST cluster reads.'),
+  metadataKey: setting('metadata-key', 'host', p.string, 'Key within the metadata namespace holding "ip:port".'),
+  stripHeaders: setting('strip-headers', 'x-envoy-original-dst-host', p.list(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, 'a lower-case header name'), 'Headers removed from every forwarded request, so clients cannot steer Envoy.'),
+  wake: setting('wake', 'true', p.boolean, 'Wake paused sandboxes that opted in to wake on traffic.'),
+  wakeTimeout: setting('wake-timeout', '60s', p.duration(1_000, 3_600_000), 'How long a request waits for its sandbox to wake (per-sandbox annotation overrides).'),
+  maxWaitersPerSandbox: setting('max-waiters-per-sandbox', '1000', p.integer(1, 1_000_000), 'Requests that may wait on one sandbox; beyond that 503 at once.'),
+  maxWaiters: setting('max-waiters', '10000', p.integer(1, 10_000_000), 'Requests that may wait on wakes in total; beyond that 503 at once.'),
+  logLevel: setting('log-level', 'info', p.oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'Log level (pino). No line per request at info.'),
+  shutdownGrace: setting('shutdown-grace', '10s', p.duration(0, 600_000), 'On SIGTERM, how long in-flight streams may finish before being cut.'),
+} as const;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+export type Config = {
+  readonly [K in SettingKey]: (typeof SETTINGS)[K] extends Setting<infer T> ? T : never;
+};

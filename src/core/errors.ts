@@ -1,0 +1,30 @@
+// The closed set of answers the service gives in place of the upstream. Every code is documented in the
+// README's status table; test/unit/core/errors.test.ts keeps the two in step. Status codes follow the
+// E2B-compatible gateway: 502 for a sandbox that cannot serve, 503 for one that may serve soon.
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+  /** Seconds a client should wait before retrying; set on answers that may succeed later. */
+  readonly retryAfter?: number;
+}
+
+export const ERRORS = {
+  missing_sandbox: { status: 400, message: 'the request names no sandbox' },
+  invalid_sandbox_id: { status: 400, message: 'the sandbox ID is malformed' },
+  invalid_sandbox_port: { status: 400, message: 'the sandbox port is malformed' },
+  invalid_host: { status: 400, message: 'the host does not have the form <port>-<sandboxID>.<domain>' },
+  unauthorized: { status: 401, message: 'the access token is missing or wrong' },
+  sandbox_not_found: { status: 502, message: 'no sandbox has this ID' },
+  sandbox_not_running: { status: 502, message: 'the sandbox is not running and may not be woken' },
+  sandbox_not_ready: { status: 503, message: 'the sandbox is starting', retryAfter: 1 },
+  sandbox_wake_timeout: { status: 503, message: 'the sandbox did not start within the wake deadline', retryAfter: 2 },
+  sandbox_wake_failed: { status: 503, message: 'the sandbox could not be woken', retryAfter: 2 },
+  wake_capacity_exceeded: { status: 503, message: 'too many requests are waiting for sandboxes to wake', retryAfter: 1 },
+  routes_not_ready: { status: 503, message: 'the route table is not loaded yet', retryAfter: 1 },
+  internal_error: { status: 500, message: 'the request could not be processed' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];

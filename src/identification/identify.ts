@@ -1,0 +1,98 @@
+// Which sandbox a request names: the E2B conventions, headers first, then the host
+// `<port>-<sandboxID>.<domain>`. Pure and allocation-light: it runs once per request.
+import type { ErrorCode } from '../core/errors.ts';
+
+export interface IdentifyOptions {
+  /** Lower-case domains accepted in the host form; empty accepts any domain. */
+  readonly domains: readonly string[];
+  readonly defaultPort: number;
+}
+
+/** The few request facts identification reads, already taken from the header list. */
+export interface IdentityFacts {
+  readonly authority: string | undefined;
+  readonly sandboxId: string | undefined;
+  readonly sandboxPort: string | undefined;
+}
+
+export type Identification =
+  | { readonly kind: 'named'; readonly sandboxId: string; readonly port: number }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'malformed'; readonly code: ErrorCode; readonly reason: string; readonly sandboxId?: string };
+
+// A sandbox ID is a label value (`agents.kruise.io/sandbox-id`) or `<namespace>--<name>`: letters, digits,
+// '-', '_', '.', starting and ending alphanumeric, at most 63 + 2 + 253 characters. Slashes, spaces and
+// path segments never pass, so an ID can never smuggle a path or a second host.
+const ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,316}[A-Za-z0-9])?$/;
+const PORT_PATTERN = /^[0-9]{1,5}$/;
+const HOST_LABEL_PATTERN = /^([0-9]+)-(.+)$/;
+const NONE: Identification = { kind: 'none' };
+
+export function isValidSandboxId(id: string): boolean {
+  return ID_PATTERN.test(id) && !id.includes('..');
+}
+
+/** Parses a port; undefined when it is not a decimal in 1..65535. */
+export function parsePort(text: string): number | undefined {
+  if (!PORT_PATTERN.test(text)) return undefined;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+export function identify(facts: IdentityFacts, options: IdentifyOptions): Identification {
+  if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
+  if (facts.authority !== undefined) return fromHost(facts.authority, options);
+  return NONE;
+}
+
+function fromHeaders(id: string, portText: string | undefined, options: IdentifyOptions): Identification {
+  if (!isValidSandboxId(id)) {
+    return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `sandbox ID ${describe(id)} is not a valid ID` };
+  }
+  if (portText === undefined || portText === '') return { kind: 'named', sandboxId: id, port: options.defaultPort };
+  const port = parsePort(portText);
+  if (port === undefined) {
+    return {
+      kind: 'malformed',
+      code: 'invalid_sandbox_port',
+      reason: `sandbox port ${describe(portText)} is not a number from 1 to 65535`,
+      sandboxId: id,
+    };
+  }
+  return { kind: 'named', sandboxId: id, port };
+}
+
+function fromHost(authority: string, options: IdentifyOptions): Identification {
+  const host = stripPort(authority).toLowerCase();
+  const dot = host.indexOf('.');
+  if (dot <= 0) return NONE;
+  const domain = host.slice(dot + 1);
+  if (options.domains.length > 0 && !options.domains.includes(domain)) return NONE;
+  const match = HOST_LABEL_PATTERN.exec(host.slice(0, dot));
+  if (match === null) {
+    // Under a configured sandbox domain every host must name a sandbox; elsewhere it simply does not.
+    if (options.domains.length === 0) return NONE;
+    return { kind: 'malformed', code: 'invalid_host', reason: `host ${describe(host)} is not <port>-<sandboxID>.${domain}` };
+  }
+  const [, portText, id] = match as unknown as [string, string, string];
+  const port = parsePort(portText);
+  if (port === undefined) {
+    return { kind: 'malformed', code: 'invalid_sandbox_port', reason: `host port ${describe(portText)} is not a number from 1 to 65535` };
+  }
+  if (!isValidSandboxId(id)) {
+    return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `host sandbox ID ${describe(id)} is not a valid ID` };
+  }
+  return { kind: 'named', sandboxId: id, port };
+}
+
+/** Drops a trailing `:port` (and IPv6 brackets never name a sandbox, so they fall through as none). */
+function stripPort(authority: string): string {
+  const colon = authority.lastIndexOf(':');
+  return colon === -1 || authority.includes(']') ? authority : authority.slice(0, colon);
+}
+
+/** Quotes a client value for an error message, bounded so a huge header cannot bloat the answer. */
+export function describe(value: string): string {
+  const shown = value.length > 64 ? `${value.slice(0, 64)}...` : value;
+  return JSON.stringify(shown);
+}

@@ -1,0 +1,80 @@
+// Prometheus metrics. Label values come from closed sets (decision outcomes, route states, error codes),
+// never from request data, so cardinality stays fixed.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RouteState } from '../routes/route.ts';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'outcome'>;
+  readonly decisionSeconds: Histogram;
+  readonly streamsActive: Gauge;
+  readonly watchRestarts: Counter<'reason'>;
+  readonly watchEvents: Counter<'type'>;
+  readonly wakes: Counter<'outcome'>;
+  readonly wakePatchSeconds: Histogram;
+  readonly wakeWaitSeconds: Histogram;
+  readonly waiters: Gauge;
+}
+
+export function createMetrics(routeCounts: () => Record<RouteState, number>): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
+  const registers = [registry];
+  new Gauge({
+    name: 'sandbox_extproc_routes',
+    help: 'Routes in the table, by state.',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      for (const [state, count] of Object.entries(routeCounts())) this.set({ state }, count);
+    },
+  });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'sandbox_extproc_requests_total',
+      help: 'Requests decided, by outcome: forward, pass, wake, or the error code answered.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    decisionSeconds: new Histogram({
+      name: 'sandbox_extproc_decision_duration_seconds',
+      help: 'Time from request headers received to answer ready, excluding wake waits.',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      registers,
+    }),
+    streamsActive: new Gauge({ name: 'sandbox_extproc_streams_active', help: 'ext_proc streams open now.', registers }),
+    watchRestarts: new Counter({
+      name: 'sandbox_extproc_watch_restarts_total',
+      help: 'Kubernetes watch restarts, by reason: expired (410), error, idle, closed.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    watchEvents: new Counter({
+      name: 'sandbox_extproc_watch_events_total',
+      help: 'Kubernetes watch events received, by type.',
+      labelNames: ['type'],
+      registers,
+    }),
+    wakes: new Counter({
+      name: 'sandbox_extproc_wakes_total',
+      help: 'Wakes, by outcome: woken, timeout, failed.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    wakePatchSeconds: new Histogram({
+      name: 'sandbox_extproc_wake_patch_duration_seconds',
+      help: 'Time to send the resume patch, retries included.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    wakeWaitSeconds: new Histogram({
+      name: 'sandbox_extproc_wake_wait_duration_seconds',
+      help: 'Time from the resume patch to the watch showing the sandbox running.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    }),
+    waiters: new Gauge({ name: 'sandbox_extproc_wake_waiters', help: 'Requests waiting for a sandbox to wake.', registers }),
+  };
+}
+

@@ -1,0 +1,123 @@
+// Every wire answer the service sends, built in one place. Answers that depend only on a route and a
+// port are encoded once and cached against the (immutable) Route object, so a request to a running
+// sandbox costs one Map lookup and no encoding.
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import type { Route } from '../routes/route.ts';
+import type { HeaderMutation, ProcessingResponse, RequestKind, StructValue } from './messages.ts';
+import { encodeResponse } from './proto.ts';
+
+export interface AnswerOptions {
+  /** Dynamic metadata namespace and key the ORIGINAL_DST cluster reads ("envoy.lb.original_dst", "host"). */
+  readonly metadataNamespace: string;
+  readonly metadataKey: string;
+  /** Headers a client might use to steer Envoy; removed from every request that continues. */
+  readonly strippedHeaders: readonly string[];
+}
+
+/** Namespace of the metadata the access log can show (sandbox ID, decision). */
+export const LOG_METADATA_NAMESPACE = 'sandbox-extproc';
+/**
+ * Metadata key holding a wake's duration in ms. Envoy turns it into the response header
+ * x-sandbox-wake-ms (response_headers_to_add in envoy/envoy.yaml), since a headers-only processor
+ * never sees the response.
+ */
+export const WAKE_MS_KEY = 'wake_ms';
+
+const str = (value: string) => ({ stringValue: value });
+
+export interface ErrorAnswer {
+  readonly code: ErrorCode;
+  readonly sandboxId?: string | undefined;
+  readonly reason?: string | undefined;
+}
+
+export class Answers {
+  readonly #options: AnswerOptions;
+  readonly #forward = new WeakMap<Route, Map<number, Buffer>>();
+  readonly #strip: HeaderMutation;
+  readonly pass: Buffer;
+  readonly #continueFor: Record<RequestKind, Buffer>;
+
+  constructor(options: AnswerOptions) {
+    this.#options = options;
+    this.#strip = { remove_headers: [...options.strippedHeaders] };
+    this.pass = encodeResponse({ request_headers: { response: { header_mutation: this.#strip } } });
+    const empty = { response: {} };
+    this.#continueFor = {
+      request_headers: this.pass,
+      response_headers: encodeResponse({ response_headers: empty }),
+      request_body: encodeResponse({ request_body: empty }),
+      response_body: encodeResponse({ response_body: empty }),
+      request_trailers: encodeResponse({ request_trailers: {} }),
+      response_trailers: encodeResponse({ response_trailers: {} }),
+    };
+  }
+
+  /** Continue to the sandbox: the upstream goes in dynamic metadata, never in a header a client could forge. */
+  forward(route: Route, port: number): Buffer {
+    let byPort = this.#forward.get(route);
+    if (byPort === undefined) {
+      byPort = new Map();
+      this.#forward.set(route, byPort);
+    }
+    let answer = byPort.get(port);
+    if (answer === undefined) {
+      answer = encodeResponse(this.#forwardMessage(route, port, undefined));
+      byPort.set(port, answer);
+    }
+    return answer;
+  }
+
+  /** Continue to a sandbox that was just woken, telling the client how long the wake took. */
+  forwardAfterWake(route: Route, port: number, wakeMs: number): Buffer {
+    return encodeResponse(this.#forwardMessage(route, port, wakeMs));
+  }
+
+  /** The harmless reply to a message the processor did not ask for. */
+  continueFor(kind: RequestKind): Buffer {
+    return this.#continueFor[kind];
+  }
+
+  /** Extends Envoy's per-message timer while a wake holds the request (sent alone, before the answer). */
+  overrideTimeout(ms: number): Buffer {
+    return encodeResponse({ override_message_timeout: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } });
+  }
+
+  /** Answer in place of the upstream: E2B-compatible status, a JSON body, and details for the access log. */
+  error(answer: ErrorAnswer): Buffer {
+    const spec = ERRORS[answer.code];
+    const body = JSON.stringify({
+      error: answer.code,
+      message: answer.reason ?? spec.message,
+      ...(answer.sandboxId === undefined ? {} : { sandboxId: answer.sandboxId }),
+    });
+    const headers = [{ header: { key: 'content-type', raw_value: Buffer.from('application/json') } }];
+    if ('retryAfter' in spec) headers.push({ header: { key: 'retry-after', raw_value: Buffer.from(String(spec.retryAfter)) } });
+    const response: ProcessingResponse = {
+      immediate_response: {
+        status: { code: spec.status },
+        headers: { set_headers: headers },
+        body: Buffer.from(body),
+        // Envoy's response code details may not contain spaces.
+        details: `sandbox_extproc_${answer.code}`,
+      },
+      dynamic_metadata: this.#logMetadata(answer.code, answer.sandboxId),
+    };
+    return encodeResponse(response);
+  }
+
+  #forwardMessage(route: Route, port: number, wakeMs: number | undefined): ProcessingResponse {
+    const { metadataNamespace, metadataKey } = this.#options;
+    const upstream = `${route.podIP.includes(':') ? `[${route.podIP}]` : route.podIP}:${port}`;
+    const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs);
+    metadata.fields[metadataNamespace] = { structValue: { fields: { [metadataKey]: str(upstream) } } };
+    return { request_headers: { response: { header_mutation: this.#strip } }, dynamic_metadata: metadata };
+  }
+
+  #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number): StructValue {
+    const fields: StructValue['fields'] = { decision: str(decision) };
+    if (sandboxId !== undefined) fields['sandbox_id'] = str(sandboxId);
+    if (wakeMs !== undefined) fields[WAKE_MS_KEY] = str(String(Math.round(wakeMs)));
+    return { fields: { [LOG_METADATA_NAMESPACE]: { structValue: { fields } } } };
+  }
+}

@@ -1,0 +1,33 @@
+// Loads the ext_proc subset in proto/ and exposes the service definition and message codecs.
+// Responses may be handed to grpc-js already encoded (a Buffer): answers prepared once per route are
+// then written without re-encoding on every request.
+import { fileURLToPath } from 'node:url';
+import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import type { ProcessingRequest, ProcessingResponse } from './messages.ts';
+
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url).href.replace('/dist/proto/', '/proto/'));
+const SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+export const LOADER_OPTIONS = { keepCase: true, longs: String, enums: String, bytes: Buffer, defaults: false, oneofs: true } as const;
+
+function load(): MethodDefinition<ProcessingRequest, ProcessingResponse> {
+  const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
+  const service = definition[SERVICE] as unknown as Record<string, MethodDefinition<ProcessingRequest, ProcessingResponse>>;
+  return service['Process'] as MethodDefinition<ProcessingRequest, ProcessingResponse>;
+}
+
+const process = load();
+
+export const encodeResponse = (response: ProcessingResponse): Buffer => process.responseSerialize(response);
+export const decodeResponse = (bytes: Buffer): ProcessingResponse => process.responseDeserialize(bytes);
+export const encodeRequest = (request: ProcessingRequest): Buffer => process.requestSerialize(request);
+export const decodeRequest = (bytes: Buffer): ProcessingRequest => process.requestDeserialize(bytes);
+
+/** The service definition, with a serializer that passes pre-encoded answers through untouched. */
+export const externalProcessorService: ServiceDefinition = {
+  Process: {
+    ...process,
+    responseSerialize: (value: ProcessingResponse | Buffer) => (Buffer.isBuffer(value) ? value : encodeResponse(value)),
+  },
+} as unknown as ServiceDefinition;

@@ -1,0 +1,224 @@
+// Fills the registry from a Kubernetes list + watch of one Sandbox kind, per watched namespace (or the
+// whole cluster). The watch is not trusted to run forever:
+// - 410 Gone (the resourceVersion was compacted away) -> relist, keeping current routes meanwhile;
+// - any other error or a closed stream -> re-watch from the last resourceVersion seen, with backoff;
+// - no event (bookmarks included) for watchIdleTimeout -> the watch is aborted and restarted;
+// - every resyncInterval a full relist catches deletions missed while disconnected.
+import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { SandboxKind } from '../sandbox-kinds/kind.ts';
+import { Backoff, delay } from './backoff.ts';
+import type { RouteRegistry } from './registry.ts';
+import type { Route } from './route.ts';
+
+export interface KubernetesSourceOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly kind: SandboxKind;
+  /** Namespaces to watch; empty watches the whole cluster. */
+  readonly namespaces: readonly string[];
+  readonly labelSelector: string;
+  readonly resyncIntervalMs: number;
+  readonly watchIdleTimeoutMs: number;
+  readonly registry: RouteRegistry;
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, 'watchRestarts' | 'watchEvents'>;
+  /** Called once, when every scope has completed its first list. */
+  readonly onSynced?: () => void;
+}
+
+const PAGE_SIZE = 1000;
+
+type WatchEnd = 'expired' | 'resync' | 'closed' | 'idle' | 'error' | 'stopped';
+
+/** Starts one list-watch loop per scope; the registry turns ready once every scope has listed. */
+export class KubernetesRouteSource {
+  readonly #options: KubernetesSourceOptions;
+  readonly #abort = new AbortController();
+  readonly #loops: Promise<void>[] = [];
+  #unsynced: number;
+
+  constructor(options: KubernetesSourceOptions) {
+    this.#options = options;
+    this.#unsynced = Math.max(options.namespaces.length, 1);
+  }
+
+  start(): void {
+    const scopes = this.#options.namespaces.length === 0 ? [undefined] : this.#options.namespaces;
+    for (const namespace of scopes) this.#loops.push(new ScopeLoop(this.#options, namespace, this.#abort.signal, () => this.#synced()).run());
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await Promise.allSettled(this.#loops);
+  }
+
+  #synced(): void {
+    this.#unsynced -= 1;
+    if (this.#unsynced === 0) {
+      this.#options.registry.markReady();
+      this.#options.onSynced?.();
+      this.#options.logger.info({ routes: this.#options.registry.size }, 'routes synced from Kubernetes');
+    }
+  }
+}
+
+class ScopeLoop {
+  readonly #o: KubernetesSourceOptions;
+  readonly #namespace: string | undefined;
+  readonly #signal: AbortSignal;
+  readonly #onFirstSync: () => void;
+  readonly #api: CustomObjectsApi;
+  readonly #log: Logger;
+  readonly #backoff = new Backoff(200, 10_000);
+  #synced = false;
+  #resourceVersion = '';
+
+  constructor(options: KubernetesSourceOptions, namespace: string | undefined, signal: AbortSignal, onFirstSync: () => void) {
+    this.#o = options;
+    this.#namespace = namespace;
+    this.#signal = signal;
+    this.#onFirstSync = onFirstSync;
+    this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#log = options.logger.child({ component: 'kubernetes-source', namespace: namespace ?? '*' });
+  }
+
+  async run(): Promise<void> {
+    while (!this.#signal.aborted) {
+      try {
+        await this.#list();
+      } catch (error) {
+        if (this.#signal.aborted) return;
+        this.#o.metrics.watchRestarts.inc({ reason: 'error' });
+        this.#log.warn({ err: describeError(error) }, 'listing sandboxes failed; routes kept, retrying');
+        await delay(this.#backoff.next(), this.#signal);
+        continue;
+      }
+      await this.#watchUntilRelist();
+    }
+  }
+
+  async #list(): Promise<void> {
+    const { group, version, plural } = this.#o.kind;
+    const routes: Route[] = [];
+    let token: string | undefined;
+    let resourceVersion = '';
+    do {
+      const base = { group, version, plural, limit: PAGE_SIZE, ...(token ? { _continue: token } : {}), ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}) };
+      const page = (await (this.#namespace === undefined
+        ? this.#api.listClusterCustomObject(base)
+        : this.#api.listNamespacedCustomObject({ ...base, namespace: this.#namespace }))) as { items?: unknown[]; metadata?: { continue?: string; resourceVersion?: string } };
+      for (const item of page.items ?? []) {
+        const route = this.#o.kind.toRoute(item);
+        if (route !== undefined) routes.push(route);
+      }
+      token = page.metadata?.continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+    } while (token !== undefined && !this.#signal.aborted);
+    this.#o.registry.resync(this.#namespace, routes);
+    this.#resourceVersion = resourceVersion;
+    this.#log.debug({ routes: routes.length, resourceVersion }, 'listed sandboxes');
+    if (!this.#synced) {
+      this.#synced = true;
+      this.#onFirstSync();
+    }
+  }
+
+  /** Watches from the listed resourceVersion, re-watching after breaks, until a relist is due. */
+  async #watchUntilRelist(): Promise<void> {
+    const relistAt = Date.now() + this.#o.resyncIntervalMs;
+    while (!this.#signal.aborted) {
+      const end = await this.#watchOnce(relistAt);
+      if (end === 'stopped') return;
+      if (end === 'resync') return;
+      this.#o.metrics.watchRestarts.inc({ reason: end });
+      if (end === 'expired') {
+        this.#log.info('watch expired (410); relisting');
+        return;
+      }
+      if (end === 'error') {
+        this.#log.warn('watch failed; routes kept, re-watching');
+        await delay(this.#backoff.next(), this.#signal);
+      }
+      if (Date.now() >= relistAt) return;
+    }
+  }
+
+  #watchOnce(relistAt: number): Promise<WatchEnd> {
+    const { group, version, plural } = this.#o.kind;
+    const path = this.#namespace === undefined ? `/apis/${group}/${version}/${plural}` : `/apis/${group}/${version}/namespaces/${this.#namespace}/${plural}`;
+    const watch = new Watch(this.#o.kubeConfig);
+    // The client aborts a watch that sends nothing for this long: with bookmarks asked for, that is
+    // the "silent watch" watchdog.
+    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.#o.watchIdleTimeoutMs;
+    const query = {
+      allowWatchBookmarks: true,
+      resourceVersion: this.#resourceVersion,
+      // The server ends the watch when the relist is due.
+      timeoutSeconds: Math.max(1, Math.ceil((relistAt - Date.now()) / 1000)),
+      ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}),
+    };
+    return new Promise<WatchEnd>((resolve) => {
+      let end: WatchEnd | undefined;
+      let controller: AbortController | undefined;
+      const finish = (reason: WatchEnd) => {
+        end ??= reason;
+        controller?.abort();
+      };
+      const onAbort = () => finish('stopped');
+      this.#signal.addEventListener('abort', onAbort, { once: true });
+      const onEvent = (type: string, object: unknown) => {
+        if (end !== undefined) return;
+        this.#o.metrics.watchEvents.inc({ type });
+        this.#backoff.reset();
+        const handled = this.#apply(type, object);
+        if (handled !== undefined) finish(handled);
+      };
+      const onDone = (error: unknown) => {
+        this.#signal.removeEventListener('abort', onAbort);
+        if (end === undefined) {
+          if (error === null || error === undefined) end = Date.now() >= relistAt - 1000 ? 'resync' : 'closed';
+          else end = (error as { name?: string }).name === 'TimeoutError' ? 'idle' : 'error';
+          if (end === 'error') this.#log.debug({ err: describeError(error) }, 'watch ended with an error');
+        }
+        resolve(end);
+      };
+      watch.watch(path, query, onEvent, onDone).then(
+        (c) => {
+          controller = c;
+          if (end !== undefined) c.abort();
+        },
+        (error: unknown) => onDone(error),
+      );
+    });
+  }
+
+  /** Applies one watch event; returns why the watch must end, if it must. */
+  #apply(type: string, object: unknown): WatchEnd | undefined {
+    const meta = (object as { metadata?: { resourceVersion?: string } } | undefined)?.metadata;
+    if (type === 'ERROR') {
+      const code = (object as { code?: number } | undefined)?.code;
+      return code === 410 ? 'expired' : 'error';
+    }
+    if (type === 'BOOKMARK') {
+      if (meta?.resourceVersion) this.#resourceVersion = meta.resourceVersion;
+      return undefined;
+    }
+    const route = this.#o.kind.toRoute(object);
+    if (route === undefined) return undefined;
+    if (type === 'DELETED') this.#o.registry.remove(route.id, route.uid);
+    else if (type === 'ADDED' || type === 'MODIFIED') this.#o.registry.upsert(route);
+    // Advance only after the event was applied, so a restart never skips one.
+    if (route.resourceVersion) this.#resourceVersion = route.resourceVersion;
+    return undefined;
+  }
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown; statusCode?: unknown }).code ?? (error as { statusCode?: unknown }).statusCode;
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    return [code === undefined ? undefined : `HTTP ${String(code)}`, error.message, cause?.code ?? cause?.message].filter(Boolean).join(': ');
+  }
+  return String(error);
+}

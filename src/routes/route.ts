@@ -1,0 +1,42 @@
+// What the service keeps of a sandbox: only the facts routing and waking need, never the whole object.
+// Routes are immutable; an update replaces the object, so answers prepared for one (see
+// protocol/answers.ts) can be cached against its identity.
+
+/** Routing state, derived from the sandbox object by its kind's rules (see sandbox-kinds/). */
+export type RouteState = 'running' | 'paused' | 'creating' | 'available' | 'dead';
+
+export const ROUTE_STATES: readonly RouteState[] = ['running', 'paused', 'creating', 'available', 'dead'];
+
+export interface WakePolicy {
+  /** After a wake, ask the controller to pause again this many seconds later (0: leave pauseTime alone). */
+  readonly pauseAfterSeconds: number;
+  /** Per-sandbox wake deadline in seconds, overriding the global one (0: use the global). */
+  readonly timeoutSeconds: number;
+}
+
+export interface Route {
+  readonly id: string;
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly resourceVersion: string;
+  readonly state: RouteState;
+  /** Pod IP, '' when the sandbox has none. */
+  readonly podIP: string;
+  /** spec.paused as last seen: false while paused means a resume is already under way. */
+  readonly pauseRequested: boolean;
+  /** The controller is still pausing; a resume now would be refused. */
+  readonly pausing: boolean;
+  /** Epoch ms after which the sandbox is dead (spec.shutdownTime), or undefined. */
+  readonly shutdownAt: number | undefined;
+  /** Being deleted. */
+  readonly deleting: boolean;
+  /** Present when the sandbox opted in to wake on traffic. */
+  readonly wake: WakePolicy | undefined;
+  /** SHA-256 of the sandbox's access token, when it has one: the token itself is never kept. */
+  readonly accessTokenDigest: Buffer | undefined;
+}
+
+export function isResumable(route: Route, now: number): boolean {
+  return !route.deleting && (route.shutdownAt === undefined || now < route.shutdownAt);
+}

@@ -1,0 +1,71 @@
+// The gRPC server: ext_proc and grpc.health.v1 on TCP and/or a Unix domain socket.
+import { chmod, rm } from 'node:fs/promises';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { externalProcessorService } from '../protocol/proto.ts';
+import type { ProcessingRequest } from '../protocol/messages.ts';
+import { handleProcessStream, type StreamDeps } from './process-stream.ts';
+
+export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+export interface GrpcListenOptions {
+  readonly tcp: boolean;
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly socket: string;
+  readonly socketMode: number;
+}
+
+export class GrpcServer {
+  readonly #server: Server;
+  readonly #health = new HealthImplementation({ '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });
+  /** The TCP port bound, once listening on TCP. */
+  tcpPort: number | undefined;
+
+  constructor(deps: StreamDeps) {
+    // Envoy keeps one long-lived HTTP/2 connection: let it carry many concurrent streams.
+    this.#server = new Server({ 'grpc.max_concurrent_streams': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+    this.#server.addService(externalProcessorService, {
+      Process: (call: ServerDuplexStream<ProcessingRequest, Buffer>) => handleProcessStream(call, deps),
+    });
+    this.#health.addToServer(this.#server);
+  }
+
+  async listen(options: GrpcListenOptions): Promise<void> {
+    const credentials = ServerCredentials.createInsecure();
+    if (options.tcp) this.tcpPort = await this.#bind(`${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, credentials);
+    if (options.socket !== '') {
+      await rm(options.socket, { force: true });
+      await this.#bind(`unix://${options.socket}`, credentials);
+      await chmod(options.socket, options.socketMode);
+    }
+  }
+
+  setServing(serving: boolean): void {
+    const state = serving ? 'SERVING' : 'NOT_SERVING';
+    this.#health.setStatus('', state);
+    this.#health.setStatus(EXT_PROC_SERVICE, state);
+  }
+
+  /** Stops taking new streams and lets open ones finish, for at most graceMs; then cuts the rest. */
+  shutdown(graceMs: number): Promise<void> {
+    this.setServing(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.#server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  #bind(address: string, credentials: ServerCredentials): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#server.bindAsync(address, credentials, (error, port) => (error ? reject(new Error(`cannot listen on ${address}: ${error.message}`)) : resolve(port)));
+    });
+  }
+}

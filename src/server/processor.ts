@@ -1,0 +1,87 @@
+// Turns one request's header list into its answer: read facts -> identify -> decide -> prepared answer.
+// The only place that joins the pure core to metrics and the wake coordinator.
+import { performance } from 'node:perf_hooks';
+import { decide, type DecideOptions } from '../core/decide.ts';
+import { identify, type IdentifyOptions } from '../identification/identify.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Answers } from '../protocol/answers.ts';
+import { readFacts, type FactNames, type RequestFacts } from '../protocol/facts.ts';
+import type { HeaderValue } from '../protocol/messages.ts';
+import type { RouteLookup } from '../routes/registry.ts';
+import type { Route } from '../routes/route.ts';
+
+/** An answer that is not ready yet: Envoy's timer is extended by overrideMs, then the answer follows. */
+export interface PendingAnswer {
+  readonly overrideMs: number;
+  readonly answer: Promise<Buffer>;
+}
+
+export type ProcessResult = Buffer | PendingAnswer;
+
+/** Holds a request until its sandbox runs; implemented by wake/coordinator.ts. */
+export interface Waker {
+  hold(route: Route, port: number, facts: RequestFacts, signal: AbortSignal): PendingAnswer;
+}
+
+export interface ProcessorOptions {
+  readonly names: FactNames;
+  readonly identify: IdentifyOptions;
+  readonly decide: DecideOptions;
+}
+
+export class RequestProcessor {
+  readonly #routes: RouteLookup;
+  readonly #answers: Answers;
+  readonly #options: ProcessorOptions;
+  readonly #metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
+  readonly #log: Logger;
+  readonly #waker: Waker | undefined;
+
+  constructor(deps: { routes: RouteLookup; answers: Answers; options: ProcessorOptions; metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>; logger: Logger; waker?: Waker }) {
+    this.#routes = deps.routes;
+    this.#answers = deps.answers;
+    this.#options = deps.options;
+    this.#metrics = deps.metrics;
+    this.#log = deps.logger;
+    this.#waker = deps.waker;
+  }
+
+  process(headers: readonly HeaderValue[] | undefined, signal: AbortSignal): ProcessResult {
+    const started = performance.now();
+    const facts = readFacts(headers, this.#options.names);
+    const identity = identify(facts, this.#options.identify);
+    const decision = decide(identity, this.#routes, { now: Date.now(), accessToken: facts.accessToken }, this.#options.decide);
+    let result: ProcessResult;
+    let outcome: string;
+    switch (decision.kind) {
+      case 'forward':
+        result = this.#answers.forward(decision.route, decision.port);
+        outcome = 'forward';
+        break;
+      case 'pass':
+        result = this.#answers.pass;
+        outcome = 'pass';
+        break;
+      case 'wake':
+        if (this.#waker === undefined) {
+          result = this.#answers.error({ code: 'sandbox_not_running', sandboxId: decision.route.id });
+          outcome = 'sandbox_not_running';
+        } else {
+          result = this.#waker.hold(decision.route, decision.port, facts, signal);
+          outcome = 'wake';
+        }
+        break;
+      case 'reject':
+        result = this.#answers.error(decision);
+        outcome = decision.code;
+        break;
+    }
+    this.#metrics.requests.inc({ outcome });
+    this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (this.#log.isLevelEnabled('debug')) {
+      this.#log.debug({ requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome }, 'request decided');
+    }
+    return result;
+  }
+}

@@ -1,0 +1,19 @@
+// Runs sandbox-extproc in-process for tests, through the same main() the command uses, on free ports.
+import { App, type Listening } from '../../src/app.ts';
+import { main } from '../../src/main.ts';
+
+export interface RunningService {
+  readonly app: App;
+  readonly listening: Listening;
+  stop(): Promise<void>;
+}
+
+export async function startService(args: readonly string[], env: Record<string, string> = {}): Promise<RunningService> {
+  const errors: string[] = [];
+  const result = await main(['--grpc-port', '0', '--http-port', '0', '--log-level', 'warn', ...args], env, {
+    stdout: () => undefined,
+    stderr: (text) => errors.push(text),
+  });
+  if (typeof result === 'number') throw new Error(`sandbox-extproc did not start (exit ${result}): ${errors.join('')}`);
+  return { app: result, listening: result.listening as Listening, stop: () => result.stop() };
+}

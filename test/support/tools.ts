@@ -1,0 +1,25 @@
+// Paths of the real tools the project provisions (scripts/provision.sh). A missing tool is an error,
+// never a reason to skip: integration tests fail when the real parts are not there.
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+let provisioned: Record<string, string> | undefined;
+
+function provisionedPaths(): Record<string, string> {
+  if (provisioned !== undefined) return provisioned;
+  const text = execFileSync('bash', [`${REPO_ROOT}scripts/provision.sh`, 'env'], { encoding: 'utf8' });
+  provisioned = {};
+  for (const match of text.matchAll(/^export (SANDBOX_EXTPROC_[A-Z_]+)="([^"]*)"$/gm)) provisioned[match[1] as string] = match[2] as string;
+  return provisioned;
+}
+
+export function toolPath(variable: 'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM'): string {
+  const path = process.env[variable] ?? provisionedPaths()[variable];
+  if (path === undefined || !existsSync(path)) {
+    throw new Error(`${variable}: the real tool is missing (${path ?? 'no path'}); run scripts/provision.sh all`);
+  }
+  return path;
+}

@@ -1,0 +1,42 @@
+// Stand-in sandboxes: local HTTP servers that answer with their own identity and the headers they
+// received, and echo websocket messages. Each listens on a free loopback port.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+
+export interface Upstream {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  /** Requests received, newest last. */
+  readonly received: { path: string; headers: IncomingHttpHeaders }[];
+  close(): Promise<void>;
+}
+
+export async function startUpstream(name: string, host = '127.0.0.1', port = 0): Promise<Upstream> {
+  const received: Upstream['received'] = [];
+  const server: Server = createServer((req, res) => {
+    received.push({ path: req.url ?? '', headers: req.headers });
+    res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': name });
+    res.end(JSON.stringify({ upstream: name, path: req.url, headers: req.headers }));
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (socket) => socket.on('message', (data) => socket.send(`${name}:${data.toString()}`)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    name,
+    host,
+    port: (server.address() as AddressInfo).port,
+    received,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const client of wss.clients) client.terminate();
+        wss.close();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
