@@ -1,0 +1,240 @@
+// A real Kubernetes control plane on loopback: etcd (data on tmpfs) and kube-apiserver, built by
+// scripts/provision.sh. Waits follow the processes' own log lines and Kubernetes watches, each with a
+// deadline. The Sandbox CRD is installed; kubeconfigs are written for an admin and for the service's
+// own ServiceAccount, whose rights come from charts/sandbox-extproc/files/rbac-rules.yaml.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ApiextensionsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  Watch,
+  type V1CustomResourceDefinition,
+  type V1PolicyRule,
+} from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { makeCerts, type CertPaths } from './certs.ts';
+import { freePort } from './ports.ts';
+import { TestProcess } from './process.ts';
+import { REPO_ROOT, toolPath } from './tools.ts';
+
+export const RBAC_RULES_FILE = `${REPO_ROOT}charts/sandbox-extproc/files/rbac-rules.yaml`;
+const CRD_FILE = `${REPO_ROOT}test/fixtures/sandbox-crd.yaml`;
+const AUDIT_POLICY = `${REPO_ROOT}test/fixtures/audit-policy.yaml`;
+
+export interface AuditEvent {
+  verb: string;
+  user: { username: string };
+  objectRef?: { resource?: string; namespace?: string; name?: string; subresource?: string };
+  responseStatus?: { code?: number };
+}
+
+export class ControlPlane {
+  readonly dir: string;
+  readonly certs: CertPaths;
+  readonly url: string;
+  readonly adminKubeconfig: string;
+  readonly admin: KubeConfig;
+  etcd: TestProcess;
+  apiserver: TestProcess;
+  readonly #apiserverArgs: string[];
+
+  private constructor(dir: string, certs: CertPaths, url: string, etcd: TestProcess, apiserver: TestProcess, apiserverArgs: string[]) {
+    this.dir = dir;
+    this.certs = certs;
+    this.url = url;
+    this.etcd = etcd;
+    this.apiserver = apiserver;
+    this.#apiserverArgs = apiserverArgs;
+    this.adminKubeconfig = join(dir, 'admin.kubeconfig');
+    writeFileSync(this.adminKubeconfig, kubeconfigYaml(url, certs.caCert, { cert: certs.adminCert, key: certs.adminKey }));
+    this.admin = new KubeConfig();
+    this.admin.loadFromFile(this.adminKubeconfig);
+  }
+
+  static async start(): Promise<ControlPlane> {
+    const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+    const dir = mkdtempSync(join(base, 'sbx-cp-'));
+    const certs = makeCerts(dir);
+    const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
+      '--data-dir', join(dir, 'etcd'),
+      '--listen-client-urls', `http://127.0.0.1:${etcdClient}`,
+      '--advertise-client-urls', `http://127.0.0.1:${etcdClient}`,
+      '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
+    ]);
+    await etcd.waitForLine(/serving client traffic insecurely|ready to serve client requests/, 30_000);
+    const args = [
+      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${certs.serverCert}`,
+      `--tls-private-key-file=${certs.serverKey}`,
+      `--client-ca-file=${certs.caCert}`,
+      `--secure-port=${apiPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--authorization-mode=RBAC',
+      '--disable-admission-plugins=ServiceAccount',
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${certs.saPub}`,
+      `--service-account-signing-key-file=${certs.saKey}`,
+      '--enable-priority-and-fairness=false',
+      `--audit-policy-file=${AUDIT_POLICY}`,
+      '--audit-log-path=-',
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+    ];
+    const apiserver = ControlPlane.#spawnApiserver(args);
+    await ControlPlane.#serving(apiserver);
+    const plane = new ControlPlane(dir, certs, `https://127.0.0.1:${apiPort}`, etcd, apiserver, args);
+    await plane.#installCrd();
+    return plane;
+  }
+
+  static #spawnApiserver(args: string[]): TestProcess {
+    return new TestProcess('kube-apiserver', toolPath('SANDBOX_EXTPROC_KUBE_APISERVER'), args);
+  }
+
+  /** Stops kube-apiserver (etcd keeps the data); resolves once it has exited. */
+  async stopApiserver(): Promise<void> {
+    await this.apiserver.stop(10_000);
+  }
+
+  /** Starts kube-apiserver again on the same port and data. */
+  async startApiserver(): Promise<void> {
+    this.apiserver = ControlPlane.#spawnApiserver(this.#apiserverArgs);
+    await ControlPlane.#serving(this.apiserver);
+  }
+
+  /**
+   * Until the CRD informer has synced, the API server answers custom resource paths with 503 ("made
+   * before all known HTTP paths have been installed"): wait for its own line saying it has.
+   */
+  static async #serving(apiserver: TestProcess): Promise<void> {
+    await apiserver.waitForLine(/Serving securely on/, 60_000);
+    await apiserver.waitForLine(/initial CRD sync complete/, 30_000);
+  }
+
+  /** Audit events the API server wrote for sandboxes, so far. */
+  auditEvents(filter: (event: AuditEvent) => boolean = () => true): AuditEvent[] {
+    return this.apiserver.lines
+      .filter((line) => line.startsWith('{') && line.includes('"audit.k8s.io/v1"'))
+      .map((line) => JSON.parse(line) as AuditEvent)
+      .filter(filter);
+  }
+
+  /**
+   * Creates a namespace, a ServiceAccount and its binding to the rules in rbac-rules.yaml (a
+   * ClusterRole, bound cluster-wide or in the given namespaces), and returns a kubeconfig path that
+   * authenticates as that ServiceAccount with a real TokenRequest token.
+   */
+  async serviceIdentity(name: string, watchNamespaces: readonly string[] = []): Promise<string> {
+    const core = this.admin.makeApiClient(CoreV1Api);
+    const rbac = this.admin.makeApiClient(RbacAuthorizationV1Api);
+    const namespace = 'sandbox-extproc-system';
+    await this.ensureNamespace(namespace);
+    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+    const rules = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')) as V1PolicyRule[];
+    await rbac.createClusterRole({ body: { metadata: { name }, rules } });
+    const subjects = [{ kind: 'ServiceAccount', name, namespace }];
+    const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name };
+    if (watchNamespaces.length === 0) {
+      await rbac.createClusterRoleBinding({ body: { metadata: { name }, subjects, roleRef } });
+    } else {
+      for (const ns of watchNamespaces) {
+        await this.ensureNamespace(ns);
+        await rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name }, subjects, roleRef } });
+      }
+    }
+    const token = await core.createNamespacedServiceAccountToken({
+      name,
+      namespace,
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 86_400, audiences: [] } },
+    });
+    const path = join(this.dir, `${name}.kubeconfig`);
+    writeFileSync(path, kubeconfigYaml(this.url, this.certs.caCert, { token: token.status?.token ?? '' }));
+    return path;
+  }
+
+  async ensureNamespace(name: string): Promise<void> {
+    const core = this.admin.makeApiClient(CoreV1Api);
+    try {
+      await core.createNamespace({ body: { metadata: { name } } });
+    } catch (error) {
+      if ((error as { code?: number }).code !== 409) throw error;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.apiserver.stop(10_000);
+    await this.etcd.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async #installCrd(): Promise<void> {
+    const crd = parseYaml(readFileSync(CRD_FILE, 'utf8')) as V1CustomResourceDefinition;
+    const api = this.admin.makeApiClient(ApiextensionsV1Api);
+    const name = crd.metadata?.name as string;
+    const established = waitForObject(
+      this.admin,
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      { fieldSelector: `metadata.name=${name}` },
+      (o) => (o as V1CustomResourceDefinition).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false,
+      30_000,
+    );
+    await api.createCustomResourceDefinition({ body: crd });
+    await established;
+  }
+}
+
+/**
+ * Resolves with the first object on a watch of `path` that satisfies the predicate (the initial
+ * ADDED events included); rejects at the deadline.
+ */
+export function waitForObject(config: KubeConfig, path: string, query: Record<string, string>, predicate: (object: unknown) => boolean, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let controller: AbortController | undefined;
+    let done = false;
+    const finish = (fn: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      controller?.abort();
+      fn();
+    };
+    const timer = setTimeout(() => finish(() => reject(new Error(`no object at ${path} matched within ${timeoutMs} ms`))), timeoutMs);
+    new Watch(config)
+      .watch(
+        path,
+        query,
+        (type, object) => {
+          if ((type === 'ADDED' || type === 'MODIFIED') && predicate(object)) finish(() => resolve(object));
+        },
+        (error) => {
+          if (!done && error) finish(() => reject(error instanceof Error ? error : new Error(String(error))));
+        },
+      )
+      .then((c) => {
+        controller = c;
+        if (done) c.abort();
+      }, (error: unknown) => finish(() => reject(error as Error)));
+  });
+}
+
+function kubeconfigYaml(server: string, caFile: string, user: { cert?: string; key?: string; token?: string }): string {
+  const userFields = user.token !== undefined ? { token: user.token } : { 'client-certificate': user.cert, 'client-key': user.key };
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'test', cluster: { server, 'certificate-authority': caFile } }],
+    users: [{ name: 'user', user: userFields }],
+    contexts: [{ name: 'test', context: { cluster: 'test', user: 'user' } }],
+    'current-context': 'test',
+  });
+}
