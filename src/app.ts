@@ -40,7 +40,11 @@ export class App {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
     this.metrics = createMetrics(() => this.registry.countByState());
-    const answers = new Answers({ metadataNamespace: config.metadataNamespace, metadataKey: config.metadataKey, strippedHeaders: config.stripHeaders });
+    const answers = new Answers({
+      metadataNamespace: config.metadataNamespace,
+      metadataKey: config.metadataKey,
+      strippedHeaders: config.stripHeaders,
+    });
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,

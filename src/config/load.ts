@@ -15,7 +15,12 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   let values: Record<string, string | boolean | undefined>;
   try {
     const options = Object.fromEntries(KEYS.map((k) => [SETTINGS[k].flag, { type: 'string' as const }]));
-    values = parseArgs({ args: [...argv], options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }).values;
+    values = parseArgs({
+      args: [...argv],
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }

@@ -6,7 +6,8 @@ export const string: Parser<string> = (text) => text;
 
 export function integer(min: number, max: number): Parser<number> {
   return (text) => {
-    if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) throw new Error(`expected a whole number from ${min} to ${max}`);
+    if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max)
+      throw new Error(`expected a whole number from ${min} to ${max}`);
     return Number(text);
   };
 }
@@ -41,7 +42,10 @@ export function oneOf<const T extends string>(...choices: T[]): Parser<T> {
 /** A comma-separated list; empty text is an empty list. Each item must match `item`. */
 export function list(item: RegExp, what: string): Parser<readonly string[]> {
   return (text) => {
-    const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const items = text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     for (const value of items) if (!item.test(value)) throw new Error(`${JSON.stringify(value)} is not ${what}`);
     return Object.freeze(items);
   };

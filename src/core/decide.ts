@@ -30,7 +30,12 @@ const MISSING: Decision = { kind: 'reject', code: 'missing_sandbox' };
 export function decide(identity: Identification, routes: RouteLookup, request: RequestContext, options: DecideOptions): Decision {
   if (identity.kind === 'none') return options.unnamed === 'pass' ? PASS : MISSING;
   if (identity.kind === 'malformed') {
-    return { kind: 'reject', code: identity.code, reason: identity.reason, ...(identity.sandboxId === undefined ? {} : { sandboxId: identity.sandboxId }) };
+    return {
+      kind: 'reject',
+      code: identity.code,
+      reason: identity.reason,
+      ...(identity.sandboxId === undefined ? {} : { sandboxId: identity.sandboxId }),
+    };
   }
   const { sandboxId, port } = identity;
   const route = routes.get(sandboxId);
@@ -52,7 +57,12 @@ export function decide(identity: Identification, routes: RouteLookup, request: R
 
 function decidePaused(route: Route, port: number, request: RequestContext, options: DecideOptions): Decision {
   if (!options.wakeEnabled || route.wake === undefined) {
-    return { kind: 'reject', code: 'sandbox_not_running', sandboxId: route.id, reason: 'the sandbox is paused and not opted in to wake on traffic' };
+    return {
+      kind: 'reject',
+      code: 'sandbox_not_running',
+      sandboxId: route.id,
+      reason: 'the sandbox is paused and not opted in to wake on traffic',
+    };
   }
   // Authorization comes before anything that has an effect: an unauthorized request never wakes.
   if (!tokenMatches(route.accessTokenDigest, request.accessToken)) {

@@ -77,4 +77,3 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
     waiters: new Gauge({ name: 'sandbox_extproc_wake_waiters', help: 'Requests waiting for a sandbox to wake.', registers }),
   };
 }
-

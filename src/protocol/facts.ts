@@ -29,7 +29,13 @@ function join(held: string | undefined, next: string): string {
 }
 
 export function readFacts(headers: readonly HeaderValue[] | undefined, names: FactNames): RequestFacts {
-  const facts: RequestFacts = { authority: undefined, sandboxId: undefined, sandboxPort: undefined, accessToken: undefined, requestId: undefined };
+  const facts: RequestFacts = {
+    authority: undefined,
+    sandboxId: undefined,
+    sandboxPort: undefined,
+    accessToken: undefined,
+    requestId: undefined,
+  };
   if (headers === undefined) return facts;
   for (const header of headers) {
     const key = header.key;

@@ -15,12 +15,7 @@ export interface HttpHeaders {
 }
 
 export type RequestKind =
-  | 'request_headers'
-  | 'response_headers'
-  | 'request_body'
-  | 'response_body'
-  | 'request_trailers'
-  | 'response_trailers';
+  'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
 
 export interface ProcessingRequest {
   request?: RequestKind;

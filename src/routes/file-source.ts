@@ -84,7 +84,9 @@ export class FileRouteSource {
 
   #scheduleReload(): void {
     this.#reloading = this.#reloading.then(() =>
-      this.#load().catch((error: unknown) => this.#log.error({ err: (error as Error).message }, 'routes file rejected; keeping the routes in force')),
+      this.#load().catch((error: unknown) =>
+        this.#log.error({ err: (error as Error).message }, 'routes file rejected; keeping the routes in force'),
+      ),
     );
   }
 
@@ -94,7 +96,7 @@ export class FileRouteSource {
     try {
       routes = parseRoutesFile(text, String(++this.#version));
     } catch (error) {
-      throw new Error(`routes file ${this.#path}: ${(error as Error).message}`);
+      throw new Error(`routes file ${this.#path}: ${(error as Error).message}`, { cause: error });
     }
     this.#registry.resync(undefined, routes);
     this.#log.info({ routes: routes.length }, 'routes loaded from file');

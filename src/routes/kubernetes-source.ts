@@ -45,7 +45,8 @@ export class KubernetesRouteSource {
 
   start(): void {
     const scopes = this.#options.namespaces.length === 0 ? [undefined] : this.#options.namespaces;
-    for (const namespace of scopes) this.#loops.push(new ScopeLoop(this.#options, namespace, this.#abort.signal, () => this.#synced()).run());
+    for (const namespace of scopes)
+      this.#loops.push(new ScopeLoop(this.#options, namespace, this.#abort.signal, () => this.#synced()).run());
   }
 
   async stop(): Promise<void> {
@@ -104,10 +105,20 @@ class ScopeLoop {
     let token: string | undefined;
     let resourceVersion = '';
     do {
-      const base = { group, version, plural, limit: PAGE_SIZE, ...(token ? { _continue: token } : {}), ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}) };
+      const base = {
+        group,
+        version,
+        plural,
+        limit: PAGE_SIZE,
+        ...(token ? { _continue: token } : {}),
+        ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}),
+      };
       const page = (await (this.#namespace === undefined
         ? this.#api.listClusterCustomObject(base)
-        : this.#api.listNamespacedCustomObject({ ...base, namespace: this.#namespace }))) as { items?: unknown[]; metadata?: { continue?: string; resourceVersion?: string } };
+        : this.#api.listNamespacedCustomObject({ ...base, namespace: this.#namespace }))) as {
+        items?: unknown[];
+        metadata?: { continue?: string; resourceVersion?: string };
+      };
       for (const item of page.items ?? []) {
         const route = this.#o.kind.toRoute(item);
         if (route !== undefined) routes.push(route);
@@ -146,7 +157,10 @@ class ScopeLoop {
 
   #watchOnce(relistAt: number): Promise<WatchEnd> {
     const { group, version, plural } = this.#o.kind;
-    const path = this.#namespace === undefined ? `/apis/${group}/${version}/${plural}` : `/apis/${group}/${version}/namespaces/${this.#namespace}/${plural}`;
+    const path =
+      this.#namespace === undefined
+        ? `/apis/${group}/${version}/${plural}`
+        : `/apis/${group}/${version}/namespaces/${this.#namespace}/${plural}`;
     const watch = new Watch(this.#o.kubeConfig);
     // The client aborts a watch that sends nothing for this long: with bookmarks asked for, that is
     // the "silent watch" watchdog.
@@ -218,7 +232,9 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown; statusCode?: unknown }).code ?? (error as { statusCode?: unknown }).statusCode;
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    return [code === undefined ? undefined : `HTTP ${String(code)}`, error.message, cause?.code ?? cause?.message].filter(Boolean).join(': ');
+    return [code === undefined ? undefined : `HTTP ${String(code)}`, error.message, cause?.code ?? cause?.message]
+      .filter(Boolean)
+      .join(': ');
   }
   return String(error);
 }

@@ -34,7 +34,8 @@ export class GrpcServer {
 
   async listen(options: GrpcListenOptions): Promise<void> {
     const credentials = ServerCredentials.createInsecure();
-    if (options.tcp) this.tcpPort = await this.#bind(`${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, credentials);
+    if (options.tcp)
+      this.tcpPort = await this.#bind(`${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, credentials);
     if (options.socket !== '') {
       await rm(options.socket, { force: true });
       await this.#bind(`unix://${options.socket}`, credentials);
@@ -65,7 +66,9 @@ export class GrpcServer {
 
   #bind(address: string, credentials: ServerCredentials): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(address, credentials, (error, port) => (error ? reject(new Error(`cannot listen on ${address}: ${error.message}`)) : resolve(port)));
+      this.#server.bindAsync(address, credentials, (error, port) =>
+        error ? reject(new Error(`cannot listen on ${address}: ${error.message}`)) : resolve(port),
+      );
     });
   }
 }

@@ -22,7 +22,9 @@ export class HttpServer {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
         const reason = deps.notReadyReason();
-        res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+        res
+          .writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' })
+          .end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
       } else if (path === '/metrics') {
         deps.metrics.metrics().then(
           (text) => res.writeHead(200, { 'content-type': deps.metrics.contentType }).end(text),

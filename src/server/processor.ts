@@ -38,7 +38,14 @@ export class RequestProcessor {
   readonly #log: Logger;
   readonly #waker: Waker | undefined;
 
-  constructor(deps: { routes: RouteLookup; answers: Answers; options: ProcessorOptions; metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>; logger: Logger; waker?: Waker }) {
+  constructor(deps: {
+    routes: RouteLookup;
+    answers: Answers;
+    options: ProcessorOptions;
+    metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
+    logger: Logger;
+    waker?: Waker;
+  }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
     this.#options = deps.options;
@@ -80,7 +87,10 @@ export class RequestProcessor {
     this.#metrics.requests.inc({ outcome });
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
     if (this.#log.isLevelEnabled('debug')) {
-      this.#log.debug({ requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome }, 'request decided');
+      this.#log.debug(
+        { requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome },
+        'request decided',
+      );
     }
     return result;
   }

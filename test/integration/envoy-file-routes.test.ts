@@ -48,7 +48,11 @@ afterAll(async () => {
   await upstreamB?.close();
 });
 
-const byHeader = (id: string, port: number, extra: Record<string, string> = {}) => ({ 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(port), ...extra });
+const byHeader = (id: string, port: number, extra: Record<string, string> = {}) => ({
+  'e2b-sandbox-id': id,
+  'e2b-sandbox-port': String(port),
+  ...extra,
+});
 
 describe('routing through Envoy', () => {
   it('routes by the e2b-sandbox-id and e2b-sandbox-port headers', async () => {
@@ -117,7 +121,10 @@ describe('routing through Envoy', () => {
 describe('spoofed routing headers', () => {
   it('a client-sent x-envoy-original-dst-host cannot redirect a request, and never reaches the sandbox', async () => {
     const before = upstreamB.received.length;
-    const res = await httpGet(`${envoy.url}/spoof`, byHeader('sbx-a', upstreamA.port, { 'x-envoy-original-dst-host': `127.0.0.3:${upstreamB.port}` }));
+    const res = await httpGet(
+      `${envoy.url}/spoof`,
+      byHeader('sbx-a', upstreamA.port, { 'x-envoy-original-dst-host': `127.0.0.3:${upstreamB.port}` }),
+    );
     expect(res.json()['upstream']).toBe('sandbox-a');
     expect((res.json()['headers'] as Record<string, string>)['x-envoy-original-dst-host']).toBeUndefined();
     expect(upstreamB.received.length).toBe(before);
@@ -175,7 +182,10 @@ describe('failing closed', () => {
   it('answers 5xx itself and forwards nothing when the service is stopped', async () => {
     await service.stop();
     const beforeA = upstreamA.received.length;
-    const res = await httpGet(`${envoy.url}/`, byHeader('sbx-a', upstreamA.port, { 'x-envoy-original-dst-host': `127.0.0.2:${upstreamA.port}` }));
+    const res = await httpGet(
+      `${envoy.url}/`,
+      byHeader('sbx-a', upstreamA.port, { 'x-envoy-original-dst-host': `127.0.0.2:${upstreamA.port}` }),
+    );
     expect(res.status).toBeGreaterThanOrEqual(500);
     expect(upstreamA.received.length).toBe(beforeA);
   });

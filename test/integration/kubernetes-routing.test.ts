@@ -30,7 +30,16 @@ beforeAll(async () => {
   await controller.create({ namespace: NS, name: 'alpha', podIP: '127.0.0.21' });
   await controller.create({ namespace: NS, name: 'beta', podIP: '127.0.0.22', id: 'beta-id' });
   await controller.create({ namespace: OTHER_NS, name: 'outsider', podIP: '127.0.0.23' });
-  service = await startService(['--kubeconfig', serviceKubeconfig, '--namespaces', NS, '--domains', 'sandbox.test', '--watch-idle-timeout', '5s']);
+  service = await startService([
+    '--kubeconfig',
+    serviceKubeconfig,
+    '--namespaces',
+    NS,
+    '--domains',
+    'sandbox.test',
+    '--watch-idle-timeout',
+    '5s',
+  ]);
   await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.state === 'running');
   envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
 });
@@ -75,7 +84,9 @@ describe('routing from Sandbox objects', () => {
     const res = await get(`${OTHER_NS}--outsider`);
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_found');
-    expect(pool.upstream('127.0.0.23').received.some((r) => r.path === '/' && r.headers['e2b-sandbox-id'] === `${OTHER_NS}--outsider`)).toBe(false);
+    expect(
+      pool.upstream('127.0.0.23').received.some((r) => r.path === '/' && r.headers['e2b-sandbox-id'] === `${OTHER_NS}--outsider`),
+    ).toBe(false);
   });
 
   it('answers a deleted sandbox as not found', async () => {
@@ -93,7 +104,11 @@ describe('routing from Sandbox objects', () => {
     await waitForRoute(service.app.registry, `${NS}--phoenix`, (r) => r?.uid === old.metadata.uid && r?.state === 'running');
     await controller.delete(NS, 'phoenix');
     const reborn = await controller.create({ namespace: NS, name: 'phoenix', podIP: '127.0.0.22' });
-    const route = await waitForRoute(service.app.registry, `${NS}--phoenix`, (r) => r?.uid === reborn.metadata.uid && r?.state === 'running');
+    const route = await waitForRoute(
+      service.app.registry,
+      `${NS}--phoenix`,
+      (r) => r?.uid === reborn.metadata.uid && r?.state === 'running',
+    );
     expect(route?.podIP).toBe('127.0.0.22');
     expect((await get(`${NS}--phoenix`)).json()['upstream']).toBe('127.0.0.22');
   });

@@ -60,12 +60,18 @@ export class ControlPlane {
     const certs = makeCerts(dir);
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
     const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
-      '--data-dir', join(dir, 'etcd'),
-      '--listen-client-urls', `http://127.0.0.1:${etcdClient}`,
-      '--advertise-client-urls', `http://127.0.0.1:${etcdClient}`,
-      '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-      '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
+      '--data-dir',
+      join(dir, 'etcd'),
+      '--listen-client-urls',
+      `http://127.0.0.1:${etcdClient}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${etcdClient}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster',
+      `default=http://127.0.0.1:${etcdPeer}`,
       '--unsafe-no-fsync',
     ]);
     await etcd.waitForLine(/serving client traffic insecurely|ready to serve client requests/, 30_000);
@@ -197,7 +203,13 @@ export class ControlPlane {
  * Resolves with the first object on a watch of `path` that satisfies the predicate (the initial
  * ADDED events included); rejects at the deadline.
  */
-export function waitForObject(config: KubeConfig, path: string, query: Record<string, string>, predicate: (object: unknown) => boolean, timeoutMs: number): Promise<unknown> {
+export function waitForObject(
+  config: KubeConfig,
+  path: string,
+  query: Record<string, string>,
+  predicate: (object: unknown) => boolean,
+  timeoutMs: number,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let controller: AbortController | undefined;
     let done = false;
@@ -220,10 +232,13 @@ export function waitForObject(config: KubeConfig, path: string, query: Record<st
           if (!done && error) finish(() => reject(error instanceof Error ? error : new Error(String(error))));
         },
       )
-      .then((c) => {
-        controller = c;
-        if (done) c.abort();
-      }, (error: unknown) => finish(() => reject(error as Error)));
+      .then(
+        (c) => {
+          controller = c;
+          if (done) c.abort();
+        },
+        (error: unknown) => finish(() => reject(error as Error)),
+      );
   });
 }
 

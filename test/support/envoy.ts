@@ -44,12 +44,17 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   writeFileSync(configPath, options.transform ? options.transform(rendered) : rendered);
   const adminPath = join(dir, 'admin-address');
   const envoy = new TestProcess('envoy', toolPath('SANDBOX_EXTPROC_ENVOY'), [
-    '-c', configPath,
-    '--admin-address-path', adminPath,
+    '-c',
+    configPath,
+    '--admin-address-path',
+    adminPath,
     '--disable-hot-restart',
-    '--concurrency', '1',
-    '--log-level', 'info',
-    '--component-log-level', 'upstream:warn,config:warn,main:info',
+    '--concurrency',
+    '1',
+    '--log-level',
+    'info',
+    '--component-log-level',
+    'upstream:warn,config:warn,main:info',
   ]);
   try {
     await envoy.waitForLine(/starting main dispatch loop/, 30_000);
@@ -74,7 +79,14 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     accessLog,
     async waitForAccessLog(match, timeoutMs = 10_000) {
       const parse = (line: string) => (line.startsWith('{') ? (JSON.parse(line) as Record<string, string>) : undefined);
-      const line = await envoy.waitFor((l) => { const e = parse(l); return e !== undefined && match(e); }, timeoutMs, 'an access log entry');
+      const line = await envoy.waitFor(
+        (l) => {
+          const e = parse(l);
+          return e !== undefined && match(e);
+        },
+        timeoutMs,
+        'an access log entry',
+      );
       return parse(line) as Record<string, string>;
     },
     async stat(name: string) {

@@ -2,13 +2,20 @@
 import type { RouteRegistry } from '../../src/routes/registry.ts';
 import type { Route } from '../../src/routes/route.ts';
 
-export function waitForRoute(registry: RouteRegistry, id: string, predicate: (route: Route | undefined) => boolean, timeoutMs = 15_000): Promise<Route | undefined> {
+export function waitForRoute(
+  registry: RouteRegistry,
+  id: string,
+  predicate: (route: Route | undefined) => boolean,
+  timeoutMs = 15_000,
+): Promise<Route | undefined> {
   const current = registry.get(id);
   if (predicate(current)) return Promise.resolve(current);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       unsubscribe();
-      reject(new Error(`route ${id} did not reach the expected state within ${timeoutMs} ms (now ${JSON.stringify(registry.get(id)?.state)})`));
+      reject(
+        new Error(`route ${id} did not reach the expected state within ${timeoutMs} ms (now ${JSON.stringify(registry.get(id)?.state)})`),
+      );
     }, timeoutMs);
     const unsubscribe = registry.subscribe((changed, route) => {
       if (changed === id && predicate(route)) {

@@ -9,8 +9,21 @@ export const VERSION = 'v1alpha1';
 export const PLURAL = 'sandboxes';
 
 export interface SandboxObject {
-  metadata: { name: string; namespace: string; uid?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string };
-  spec?: { paused?: boolean; pauseTime?: string; shutdownTime?: string; autoPausePolicy?: { resume?: { onIngressTraffic?: { pauseTimeout?: string } } } };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: string;
+  };
+  spec?: {
+    paused?: boolean;
+    pauseTime?: string;
+    shutdownTime?: string;
+    autoPausePolicy?: { resume?: { onIngressTraffic?: { pauseTimeout?: string } } };
+  };
   status?: { phase?: string; podInfo?: { podIP?: string }; conditions?: { type: string; status: string }[] };
 }
 
@@ -21,7 +34,8 @@ export interface NewSandbox {
   /** Sandbox ID label; default is <namespace>--<name>. */
   readonly id?: string;
   /** Opt in to wake on traffic: by autoPausePolicy (with this pauseTimeout) or by annotation. */
-  readonly wake?: { readonly by: 'policy'; readonly pauseTimeout?: string } | { readonly by: 'annotation'; readonly timeoutSeconds?: number };
+  readonly wake?:
+    { readonly by: 'policy'; readonly pauseTimeout?: string } | { readonly by: 'annotation'; readonly timeoutSeconds?: number };
   readonly accessToken?: string;
   readonly paused?: boolean;
   readonly labels?: Record<string, string>;
@@ -77,10 +91,12 @@ export class SandboxController {
   async create(sandbox: NewSandbox): Promise<SandboxObject> {
     const annotations: Record<string, string> = {};
     const spec: SandboxObject['spec'] = { paused: sandbox.paused ?? false };
-    if (sandbox.wake?.by === 'policy') spec.autoPausePolicy = { resume: { onIngressTraffic: sandbox.wake.pauseTimeout ? { pauseTimeout: sandbox.wake.pauseTimeout } : {} } };
+    if (sandbox.wake?.by === 'policy')
+      spec.autoPausePolicy = { resume: { onIngressTraffic: sandbox.wake.pauseTimeout ? { pauseTimeout: sandbox.wake.pauseTimeout } : {} } };
     if (sandbox.wake?.by === 'annotation') {
       annotations['agents.kruise.io/wake-on-traffic'] = 'true';
-      if (sandbox.wake.timeoutSeconds !== undefined) annotations['agents.kruise.io/wake-timeout-seconds'] = String(sandbox.wake.timeoutSeconds);
+      if (sandbox.wake.timeoutSeconds !== undefined)
+        annotations['agents.kruise.io/wake-timeout-seconds'] = String(sandbox.wake.timeoutSeconds);
     }
     if (sandbox.accessToken !== undefined) annotations['agents.kruise.io/runtime-access-token'] = sandbox.accessToken;
     const labels = { ...(sandbox.labels ?? {}), ...(sandbox.id ? { 'agents.kruise.io/sandbox-id': sandbox.id } : {}) };
@@ -92,7 +108,9 @@ export class SandboxController {
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Sandbox', metadata: { name: sandbox.name, labels, annotations }, spec },
     })) as SandboxObject;
     this.#lastIP.set(key(sandbox.namespace, sandbox.name), sandbox.podIP);
-    return this.setStatus(sandbox.namespace, sandbox.name, sandbox.paused ? pausedStatus() : runningStatus(sandbox.podIP)).then((o) => o ?? created);
+    return this.setStatus(sandbox.namespace, sandbox.name, sandbox.paused ? pausedStatus() : runningStatus(sandbox.podIP)).then(
+      (o) => o ?? created,
+    );
   }
 
   /** Asks for a pause, as a user or the auto-pause timer would; the controller then completes it. */
@@ -101,11 +119,17 @@ export class SandboxController {
   }
 
   async patchSpec(namespace: string, name: string, spec: Record<string, unknown>): Promise<SandboxObject> {
-    return (await this.#api.patchNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { spec } }, mergePatch)) as SandboxObject;
+    return (await this.#api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { spec } },
+      mergePatch,
+    )) as SandboxObject;
   }
 
   async setStatus(namespace: string, name: string, status: SandboxObject['status']): Promise<SandboxObject> {
-    return (await this.#api.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status } }, mergePatch)) as SandboxObject;
+    return (await this.#api.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body: { status } },
+      mergePatch,
+    )) as SandboxObject;
   }
 
   /** Moves a running sandbox to another pod IP (a rescheduled pod). */
@@ -119,7 +143,13 @@ export class SandboxController {
   }
 
   get(namespace: string, name: string): Promise<SandboxObject> {
-    return this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }) as Promise<SandboxObject>;
+    return this.#api.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace,
+      name,
+    }) as Promise<SandboxObject>;
   }
 
   #reconcile(object: SandboxObject): void {
@@ -142,7 +172,14 @@ export class SandboxController {
     } else if (phase === 'Paused' && !paused) {
       if (this.options.stuck?.has(name)) return;
       this.#busy.add(k);
-      void this.setStatus(namespace, name, { phase: 'Resuming', podInfo: { podIP: '' }, conditions: [{ type: 'Ready', status: 'False' }, { type: 'SandboxPaused', status: 'False' }] });
+      void this.setStatus(namespace, name, {
+        phase: 'Resuming',
+        podInfo: { podIP: '' },
+        conditions: [
+          { type: 'Ready', status: 'False' },
+          { type: 'SandboxPaused', status: 'False' },
+        ],
+      });
       this.#later(this.options.resumeDelayMs ?? 0, async () => {
         const ip = this.options.resumeIP?.(name) ?? this.#lastIP.get(k) ?? '';
         this.#lastIP.set(k, ip);

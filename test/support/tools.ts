@@ -16,7 +16,9 @@ function provisionedPaths(): Record<string, string> {
   return provisioned;
 }
 
-export function toolPath(variable: 'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM'): string {
+export function toolPath(
+  variable: 'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM',
+): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
   if (path === undefined || !existsSync(path)) {
     throw new Error(`${variable}: the real tool is missing (${path ?? 'no path'}); run scripts/provision.sh all`);

@@ -1,0 +1,64 @@
+// A gRPC client for the ext_proc service, for tests that speak the protocol directly (as Envoy would,
+// or as a misbehaving peer would: `raw` sends arbitrary bytes as a message).
+import { credentials, makeGenericClientConstructor, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
+import { decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
+
+const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
+const definition = (serialize: (v: never) => Buffer) => ({
+  Process: {
+    path: PATH,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: serialize,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: decodeResponse,
+  },
+});
+const Typed = makeGenericClientConstructor(definition(encodeRequest as never), 'ExternalProcessor');
+const Raw = makeGenericClientConstructor(definition(((b: Buffer) => b) as never), 'ExternalProcessor');
+
+export interface StreamResult {
+  readonly responses: ProcessingResponse[];
+  readonly status: { code: number; details: string };
+}
+
+export class ExtProcClient {
+  readonly #typed: InstanceType<typeof Typed>;
+  readonly #raw: InstanceType<typeof Raw>;
+
+  constructor(address: string) {
+    this.#typed = new Typed(address, credentials.createInsecure());
+    this.#raw = new Raw(address, credentials.createInsecure());
+  }
+
+  /** Opens a stream, sends the messages, half-closes after `responsesBeforeClose` answers arrive (or at once), and collects the rest. */
+  exchange(
+    messages: readonly (ProcessingRequest | Buffer)[],
+    options: { raw?: boolean; closeAfter?: number; cancelAfterMs?: number } = {},
+  ): Promise<StreamResult> {
+    const client = options.raw ? this.#raw : this.#typed;
+    return new Promise((resolve) => {
+      const responses: ProcessingResponse[] = [];
+      const call = (client as unknown as { Process(): ClientDuplexStream<unknown, ProcessingResponse> }).Process();
+      const closeAfter = options.closeAfter ?? 0;
+      call.on('data', (r: ProcessingResponse) => {
+        responses.push(r);
+        if (responses.length === closeAfter) call.end();
+      });
+      call.on('error', (error: ServiceError) => resolve({ responses, status: { code: error.code, details: error.details } }));
+      call.on('status', (s: { code: number; details: string }) => {
+        if (s.code === 0) resolve({ responses, status: { code: 0, details: s.details } });
+      });
+      for (const m of messages) call.write(m);
+      if (closeAfter === 0 && options.cancelAfterMs === undefined) call.end();
+      if (options.cancelAfterMs !== undefined) setTimeout(() => call.cancel(), options.cancelAfterMs);
+    });
+  }
+
+  close(): void {
+    this.#typed.close();
+    this.#raw.close();
+  }
+}

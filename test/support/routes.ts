@@ -1,0 +1,21 @@
+// Route fixtures for unit tests.
+import type { Route } from '../../src/routes/route.ts';
+
+export function makeRoute(over: Partial<Route> = {}): Route {
+  return {
+    id: 'sbx',
+    uid: 'uid-1',
+    namespace: 'ns',
+    name: 'sbx',
+    resourceVersion: '1',
+    state: 'running',
+    podIP: '10.0.0.1',
+    pauseRequested: false,
+    pausing: false,
+    shutdownAt: undefined,
+    deleting: false,
+    wake: undefined,
+    accessTokenDigest: undefined,
+    ...over,
+  };
+}

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, helpText } from '../../../src/config/load.ts';
+import { SETTINGS } from '../../../src/config/settings.ts';
+
+const config = (argv: string[] = [], env: Record<string, string> = {}) => {
+  const result = loadConfig(argv, env);
+  if (result.kind !== 'config') throw new Error('expected a config');
+  return result.config;
+};
+
+describe('loadConfig', () => {
+  it('has a valid default for every setting', () => {
+    const c = config();
+    expect(c.grpcPort).toBe(9002);
+    expect(c.defaultPort).toBe(49983);
+    expect(c.domains).toEqual([]);
+    expect(c.stripHeaders).toEqual(['x-envoy-original-dst-host']);
+    expect(c.wakeTimeout).toBe(60_000);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('takes a flag over its environment variable over the default', () => {
+    expect(config([], { SANDBOX_EXTPROC_GRPC_PORT: '7000' }).grpcPort).toBe(7000);
+    expect(config(['--grpc-port', '7001'], { SANDBOX_EXTPROC_GRPC_PORT: '7000' }).grpcPort).toBe(7001);
+    expect(config(['--grpc-port=7002']).grpcPort).toBe(7002);
+  });
+
+  it('parses lists, durations, booleans and choices', () => {
+    const c = config([
+      '--namespaces',
+      'a, b',
+      '--wake-timeout',
+      '90s',
+      '--wake',
+      'false',
+      '--unnamed-requests',
+      'pass',
+      '--shutdown-grace',
+      '250ms',
+    ]);
+    expect(c.namespaces).toEqual(['a', 'b']);
+    expect(c.wakeTimeout).toBe(90_000);
+    expect(c.wake).toBe(false);
+    expect(c.unnamedRequests).toBe('pass');
+    expect(c.shutdownGrace).toBe(250);
+  });
+
+  it.each([
+    [['--grpc-port', 'abc'], '--grpc-port (SANDBOX_EXTPROC_GRPC_PORT)'],
+    [['--grpc-port', '70000'], '--grpc-port'],
+    [['--wake-timeout', '10'], '--wake-timeout'],
+    [['--wake', 'maybe'], '--wake'],
+    [['--route-source', 'etcd'], '--route-source'],
+    [['--namespaces', 'Bad_NS'], '--namespaces'],
+    [['--sandbox-id-header', 'Not A Header'], '--sandbox-id-header'],
+    [['--grpc-socket-mode', '999'], '--grpc-socket-mode'],
+    [['--route-source', 'file'], '--routes-file'],
+    [['--grpc-tcp', 'false'], '--grpc-tcp'],
+    [['--sandbox-port-header', 'e2b-sandbox-id'], '--sandbox-port-header'],
+    [['--no-such-flag', 'x'], 'no-such-flag'],
+  ])('stops on %j naming the setting', (argv, named) => {
+    expect(() => loadConfig(argv, {})).toThrow(ConfigError);
+    expect(() => loadConfig(argv, {})).toThrow(named);
+  });
+
+  it('names the environment variable when the bad value came from there', () => {
+    expect(() => loadConfig([], { SANDBOX_EXTPROC_LOG_LEVEL: 'loud' })).toThrow('SANDBOX_EXTPROC_LOG_LEVEL');
+  });
+
+  it('shows help listing every setting', () => {
+    const result = loadConfig(['--help'], {});
+    expect(result.kind).toBe('help');
+    for (const s of Object.values(SETTINGS)) {
+      expect(helpText()).toContain(`--${s.flag}`);
+      expect(helpText()).toContain(s.env);
+    }
+  });
+});

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decide, tokenMatches, type DecideOptions } from '../../../src/core/decide.ts';
+import type { Identification } from '../../../src/identification/identify.ts';
+import { RouteRegistry } from '../../../src/routes/registry.ts';
+import type { Route } from '../../../src/routes/route.ts';
+import { makeRoute } from '../../support/routes.ts';
+
+const options: DecideOptions = { wakeEnabled: true, unnamed: 'reject' };
+const now = Date.parse('2026-11-21T00:00:00Z');
+const named: Identification = { kind: 'named', sandboxId: 'sbx', port: 8080 };
+const sha = (s: string) => createHash('sha256').update(s).digest();
+
+function table(...routes: Route[]): RouteRegistry {
+  const registry = new RouteRegistry();
+  for (const r of routes) registry.upsert(r);
+  registry.markReady();
+  return registry;
+}
+const ask = (routes: RouteRegistry, opts: DecideOptions = options, accessToken?: string, identity: Identification = named) =>
+  decide(identity, routes, { now, accessToken }, opts);
+
+describe('decide', () => {
+  it('forwards a running sandbox to its pod IP and the requested port', () => {
+    const route = makeRoute();
+    expect(ask(table(route))).toEqual({ kind: 'forward', route, port: 8080 });
+  });
+
+  it('answers an unknown sandbox as not found, or as not ready before the first list', () => {
+    expect(ask(table())).toMatchObject({ kind: 'reject', code: 'sandbox_not_found', sandboxId: 'sbx' });
+    expect(ask(new RouteRegistry())).toMatchObject({ kind: 'reject', code: 'routes_not_ready' });
+  });
+
+  it('answers dead, creating and pool sandboxes with their codes', () => {
+    expect(ask(table(makeRoute({ state: 'dead' })))).toMatchObject({ code: 'sandbox_not_running' });
+    expect(ask(table(makeRoute({ state: 'creating' })))).toMatchObject({ code: 'sandbox_not_ready' });
+    expect(ask(table(makeRoute({ state: 'available' })))).toMatchObject({ code: 'sandbox_not_running' });
+  });
+
+  it('treats a sandbox past its shutdownTime or being deleted as not running', () => {
+    expect(ask(table(makeRoute({ shutdownAt: now - 1 })))).toMatchObject({ code: 'sandbox_not_running' });
+    expect(ask(table(makeRoute({ shutdownAt: now + 60_000 })))).toMatchObject({ kind: 'forward' });
+    expect(ask(table(makeRoute({ state: 'paused', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 }, deleting: true })))).toMatchObject({
+      code: 'sandbox_not_running',
+    });
+  });
+
+  it('wakes a paused sandbox that opted in', () => {
+    const route = makeRoute({ state: 'paused', podIP: '', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 } });
+    expect(ask(table(route))).toEqual({ kind: 'wake', route, port: 8080 });
+  });
+
+  it('does not wake a paused sandbox that did not opt in, or when waking is off', () => {
+    expect(ask(table(makeRoute({ state: 'paused' })))).toMatchObject({ code: 'sandbox_not_running' });
+    const optedIn = makeRoute({ state: 'paused', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 } });
+    expect(ask(table(optedIn), { ...options, wakeEnabled: false })).toMatchObject({ code: 'sandbox_not_running' });
+  });
+
+  it('demands the access token before waking, and answers 401 without it', () => {
+    const route = makeRoute({ state: 'paused', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 }, accessTokenDigest: sha('tok') });
+    expect(ask(table(route), options, 'tok')).toMatchObject({ kind: 'wake' });
+    expect(ask(table(route), options, 'wrong')).toMatchObject({ kind: 'reject', code: 'unauthorized' });
+    expect(ask(table(route), options, undefined)).toMatchObject({ kind: 'reject', code: 'unauthorized' });
+    expect(ask(table(route), options, '')).toMatchObject({ kind: 'reject', code: 'unauthorized' });
+  });
+
+  it('passes or rejects a request that names no sandbox, as configured', () => {
+    expect(ask(table(), { ...options, unnamed: 'pass' }, undefined, { kind: 'none' })).toEqual({ kind: 'pass' });
+    expect(ask(table(), options, undefined, { kind: 'none' })).toMatchObject({ kind: 'reject', code: 'missing_sandbox' });
+  });
+
+  it('carries a malformed identification through as its 400 code and reason', () => {
+    const malformed: Identification = { kind: 'malformed', code: 'invalid_sandbox_port', reason: 'bad port', sandboxId: 'x' };
+    expect(ask(table(), options, undefined, malformed)).toEqual({
+      kind: 'reject',
+      code: 'invalid_sandbox_port',
+      reason: 'bad port',
+      sandboxId: 'x',
+    });
+  });
+});
+
+describe('tokenMatches', () => {
+  it('accepts any request when the sandbox has no token', () => {
+    expect(tokenMatches(undefined, undefined)).toBe(true);
+  });
+
+  it('compares digests of the presented token', () => {
+    expect(tokenMatches(sha('a'), 'a')).toBe(true);
+    expect(tokenMatches(sha('a'), 'a '.trim() + 'b')).toBe(false);
+    expect(tokenMatches(sha(''), undefined)).toBe(false);
+  });
+});
+
+describe('hostile input (property-based)', () => {
+  it('always returns one of the four decisions, and only forwards running routes', () => {
+    const state = fc.constantFrom('running', 'paused', 'creating', 'available', 'dead' as const);
+    fc.assert(
+      fc.property(
+        state,
+        fc.boolean(),
+        fc.option(fc.string()),
+        fc.option(fc.string()),
+        fc.integer({ min: 1, max: 65535 }),
+        (s, wake, token, presented, port) => {
+          const route = makeRoute({
+            state: s,
+            wake: wake ? { pauseAfterSeconds: 0, timeoutSeconds: 0 } : undefined,
+            accessTokenDigest: token === null ? undefined : sha(token),
+          });
+          const d = ask(table(route), options, presented ?? undefined, { kind: 'named', sandboxId: 'sbx', port });
+          expect(['forward', 'wake', 'reject']).toContain(d.kind);
+          if (d.kind === 'forward') expect(s).toBe('running');
+          if (d.kind === 'wake') {
+            expect(s).toBe('paused');
+            expect(wake).toBe(true);
+            if (token !== null) expect(presented).toBe(token);
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});

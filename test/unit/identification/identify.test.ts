@@ -1,0 +1,144 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { identify, isValidSandboxId, parsePort, type IdentityFacts } from '../../../src/identification/identify.ts';
+
+const anyDomain = { domains: [], defaultPort: 49983 };
+const e2b = { domains: ['sandbox.example.com'], defaultPort: 49983 };
+const facts = (f: Partial<IdentityFacts>): IdentityFacts => ({ authority: undefined, sandboxId: undefined, sandboxPort: undefined, ...f });
+
+describe('identification by headers', () => {
+  it('takes the ID and port from the headers', () => {
+    expect(identify(facts({ sandboxId: 'sbx-1', sandboxPort: '8080' }), e2b)).toEqual({ kind: 'named', sandboxId: 'sbx-1', port: 8080 });
+  });
+
+  it('uses the default port when the port header is absent or empty', () => {
+    expect(identify(facts({ sandboxId: 'sbx-1' }), e2b)).toEqual({ kind: 'named', sandboxId: 'sbx-1', port: 49983 });
+    expect(identify(facts({ sandboxId: 'sbx-1', sandboxPort: '' }), e2b)).toEqual({ kind: 'named', sandboxId: 'sbx-1', port: 49983 });
+  });
+
+  it('prefers the headers over the host', () => {
+    expect(identify(facts({ sandboxId: 'from-header', authority: '80-from-host.sandbox.example.com' }), e2b)).toMatchObject({
+      sandboxId: 'from-header',
+    });
+  });
+
+  it.each(['', 'a/b', '../etc', 'a..b', '-lead', 'trail-', 'sp ace', 'a'.repeat(319), 'x\u0000y', 'a,b'])(
+    'rejects the malformed ID %j',
+    (id) => {
+      const result = identify(facts({ sandboxId: id }), e2b);
+      expect(result).toMatchObject({ kind: 'malformed', code: 'invalid_sandbox_id' });
+    },
+  );
+
+  it.each(['0', '65536', '-1', '+80', '80a', '1e3', ' 80', '999999'])('rejects the malformed port %j', (port) => {
+    expect(identify(facts({ sandboxId: 'ok', sandboxPort: port }), e2b)).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_port',
+      sandboxId: 'ok',
+    });
+  });
+
+  it('bounds a huge value in the reason', () => {
+    const result = identify(facts({ sandboxId: 'x/'.repeat(10_000) }), e2b);
+    expect(result.kind === 'malformed' && result.reason.length).toBeLessThan(200);
+  });
+});
+
+describe('identification by host', () => {
+  it('reads <port>-<id>.<domain>', () => {
+    expect(identify(facts({ authority: '3000-sbx-1.sandbox.example.com' }), e2b)).toEqual({
+      kind: 'named',
+      sandboxId: 'sbx-1',
+      port: 3000,
+    });
+  });
+
+  it('accepts a <namespace>--<name> ID and ignores the authority port and case of the domain', () => {
+    expect(identify(facts({ authority: '3000-team--box.Sandbox.Example.COM:8443' }), e2b)).toEqual({
+      kind: 'named',
+      sandboxId: 'team--box',
+      port: 3000,
+    });
+  });
+
+  it('names no sandbox for a host outside the configured domains', () => {
+    expect(identify(facts({ authority: '3000-sbx-1.other.org' }), e2b)).toEqual({ kind: 'none' });
+  });
+
+  it('answers a host under a configured domain that is not <port>-<id> as malformed', () => {
+    expect(identify(facts({ authority: 'www.sandbox.example.com' }), e2b)).toMatchObject({ kind: 'malformed', code: 'invalid_host' });
+  });
+
+  it('with no domains configured, takes any <port>-<id> first label and ignores other hosts', () => {
+    expect(identify(facts({ authority: '8080-abc.anything.test' }), anyDomain)).toMatchObject({
+      kind: 'named',
+      sandboxId: 'abc',
+      port: 8080,
+    });
+    expect(identify(facts({ authority: 'api.example.org' }), anyDomain)).toEqual({ kind: 'none' });
+    expect(identify(facts({ authority: 'localhost:8080' }), anyDomain)).toEqual({ kind: 'none' });
+  });
+
+  it('rejects an out-of-range port in the host', () => {
+    expect(identify(facts({ authority: '70000-abc.sandbox.example.com' }), e2b)).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_port',
+    });
+  });
+
+  it('rejects an ID with bad characters in the host', () => {
+    expect(identify(facts({ authority: '80-a_b-.sandbox.example.com' }), e2b)).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_id',
+    });
+  });
+
+  it('names no sandbox for an IPv6 literal host', () => {
+    expect(identify(facts({ authority: '[::1]:8080' }), anyDomain)).toEqual({ kind: 'none' });
+  });
+
+  it('names no sandbox when there is neither header nor host', () => {
+    expect(identify(facts({}), e2b)).toEqual({ kind: 'none' });
+  });
+});
+
+describe('validators', () => {
+  it('parsePort accepts 1..65535 only', () => {
+    expect(parsePort('1')).toBe(1);
+    expect(parsePort('65535')).toBe(65535);
+    expect(parsePort('0')).toBeUndefined();
+    expect(parsePort('65536')).toBeUndefined();
+  });
+
+  it('isValidSandboxId accepts label values and <namespace>--<name>', () => {
+    expect(isValidSandboxId('A1_b.c-d')).toBe(true);
+    expect(isValidSandboxId(`${'n'.repeat(63)}--${'m'.repeat(253)}`)).toBe(true);
+  });
+});
+
+describe('hostile input (property-based)', () => {
+  const options = fc.constantFrom(anyDomain, e2b);
+  const text = fc.oneof(
+    fc.string(),
+    fc.string({ unit: 'binary' }),
+    fc.string({ maxLength: 5000 }),
+    fc.constant('../..'),
+    fc.constant('80-a.sandbox.example.com'),
+  );
+
+  it('never throws and always returns a defined answer', () => {
+    fc.assert(
+      fc.property(fc.option(text), fc.option(text), fc.option(text), options, (authority, id, port, opts) => {
+        const result = identify({ authority: authority ?? undefined, sandboxId: id ?? undefined, sandboxPort: port ?? undefined }, opts);
+        expect(['named', 'none', 'malformed']).toContain(result.kind);
+        if (result.kind === 'named') {
+          expect(isValidSandboxId(result.sandboxId)).toBe(true);
+          expect(result.port).toBeGreaterThanOrEqual(1);
+          expect(result.port).toBeLessThanOrEqual(65535);
+          expect(result.sandboxId).not.toMatch(/[/\s]/);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { openKruiseSandbox, parseGoDurationSeconds } from '../../../src/sandbox-kinds/openkruise.ts';
+
+type Obj = Record<string, unknown>;
+const ready = (status: 'True' | 'False' = 'True') => [{ type: 'Ready', status }];
+
+function sandbox(over: { meta?: Obj; spec?: Obj; status?: Obj } = {}): Obj {
+  return {
+    metadata: { name: 'box', namespace: 'team', uid: 'u1', resourceVersion: '10', ...over.meta },
+    spec: { paused: false, ...over.spec },
+    status: { phase: 'Running', podInfo: { podIP: '10.0.0.5' }, conditions: ready(), ...over.status },
+  };
+}
+const route = (o: Obj) => openKruiseSandbox.toRoute(o);
+
+describe('OpenKruise Sandbox -> route', () => {
+  it('reads a running sandbox', () => {
+    expect(route(sandbox())).toMatchObject({
+      id: 'team--box',
+      uid: 'u1',
+      state: 'running',
+      podIP: '10.0.0.5',
+      resourceVersion: '10',
+      wake: undefined,
+    });
+  });
+
+  it('takes the ID from the sandbox-id label when present', () => {
+    expect(route(sandbox({ meta: { labels: { 'agents.kruise.io/sandbox-id': 'abc123' } } }))?.id).toBe('abc123');
+  });
+
+  it('falls back to status.sandboxIp for the pod IP', () => {
+    expect(route(sandbox({ status: { podInfo: undefined, sandboxIp: '10.9.9.9' } }))?.podIP).toBe('10.9.9.9');
+  });
+
+  it('returns undefined for an object without uid, name or namespace', () => {
+    expect(route({ metadata: { name: 'x', namespace: 'y' } })).toBeUndefined();
+    expect(route({})).toBeUndefined();
+    expect(route(null)).toBeUndefined();
+    expect(route('text')).toBeUndefined();
+  });
+
+  it.each([
+    ['a deletion timestamp', { meta: { deletionTimestamp: '2026-01-01T00:00:00Z' } }, 'dead'],
+    ['phase Pending', { status: { phase: 'Pending' } }, 'creating'],
+    ['no phase yet', { status: { phase: undefined } }, 'creating'],
+    ['phase Succeeded', { status: { phase: 'Succeeded' } }, 'dead'],
+    ['phase Failed', { status: { phase: 'Failed' } }, 'dead'],
+    ['phase Terminating', { status: { phase: 'Terminating' } }, 'dead'],
+    ['Running with spec.paused', { spec: { paused: true } }, 'paused'],
+    ['Running but not Ready', { status: { conditions: ready('False') } }, 'dead'],
+    ['phase Paused', { status: { phase: 'Paused', podInfo: { podIP: '' } } }, 'paused'],
+    ['phase Resuming', { status: { phase: 'Resuming', podInfo: { podIP: '' } } }, 'paused'],
+    ['Running and Ready but no IP', { status: { podInfo: { podIP: '' } } }, 'creating'],
+    ['owned by a SandboxSet and Ready', { meta: { ownerReferences: [{ kind: 'SandboxSet' }] } }, 'available'],
+    ['owned by a SandboxSet, not Ready', { meta: { ownerReferences: [{ kind: 'SandboxSet' }] }, status: { conditions: [] } }, 'creating'],
+  ])('derives the state of %s', (_what, over, state) => {
+    expect(route(sandbox(over as never))?.state).toBe(state);
+  });
+
+  it('sees the pausing window: Running with spec.paused, or Paused without SandboxPaused=True', () => {
+    expect(route(sandbox({ spec: { paused: true } }))?.pausing).toBe(true);
+    expect(route(sandbox({ spec: { paused: true }, status: { phase: 'Paused', conditions: [] } }))?.pausing).toBe(true);
+    const paused = route(
+      sandbox({ spec: { paused: true }, status: { phase: 'Paused', conditions: [{ type: 'SandboxPaused', status: 'True' }] } }),
+    );
+    expect(paused?.pausing).toBe(false);
+    expect(paused?.pauseRequested).toBe(true);
+  });
+
+  it('reads shutdownTime and deletion for resumability', () => {
+    const r = route(sandbox({ spec: { shutdownTime: '2030-01-01T00:00:00Z' } }));
+    expect(r?.shutdownAt).toBe(Date.parse('2030-01-01T00:00:00Z'));
+    expect(route(sandbox({ spec: { shutdownTime: 'garbage' } }))?.shutdownAt).toBeUndefined();
+  });
+
+  it('keeps a digest of the access token, never the token', () => {
+    const r = route(sandbox({ meta: { annotations: { 'agents.kruise.io/runtime-access-token': 's3cret' } } }));
+    expect(r?.accessTokenDigest?.length).toBe(32);
+    expect(JSON.stringify(r)).not.toContain('s3cret');
+  });
+});
+
+describe('wake opt-in', () => {
+  it('opts in by autoPausePolicy.resume.onIngressTraffic, with the 300 s pause floor', () => {
+    const policy = (pauseTimeout?: string) =>
+      route(sandbox({ spec: { autoPausePolicy: { resume: { onIngressTraffic: pauseTimeout ? { pauseTimeout } : {} } } } }))?.wake;
+    expect(policy()).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 0 });
+    expect(policy('120s')).toEqual({ pauseAfterSeconds: 300, timeoutSeconds: 0 });
+    expect(policy('1h')).toEqual({ pauseAfterSeconds: 3600, timeoutSeconds: 0 });
+    expect(policy('nonsense')).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 0 });
+  });
+
+  it('opts in by annotation, with a per-sandbox wake timeout', () => {
+    const annotated = (a: Obj) => route(sandbox({ meta: { annotations: a } }))?.wake;
+    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '45' })).toEqual({
+      pauseAfterSeconds: 0,
+      timeoutSeconds: 45,
+    });
+    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '-4' })).toEqual({
+      pauseAfterSeconds: 0,
+      timeoutSeconds: 0,
+    });
+    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'false' })).toBeUndefined();
+  });
+});
+
+describe('resume patch', () => {
+  const now = new Date('2026-11-21T10:00:00.123Z');
+  it('sets spec.paused=false', () => {
+    expect(openKruiseSandbox.resumePatch(route(sandbox()) as never, now)).toEqual({ spec: { paused: false } });
+  });
+
+  it('also sets pauseTime when the policy has a pause timeout', () => {
+    const r = route(sandbox({ spec: { autoPausePolicy: { resume: { onIngressTraffic: { pauseTimeout: '10m' } } } } }));
+    expect(openKruiseSandbox.resumePatch(r as never, now)).toEqual({ spec: { paused: false, pauseTime: '2026-11-21T10:10:00Z' } });
+  });
+});
+
+describe('Go durations', () => {
+  it.each([
+    ['120s', 120],
+    ['2m', 120],
+    ['1h30m', 5400],
+    ['1.5h', 5400],
+    ['500ms', 0.5],
+    ['0', 0],
+  ])('parses %s', (text, seconds) => expect(parseGoDurationSeconds(text)).toBeCloseTo(seconds));
+
+  it.each(['', 's', '10', '10x', '1h garbage'])('rejects %j', (text) => expect(parseGoDurationSeconds(text)).toBeUndefined());
+});
