@@ -11,7 +11,7 @@ function sandbox(over: { meta?: Obj; spec?: Obj; status?: Obj } = {}): Obj {
     status: { phase: 'Running', podInfo: { podIP: '10.0.0.5' }, conditions: ready(), ...over.status },
   };
 }
-const route = (o: Obj) => openKruiseSandbox.toRoute(o);
+const route = (o: unknown) => openKruiseSandbox.toRoute(o);
 
 describe('OpenKruise Sandbox -> route', () => {
   it('reads a running sandbox', () => {
