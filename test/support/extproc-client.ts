@@ -1,21 +1,28 @@
 // A gRPC client for the ext_proc service, for tests that speak the protocol directly (as Envoy would,
 // or as a misbehaving peer would: `raw` sends arbitrary bytes as a message).
-import { credentials, makeGenericClientConstructor, type ClientDuplexStream, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  type ClientDuplexStream,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
 
 const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-const definition = (serialize: (v: never) => Buffer): ServiceDefinition => ({
-  Process: {
-    path: PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: serialize,
-    requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (b: Buffer) => b,
-    responseDeserialize: decodeResponse,
-  },
-}) as unknown as ServiceDefinition;
+const definition = (serialize: (v: never) => Buffer): ServiceDefinition =>
+  ({
+    Process: {
+      path: PATH,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: serialize,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: decodeResponse,
+    },
+  }) as unknown as ServiceDefinition;
 const Typed = makeGenericClientConstructor(definition(encodeRequest as never), 'ExternalProcessor');
 const Raw = makeGenericClientConstructor(definition(((b: Buffer) => b) as never), 'ExternalProcessor');
 
