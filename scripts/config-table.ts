@@ -1,12 +1,23 @@
-// Prints the README's configuration table from the settings table (test/unit/docs.test.ts checks the
-// README holds exactly these rows).
+// The README's configuration table, made from the settings table. `--write` puts it in README.md
+// between the config-table markers; test/unit/docs.test.ts checks the README holds exactly these rows.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SETTINGS } from '../src/config/settings.ts';
 
 export function configTableRows(): string[] {
   return Object.values(SETTINGS).map((s) => `| \`--${s.flag}\` | \`${s.env}\` | \`${s.default === '' ? '""' : s.default}\` | ${s.help} |`);
 }
 
+export function configTable(): string {
+  return ['| Flag | Environment variable | Default | Meaning |', '| --- | --- | --- | --- |', ...configTableRows()].join('\n');
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log('| Flag | Environment variable | Default | Meaning |\n| --- | --- | --- | --- |');
-  console.log(configTableRows().join('\n'));
+  if (process.argv.includes('--write')) {
+    const path = new URL('../README.md', import.meta.url);
+    const readme = readFileSync(path, 'utf8');
+    const next = readme.replace(/(<!-- config-table:start[^>]*-->\n)[\s\S]*?(<!-- config-table:end -->)/, `$1${configTable()}\n$2`);
+    writeFileSync(path, next);
+  } else {
+    console.log(configTable());
+  }
 }

@@ -12,6 +12,8 @@ import { sandboxKind } from './sandbox-kinds/index.ts';
 import { GrpcServer } from './server/grpc-server.ts';
 import { HttpServer } from './server/http-server.ts';
 import { RequestProcessor } from './server/processor.ts';
+import { WakeCoordinator } from './wake/coordinator.ts';
+import { KubernetesResumer } from './wake/resumer.ts';
 import type { DestinationStream } from 'pino';
 
 interface RouteSource {
@@ -31,6 +33,9 @@ export class App {
   readonly metrics: Metrics;
   readonly #grpc: GrpcServer;
   readonly #http: HttpServer;
+  /** The wake coordinator, when waking is on (Kubernetes routes and --wake). */
+  readonly wakes: WakeCoordinator | undefined;
+  readonly #kubeConfig: KubeConfig | undefined;
   #source: RouteSource | undefined;
   #stopping = false;
   /** Where the service listens, once started. */
@@ -45,15 +50,42 @@ export class App {
       metadataKey: config.metadataKey,
       strippedHeaders: config.stripHeaders,
     });
+    if (config.routeSource === 'kubernetes') {
+      this.#kubeConfig = new KubeConfig();
+      if (config.kubeconfig === '') this.#kubeConfig.loadFromDefault();
+      else this.#kubeConfig.loadFromFile(config.kubeconfig);
+      if (this.#kubeConfig.getCurrentCluster() === null) {
+        throw new Error(
+          'no Kubernetes cluster is configured: set --kubeconfig (SANDBOX_EXTPROC_KUBECONFIG), $KUBECONFIG, or run in a cluster',
+        );
+      }
+    }
+    // Only Kubernetes sandboxes can be resumed; file routes have no controller to wake them.
+    if (config.wake && this.#kubeConfig !== undefined) {
+      this.wakes = new WakeCoordinator({
+        registry: this.registry,
+        resumer: new KubernetesResumer(this.#kubeConfig, sandboxKind(config.sandboxKind)),
+        answers,
+        metrics: this.metrics,
+        logger: this.logger,
+        options: {
+          timeoutMs: config.wakeTimeout,
+          maxHoldMs: config.maxMessageTimeout,
+          maxWaitersPerSandbox: config.maxWaitersPerSandbox,
+          maxWaiters: config.maxWaiters,
+        },
+      });
+    }
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
       metrics: this.metrics,
       logger: this.logger,
+      ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       options: {
         names: { sandboxIdHeader: config.sandboxIdHeader, sandboxPortHeader: config.sandboxPortHeader },
         identify: { domains: config.domains, defaultPort: config.defaultPort },
-        decide: { wakeEnabled: config.wake, unnamed: config.unnamedRequests },
+        decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
       },
     });
     this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics });
@@ -76,7 +108,8 @@ export class App {
     if (this.#stopping) return;
     this.#stopping = true;
     this.logger.info({ graceMs: this.config.shutdownGrace }, 'shutting down');
-    await this.#grpc.shutdown(this.config.shutdownGrace);
+    await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
+    this.wakes?.close();
     await this.#source?.stop();
     await this.#http.close();
     this.logger.info('stopped');
@@ -97,11 +130,8 @@ export class App {
       onReady();
       return source;
     }
-    const kubeConfig = new KubeConfig();
-    if (c.kubeconfig === '') kubeConfig.loadFromDefault();
-    else kubeConfig.loadFromFile(c.kubeconfig);
     const source = new KubernetesRouteSource({
-      kubeConfig,
+      kubeConfig: this.#kubeConfig as KubeConfig,
       kind: sandboxKind(c.sandboxKind),
       namespaces: c.namespaces,
       labelSelector: c.labelSelector,

@@ -21,7 +21,13 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     io.stdout(`${loaded.text}\n`);
     return 0;
   }
-  const app = new App(loaded.config);
+  let app: App;
+  try {
+    app = new App(loaded.config);
+  } catch (error) {
+    io.stderr(`sandbox-extproc: ${(error as Error).message}\n`);
+    return 1;
+  }
   try {
     await app.start();
   } catch (error) {

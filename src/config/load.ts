@@ -49,6 +49,11 @@ function checkCombinations(config: Config): void {
   if (config.routeSource === 'file' && config.routesFile === '') {
     throw new ConfigError('missing --routes-file (SANDBOX_EXTPROC_ROUTES_FILE): required when --route-source is file');
   }
+  if (config.wakeTimeout + 1000 > config.maxMessageTimeout) {
+    throw new ConfigError(
+      'invalid --wake-timeout (SANDBOX_EXTPROC_WAKE_TIMEOUT): it must be at least 1s shorter than --max-message-timeout, or Envoy would time held requests out first',
+    );
+  }
   if (config.sandboxIdHeader === config.sandboxPortHeader) {
     throw new ConfigError('invalid --sandbox-port-header (SANDBOX_EXTPROC_SANDBOX_PORT_HEADER): it must differ from --sandbox-id-header');
   }

@@ -91,6 +91,12 @@ export const SETTINGS = {
     p.duration(1_000, 3_600_000),
     'How long a request waits for its sandbox to wake (per-sandbox annotation overrides).',
   ),
+  maxMessageTimeout: setting(
+    'max-message-timeout',
+    '300s',
+    p.duration(2_000, 3_600_000),
+    "Envoy's ext_proc max_message_timeout: a held request never asks Envoy for longer.",
+  ),
   maxWaitersPerSandbox: setting(
     'max-waiters-per-sandbox',
     '1000',

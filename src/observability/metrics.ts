@@ -58,7 +58,7 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
     }),
     wakes: new Counter({
       name: 'sandbox_extproc_wakes_total',
-      help: 'Wakes, by outcome: woken, timeout, failed.',
+      help: 'Wakes (one per sandbox, however many requests wait on it), by outcome: woken, failed, timeout (every waiter timed out), abandoned (every client left).',
       labelNames: ['outcome'],
       registers,
     }),

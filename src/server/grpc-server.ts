@@ -49,16 +49,25 @@ export class GrpcServer {
     this.#health.setStatus(EXT_PROC_SERVICE, state);
   }
 
-  /** Stops taking new streams and lets open ones finish, for at most graceMs; then cuts the rest. */
-  shutdown(graceMs: number): Promise<void> {
+  /**
+   * Stops taking new streams and lets open ones finish for at most graceMs. Then `answerHeld` answers
+   * requests still held (so their clients get a response, not a reset), and after a last second to
+   * flush those answers the remaining streams are cut.
+   */
+  shutdown(graceMs: number, answerHeld: () => void = () => undefined): Promise<void> {
     this.setServing(false);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
+      let force: NodeJS.Timeout | undefined;
+      const grace = setTimeout(() => {
+        answerHeld();
+        force = setTimeout(() => {
+          this.#server.forceShutdown();
+          resolve();
+        }, 1000);
       }, graceMs);
       this.#server.tryShutdown(() => {
-        clearTimeout(timer);
+        clearTimeout(grace);
+        clearTimeout(force);
         resolve();
       });
     });

@@ -21,7 +21,7 @@ export type ProcessResult = Buffer | PendingAnswer;
 
 /** Holds a request until its sandbox runs; implemented by wake/coordinator.ts. */
 export interface Waker {
-  hold(route: Route, port: number, facts: RequestFacts, signal: AbortSignal): PendingAnswer;
+  hold(route: Route, port: number, facts: RequestFacts, signal: AbortSignal): ProcessResult;
 }
 
 export interface ProcessorOptions {

@@ -3,6 +3,7 @@
 // cleared) and resumes (spec.paused=false -> Resuming -> Running, Ready=True, possibly a new pod IP)
 // after injectable delays, and can be told to never finish a resume.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
+import { Backoff, delay } from '../../src/routes/backoff.ts';
 
 export const GROUP = 'agents.kruise.io';
 export const VERSION = 'v1alpha1';
@@ -42,8 +43,8 @@ export interface NewSandbox {
 }
 
 export interface ControllerOptions {
-  /** How long a resume takes, from spec.paused=false to Running. */
-  resumeDelayMs?: number;
+  /** How long a resume takes, from spec.paused=false to Running (per sandbox name, or for all). */
+  resumeDelayMs?: number | ((name: string) => number);
   /** How long a pause takes, from spec.paused=true to Paused. */
   pauseDelayMs?: number;
   /** The pod IP a sandbox gets when it resumes; default: the one it had before pausing. */
@@ -65,6 +66,8 @@ export class SandboxController {
   /** Resumes seen while a pause was still in progress (the real controller refuses these). */
   readonly resumesWhilePausing: string[] = [];
   #watch: AbortController | undefined;
+  #stopped = false;
+  readonly #stopSignal = new AbortController();
 
   constructor(admin: KubeConfig, options: ControllerOptions = {}) {
     this.#config = admin;
@@ -72,18 +75,33 @@ export class SandboxController {
     this.options = options;
   }
 
+  /**
+   * Watches every Sandbox, re-watching after any end (the API server answers 429 while a new CRD's
+   * watch cache initialises, and ends watches on restarts), from the last version seen.
+   */
   async start(): Promise<void> {
-    this.#watch = await new Watch(this.#config).watch(
-      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      {},
-      (type, object: SandboxObject) => {
-        if (type === 'ADDED' || type === 'MODIFIED') this.#reconcile(object);
-      },
-      () => undefined,
-    );
+    const backoff = new Backoff(50, 1000);
+    let resourceVersion: string | undefined;
+    const run = async (): Promise<void> => {
+      if (this.#stopped) return;
+      this.#watch = await new Watch(this.#config).watch(
+        `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        resourceVersion === undefined ? {} : { resourceVersion, allowWatchBookmarks: true },
+        (type, object: SandboxObject & { code?: number }) => {
+          backoff.reset();
+          if (type === 'ERROR') resourceVersion = object.code === 410 ? undefined : resourceVersion;
+          else resourceVersion = object.metadata.resourceVersion ?? resourceVersion;
+          if (type === 'ADDED' || type === 'MODIFIED') this.#reconcile(object);
+        },
+        () => void delay(backoff.next(), this.#stopSignal.signal).then(run),
+      );
+    };
+    await run();
   }
 
   stop(): void {
+    this.#stopped = true;
+    this.#stopSignal.abort();
     this.#watch?.abort();
     for (const timer of this.#timers) clearTimeout(timer);
   }
@@ -180,7 +198,9 @@ export class SandboxController {
           { type: 'SandboxPaused', status: 'False' },
         ],
       });
-      this.#later(this.options.resumeDelayMs ?? 0, async () => {
+      const delayMs =
+        typeof this.options.resumeDelayMs === 'function' ? this.options.resumeDelayMs(name) : (this.options.resumeDelayMs ?? 0);
+      this.#later(delayMs, async () => {
         const ip = this.options.resumeIP?.(name) ?? this.#lastIP.get(k) ?? '';
         this.#lastIP.set(k, ip);
         await this.setStatus(namespace, name, runningStatus(ip));

@@ -1,0 +1,164 @@
+// Wake on traffic on the real stack: Envoy holds the request (override_message_timeout past its 1 s
+// message_timeout), the service patches the Sandbox through the real API server, the test controller
+// resumes it, the watch releases the request. Patches are counted from the API server's audit log.
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlane, type AuditEvent } from '../support/controlplane.ts';
+import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import { httpGet } from '../support/http.ts';
+import { waitForRoute } from '../support/registry-events.ts';
+import { SandboxController, type NewSandbox } from '../support/sandbox-controller.ts';
+import { UpstreamPool } from '../support/sandboxes.ts';
+import { startService, type RunningService } from '../support/service.ts';
+
+const NS = 'wake';
+const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+let plane: ControlPlane;
+let controller: SandboxController;
+let pool: UpstreamPool;
+let service: RunningService;
+let envoy: RunningEnvoy;
+const resumeDelays = new Map<string, number>();
+const resumeIPs = new Map<string, string>();
+
+beforeAll(async () => {
+  plane = await ControlPlane.start();
+  await plane.ensureNamespace(NS);
+  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+  controller = new SandboxController(plane.admin, {
+    resumeDelayMs: (name) => resumeDelays.get(name) ?? 300,
+    resumeIP: (name) => resumeIPs.get(name),
+  });
+  await controller.start();
+  pool = await UpstreamPool.start(['127.0.0.31', '127.0.0.32', '127.0.0.33']);
+  service = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--wake-timeout', '20s']);
+  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number, messageTimeout: '1s', maxMessageTimeout: '300s' });
+});
+
+afterAll(async () => {
+  controller?.stop();
+  await envoy?.stop();
+  await service?.stop();
+  await pool?.close();
+  await plane?.stop();
+});
+
+/** Creates a sandbox already paused (pod IP cleared) and waits until the service sees it paused. */
+async function pausedSandbox(name: string, extra: Partial<NewSandbox> = {}): Promise<string> {
+  await controller.create({ namespace: NS, name, podIP: '127.0.0.31', wake: { by: 'policy' }, paused: true, ...extra });
+  const id = `${NS}--${name}`;
+  await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused' && !r.pausing);
+  return id;
+}
+
+const patches = (name: string) =>
+  plane.auditEvents(
+    (e: AuditEvent) =>
+      e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
+  );
+const get = (id: string, headers: Record<string, string> = {}) =>
+  httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port), ...headers }, 30_000);
+
+describe('wake on traffic', () => {
+  it('wakes a paused, opted-in sandbox and serves the request, with one patch and the wake duration header', async () => {
+    resumeDelays.set('sleepy', 2500); // longer than Envoy's 1 s message_timeout: only the override keeps the request alive
+    const id = await pausedSandbox('sleepy');
+    const res = await get(id);
+    expect(res.status).toBe(200);
+    expect(res.json()['upstream']).toBe('127.0.0.31');
+    expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThanOrEqual(2000);
+    expect(patches('sleepy')).toHaveLength(1);
+    expect(await envoy.stat('http.edge.ext_proc.override_message_timeout_ignored')).toBe(0);
+    const entry = await envoy.waitForAccessLog((e) => e['sandbox_id'] === id && e['decision'] === 'wake');
+    expect(Number(entry['wake_ms'])).toBeGreaterThanOrEqual(2000);
+    // The next request finds it running: no hold, no header, no further patch.
+    const again = await get(id);
+    expect(again.headers['x-sandbox-wake-ms']).toBeUndefined();
+    expect(patches('sleepy')).toHaveLength(1);
+  });
+
+  it('serves 200 concurrent requests to one paused sandbox with a single patch', async () => {
+    resumeDelays.set('crowd', 1000);
+    const id = await pausedSandbox('crowd');
+    const results = await Promise.all(Array.from({ length: 200 }, () => get(id)));
+    expect(results.map((r) => r.status)).toEqual(Array(200).fill(200));
+    expect(patches('crowd')).toHaveLength(1);
+  });
+
+  it('answers a sandbox that did not opt in with 502 and patches nothing', async () => {
+    await controller.create({ namespace: NS, name: 'hermit', podIP: '127.0.0.31', paused: true });
+    const id = `${NS}--hermit`;
+    await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused');
+    const res = await get(id);
+    expect(res.status).toBe(502);
+    expect(res.json()['error']).toBe('sandbox_not_running');
+    expect(patches('hermit')).toHaveLength(0);
+  });
+
+  it('answers a wrong or missing access token with 401 and patches nothing', async () => {
+    const id = await pausedSandbox('guarded', { accessToken: 'correct-horse' });
+    expect((await get(id, { 'x-access-token': 'wrong' })).status).toBe(401);
+    expect((await get(id)).status).toBe(401);
+    expect(patches('guarded')).toHaveLength(0);
+    const ok = await get(id, { 'x-access-token': 'correct-horse' });
+    expect(ok.status).toBe(200);
+    expect(patches('guarded')).toHaveLength(1);
+  });
+
+  it('answers 503 with Retry-After when the wake outlasts its deadline, and the sandbox is reachable afterwards', async () => {
+    resumeDelays.set('slowpoke', 3500);
+    const id = await pausedSandbox('slowpoke', { wake: { by: 'annotation', timeoutSeconds: 2 } });
+    const running = waitForRoute(service.app.registry, id, (r) => r?.state === 'running', 20_000);
+    const res = await get(id);
+    expect(res.status).toBe(503);
+    expect(res.json()['error']).toBe('sandbox_wake_timeout');
+    expect(res.headers['retry-after']).toBe('2');
+    await running;
+    expect((await get(id)).status).toBe(200);
+    expect(patches('slowpoke')).toHaveLength(1);
+  });
+
+  it('forwards to the new pod IP when the IP changed across the wake', async () => {
+    resumeIPs.set('mover', '127.0.0.33');
+    const id = await pausedSandbox('mover');
+    const res = await get(id);
+    expect(res.json()['upstream']).toBe('127.0.0.33');
+  });
+
+  it('waits for a pause in progress to complete, then resumes', async () => {
+    controller.options.pauseDelayMs = 1500;
+    await controller.create({ namespace: NS, name: 'drowsy', podIP: '127.0.0.32', wake: { by: 'policy' } });
+    const id = `${NS}--drowsy`;
+    await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
+    await controller.pause(NS, 'drowsy');
+    await waitForRoute(service.app.registry, id, (r) => r?.pausing === true);
+    const res = await get(id);
+    controller.options.pauseDelayMs = 0;
+    expect(res.status).toBe(200);
+    expect(res.json()['upstream']).toBe('127.0.0.32');
+    expect(controller.resumesWhilePausing).toEqual([]);
+    expect(patches('drowsy')).toHaveLength(1);
+  });
+
+  it('frees the slot of a client that disconnects while waiting', async () => {
+    resumeDelays.set('ghost', 60_000);
+    const id = await pausedSandbox('ghost');
+    const wakes = service.app.wakes!;
+    const joined = new Promise<void>((resolve) => {
+      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
+    });
+    const left = joined.then(
+      () =>
+        new Promise<void>((resolve) => {
+          const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
+        }),
+    );
+    const req = request(`${envoy.url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port) }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    await joined;
+    req.destroy();
+    await left;
+    expect(wakes.waiting).toBe(0);
+  });
+});
