@@ -10,6 +10,7 @@ import { waitForRoute } from '../support/registry-events.ts';
 import { SandboxController, type NewSandbox } from '../support/sandbox-controller.ts';
 import { UpstreamPool } from '../support/sandboxes.ts';
 import { startService, type RunningService } from '../support/service.ts';
+import { ExtProcClient } from '../support/extproc-client.ts';
 
 const NS = 'wake';
 const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
@@ -160,5 +161,31 @@ describe('wake on traffic', () => {
     req.destroy();
     await left;
     expect(wakes.waiting).toBe(0);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('answers a request held mid-wake before the process stops, within the grace period', async () => {
+    resumeDelays.set('insomniac', 60_000);
+    const id = await pausedSandbox('insomniac');
+    const kubeconfig = await plane.serviceIdentity('second-replica', [NS]);
+    const second = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--shutdown-grace', '500ms']);
+    await waitForRoute(second.app.registry, id, (r) => r?.state === 'paused');
+    const client = new ExtProcClient(`127.0.0.1:${second.listening.grpcPort}`);
+    const joined = new Promise<void>((resolve) => {
+      const off = second.app.wakes!.onWaitersChange((n) => n === 1 && (off(), resolve()));
+    });
+    const exchange = client.exchange(
+      [{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }],
+      { closeAfter: 2 },
+    );
+    await joined;
+    const started = Date.now();
+    await second.stop();
+    expect(Date.now() - started).toBeLessThan(3000);
+    const { responses } = await exchange;
+    client.close();
+    expect(responses[0]?.override_message_timeout).toBeDefined();
+    expect(responses[1]?.immediate_response?.status?.code).toBe(503);
   });
 });

@@ -1,0 +1,150 @@
+// `npm run demo`: the whole stack on this machine, and a walk through it in the terminal.
+// A real kube-apiserver + etcd, the real Envoy, sandbox-extproc under its own least-privilege identity,
+// and a small test controller playing the OpenKruise sandbox controller for three demo sandboxes
+// (local HTTP servers on loopback IPs). Ctrl-C tears everything down; --once exits after the tour.
+import { performance } from 'node:perf_hooks';
+import { ControlPlane } from '../test/support/controlplane.ts';
+import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
+import { httpGet, type HttpResult } from '../test/support/http.ts';
+import { waitForRoute } from '../test/support/registry-events.ts';
+import { SandboxController } from '../test/support/sandbox-controller.ts';
+import { UpstreamPool } from '../test/support/sandboxes.ts';
+import { startService, type RunningService } from '../test/support/service.ts';
+
+const once = process.argv.includes('--once');
+const tty = process.stdout.isTTY;
+const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+const dim = (s: string) => (tty ? `\x1b[2m${s}\x1b[0m` : s);
+const say = (s = '') => console.log(s);
+const NS = 'demo';
+const RESUME_MS = 1500;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+async function teardown(): Promise<void> {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+}
+
+async function timed<T>(what: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const result = await work();
+  say(`  ${what} ${dim(`(${Math.round(performance.now() - started)} ms)`)}`);
+  return result;
+}
+
+function show(res: HttpResult, ms: number): void {
+  const wake = res.headers['x-sandbox-wake-ms'];
+  const body = res.body.length > 140 ? `${res.body.slice(0, 140)}...` : res.body;
+  say(`  -> ${bold(String(res.status))} in ${Math.round(ms)} ms${wake ? `, x-sandbox-wake-ms: ${wake}` : ''}`);
+  say(`     ${dim(body)}`);
+}
+
+async function main(): Promise<void> {
+  say(bold('sandbox-extproc demo'));
+  say('Starting a real control plane, Envoy and the service on loopback.\n');
+  const plane = await timed('etcd + kube-apiserver up, Sandbox CRD installed', () => ControlPlane.start());
+  cleanups.push(() => plane.stop());
+  await plane.ensureNamespace(NS);
+  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+  const pool = await UpstreamPool.start(['127.0.0.41', '127.0.0.42', '127.0.0.43']);
+  cleanups.push(() => pool.close());
+  const controller = new SandboxController(plane.admin, { resumeDelayMs: RESUME_MS });
+  await controller.start();
+  cleanups.push(() => controller.stop());
+  await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () => {
+    await controller.create({ namespace: NS, name: 'web', podIP: '127.0.0.41' });
+    await controller.create({
+      namespace: NS,
+      name: 'sleeper',
+      podIP: '127.0.0.42',
+      paused: true,
+      wake: { by: 'policy', pauseTimeout: '10m' },
+    });
+    await controller.create({
+      namespace: NS,
+      name: 'vault',
+      podIP: '127.0.0.43',
+      paused: true,
+      wake: { by: 'annotation' },
+      accessToken: 'open-sesame',
+    });
+  });
+  const service: RunningService = await timed(
+    'sandbox-extproc started as ServiceAccount sandbox-extproc (get/list/watch/patch sandboxes only)',
+    () => startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--domains', 'sandbox.local']),
+  );
+  cleanups.push(() => service.stop());
+  await waitForRoute(service.app.registry, `${NS}--vault`, (r) => r?.state === 'paused');
+  const envoy: RunningEnvoy = await timed('Envoy started with envoy/envoy.yaml', () =>
+    startEnvoy({ extprocPort: service.listening.grpcPort as number }),
+  );
+  cleanups.push(() => envoy.stop());
+  const port = pool.port;
+
+  const request = async (title: string, headers: Record<string, string>, path = '/') => {
+    say(`\n${bold(title)}`);
+    say(
+      dim(
+        `  curl -s ${envoy.url}${path} ${Object.entries(headers)
+          .map(([k, v]) => `-H '${k}: ${v}'`)
+          .join(' ')}`,
+      ),
+    );
+    const started = performance.now();
+    const res = await httpGet(`${envoy.url}${path}`, headers, 30_000);
+    show(res, performance.now() - started);
+    return res;
+  };
+  const patchCount = (name: string) =>
+    plane.auditEvents((e) => e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined).length;
+
+  await request('1. A running sandbox, named by headers', { 'e2b-sandbox-id': `${NS}--web`, 'e2b-sandbox-port': String(port) });
+  await request('   ... and by host <port>-<id>.<domain>', { host: `${port}-${NS}--web.sandbox.local` });
+  await request('2. A sandbox that does not exist', { 'e2b-sandbox-id': `${NS}--nobody`, 'e2b-sandbox-port': String(port) });
+  await request('3. A client trying to pick the upstream itself (x-envoy-original-dst-host) gets the sandbox it named', {
+    'e2b-sandbox-id': `${NS}--web`,
+    'e2b-sandbox-port': String(port),
+    'x-envoy-original-dst-host': `127.0.0.43:${port}`,
+  });
+  say(`\n${bold('4. A paused sandbox, woken by traffic')} ${dim(`(the test controller takes ${RESUME_MS} ms to resume it)`)}`);
+  say(`  state before: ${service.app.registry.get(`${NS}--sleeper`)?.state}`);
+  await request('   request to sleeper', { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(port) });
+  say(
+    `  state after: ${service.app.registry.get(`${NS}--sleeper`)?.state}; resume patches the API server received: ${patchCount('sleeper')}`,
+  );
+  await request('   again: it is running now, so no wait', { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(port) });
+  await request('5. A paused sandbox with an access token, wrong token: refused, not woken', {
+    'e2b-sandbox-id': `${NS}--vault`,
+    'e2b-sandbox-port': String(port),
+    'x-access-token': 'guess',
+  });
+  say(`  resume patches for vault: ${patchCount('vault')}`);
+  await request('   right token: woken', {
+    'e2b-sandbox-id': `${NS}--vault`,
+    'e2b-sandbox-port': String(port),
+    'x-access-token': 'open-sesame',
+  });
+
+  say(`\n${bold('Envoy access log for the wakes')} ${dim('(sandbox, decision and wake time come from the service as metadata)')}`);
+  await envoy.waitForAccessLog((e) => e['sandbox_id'] === `${NS}--vault` && e['decision'] === 'wake');
+  for (const entry of envoy.accessLog().filter((e) => e['decision'] === 'wake')) say(dim(`  ${JSON.stringify(entry)}`));
+  say(`\nMetrics: curl -s http://127.0.0.1:${service.listening.httpPort}/metrics | grep sandbox_extproc_`);
+  if (once) return;
+  say(`\nThe stack keeps running: try the curl commands above (Envoy on ${envoy.url}). ${bold('Ctrl-C')} to stop.`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+let failed = false;
+try {
+  await main();
+} catch (error) {
+  failed = true;
+  console.error(`demo failed: ${(error as Error).stack ?? String(error)}`);
+} finally {
+  say('\nTearing down...');
+  await teardown();
+  say('Done.');
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,20 @@
+// `npm run demo` is the README's first command: it must run to the end and show each outcome.
+import { describe, expect, it } from 'vitest';
+import { TestProcess } from '../support/process.ts';
+import { REPO_ROOT } from '../support/tools.ts';
+
+describe('npm run demo', () => {
+  it('brings the stack up, shows forward, not found, a wake and a refused token, and tears down', async () => {
+    const demo = new TestProcess('demo', process.execPath, [`${REPO_ROOT}scripts/demo.ts`, '--once'], { cwd: REPO_ROOT });
+    await demo.waitForLine(/^Done\.$/, 120_000);
+    expect(await demo.exited).toBe(0);
+    const out = demo.lines.join('\n');
+    expect(out).toMatch(/-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.41"/);
+    expect(out).toContain('"error":"sandbox_not_found"');
+    expect(out).toMatch(/-> 200 in \d+ ms, x-sandbox-wake-ms: \d+/);
+    expect(out).toContain('resume patches the API server received: 1');
+    expect(out).toContain('-> 401');
+    expect(out).toContain('resume patches for vault: 0');
+    expect(out).toContain('"decision":"wake"');
+  });
+});
