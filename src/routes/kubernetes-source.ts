@@ -71,7 +71,7 @@ class ScopeLoop {
   readonly #onFirstSync: () => void;
   readonly #api: CustomObjectsApi;
   readonly #log: Logger;
-  readonly #backoff = new Backoff(200, 10_000);
+  readonly #backoff = new Backoff(200, 5_000);
   #synced = false;
   #resourceVersion = '';
 

@@ -135,4 +135,17 @@ describe('API server outages', () => {
     await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.podIP === '127.0.0.22', 60_000);
     expect((await get(`${NS}--alpha`)).json()['upstream']).toBe('127.0.0.22');
   });
+
+  it('drops a sandbox deleted while the watch was away, and keeps the others (relist)', async () => {
+    await controller.create({ namespace: NS, name: 'vanishing', podIP: '127.0.0.23' });
+    await waitForRoute(service.app.registry, `${NS}--vanishing`, (r) => r?.state === 'running');
+    await plane.stopApiserver();
+    expect(await plane.etcdDelete(`/registry/agents.kruise.io/sandboxes/${NS}/vanishing`)).toBe(1);
+    await plane.etcdCompact();
+    await plane.startApiserver();
+    await waitForRoute(service.app.registry, `${NS}--vanishing`, (r) => r === undefined, 60_000);
+    expect((await get(`${NS}--vanishing`)).status).toBe(502);
+    expect(service.app.registry.get('beta-id')?.state).toBe('running');
+    expect((await get('beta-id')).json()['upstream']).toBe('127.0.0.22');
+  });
 });

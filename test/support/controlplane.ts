@@ -41,7 +41,11 @@ export class ControlPlane {
   apiserver: TestProcess;
   readonly #apiserverArgs: string[];
 
+  /** etcd's client URL (its JSON gateway serves /v3/kv/...). */
+  readonly etcdUrl: string;
+
   private constructor(dir: string, certs: CertPaths, url: string, etcd: TestProcess, apiserver: TestProcess, apiserverArgs: string[]) {
+    this.etcdUrl = (/--etcd-servers=(\S+)/.exec(apiserverArgs.join(' ')) as RegExpExecArray)[1] as string;
     this.dir = dir;
     this.certs = certs;
     this.url = url;
@@ -125,6 +129,32 @@ export class ControlPlane {
   static async #serving(apiserver: TestProcess): Promise<void> {
     await apiserver.waitForLine(/Serving securely on/, 60_000);
     await apiserver.waitForLine(/initial CRD sync complete/, 30_000);
+  }
+
+  /**
+   * Deletes a key straight from etcd, behind the API server's back (only while it is stopped): the way
+   * to make a change no watch can deliver, so only a relist can find it.
+   */
+  async etcdDelete(key: string): Promise<number> {
+    const res = await fetch(`${this.etcdUrl}/v3/kv/deleterange`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from(key).toString('base64') }),
+    });
+    const body = (await res.json()) as { deleted?: string };
+    return Number(body.deleted ?? 0);
+  }
+
+  /** Compacts etcd's history up to its current revision; watches from older versions then get 410. */
+  async etcdCompact(): Promise<void> {
+    const status = (await (
+      await fetch(`${this.etcdUrl}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/').toString('base64') }) })
+    ).json()) as {
+      header: { revision: string };
+    };
+    await fetch(`${this.etcdUrl}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: status.header.revision, physical: true }),
+    });
   }
 
   /** Audit events the API server wrote for sandboxes, so far. */
