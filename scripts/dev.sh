@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd; cached
+# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm; cached
 # outside the repo), installs dependencies, then runs `npm run <command>`: demo, test, bench, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane
+scripts/provision.sh node envoy controlplane helm
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

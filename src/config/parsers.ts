@@ -1,62 +1,86 @@
 // Value parsers for settings. Each returns the value or throws a plain message; config/load.ts adds the
-// setting's name, so every bad value stops start-up with a message naming it.
-export type Parser<T> = (text: string) => T;
+// setting's name, so every bad value stops start-up with a message naming it. Each parser also carries
+// the JSON Schema of the values it accepts, from which the Helm chart's values.schema.json is made.
+export type Parser<T> = ((text: string) => T) & { readonly schema: Record<string, unknown> };
 
-export const string: Parser<string> = (text) => text;
+const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>): Parser<T> => Object.assign(fn, { schema });
+
+export const string: Parser<string> = parser((text) => text, { type: 'string' });
 
 export function integer(min: number, max: number): Parser<number> {
-  return (text) => {
-    if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max)
-      throw new Error(`expected a whole number from ${min} to ${max}`);
-    return Number(text);
-  };
+  return parser(
+    (text) => {
+      if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max)
+        throw new Error(`expected a whole number from ${min} to ${max}`);
+      return Number(text);
+    },
+    { type: 'integer', minimum: min, maximum: max },
+  );
 }
 
 export const port = integer(0, 65535);
 
-export const boolean: Parser<boolean> = (text) => {
-  if (['true', '1', 'yes', 'on'].includes(text.toLowerCase())) return true;
-  if (['false', '0', 'no', 'off'].includes(text.toLowerCase())) return false;
-  throw new Error('expected true or false');
-};
+export const boolean: Parser<boolean> = parser(
+  (text) => {
+    if (['true', '1', 'yes', 'on'].includes(text.toLowerCase())) return true;
+    if (['false', '0', 'no', 'off'].includes(text.toLowerCase())) return false;
+    throw new Error('expected true or false');
+  },
+  { type: 'boolean' },
+);
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Durations in milliseconds: "250ms", "30s", "5m", "1h". */
 export function duration(min: number, max: number): Parser<number> {
-  return (text) => {
-    const match = /^([0-9]+)(ms|s|m|h)$/.exec(text);
-    const ms = match === null ? NaN : Number(match[1]) * (UNITS[match[2] as string] as number);
-    if (!(ms >= min && ms <= max)) throw new Error(`expected a duration such as 500ms, 30s or 5m, from ${min}ms to ${max}ms`);
-    return ms;
-  };
+  return parser(
+    (text) => {
+      const match = /^([0-9]+)(ms|s|m|h)$/.exec(text);
+      const ms = match === null ? NaN : Number(match[1]) * (UNITS[match[2] as string] as number);
+      if (!(ms >= min && ms <= max)) throw new Error(`expected a duration such as 500ms, 30s or 5m, from ${min}ms to ${max}ms`);
+      return ms;
+    },
+    { type: 'string', pattern: '^[0-9]+(ms|s|m|h)$' },
+  );
 }
 
 export function oneOf<const T extends string>(...choices: T[]): Parser<T> {
-  return (text) => {
-    if (!(choices as string[]).includes(text)) throw new Error(`expected one of ${choices.join(', ')}`);
-    return text as T;
-  };
+  return parser(
+    (text) => {
+      if (!(choices as string[]).includes(text)) throw new Error(`expected one of ${choices.join(', ')}`);
+      return text as T;
+    },
+    { type: 'string', enum: choices },
+  );
 }
 
 /** A comma-separated list; empty text is an empty list. Each item must match `item`. */
 export function list(item: RegExp, what: string): Parser<readonly string[]> {
-  return (text) => {
-    const items = text
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    for (const value of items) if (!item.test(value)) throw new Error(`${JSON.stringify(value)} is not ${what}`);
-    return Object.freeze(items);
-  };
+  return parser(
+    (text) => {
+      const items = text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      for (const value of items) if (!item.test(value)) throw new Error(`${JSON.stringify(value)} is not ${what}`);
+      return Object.freeze(items);
+    },
+    { type: 'string', description: `comma-separated, each ${what}` },
+  );
 }
 
-export const headerName: Parser<string> = (text) => {
-  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(text)) throw new Error('expected a lower-case HTTP header name');
-  return text;
-};
+export const headerName: Parser<string> = parser(
+  (text) => {
+    if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(text)) throw new Error('expected a lower-case HTTP header name');
+    return text;
+  },
+  { type: 'string', pattern: "^[a-z0-9!#$%&'*+.^_`|~-]+$" },
+);
 
-export const fileMode: Parser<number> = (text) => {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new Error('expected an octal file mode such as 0660');
-  return parseInt(text, 8);
-};
+export const fileMode: Parser<number> = parser(
+  (text) => {
+    if (!/^0?[0-7]{3}$/.test(text)) throw new Error('expected an octal file mode such as 0660');
+    return parseInt(text, 8);
+  },
+  { type: 'string', pattern: '^0?[0-7]{3}$' },
+);

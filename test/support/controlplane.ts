@@ -188,12 +188,18 @@ export class ControlPlane {
         await rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name }, subjects, roleRef } });
       }
     }
+    return this.kubeconfigFor(namespace, name);
+  }
+
+  /** Writes a kubeconfig authenticating as an existing ServiceAccount, with a TokenRequest token. */
+  async kubeconfigFor(namespace: string, serviceAccount: string): Promise<string> {
+    const core = this.admin.makeApiClient(CoreV1Api);
     const token = await core.createNamespacedServiceAccountToken({
-      name,
+      name: serviceAccount,
       namespace,
       body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 86_400, audiences: [] } },
     });
-    const path = join(this.dir, `${name}.kubeconfig`);
+    const path = join(this.dir, `${namespace}-${serviceAccount}.kubeconfig`);
     writeFileSync(path, kubeconfigYaml(this.url, this.certs.caCert, { token: token.status?.token ?? '' }));
     return path;
   }

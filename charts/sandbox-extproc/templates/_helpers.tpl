@@ -1,0 +1,48 @@
+{{- define "sandbox-extproc.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sandbox-extproc.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sandbox-extproc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sandbox-extproc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sandbox-extproc.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "sandbox-extproc.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "sandbox-extproc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sandbox-extproc.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The project's one list of API rights (files/rbac-rules.yaml), shared with the tests. */}}
+{{- define "sandbox-extproc.rules" -}}
+{{ .Files.Get "files/rbac-rules.yaml" }}
+{{- end -}}
+
+{{/* envoy/envoy.yaml (files/envoy.yaml links to it) with its ${TOKENS} filled in. */}}
+{{- define "sandbox-extproc.envoyConfig" -}}
+{{- .Files.Get "files/envoy.yaml"
+  | replace "${ADMIN_PORT}" (toString .Values.envoy.adminPort)
+  | replace "${LISTEN_ADDRESS}" "0.0.0.0"
+  | replace "${LISTEN_PORT}" (toString .Values.envoy.port)
+  | replace "${EXTPROC_HOST}" "127.0.0.1"
+  | replace "${EXTPROC_PORT}" (toString .Values.service.grpcPort)
+  | replace "${MESSAGE_TIMEOUT}" .Values.envoy.messageTimeout
+  | replace "${MAX_MESSAGE_TIMEOUT}" .Values.envoy.maxMessageTimeout -}}
+{{- end -}}

@@ -1,0 +1,102 @@
+// Writes charts/sandbox-extproc/values.schema.json. The `config` section comes from the service's own
+// settings table, so every setting the chart does not manage itself is reachable through values, and a
+// misspelt name or bad value is refused at install time. test/unit/chart-schema.test.ts keeps the
+// file in step.
+import { writeFileSync } from 'node:fs';
+import { SETTINGS, type SettingKey } from '../src/config/settings.ts';
+
+/** Settings the chart sets from its own values (listeners, route source, namespaces). */
+export const CHART_MANAGED: readonly SettingKey[] = [
+  'grpcHost',
+  'grpcPort',
+  'grpcTcp',
+  'grpcSocket',
+  'grpcSocketMode',
+  'httpHost',
+  'httpPort',
+  'routeSource',
+  'routesFile',
+  'kubeconfig',
+  'namespaces',
+  'labelSelector',
+  'logLevel',
+];
+
+const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+const DURATION = { type: 'string', pattern: '^[0-9]+(ms|s|m|h)$' };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+const obj = (properties: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties,
+  ...extra,
+});
+const free = { type: 'object' };
+const image = obj({
+  repository: { type: 'string', minLength: 1 },
+  tag: { type: 'string' },
+  pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'] },
+});
+
+export function chartSchema(): Record<string, unknown> {
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS) as [SettingKey, (typeof SETTINGS)[SettingKey]][]) {
+    if (CHART_MANAGED.includes(key)) continue;
+    const schema = { ...setting.parse.schema, description: setting.help };
+    // Numbers and booleans may also be written as strings in values files.
+    config[key] = schema['type'] === 'string' ? schema : { anyOf: [schema, { type: 'string' }], description: setting.help };
+  }
+  return {
+    $schema: 'https://json-schema.org/draft-07/schema#',
+    title: 'sandbox-extproc chart values',
+    ...obj(
+      {
+        mode: { type: 'string', enum: ['sidecar', 'standalone'] },
+        replicaCount: { type: 'integer', minimum: 0 },
+        image,
+        imagePullSecrets: { type: 'array' },
+        envoy: obj({ image, port, adminPort: port, messageTimeout: DURATION, maxMessageTimeout: DURATION, resources: free }),
+        service: obj({
+          type: { type: 'string', enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
+          port,
+          grpcPort: port,
+          httpPort: port,
+          annotations: free,
+        }),
+        watchNamespaces: { type: 'array', items: { type: 'string', pattern: DNS_LABEL }, uniqueItems: true },
+        labelSelector: { type: 'string' },
+        config: obj(config),
+        logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+        serviceAccount: obj({ create: { type: 'boolean' }, name: { type: 'string' }, annotations: free }),
+        resources: free,
+        podDisruptionBudget: obj({
+          enabled: { type: 'boolean' },
+          minAvailable: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string' }] },
+        }),
+        autoscaling: obj({
+          enabled: { type: 'boolean' },
+          minReplicas: { type: 'integer', minimum: 1 },
+          maxReplicas: { type: 'integer', minimum: 1 },
+          targetCPUUtilizationPercentage: { type: 'integer', minimum: 1, maximum: 100 },
+        }),
+        serviceMonitor: obj({ enabled: { type: 'boolean' }, interval: DURATION, labels: free }),
+        podSecurityContext: free,
+        securityContext: free,
+        terminationGracePeriodSeconds: { type: 'integer', minimum: 0 },
+        podAnnotations: free,
+        podLabels: free,
+        nodeSelector: free,
+        tolerations: { type: 'array' },
+        affinity: free,
+        topologySpreadConstraints: { type: 'array' },
+      },
+      { required: ['mode', 'image', 'envoy', 'service', 'config'] },
+    ),
+  };
+}
+
+export const SCHEMA_PATH = new URL('../charts/sandbox-extproc/values.schema.json', import.meta.url);
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  writeFileSync(SCHEMA_PATH, `${JSON.stringify(chartSchema(), null, 2)}\n`);
+}
