@@ -42,7 +42,7 @@ export function chartSchema(): Record<string, unknown> {
   const config: Record<string, unknown> = {};
   for (const [key, setting] of Object.entries(SETTINGS) as [SettingKey, (typeof SETTINGS)[SettingKey]][]) {
     if (CHART_MANAGED.includes(key)) continue;
-    const schema = { ...setting.parse.schema, description: setting.help };
+    const schema: Record<string, unknown> = { ...setting.parse.schema, description: setting.help };
     // Numbers and booleans may also be written as strings in values files.
     config[key] = schema['type'] === 'string' ? schema : { anyOf: [schema, { type: 'string' }], description: setting.help };
   }
