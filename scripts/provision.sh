@@ -8,6 +8,7 @@ NODE_VERSION=24.21.0
 ENVOY_VERSION=1.40.0
 KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
+KIND_VERSION=0.32.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -18,6 +19,7 @@ node_dir="$cache/node-$NODE_VERSION"
 envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
+kind_dir="$cache/kind-$KIND_VERSION"
 
 provision_node() {
   [ -x "$node_dir/bin/node" ] && return 0
@@ -68,12 +70,22 @@ provision_helm() {
   mv "$helm_dir.partial" "$helm_dir"
 }
 
+# kind is only needed by the e2e suite, which runs where a Docker engine is available.
+provision_kind() {
+  [ -x "$kind_dir/bin/kind" ] && return 0
+  log "kind $KIND_VERSION (go install)"
+  rm -rf "$kind_dir.partial" && mkdir -p "$kind_dir.partial"
+  CGO_ENABLED=0 GOBIN="$kind_dir.partial/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@v$KIND_VERSION"
+  mv "$kind_dir.partial" "$kind_dir"
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
   echo "export SANDBOX_EXTPROC_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
   echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
+  echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -83,8 +95,9 @@ for what in "$@"; do
     envoy) provision_envoy ;;
     controlplane) provision_controlplane ;;
     helm) provision_helm ;;
+    kind) provision_kind ;;
     all) provision_node; provision_envoy; provision_controlplane; provision_helm ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# sandbox-extproc: build with the dev toolchain, ship only the compiled service and its production
+# dependencies on the Node 24 runtime, as a non-root user. Works with a read-only root filesystem (it
+# writes nothing); SIGTERM drains in-flight streams (see --shutdown-grace).
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY proto ./proto
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY proto ./proto
+# 65532: the conventional "nonroot" uid, matching the Helm chart's securityContext.
+USER 65532:65532
+EXPOSE 9002 9003
+# Node is PID 1 and handles SIGTERM itself (graceful drain).
+ENTRYPOINT ["node", "--enable-source-maps", "dist/src/cli.js"]
