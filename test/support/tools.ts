@@ -16,9 +16,10 @@ function provisionedPaths(): Record<string, string> {
   return provisioned;
 }
 
-export function toolPath(
-  variable: 'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM',
-): string {
+export type Tool =
+  'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM' | 'SANDBOX_EXTPROC_KIND';
+
+export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
   if (path === undefined || !existsSync(path)) {
     throw new Error(`${variable}: the real tool is missing (${path ?? 'no path'}); run scripts/provision.sh all`);
