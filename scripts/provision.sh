@@ -9,6 +9,8 @@ ENVOY_VERSION=1.40.0
 KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
 KIND_VERSION=0.32.0
+GHZ_VERSION=0.121.0
+HEY_VERSION=0.1.5
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -20,6 +22,7 @@ envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
+load_dir="$cache/load-ghz$GHZ_VERSION-hey$HEY_VERSION"
 
 provision_node() {
   [ -x "$node_dir/bin/node" ] && return 0
@@ -79,6 +82,22 @@ provision_kind() {
   mv "$kind_dir.partial" "$kind_dir"
 }
 
+# Load generators for `npm run bench`: ghz (gRPC) and hey (HTTP, rate-limited workers), real tools
+# nobody here wrote.
+provision_load() {
+  # h2load (nghttp2) drives gRPC streams at rates ghz cannot reach on 2 cores; Debian packages it.
+  if ! command -v h2load >/dev/null; then
+    log "h2load (Debian package nghttp2-client)"
+    apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq nghttp2-client >/dev/null; }
+  fi
+  [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/hey" ] && return 0
+  log "ghz $GHZ_VERSION and hey $HEY_VERSION (go install)"
+  rm -rf "$load_dir.partial" && mkdir -p "$load_dir.partial"
+  CGO_ENABLED=0 GOBIN="$load_dir.partial/bin" go install -trimpath -ldflags "-s -w" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION"
+  CGO_ENABLED=0 GOBIN="$load_dir.partial/bin" go install -trimpath -ldflags "-s -w" "github.com/rakyll/hey@v$HEY_VERSION"
+  mv "$load_dir.partial" "$load_dir"
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
@@ -86,6 +105,8 @@ print_env() {
   echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
+  echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
+  echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -96,8 +117,9 @@ for what in "$@"; do
     controlplane) provision_controlplane ;;
     helm) provision_helm ;;
     kind) provision_kind ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_helm ;;
+    load) provision_load ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -17,7 +17,10 @@ export interface StreamDeps {
 }
 
 export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, Buffer>, deps: StreamDeps): void {
-  const abort = new AbortController();
+  // Only a held (waking) request needs a signal; aborting one builds a DOMException, which is too dear
+  // to pay on every stream, so the controller exists only when asked for.
+  let abort: AbortController | undefined;
+  const signal = () => (abort ??= new AbortController()).signal;
   let headersSeen = false;
   let pending = false;
   let finished = false;
@@ -28,7 +31,7 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
     if (finished) return;
     finished = true;
     deps.metrics.streamsActive.dec();
-    abort.abort();
+    abort?.abort();
   };
   const write = (answer: Buffer) => {
     if (!finished && !call.cancelled && call.writable) call.write(answer);
@@ -49,7 +52,7 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
     headersSeen = true;
     let result;
     try {
-      result = deps.processor.process(message.request_headers?.headers?.headers, abort.signal);
+      result = deps.processor.process(message.request_headers?.headers?.headers, signal);
     } catch (error) {
       deps.logger.error({ err: error }, 'processing request headers failed');
       return write(deps.answers.error({ code: 'internal_error' }));

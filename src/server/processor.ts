@@ -54,7 +54,8 @@ export class RequestProcessor {
     this.#waker = deps.waker;
   }
 
-  process(headers: readonly HeaderValue[] | undefined, signal: AbortSignal): ProcessResult {
+  /** `signal` gives the stream's abort signal (made on demand: only a held request needs one). */
+  process(headers: readonly HeaderValue[] | undefined, signal: () => AbortSignal): ProcessResult {
     const started = performance.now();
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
@@ -75,7 +76,7 @@ export class RequestProcessor {
           result = this.#answers.error({ code: 'sandbox_not_running', sandboxId: decision.route.id });
           outcome = 'sandbox_not_running';
         } else {
-          result = this.#waker.hold(decision.route, decision.port, facts, signal);
+          result = this.#waker.hold(decision.route, decision.port, facts, signal());
           outcome = 'wake';
         }
         break;

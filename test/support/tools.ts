@@ -17,7 +17,13 @@ function provisionedPaths(): Record<string, string> {
 }
 
 export type Tool =
-  'SANDBOX_EXTPROC_ENVOY' | 'SANDBOX_EXTPROC_KUBE_APISERVER' | 'SANDBOX_EXTPROC_ETCD' | 'SANDBOX_EXTPROC_HELM' | 'SANDBOX_EXTPROC_KIND';
+  | 'SANDBOX_EXTPROC_ENVOY'
+  | 'SANDBOX_EXTPROC_KUBE_APISERVER'
+  | 'SANDBOX_EXTPROC_ETCD'
+  | 'SANDBOX_EXTPROC_HELM'
+  | 'SANDBOX_EXTPROC_KIND'
+  | 'SANDBOX_EXTPROC_GHZ'
+  | 'SANDBOX_EXTPROC_HEY';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

@@ -1,0 +1,89 @@
+// Added latency and saturation throughput of the service on the request path: the same Envoy binary
+// and bootstrap, the same upstream, with ext_proc routing (A) versus a static route without ext_proc
+// (B), interleaved in rounds so machine noise hits both sides alike.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { startEnvoy } from '../support/envoy.ts';
+import { startServiceProcess } from '../support/service-process.ts';
+import { startUpstream } from '../support/upstream.ts';
+import { hey, type LoadResult } from './http-load.ts';
+import { percentile, type Report } from './report.ts';
+
+type Yaml = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The baseline: envoy/envoy.yaml without the ext_proc filter, routing to one static upstream. */
+export function baselineConfig(rendered: string, host: string, port: number): string {
+  const config = parseYaml(rendered) as Yaml;
+  const hcm = config['static_resources'].listeners[0].filter_chains[0].filters[0].typed_config;
+  hcm.http_filters = hcm.http_filters.filter((f: Yaml) => f['name'] !== 'envoy.filters.http.ext_proc');
+  hcm.route_config.virtual_hosts[0].routes[0].route.cluster = 'baseline';
+  config['static_resources'].clusters.push({
+    name: 'baseline',
+    type: 'STATIC',
+    connect_timeout: '2s',
+    load_assignment: {
+      cluster_name: 'baseline',
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+    },
+  });
+  return stringifyYaml(config);
+}
+
+export async function measureEnvoyPath(report: Report, quick: boolean): Promise<void> {
+  const upstream = await startUpstream('bench', '127.0.0.51');
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-bench-'));
+  const routes = join(dir, 'routes.yaml');
+  writeFileSync(routes, 'routes: [{ id: bench, podIP: 127.0.0.51 }]\n');
+  const service = await startServiceProcess(['--route-source', 'file', '--routes-file', routes]);
+  const withService = await startEnvoy({ extprocPort: service.grpcPort });
+  const baseline = await startEnvoy({ extprocPort: service.grpcPort, transform: (y) => baselineConfig(y, upstream.host, upstream.port) });
+  const headers = { 'e2b-sandbox-id': 'bench', 'e2b-sandbox-port': String(upstream.port) };
+  try {
+    // Warm both paths (JIT, connection pools) before measuring.
+    await hey(withService.url, headers, { seconds: 1, workers: 10, ratePerWorker: 100 });
+    await hey(baseline.url, headers, { seconds: 1, workers: 10, ratePerWorker: 100 });
+    const rounds = quick ? 2 : 5;
+    const seconds = quick ? 3 : 10;
+    const a: LoadResult[] = [];
+    const b: LoadResult[] = [];
+    for (let round = 0; round < rounds; round += 1) {
+      // 10 workers x 100 req/s = 1,000 req/s on each side.
+      b.push(await hey(baseline.url, headers, { seconds, workers: 10, ratePerWorker: 100 }));
+      a.push(await hey(withService.url, headers, { seconds, workers: 10, ratePerWorker: 100 }));
+    }
+    const merged = (runs: LoadResult[]) => runs.flatMap((r) => r.latencies).sort((x, y) => x - y);
+    const la = merged(a);
+    const lb = merged(b);
+    report.info('latency p50, Envoy alone @1000 rps', percentile(lb, 50), 'ms');
+    report.info('latency p50, Envoy + sandbox-extproc @1000 rps', percentile(la, 50), 'ms');
+    report.info('latency p99, Envoy alone @1000 rps', percentile(lb, 99), 'ms');
+    report.info('latency p99, Envoy + sandbox-extproc @1000 rps', percentile(la, 99), 'ms');
+    report.atMost('added latency p50 @1000 rps', percentile(la, 50) - percentile(lb, 50), 'ms', quick ? 5 : 0.3);
+    report.atMost('added latency p99 @1000 rps', percentile(la, 99) - percentile(lb, 99), 'ms', quick ? 30 : 1.5);
+    report.equals(
+      'errors in latency runs',
+      [...a, ...b].reduce((n, r) => n + r.errors, 0),
+      'requests',
+      0,
+    );
+    writeFileSync(join(dir, 'latencies.json'), JSON.stringify({ withService: la, baseline: lb }));
+    latencySamples = { withService: la, baseline: lb };
+
+    const satSeconds = quick ? 3 : 10;
+    const satB = await hey(baseline.url, headers, { seconds: satSeconds, workers: 32 });
+    const satA = await hey(withService.url, headers, { seconds: satSeconds, workers: 32 });
+    report.info('saturation, Envoy alone', satB.rps, 'req/s');
+    report.info('saturation, Envoy + sandbox-extproc', satA.rps, 'req/s');
+    report.atLeast('saturation ratio (with / without service)', satA.rps / satB.rps, 'ratio', quick ? 0.2 : 0.6);
+  } finally {
+    await withService.stop();
+    await baseline.stop();
+    await service.stop();
+    await upstream.close();
+  }
+}
+
+/** Latency samples of the last run, for the plots in docs/benchmarks.md. */
+export let latencySamples: { withService: number[]; baseline: number[] } | undefined;

@@ -1,0 +1,112 @@
+// Wake latency on the real stack: from the moment the Running status is sent to the API server to the
+// moment the held request arrives at the upstream; and 1,000 concurrent requests to one paused sandbox.
+// The bench plays the controller itself, so it knows exactly when the status is written.
+import { request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { ControlPlane, waitForObject } from '../support/controlplane.ts';
+import { startEnvoy } from '../support/envoy.ts';
+import { GROUP, PLURAL, runningStatus, SandboxController, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
+import { startServiceProcess } from '../support/service-process.ts';
+import { startUpstream } from '../support/upstream.ts';
+import { percentile, type Report } from './report.ts';
+
+const NS = 'bench';
+const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+
+function get(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function measureWake(report: Report, quick: boolean): Promise<{ timeline: number[] }> {
+  const plane = await ControlPlane.start();
+  const upstream = await startUpstream('sandbox', '127.0.0.61');
+  const timeline: number[] = [];
+  try {
+    await plane.ensureNamespace(NS);
+    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+    // A controller that never resumes by itself: the bench writes the Running status, timed.
+    const controller = new SandboxController(plane.admin, {
+      stuck: new Set(Array.from({ length: 2000 }, (_, i) => `w${i}`).concat('herd')),
+    });
+    const wakes = quick ? 20 : 100;
+    for (let i = 0; i < wakes; i += 1)
+      await controller.create({ namespace: NS, name: `w${i}`, podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
+    await controller.create({ namespace: NS, name: 'herd', podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
+    const service = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS, '--max-waiters-per-sandbox', '2000']);
+    await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
+    const envoy = await startEnvoy({ extprocPort: service.grpcPort });
+    try {
+      const latencies: number[] = [];
+      for (let i = 0; i < wakes; i += 1) {
+        const name = `w${i}`;
+        const resumed = waitForObject(
+          plane.admin,
+          `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+          { fieldSelector: `metadata.name=${name}` },
+          (o) => (o as SandboxObject).spec?.paused === false,
+          20_000,
+        );
+        const answered = get(`${envoy.url}/${name}`, { 'e2b-sandbox-id': `${NS}--${name}`, 'e2b-sandbox-port': String(upstream.port) });
+        await resumed;
+        const sent = performance.now();
+        await controller.setStatus(NS, name, runningStatus('127.0.0.61'));
+        if ((await answered) !== 200) throw new Error(`wake ${name} was not served`);
+        const arrived = upstream.arrivals.get(`/${name}`);
+        if (arrived === undefined) throw new Error(`no arrival for ${name}`);
+        latencies.push(arrived - sent);
+      }
+      latencies.sort((a, b) => a - b);
+      timeline.push(...latencies);
+      report.atMost('wake: Running status written -> request at upstream, p50', percentile(latencies, 50), 'ms', quick ? 25 : 5);
+      report.atMost('wake: Running status written -> request at upstream, p99', percentile(latencies, 99), 'ms', quick ? 100 : 20);
+
+      // 1,000 concurrent requests to one paused sandbox.
+      const before = service.memory().rss;
+      const herd = 1000;
+      const resumed = waitForObject(
+        plane.admin,
+        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+        { fieldSelector: 'metadata.name=herd' },
+        (o) => (o as SandboxObject).spec?.paused === false,
+        20_000,
+      );
+      const answers = Array.from({ length: herd }, () =>
+        get(`${envoy.url}/herd`, { 'e2b-sandbox-id': `${NS}--herd`, 'e2b-sandbox-port': String(upstream.port) }),
+      );
+      await resumed;
+      // Requests still connecting when the sandbox runs are forwarded without waiting; report how many
+      // were actually held at the moment of release.
+      const held = await waitersNow(service.httpPort);
+      await controller.setStatus(NS, 'herd', runningStatus('127.0.0.61'));
+      const statuses = await Promise.all(answers);
+      const peak = service.memory().peak;
+      const patches = plane.auditEvents(
+        (e) =>
+          e.verb === 'patch' && e.objectRef?.name === 'herd' && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
+      ).length;
+      report.info('1,000 concurrent requests: held by the wake at release', held, 'requests');
+      report.equals('1,000 concurrent requests to one paused sandbox: resume patches', patches, 'patches', 1);
+      report.equals('1,000 concurrent requests to one paused sandbox: served', statuses.filter((s) => s === 200).length, 'requests', herd);
+      report.atMost('1,000 concurrent requests: service RSS growth', (peak - before) / 1e6, 'MB', 50);
+    } finally {
+      await envoy.stop();
+      await service.stop();
+    }
+  } finally {
+    await upstream.close();
+    await plane.stop();
+  }
+  return { timeline };
+}
+
+async function waitersNow(httpPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  return Number(/^sandbox_extproc_wake_waiters (\d+)/m.exec(text)?.[1] ?? 0);
+}

@@ -1,0 +1,33 @@
+// sandbox-extproc as its own process (the real command), for measurements that must not share a
+// process with the load (memory, CPU pinning). Ready when it logs where it listens.
+import { readFileSync } from 'node:fs';
+import { TestProcess } from './process.ts';
+import { REPO_ROOT } from './tools.ts';
+
+export interface ServiceProcess {
+  readonly process: TestProcess;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** Resident and peak resident memory, in bytes (from /proc). */
+  memory(): { rss: number; peak: number };
+  stop(): Promise<void>;
+}
+
+export async function startServiceProcess(args: readonly string[], options: { cpu?: number } = {}): Promise<ServiceProcess> {
+  const command = [process.execPath, `${REPO_ROOT}src/cli.ts`, '--grpc-port', '0', '--http-port', '0', ...args];
+  const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
+  const proc = new TestProcess('sandbox-extproc', file as string, rest);
+  const line = await proc.waitForLine(/"msg":"sandbox-extproc listening"/, 30_000);
+  const { grpcPort, httpPort } = JSON.parse(line) as { grpcPort: number; httpPort: number };
+  return {
+    process: proc,
+    grpcPort,
+    httpPort,
+    memory() {
+      const status = readFileSync(`/proc/${proc.child.pid}/status`, 'utf8');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+      return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+    },
+    stop: () => proc.stop(15_000),
+  };
+}
