@@ -14,6 +14,8 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      // Long, bounded fault runs (npm run test:chaos); not part of npm test.
+      { test: { name: 'chaos', include: ['test/chaos/**/*.test.ts'], fileParallelism: false, testTimeout: 180_000, hookTimeout: 120_000 } },
       { test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 900_000 } },
     ],
   },

@@ -88,14 +88,22 @@ export class App {
         decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
       },
     });
-    this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics });
+    this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics, maxStreams: config.maxStreams });
     this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
   }
 
   async start(): Promise<Listening> {
     const c = this.config;
     const httpPort = await this.#http.listen(c.httpHost, c.httpPort);
-    await this.#grpc.listen({ tcp: c.grpcTcp, host: c.grpcHost, port: c.grpcPort, socket: c.grpcSocket, socketMode: c.grpcSocketMode });
+    const tls = c.grpcTlsCert === '' ? undefined : { cert: c.grpcTlsCert, key: c.grpcTlsKey, clientCa: c.grpcTlsClientCa };
+    await this.#grpc.listen({
+      tls,
+      tcp: c.grpcTcp,
+      host: c.grpcHost,
+      port: c.grpcPort,
+      socket: c.grpcSocket,
+      socketMode: c.grpcSocketMode,
+    });
     this.#source = await this.#startSource();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
     this.listening = listening;
@@ -107,7 +115,12 @@ export class App {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    this.logger.info({ graceMs: this.config.shutdownGrace }, 'shutting down');
+    this.logger.info({ drainMs: this.config.drainDelay, graceMs: this.config.shutdownGrace }, 'shutting down');
+    if (this.config.drainDelay > 0) {
+      // Tell health checkers first, keep serving while they notice, then stop taking streams.
+      this.#grpc.setServing(false);
+      await new Promise((resolve) => setTimeout(resolve, this.config.drainDelay));
+    }
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
     await this.#source?.stop();

@@ -49,6 +49,14 @@ function checkCombinations(config: Config): void {
   if (config.routeSource === 'file' && config.routesFile === '') {
     throw new ConfigError('missing --routes-file (SANDBOX_EXTPROC_ROUTES_FILE): required when --route-source is file');
   }
+  if ((config.grpcTlsCert === '') !== (config.grpcTlsKey === '')) {
+    throw new ConfigError('invalid --grpc-tls-cert / --grpc-tls-key (SANDBOX_EXTPROC_GRPC_TLS_CERT / _KEY): set both or neither');
+  }
+  if (config.grpcTlsClientCa !== '' && config.grpcTlsCert === '') {
+    throw new ConfigError(
+      'invalid --grpc-tls-client-ca (SANDBOX_EXTPROC_GRPC_TLS_CLIENT_CA): mTLS needs --grpc-tls-cert and --grpc-tls-key',
+    );
+  }
   if (config.wakeTimeout + 1000 > config.maxMessageTimeout) {
     throw new ConfigError(
       'invalid --wake-timeout (SANDBOX_EXTPROC_WAKE_TIMEOUT): it must be at least 1s shorter than --max-message-timeout, or Envoy would time held requests out first',

@@ -26,6 +26,15 @@ export const SETTINGS = {
   grpcTcp: setting('grpc-tcp', 'true', p.boolean, 'Serve gRPC on TCP; false serves only on grpc-socket.'),
   grpcSocket: setting('grpc-socket', '', p.string, 'Unix domain socket path for the gRPC server, in addition to TCP; empty for none.'),
   grpcSocketMode: setting('grpc-socket-mode', '0660', p.fileMode, 'File mode of the Unix socket.'),
+  grpcTlsCert: setting('grpc-tls-cert', '', p.string, 'PEM certificate chain: serve gRPC over TLS (with grpc-tls-key).'),
+  grpcTlsKey: setting('grpc-tls-key', '', p.string, 'PEM private key for grpc-tls-cert.'),
+  grpcTlsClientCa: setting('grpc-tls-client-ca', '', p.string, 'PEM CA bundle: require client certificates signed by it (mTLS).'),
+  maxStreams: setting(
+    'max-streams',
+    '10000',
+    p.integer(1, 1_000_000),
+    'Concurrent ext_proc streams; beyond that a request is answered 503 overloaded at once.',
+  ),
   httpHost: setting('http-host', '127.0.0.1', p.string, 'Address of the HTTP server for /metrics, /healthz and /readyz.'),
   httpPort: setting('http-port', '9003', p.port, 'Port of the HTTP server; 0 picks a free one (logged).'),
   routeSource: setting(
@@ -114,6 +123,12 @@ export const SETTINGS = {
     'info',
     p.oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
     'Log level (pino). No line per request at info.',
+  ),
+  drainDelay: setting(
+    'drain-delay',
+    '0s',
+    p.duration(0, 300_000),
+    'On SIGTERM, keep serving this long after health turns NOT_SERVING, so Envoy health checks move traffic first.',
   ),
   shutdownGrace: setting(
     'shutdown-grace',

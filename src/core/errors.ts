@@ -21,6 +21,7 @@ export const ERRORS = {
   sandbox_wake_timeout: { status: 503, message: 'the sandbox did not start within the wake deadline', retryAfter: 2 },
   sandbox_wake_failed: { status: 503, message: 'the sandbox could not be woken', retryAfter: 2 },
   wake_capacity_exceeded: { status: 503, message: 'too many requests are waiting for sandboxes to wake', retryAfter: 1 },
+  overloaded: { status: 503, message: 'the service is at its limit of concurrent requests', retryAfter: 1 },
   routes_not_ready: { status: 503, message: 'the route table is not loaded yet', retryAfter: 1 },
   internal_error: { status: 500, message: 'the request could not be processed' },
 } as const satisfies Record<string, ErrorSpec>;

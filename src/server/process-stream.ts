@@ -14,6 +14,10 @@ export interface StreamDeps {
   readonly answers: Answers;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'streamsActive'>;
+  /** Concurrent streams allowed; beyond that requests are answered 503 overloaded. */
+  readonly maxStreams: number;
+  /** Streams open now on this server (shared by its streams). */
+  readonly load: { active: number };
 }
 
 export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, Buffer>, deps: StreamDeps): void {
@@ -24,12 +28,14 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
   let headersSeen = false;
   let pending = false;
   let finished = false;
+  deps.load.active += 1;
   deps.metrics.streamsActive.inc();
 
   // Runs once however the stream ends: frees the request's wait slot, if it holds one.
   const cleanup = () => {
     if (finished) return;
     finished = true;
+    deps.load.active -= 1;
     deps.metrics.streamsActive.dec();
     abort?.abort();
   };
@@ -50,6 +56,7 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
     if (kind !== 'request_headers') return write(deps.answers.continueFor(kind));
     if (headersSeen) return fail(status.FAILED_PRECONDITION, 'request_headers sent twice on one stream');
     headersSeen = true;
+    if (deps.load.active > deps.maxStreams) return write(deps.answers.error({ code: 'overloaded' }));
     let result;
     try {
       result = deps.processor.process(message.request_headers?.headers?.headers, signal);

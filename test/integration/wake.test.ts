@@ -164,6 +164,31 @@ describe('wake on traffic', () => {
   });
 });
 
+describe('long holds under traffic', () => {
+  // Regression: Node's HTTP/2 rapid-reset limit closed Envoy's connection to the service after about
+  // 1,000 completed streams (Envoy resets each one), failing every request held on it with a 500.
+  it('keeps a held request alive while more than 1,500 other requests pass on the same connection', async () => {
+    resumeDelays.set('patient', 6000);
+    const id = await pausedSandbox('patient');
+    await controller.create({ namespace: NS, name: 'busy', podIP: '127.0.0.32' });
+    await waitForRoute(service.app.registry, `${NS}--busy`, (r) => r?.state === 'running');
+    const held = get(id);
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        for (let i = 0; i < 80; i += 1) {
+          expect((await get(`${NS}--busy`)).status).toBe(200);
+          done += 1;
+        }
+      }),
+    );
+    expect(done).toBe(1600);
+    const res = await held;
+    expect(res.status, res.body).toBe(200);
+    expect(res.json()['upstream']).toBe('127.0.0.31');
+  });
+});
+
 describe('graceful shutdown', () => {
   it('answers a request held mid-wake before the process stops, within the grace period', async () => {
     resumeDelays.set('insomniac', 60_000);

@@ -1,6 +1,7 @@
 // A gRPC client for the ext_proc service, for tests that speak the protocol directly (as Envoy would,
 // or as a misbehaving peer would: `raw` sends arbitrary bytes as a message).
 import {
+  type ChannelCredentials,
   credentials,
   makeGenericClientConstructor,
   type ClientDuplexStream,
@@ -35,9 +36,9 @@ export class ExtProcClient {
   readonly #typed: InstanceType<typeof Typed>;
   readonly #raw: InstanceType<typeof Raw>;
 
-  constructor(address: string) {
-    this.#typed = new Typed(address, credentials.createInsecure());
-    this.#raw = new Raw(address, credentials.createInsecure());
+  constructor(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure()) {
+    this.#typed = new Typed(address, channelCredentials);
+    this.#raw = new Raw(address, channelCredentials);
   }
 
   /** Opens a stream, sends the messages, half-closes after `responsesBeforeClose` answers arrive (or at once), and collects the rest. */

@@ -1,0 +1,63 @@
+// Chaos (npm run test:chaos): the API server down for 30 s while traffic flows. Running sandboxes must
+// be served throughout with zero failures; wakes must fail fast with 503 and Retry-After; everything
+// recovers after. Bounded: about 45 s of load at 200 requests/s, on loopback only.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hey } from '../bench/http-load.ts';
+import { ControlPlane } from '../support/controlplane.ts';
+import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import { httpGet } from '../support/http.ts';
+import { waitForRoute } from '../support/registry-events.ts';
+import { SandboxController } from '../support/sandbox-controller.ts';
+import { UpstreamPool } from '../support/sandboxes.ts';
+import { startService, type RunningService } from '../support/service.ts';
+
+const NS = 'chaos';
+let plane: ControlPlane;
+let controller: SandboxController;
+let pool: UpstreamPool;
+let service: RunningService;
+let envoy: RunningEnvoy;
+
+beforeAll(async () => {
+  plane = await ControlPlane.start();
+  await plane.ensureNamespace(NS);
+  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+  controller = new SandboxController(plane.admin, { resumeDelayMs: 200 });
+  await controller.start();
+  pool = await UpstreamPool.start(['127.0.0.91', '127.0.0.92']);
+  await controller.create({ namespace: NS, name: 'steady', podIP: '127.0.0.91' });
+  await controller.create({ namespace: NS, name: 'sleeper', podIP: '127.0.0.92', paused: true, wake: { by: 'policy' } });
+  service = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS]);
+  await waitForRoute(service.app.registry, `${NS}--sleeper`, (r) => r?.state === 'paused');
+  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
+});
+
+afterAll(async () => {
+  controller?.stop();
+  await envoy?.stop();
+  await service?.stop();
+  await pool?.close();
+  await plane?.stop();
+});
+
+describe('API server down for 30 s under load', () => {
+  it('serves running sandboxes throughout, fails wakes fast, and recovers', async () => {
+    const headers = { 'e2b-sandbox-id': `${NS}--steady`, 'e2b-sandbox-port': String(pool.port) };
+    const load = hey(envoy.url, headers, { seconds: 45, workers: 4, ratePerWorker: 50 });
+    await plane.stopApiserver();
+    const outageStarted = Date.now();
+    const wakeDuringOutage = await httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(pool.port) });
+    expect(wakeDuringOutage.status).toBe(503);
+    expect(wakeDuringOutage.headers['retry-after']).toBeDefined();
+    expect(Date.now() - outageStarted).toBeLessThan(3000);
+    // Keep the API server down for the rest of the 30 s, timed by the outage itself.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, 30_000 - (Date.now() - outageStarted))));
+    await plane.startApiserver();
+    const woken = await httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(pool.port) }, 30_000);
+    expect(woken.status, woken.body).toBe(200);
+    const result = await load;
+    console.log(JSON.stringify({ chaos: 'api outage', requests: result.requests, failed: result.errors }));
+    expect(result.requests).toBeGreaterThan(8000);
+    expect(result.errors).toBe(0);
+  });
+});
