@@ -59,7 +59,7 @@ let envoy: RunningEnvoy;
 const healthEvents: string[] = [];
 const healthWaiters = new Set<() => void>();
 
-const args = (port: number) => ['--route-source', 'file', '--routes-file', routes, '--drain-delay', '1s', '--shutdown-grace', '5s'];
+const args = () => ['--route-source', 'file', '--routes-file', routes, '--drain-delay', '1s', '--shutdown-grace', '5s'];
 
 beforeAll(async () => {
   upstream = await startUpstream('sandbox', '127.0.0.95');
@@ -67,7 +67,7 @@ beforeAll(async () => {
   routes = join(dir, 'routes.yaml');
   writeFileSync(routes, 'routes: [{ id: sbx, podIP: 127.0.0.95 }]\n');
   ports = [await freePort(), await freePort()];
-  replicas = await Promise.all(ports.map((port) => startServiceProcess([...args(port), '--grpc-port', String(port)])));
+  replicas = await Promise.all(ports.map((port) => startServiceProcess([...args(), '--grpc-port', String(port)])));
   const fifo = join(dir, 'health-events');
   execFileSync('mkfifo', [fifo]);
   createInterface({ input: createReadStream(fifo) }).on('line', (line) => {
@@ -94,7 +94,7 @@ describe('graceful rolling restart of two replicas under load', () => {
       const port = ports[i] as number;
       await (replicas[i] as ServiceProcess).stop();
       const restarted = Date.now();
-      replicas[i] = await startServiceProcess([...args(port), '--grpc-port', String(port)]);
+      replicas[i] = await startServiceProcess([...args(), '--grpc-port', String(port)]);
       // Envoy must see the new replica healthy before the next one goes.
       const healthy = (line: string) => {
         if (!line.includes('add_healthy_event') || !line.includes(`"port_value":${port}`)) return false;
