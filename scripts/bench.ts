@@ -3,7 +3,8 @@
 // ghz). Prints a table, writes test/bench/results/latest.json, and exits 1 when a target is missed.
 // Full mode checks the product targets; --quick (CI) runs smaller and checks looser regression guards.
 import { parseArgs } from 'node:util';
-import { measureEnvoyPath } from '../test/bench/envoy-path.ts';
+import { writeFileSync } from 'node:fs';
+import { latencySamples, measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
@@ -27,9 +28,15 @@ const step = async (name: string, work: () => Promise<unknown> | unknown) => {
 await step('lookup', () => measureLookup(report, quick));
 await step('path', () => measureEnvoyPath(report, quick));
 await step('streams', () => measureStreams(report, quick));
-await step('wake', () => measureWake(report, quick));
-await step('scale', () => measureScale(report, sandboxes, quick ? 2000 : 20_000));
+let wakeLatencies: number[] = [];
+await step('wake', async () => {
+  wakeLatencies = (await measureWake(report, quick)).timeline;
+});
+await step('scale', () => measureScale(report, sandboxes, quick ? 2000 : 10_000));
 
 console.log(`\n${report.table()}\n`);
-console.log(`written to ${report.write()} (${quick ? 'quick' : 'full'} mode)`);
+const written = report.write();
+// Raw samples for the plots in docs/benchmarks.md (node scripts/bench-plots.ts).
+writeFileSync(written.replace('latest.json', 'samples.json'), JSON.stringify({ latency: latencySamples, wake: wakeLatencies }));
+console.log(`written to ${written} (${quick ? 'quick' : 'full'} mode)`);
 process.exit(report.passed ? 0 : 1);

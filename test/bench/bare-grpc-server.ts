@@ -1,24 +1,12 @@
 // The floor to compare against: a bare @grpc/grpc-js server on the ext_proc path that answers each
 // stream's first message with a fixed reply and does nothing else. The gap between it and
 // sandbox-extproc is what the service's own code costs per request.
-import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
-
-const identity = (b: Buffer) => b;
-const service = {
-  Process: {
-    path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-} as unknown as ServiceDefinition;
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { processDefinition } from '../support/raw-processor.ts';
 const reply = Buffer.from([0x0a, 0x02, 0x0a, 0x00]);
 
 const server = new Server({ 'grpc.max_concurrent_streams': 10_000 });
-server.addService(service, {
+server.addService(processDefinition(), {
   Process: (call: ServerDuplexStream<Buffer, Buffer>) => {
     call.on('data', () => call.write(reply));
     call.on('end', () => call.end());

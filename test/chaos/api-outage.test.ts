@@ -3,45 +3,33 @@
 // recovers after. Bounded: about 45 s of load at 200 requests/s, on loopback only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hey } from '../bench/http-load.ts';
-import { ControlPlane } from '../support/controlplane.ts';
-import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
-import { UpstreamPool } from '../support/sandboxes.ts';
-import { startService, type RunningService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'chaos';
-let plane: ControlPlane;
-let controller: SandboxController;
-let pool: UpstreamPool;
-let service: RunningService;
-let envoy: RunningEnvoy;
+let stack: Stack;
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
-  await plane.ensureNamespace(NS);
-  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  controller = new SandboxController(plane.admin, { resumeDelayMs: 200 });
-  await controller.start();
-  pool = await UpstreamPool.start(['127.0.0.91', '127.0.0.92']);
-  await controller.create({ namespace: NS, name: 'steady', podIP: '127.0.0.91' });
-  await controller.create({ namespace: NS, name: 'sleeper', podIP: '127.0.0.92', paused: true, wake: { by: 'policy' } });
-  service = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS]);
-  await waitForRoute(service.app.registry, `${NS}--sleeper`, (r) => r?.state === 'paused');
-  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
+  stack = await startStack({
+    namespaces: [NS],
+    ips: ['127.0.0.91', '127.0.0.92'],
+    controller: { resumeDelayMs: 200 },
+    sandboxes: [
+      { namespace: NS, name: 'steady', podIP: '127.0.0.91' },
+      { namespace: NS, name: 'sleeper', podIP: '127.0.0.92', paused: true, wake: { by: 'policy' } },
+    ],
+  });
+  await waitForRoute(stack.service.app.registry, `${NS}--sleeper`, (r) => r?.state === 'paused');
 });
 
 afterAll(async () => {
-  controller?.stop();
-  await envoy?.stop();
-  await service?.stop();
-  await pool?.close();
-  await plane?.stop();
+  await stack?.stop();
 });
 
 describe('API server down for 30 s under load', () => {
   it('serves running sandboxes throughout, fails wakes fast, and recovers', async () => {
+    const { envoy, plane, pool } = stack;
     const headers = { 'e2b-sandbox-id': `${NS}--steady`, 'e2b-sandbox-port': String(pool.port) };
     const load = hey(envoy.url, headers, { seconds: 45, workers: 4, ratePerWorker: 50 });
     await plane.stopApiserver();

@@ -138,6 +138,21 @@ describe('spoofed routing headers', () => {
   });
 });
 
+describe('limits', () => {
+  it("answers headers over Envoy's size limit with 431 before anything is routed", async () => {
+    const before = upstreamA.received.length;
+    const res = await httpGet(`${envoy.url}/`, byHeader('sbx-a', upstreamA.port, { 'x-padding': 'a'.repeat(70 * 1024) }));
+    expect(res.status).toBe(431);
+    expect(upstreamA.received.length).toBe(before);
+  });
+
+  it('answers an over-long sandbox ID with 400, quoting at most 64 characters of it', async () => {
+    const res = await httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': 'x'.repeat(4000) });
+    expect(res.status).toBe(400);
+    expect(res.body.length).toBeLessThan(300);
+  });
+});
+
 describe('websockets', () => {
   it('upgrades and carries messages both ways', async () => {
     const socket = new WebSocket(`ws://127.0.0.1:${envoy.port}/ws`, { headers: byHeader('sbx-b', upstreamB.port) });

@@ -2,58 +2,46 @@
 // ServiceAccount) -> a real kube-apiserver and etcd, with the test controller playing OpenKruise.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane } from '../support/controlplane.ts';
-import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import type { ControlPlane } from '../support/controlplane.ts';
+import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
-import { UpstreamPool } from '../support/sandboxes.ts';
-import { startService, type RunningService } from '../support/service.ts';
+import type { SandboxController } from '../support/sandbox-controller.ts';
+import type { UpstreamPool } from '../support/sandboxes.ts';
+import type { RunningService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'team-a';
 const OTHER_NS = 'team-b';
+let stack: Stack;
 let plane: ControlPlane;
 let controller: SandboxController;
 let pool: UpstreamPool;
 let service: RunningService;
 let envoy: RunningEnvoy;
-let serviceKubeconfig: string;
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
-  await plane.ensureNamespace(NS);
+  stack = await startStack({
+    namespaces: [NS],
+    ips: ['127.0.0.21', '127.0.0.22', '127.0.0.23'],
+    sandboxes: [
+      { namespace: NS, name: 'alpha', podIP: '127.0.0.21' },
+      { namespace: NS, name: 'beta', podIP: '127.0.0.22', id: 'beta-id' },
+    ],
+    serviceArgs: ['--domains', 'sandbox.test', '--watch-idle-timeout', '5s'],
+  });
+  ({ plane, controller, pool, service, envoy } = stack);
+  // A sandbox outside the watched namespace, which the service must never route.
   await plane.ensureNamespace(OTHER_NS);
-  serviceKubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  controller = new SandboxController(plane.admin);
-  await controller.start();
-  pool = await UpstreamPool.start(['127.0.0.21', '127.0.0.22', '127.0.0.23']);
-  await controller.create({ namespace: NS, name: 'alpha', podIP: '127.0.0.21' });
-  await controller.create({ namespace: NS, name: 'beta', podIP: '127.0.0.22', id: 'beta-id' });
   await controller.create({ namespace: OTHER_NS, name: 'outsider', podIP: '127.0.0.23' });
-  service = await startService([
-    '--kubeconfig',
-    serviceKubeconfig,
-    '--namespaces',
-    NS,
-    '--domains',
-    'sandbox.test',
-    '--watch-idle-timeout',
-    '5s',
-  ]);
-  await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.state === 'running');
-  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
+  await waitForRoute(service.app.registry, 'beta-id', (r) => r?.state === 'running');
 });
 
 afterAll(async () => {
-  controller?.stop();
-  await envoy?.stop();
-  await service?.stop();
-  await pool?.close();
-  await plane?.stop();
+  await stack?.stop();
 });
 
-const get = (id: string, headers: Record<string, string> = {}) =>
-  httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port), ...headers });
+const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
 
 describe('routing from Sandbox objects', () => {
   it('is ready only after the first full list', async () => {
@@ -117,7 +105,7 @@ describe('routing from Sandbox objects', () => {
 describe('least privilege', () => {
   it('the service identity can list sandboxes in its namespace but cannot read Secrets', async () => {
     const identity = new KubeConfig();
-    identity.loadFromFile(serviceKubeconfig);
+    identity.loadFromFile(stack.kubeconfig);
     const core = identity.makeApiClient(CoreV1Api);
     await expect(core.listNamespacedSecret({ namespace: NS })).rejects.toMatchObject({ code: 403 });
     await expect(core.listNamespacedPod({ namespace: NS })).rejects.toMatchObject({ code: 403 });

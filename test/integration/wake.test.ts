@@ -3,17 +3,18 @@
 // resumes it, the watch releases the request. Patches are counted from the API server's audit log.
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane, type AuditEvent } from '../support/controlplane.ts';
-import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
-import { httpGet } from '../support/http.ts';
-import { waitForRoute } from '../support/registry-events.ts';
-import { SandboxController, type NewSandbox } from '../support/sandbox-controller.ts';
-import { UpstreamPool } from '../support/sandboxes.ts';
-import { startService, type RunningService } from '../support/service.ts';
+import type { AuditEvent, ControlPlane } from '../support/controlplane.ts';
+import type { RunningEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
+import { waitForRoute } from '../support/registry-events.ts';
+import type { NewSandbox, SandboxController } from '../support/sandbox-controller.ts';
+import type { UpstreamPool } from '../support/sandboxes.ts';
+import { startService, type RunningService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'wake';
 const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+let stack: Stack;
 let plane: ControlPlane;
 let controller: SandboxController;
 let pool: UpstreamPool;
@@ -23,25 +24,19 @@ const resumeDelays = new Map<string, number>();
 const resumeIPs = new Map<string, string>();
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
-  await plane.ensureNamespace(NS);
-  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  controller = new SandboxController(plane.admin, {
-    resumeDelayMs: (name) => resumeDelays.get(name) ?? 300,
-    resumeIP: (name) => resumeIPs.get(name),
+  stack = await startStack({
+    namespaces: [NS],
+    ips: ['127.0.0.31', '127.0.0.32', '127.0.0.33'],
+    controller: { resumeDelayMs: (name) => resumeDelays.get(name) ?? 300, resumeIP: (name) => resumeIPs.get(name) },
+    serviceArgs: ['--wake-timeout', '20s'],
+    // Envoy's own timer is 1 s: only override_message_timeout keeps longer holds alive.
+    envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
   });
-  await controller.start();
-  pool = await UpstreamPool.start(['127.0.0.31', '127.0.0.32', '127.0.0.33']);
-  service = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--wake-timeout', '20s']);
-  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number, messageTimeout: '1s', maxMessageTimeout: '300s' });
+  ({ plane, controller, pool, service, envoy } = stack);
 });
 
 afterAll(async () => {
-  controller?.stop();
-  await envoy?.stop();
-  await service?.stop();
-  await pool?.close();
-  await plane?.stop();
+  await stack?.stop();
 });
 
 /** Creates a sandbox already paused (pod IP cleared) and waits until the service sees it paused. */
@@ -57,8 +52,7 @@ const patches = (name: string) =>
     (e: AuditEvent) =>
       e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
   );
-const get = (id: string, headers: Record<string, string> = {}) =>
-  httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port), ...headers }, 30_000);
+const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
 
 describe('wake on traffic', () => {
   it('wakes a paused, opted-in sandbox and serves the request, with one patch and the wake duration header', async () => {

@@ -1,23 +1,11 @@
 // Fault stand-ins for the service, to prove Envoy fails closed: an ext_proc server that fails every
 // stream, and one that never answers. Neither is a substitute for sandbox-extproc in any other test.
-import { Server, ServerCredentials, status, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
-
-const identity = (b: Buffer) => b;
-const definition = {
-  Process: {
-    path: '/envoy.service.ext_proc.v3.ExternalProcessor/Process',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-} as unknown as ServiceDefinition;
+import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { processDefinition } from './raw-processor.ts';
 
 export async function startBrokenProcessor(behaviour: 'fail' | 'silent'): Promise<{ port: number; stop(): void }> {
   const server = new Server();
-  server.addService(definition, {
+  server.addService(processDefinition(), {
     Process: (call: ServerDuplexStream<Buffer, Buffer>) => {
       call.on('error', () => undefined);
       if (behaviour === 'fail') call.on('data', () => call.emit('error', { code: status.INTERNAL, details: 'injected failure' }));

@@ -1,31 +1,21 @@
 // A gRPC client for the ext_proc service, for tests that speak the protocol directly (as Envoy would,
 // or as a misbehaving peer would: `raw` sends arbitrary bytes as a message).
 import {
-  type ChannelCredentials,
   credentials,
   makeGenericClientConstructor,
+  type ChannelCredentials,
   type ClientDuplexStream,
-  type ServiceDefinition,
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
+import { processDefinition } from './raw-processor.ts';
 
-const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-const definition = (serialize: (v: never) => Buffer): ServiceDefinition =>
-  ({
-    Process: {
-      path: PATH,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: serialize,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: decodeResponse,
-    },
-  }) as unknown as ServiceDefinition;
-const Typed = makeGenericClientConstructor(definition(encodeRequest as never), 'ExternalProcessor');
-const Raw = makeGenericClientConstructor(definition(((b: Buffer) => b) as never), 'ExternalProcessor');
+const Typed = makeGenericClientConstructor(
+  processDefinition({ requestSerialize: encodeRequest as never, responseDeserialize: decodeResponse }),
+  'ExternalProcessor',
+);
+const Raw = makeGenericClientConstructor(processDefinition({ responseDeserialize: decodeResponse }), 'ExternalProcessor');
 
 export interface StreamResult {
   readonly responses: ProcessingResponse[];

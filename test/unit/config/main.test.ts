@@ -10,6 +10,19 @@ async function run(argv: string[]): Promise<{ result: unknown; out: string; err:
   return { result, out, err };
 }
 
+/** Starts on free ports, quietly, with routes from the given file. */
+const fileRoutes = (path: string, extra: string[] = []) => [
+  '--log-level',
+  'silent',
+  '--grpc-port',
+  '0',
+  '--route-source',
+  'file',
+  '--routes-file',
+  path,
+  ...extra,
+];
+
 describe('main', () => {
   it('prints help and exits 0', async () => {
     const { result, out } = await run(['--help']);
@@ -24,35 +37,13 @@ describe('main', () => {
   });
 
   it('exits 1 when the routes file cannot be read, saying which file', async () => {
-    const { result, err } = await run([
-      '--log-level',
-      'silent',
-      '--grpc-port',
-      '0',
-      '--http-port',
-      '0',
-      '--route-source',
-      'file',
-      '--routes-file',
-      '/nonexistent/routes.yaml',
-    ]);
+    const { result, err } = await run(fileRoutes('/nonexistent/routes.yaml', ['--http-port', '0']));
     expect(result).toBe(1);
     expect(err).toContain('/nonexistent/routes.yaml');
   });
 
   it('exits 1 when the routes file holds no routes list', async () => {
-    const { result, err } = await run([
-      '--log-level',
-      'silent',
-      '--grpc-port',
-      '0',
-      '--http-port',
-      '0',
-      '--route-source',
-      'file',
-      '--routes-file',
-      '/dev/null',
-    ]);
+    const { result, err } = await run(fileRoutes('/dev/null', ['--http-port', '0']));
     expect(result).toBe(1);
     expect(err).toContain('"routes" list');
   });
@@ -61,18 +52,7 @@ describe('main', () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
-    const { result, err } = await run([
-      '--log-level',
-      'silent',
-      '--grpc-port',
-      '0',
-      '--http-port',
-      String(port),
-      '--route-source',
-      'file',
-      '--routes-file',
-      '/dev/null',
-    ]);
+    const { result, err } = await run(fileRoutes('/dev/null', ['--http-port', String(port)]));
     blocker.close();
     expect(result).toBe(1);
     expect(err).toContain(`127.0.0.1:${port}`);
