@@ -15,6 +15,8 @@ export interface LoadResult {
   readonly latencies: number[];
   p(pct: number): number;
   readonly rps: number;
+  /** Responses by HTTP status ('' when no response came back). */
+  readonly statuses: Record<string, number>;
 }
 
 export async function hey(
@@ -28,11 +30,14 @@ export async function hey(
   const { stdout } = await run(toolPath('SANDBOX_EXTPROC_HEY'), [...args, url], { maxBuffer: 512 * 1024 * 1024 });
   const lines = stdout.trim().split('\n').slice(1);
   const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
   let errors = 0;
   for (const line of lines) {
     // response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
     const cols = line.split(',');
-    if (cols[6] !== '200') errors += 1;
+    const status = cols[6] ?? '';
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status !== '200') errors += 1;
     latencies.push(Number(cols[0]) * 1000);
   }
   latencies.sort((a, b) => a - b);
@@ -43,5 +48,6 @@ export async function hey(
     latencies,
     p: (pct) => percentile(latencies, pct),
     rps: lines.length / options.seconds,
+    statuses,
   };
 }

@@ -59,7 +59,7 @@ let envoy: RunningEnvoy;
 const healthEvents: string[] = [];
 const healthWaiters = new Set<() => void>();
 
-const args = () => ['--route-source', 'file', '--routes-file', routes, '--drain-delay', '1s', '--shutdown-grace', '5s'];
+const args = () => ['--route-source', 'file', '--routes-file', routes, '--drain-delay', '3s', '--shutdown-grace', '5s'];
 
 beforeAll(async () => {
   upstream = await startUpstream('sandbox', '127.0.0.95');
@@ -103,7 +103,7 @@ describe('graceful rolling restart of two replicas under load', () => {
       await waitForHealthEvent(healthy, 10_000);
     }
     const result = await load;
-    console.log(JSON.stringify({ chaos: 'rolling restart', requests: result.requests, failed: result.errors }));
+    console.log(JSON.stringify({ chaos: 'rolling restart', requests: result.requests, failed: result.errors, statuses: result.statuses }));
     expect(result.requests).toBeGreaterThan(5000);
     expect(result.errors).toBe(0);
   });
