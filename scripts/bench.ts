@@ -3,7 +3,9 @@
 // ghz). Prints a table, writes test/bench/results/latest.json, and exits 1 when a target is missed.
 // Full mode checks the product targets; --quick (CI) runs smaller and checks looser regression guards.
 import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { runBuilt } from '../test/support/service-process.ts';
 import { latencySamples, measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
@@ -16,6 +18,9 @@ const { values } = parseArgs({
 const quick = values.quick === true;
 const sandboxes = Number(values.sandboxes ?? (quick ? 2000 : 100_000));
 const only = values.only?.split(',');
+// Measure what ships: the compiled service in dist/, as the image runs it.
+execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+runBuilt.value = true;
 const report = new Report();
 const step = async (name: string, work: () => Promise<unknown> | unknown) => {
   if (only && !only.includes(name)) return;
