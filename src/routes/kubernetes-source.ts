@@ -8,6 +8,7 @@ import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SandboxKind } from '../sandbox-kinds/kind.ts';
+import { describeError } from '../observability/describe-error.ts';
 import { Backoff, delay } from './backoff.ts';
 import type { RouteRegistry } from './registry.ts';
 import type { Route } from './route.ts';
@@ -226,15 +227,4 @@ class ScopeLoop {
     if (route.resourceVersion) this.#resourceVersion = route.resourceVersion;
     return undefined;
   }
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown; statusCode?: unknown }).code ?? (error as { statusCode?: unknown }).statusCode;
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    return [code === undefined ? undefined : `HTTP ${String(code)}`, error.message, cause?.code ?? cause?.message]
-      .filter(Boolean)
-      .join(': ');
-  }
-  return String(error);
 }

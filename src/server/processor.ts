@@ -37,6 +37,8 @@ export class RequestProcessor {
   readonly #metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
   readonly #log: Logger;
   readonly #waker: Waker | undefined;
+  /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
+  readonly #counted = new Map<string, { inc(): void }>();
 
   constructor(deps: {
     routes: RouteLookup;
@@ -85,7 +87,7 @@ export class RequestProcessor {
         outcome = decision.code;
         break;
     }
-    this.#metrics.requests.inc({ outcome });
+    this.#count(outcome);
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug(
@@ -94,5 +96,14 @@ export class RequestProcessor {
       );
     }
     return result;
+  }
+
+  #count(outcome: string): void {
+    let counter = this.#counted.get(outcome);
+    if (counter === undefined) {
+      counter = this.#metrics.requests.labels({ outcome });
+      this.#counted.set(outcome, counter);
+    }
+    counter.inc();
   }
 }

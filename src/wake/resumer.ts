@@ -3,7 +3,7 @@
 // (the wake deadline) aborts. Merge patches are idempotent, so several replicas may send one each.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Backoff, delay } from '../routes/backoff.ts';
-import { describeError } from '../routes/kubernetes-source.ts';
+import { describeError } from '../observability/describe-error.ts';
 import type { Route } from '../routes/route.ts';
 import type { SandboxKind } from '../sandbox-kinds/kind.ts';
 
