@@ -10,6 +10,7 @@ RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
 COPY src ./src
+COPY scripts/build.ts ./scripts/
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim
@@ -17,10 +18,10 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist ./dist
 COPY proto ./proto
 # 65532: the conventional "nonroot" uid, matching the Helm chart's securityContext.
 USER 65532:65532
 EXPOSE 9002 9003
 # Node is PID 1 and handles SIGTERM itself (graceful drain).
-ENTRYPOINT ["node", "--enable-source-maps", "dist/src/cli.js"]
+ENTRYPOINT ["node", "--enable-source-maps", "dist/sandbox-extproc.mjs"]

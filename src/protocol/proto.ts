@@ -1,18 +1,23 @@
 // Loads the ext_proc subset in proto/ and exposes the service definition and message codecs.
 // Responses may be handed to grpc-js already encoded (a Buffer): answers prepared once per route are
 // then written without re-encoding on every request.
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { ProcessingRequest, ProcessingResponse } from './messages.ts';
 
-export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url).href.replace('/dist/proto/', '/proto/'));
+const SERVICE_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
+/** proto/ at the package root: two levels up from src/protocol/, one up from the dist/ bundle. */
+export const PROTO_DIR = ['../../proto/', '../proto/']
+  .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
+  .find((dir) => existsSync(`${dir}${SERVICE_PROTO}`)) as string;
 const SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 export const LOADER_OPTIONS = { keepCase: true, longs: String, enums: String, bytes: Buffer, defaults: false, oneofs: true } as const;
 
 function load(): MethodDefinition<ProcessingRequest, ProcessingResponse> {
-  const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
+  const definition = loadSync(SERVICE_PROTO, { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
   const service = definition[SERVICE] as unknown as Record<string, MethodDefinition<ProcessingRequest, ProcessingResponse>>;
   return service['Process'] as MethodDefinition<ProcessingRequest, ProcessingResponse>;
 }

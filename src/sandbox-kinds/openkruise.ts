@@ -36,6 +36,21 @@ export function parseGoDurationSeconds(text: string): number | undefined {
   return consumed === text.length && consumed > 0 ? total : undefined;
 }
 
+// Many routes share a namespace and a wake policy: keep one copy of each, not one per route (at 100k
+// routes that is megabytes). Both tables are small: one entry per namespace or distinct policy.
+const namespaces = new Map<string, string>();
+const policies = new Map<string, WakePolicy>();
+
+function shared<T>(table: Map<string, T>, key: string, value: () => T): T {
+  let held = table.get(key);
+  if (held === undefined) {
+    if (table.size >= 4096) table.clear();
+    held = value();
+    table.set(key, held);
+  }
+  return held;
+}
+
 function wakePolicy(spec: Obj | undefined, annotations: Obj | undefined): WakePolicy | undefined {
   const onTraffic = asObj(asObj(asObj(spec?.['autoPausePolicy'])?.['resume'])?.['onIngressTraffic']);
   const annotated = asStr(annotations?.[WAKE_ANNOTATION]) === 'true';
@@ -44,10 +59,8 @@ function wakePolicy(spec: Obj | undefined, annotations: Obj | undefined): WakePo
   const pauseSeconds = pauseTimeout === undefined ? 0 : (parseGoDurationSeconds(pauseTimeout) ?? 0);
   const timeoutText = asStr(annotations?.[WAKE_TIMEOUT_ANNOTATION]);
   const timeout = timeoutText !== undefined && /^[0-9]{1,6}$/.test(timeoutText) ? Number(timeoutText) : 0;
-  return {
-    pauseAfterSeconds: pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), PAUSE_FLOOR_SECONDS) : 0,
-    timeoutSeconds: timeout,
-  };
+  const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), PAUSE_FLOOR_SECONDS) : 0;
+  return shared(policies, `${pauseAfterSeconds}/${timeout}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds: timeout }));
 }
 
 /** The reference gateway's classification, in its order. */
@@ -95,7 +108,7 @@ export const openKruiseSandbox: SandboxKind = {
     return {
       id: asStr(labels?.[SANDBOX_ID_LABEL]) || `${namespace}--${name}`,
       uid,
-      namespace,
+      namespace: shared(namespaces, namespace, () => namespace),
       name,
       resourceVersion: asStr(meta['resourceVersion']) ?? '',
       state: deriveState(meta, spec, status, podIP),

@@ -13,11 +13,11 @@ export interface ServiceProcess {
   stop(): Promise<void>;
 }
 
-/** Set by the benchmark after it builds: run the compiled dist/ the image ships, not the sources. */
+/** Set by the benchmark after it builds: run the bundle in dist/ the image ships, not the sources. */
 export const runBuilt = { value: false };
 
 export async function startServiceProcess(args: readonly string[], options: { cpu?: number } = {}): Promise<ServiceProcess> {
-  const entry = runBuilt.value ? `${REPO_ROOT}dist/src/cli.js` : `${REPO_ROOT}src/cli.ts`;
+  const entry = runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`;
   const command = [process.execPath, entry, '--grpc-port', '0', '--http-port', '0', ...args];
   const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
   const proc = new TestProcess('sandbox-extproc', file as string, rest);

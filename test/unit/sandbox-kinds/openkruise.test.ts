@@ -74,6 +74,26 @@ describe('OpenKruise Sandbox -> route', () => {
     expect(route(sandbox({ spec: { shutdownTime: 'garbage' } }))?.shutdownAt).toBeUndefined();
   });
 
+  it('shares one copy of a namespace and of a wake policy across routes (memory at 100k routes)', () => {
+    const optedIn = (name: string, timeout: string) =>
+      route(
+        sandbox({
+          meta: {
+            name,
+            uid: name,
+            namespace: ['te', 'am'].join(''),
+            annotations: { 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': timeout },
+          },
+        }),
+      );
+    const [a, b, c] = [optedIn('a', '30'), optedIn('b', '30'), optedIn('c', '60')];
+    expect(a?.wake).toBe(b?.wake);
+    expect(a?.wake).not.toBe(c?.wake);
+    expect(c?.wake).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 60 });
+    expect(Object.isFrozen(a?.wake)).toBe(true);
+    expect(a?.namespace).toBe('team');
+  });
+
   it('keeps a digest of the access token, never the token', () => {
     const r = route(sandbox({ meta: { annotations: { 'agents.kruise.io/runtime-access-token': 's3cret' } } }));
     expect(r?.accessTokenDigest?.length).toBe(32);
