@@ -18,7 +18,7 @@ const { values } = parseArgs({
 const quick = values.quick === true;
 const sandboxes = Number(values.sandboxes ?? (quick ? 2000 : 100_000));
 const only = values.only?.split(',');
-// Measure what ships: the compiled service in dist/, as the image runs it.
+// Measure what ships: the bundled service in dist/, as the image runs it.
 execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
 runBuilt.value = true;
 const report = new Report();
@@ -37,7 +37,7 @@ let wakeLatencies: number[] = [];
 await step('wake', async () => {
   wakeLatencies = (await measureWake(report, quick)).timeline;
 });
-await step('scale', () => measureScale(report, sandboxes, quick ? 2000 : 10_000));
+await step('scale', () => measureScale(report, sandboxes, quick));
 
 console.log(`\n${report.table()}\n`);
 const written = report.write();

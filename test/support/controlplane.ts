@@ -59,10 +59,12 @@ export class ControlPlane {
   }
 
   /**
-   * Starts etcd and kube-apiserver. `audit: false` drops the audit log (tests count patches from it;
-   * the scale bench turns it off because a blocking audit write per request caps the write rate).
+   * Starts etcd and kube-apiserver, with the audit log tests count patches from. `auditPolicy` names
+   * another policy file (the scale bench records only resumes: every write of 100k objects would fill
+   * this process with lines), or false for none.
    */
-  static async start(options: { audit?: boolean } = {}): Promise<ControlPlane> {
+  static async start(options: { auditPolicy?: string | false } = {}): Promise<ControlPlane> {
+    const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
     const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
     const certs = makeCerts(dir);
@@ -99,9 +101,9 @@ export class ControlPlane {
       `--service-account-key-file=${certs.saPub}`,
       `--service-account-signing-key-file=${certs.saKey}`,
       '--enable-priority-and-fairness=false',
-      ...(options.audit === false
+      ...(auditPolicy === false
         ? []
-        : [`--audit-policy-file=${AUDIT_POLICY}`, '--audit-log-path=-', '--audit-log-format=json', '--audit-log-mode=blocking']),
+        : [`--audit-policy-file=${auditPolicy}`, '--audit-log-path=-', '--audit-log-format=json', '--audit-log-mode=blocking']),
     ];
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
