@@ -45,6 +45,7 @@ export class App {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
     this.metrics = createMetrics(() => this.registry.countByState());
+    this.registry.subscribe(() => this.metrics.routeChanges.inc());
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,

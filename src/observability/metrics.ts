@@ -10,6 +10,7 @@ export interface Metrics {
   readonly streamsActive: Gauge;
   readonly watchRestarts: Counter<'reason'>;
   readonly watchEvents: Counter<'type'>;
+  readonly routeChanges: Counter;
   readonly wakes: Counter<'outcome'>;
   readonly wakePatchSeconds: Histogram;
   readonly wakeWaitSeconds: Histogram;
@@ -54,6 +55,11 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
       name: 'sandbox_extproc_watch_events_total',
       help: 'Kubernetes watch events received, by type.',
       labelNames: ['type'],
+      registers,
+    }),
+    routeChanges: new Counter({
+      name: 'sandbox_extproc_route_changes_total',
+      help: 'Changes applied to the route table (a route added, updated or removed), from watch events, lists or the routes file.',
       registers,
     }),
     wakes: new Counter({

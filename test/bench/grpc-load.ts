@@ -1,6 +1,6 @@
 // ext_proc streams per second on one core (the server pinned to CPU 0, the load generator to CPU 1):
 // - h2load (nghttp2's HTTP/2 load generator) with gRPC framing, closed loop with 8 streams in flight,
-//   for sandbox-extproc and, side by side, a bare grpc-js server (the floor);
+//   for sandbox-extproc and, side by side, a bare grpc-js server (the floor) and bare Node http2 (below it);
 // - ghz (a gRPC load generator) at one moderate rate, as a protocol-level cross-check. On 2 cores ghz
 //   itself tops out near 6,000 streams/s with p99 >= 18 ms even against the bare server, so it cannot
 //   judge the capacity target.
@@ -117,23 +117,30 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
   return { rps: result.rps, p99ms: p99 / 1e6, errors: result.count - (result.statusCodeDistribution['OK'] ?? 0) };
 }
 
+/** Runs one of the bare reference servers pinned to CPU 0 and measures it like the service. */
+async function floorOf(dir: string, script: string, total: number): Promise<Closed> {
+  const bare = new TestProcess(script, 'taskset', ['-c', '0', process.execPath, `${REPO_ROOT}test/bench/${script}`]);
+  const { grpcPort } = JSON.parse(await bare.waitForLine(/server listening/, 20_000)) as { grpcPort: number };
+  try {
+    await h2load(dir, grpcPort, 10_000); // warm-up
+    return await h2load(dir, grpcPort, total);
+  } finally {
+    await bare.stop();
+  }
+}
+
 export async function measureStreams(report: Report, quick: boolean): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-streams-'));
   const routes = join(dir, 'routes.yaml');
   writeFileSync(routes, 'routes: [{ id: bench, podIP: 10.0.0.1 }]\n');
   const total = quick ? 30_000 : 150_000;
 
-  const bare = new TestProcess('bare-grpc', 'taskset', ['-c', '0', process.execPath, `${REPO_ROOT}test/bench/bare-grpc-server.ts`]);
-  const { grpcPort: barePort } = JSON.parse(await bare.waitForLine(/bare grpc server listening/, 20_000)) as { grpcPort: number };
-  let floor: Closed;
-  try {
-    await h2load(dir, barePort, 10_000);
-    floor = await h2load(dir, barePort, total);
-  } finally {
-    await bare.stop();
-  }
+  const floor = await floorOf(dir, 'bare-grpc-server.ts', total);
   report.info('bare grpc-js server, one core, 8 in flight: streams/s', floor.rps, 'streams/s');
   report.info('bare grpc-js server, one core, 8 in flight: p99', floor.p99ms, 'ms');
+  const http2 = await floorOf(dir, 'bare-http2-server.ts', total);
+  report.info('bare Node http2, gRPC framing by hand, one core: streams/s', http2.rps, 'streams/s');
+  report.info('bare Node http2, gRPC framing by hand, one core: p99', http2.p99ms, 'ms');
 
   const service = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0 });
   try {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERRORS, ERROR_CODES } from '../../src/core/errors.ts';
 import { configTableRows } from '../../scripts/config-table.ts';
+import { IMAGE_NODE_FLAGS } from '../support/service-process.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -15,5 +16,19 @@ describe('README', () => {
 
   it('has the configuration table generated from the settings (node scripts/config-table.ts)', () => {
     for (const row of configTableRows()) expect(readme).toContain(row);
+  });
+});
+
+describe('what the benchmark measures is what ships', () => {
+  it('runs the bundle with the Dockerfile ENTRYPOINT flags and the package start script', () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+    expect(JSON.parse(entrypoint ?? '[]')).toEqual(['node', ...IMAGE_NODE_FLAGS, 'dist/sandbox-extproc.mjs']);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      scripts: { start: string };
+      bin: Record<string, string>;
+    };
+    expect(pkg.scripts.start).toBe(['node', ...IMAGE_NODE_FLAGS, 'dist/sandbox-extproc.mjs'].join(' '));
+    expect(Object.values(pkg.bin)).toEqual(['dist/sandbox-extproc.mjs']);
   });
 });

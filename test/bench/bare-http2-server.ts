@@ -1,0 +1,19 @@
+// The lower floor: Node's own HTTP/2 server answering the ext_proc path with gRPC framing by hand (a
+// fixed reply per message, then grpc-status 0), no gRPC library at all. It shows how much of the
+// per-stream cost is Node's HTTP/2 itself, below grpc-js. A benchmark reference only.
+import { createServer, constants } from 'node:http2';
+
+const message = Buffer.from([0x0a, 0x02, 0x0a, 0x00]);
+const reply = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+const server = createServer({ settings: { maxConcurrentStreams: 10_000 } });
+server.on('stream', (stream) => {
+  stream.respond({ [constants.HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+  stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+  stream.on('data', () => stream.write(reply));
+  stream.on('end', () => stream.end());
+  stream.on('error', () => undefined);
+});
+server.listen(0, '127.0.0.1', () => {
+  const address = server.address();
+  console.log(JSON.stringify({ msg: 'bare http2 server listening', grpcPort: typeof address === 'object' && address ? address.port : 0 }));
+});
