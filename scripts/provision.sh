@@ -23,6 +23,9 @@ kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-hey$HEY_VERSION"
+# The bench's Go reference server is built from this repository's sources: keyed by their hash.
+bare_go_src="$here/test/bench/bare-go-server"
+bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
 
 provision_node() {
   [ -x "$node_dir/bin/node" ] && return 0
@@ -90,6 +93,10 @@ provision_load() {
     log "h2load (Debian package nghttp2-client)"
     apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq nghttp2-client >/dev/null; }
   fi
+  if [ ! -x "$bare_go_dir/bare-go-server" ]; then
+    log "bare Go HTTP/2 reference server (go build)"
+    (cd "$bare_go_src" && CGO_ENABLED=0 go build -trimpath -o "$bare_go_dir/bare-go-server" .)
+  fi
   [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/hey" ] && return 0
   log "ghz $GHZ_VERSION and hey $HEY_VERSION (go install)"
   rm -rf "$load_dir.partial" && mkdir -p "$load_dir.partial"
@@ -107,6 +114,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
+  echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
 }
 
 [ $# -gt 0 ] || set -- all

@@ -3,8 +3,10 @@
 // per-stream cost is Node's HTTP/2 itself, below grpc-js. A benchmark reference only.
 import { createServer, constants } from 'node:http2';
 
-const message = Buffer.from([0x0a, 0x02, 0x0a, 0x00]);
-const reply = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+const message = process.argv[2] ? Buffer.from(process.argv[2], 'hex') : Buffer.from([0x0a, 0x02, 0x0a, 0x00]);
+const prefix = Buffer.alloc(5);
+prefix.writeUInt32BE(message.length, 1);
+const reply = Buffer.concat([prefix, message]);
 const server = createServer({ settings: { maxConcurrentStreams: 10_000 } });
 server.on('stream', (stream) => {
   stream.respond({ [constants.HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });

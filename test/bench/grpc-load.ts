@@ -1,6 +1,6 @@
 // ext_proc streams per second on one core (the server pinned to CPU 0, the load generator to CPU 1):
 // - h2load (nghttp2's HTTP/2 load generator) with gRPC framing, closed loop with 8 streams in flight,
-//   for sandbox-extproc and, side by side, a bare grpc-js server (the floor) and bare Node http2 (below it);
+//   for sandbox-extproc and, side by side, bare reference servers: grpc-js, Node http2 and Go HTTP/2;
 // - ghz (a gRPC load generator) at one moderate rate, as a protocol-level cross-check. On 2 cores ghz
 //   itself tops out near 6,000 streams/s with p99 >= 18 ms even against the bare server, so it cannot
 //   judge the capacity target.
@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { encodeRequest } from '../../src/protocol/proto.ts';
-import { TestProcess } from '../support/process.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { REPO_ROOT, toolPath } from '../support/tools.ts';
+import { startBare, type BareServer } from './bare-servers.ts';
 import { percentile, type Report } from './report.ts';
 
 const run = promisify(execFile);
@@ -118,12 +118,11 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
 }
 
 /** Runs one of the bare reference servers pinned to CPU 0 and measures it like the service. */
-async function floorOf(dir: string, script: string, total: number): Promise<Closed> {
-  const bare = new TestProcess(script, 'taskset', ['-c', '0', process.execPath, `${REPO_ROOT}test/bench/${script}`]);
-  const { grpcPort } = JSON.parse(await bare.waitForLine(/server listening/, 20_000)) as { grpcPort: number };
+async function floorOf(dir: string, script: BareServer, total: number): Promise<Closed> {
+  const bare = await startBare(script, undefined, 0);
   try {
-    await h2load(dir, grpcPort, 10_000); // warm-up
-    return await h2load(dir, grpcPort, total);
+    await h2load(dir, bare.port, 10_000); // warm-up
+    return await h2load(dir, bare.port, total);
   } finally {
     await bare.stop();
   }
@@ -141,6 +140,9 @@ export async function measureStreams(report: Report, quick: boolean): Promise<vo
   const http2 = await floorOf(dir, 'bare-http2-server.ts', total);
   report.info('bare Node http2, gRPC framing by hand, one core: streams/s', http2.rps, 'streams/s');
   report.info('bare Node http2, gRPC framing by hand, one core: p99', http2.p99ms, 'ms');
+  const go = await floorOf(dir, 'bare-go-server', total);
+  report.info('bare Go net/http HTTP/2, gRPC framing by hand, one core: streams/s', go.rps, 'streams/s');
+  report.info('bare Go net/http HTTP/2, gRPC framing by hand, one core: p99', go.p99ms, 'ms');
 
   const service = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0 });
   try {

@@ -23,7 +23,8 @@ export type Tool =
   | 'SANDBOX_EXTPROC_HELM'
   | 'SANDBOX_EXTPROC_KIND'
   | 'SANDBOX_EXTPROC_GHZ'
-  | 'SANDBOX_EXTPROC_HEY';
+  | 'SANDBOX_EXTPROC_HEY'
+  | 'SANDBOX_EXTPROC_BARE_GO';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

@@ -1,0 +1,3 @@
+module sandbox-extproc/bare-go-server
+
+go 1.24
