@@ -16,9 +16,10 @@ export interface ServiceProcess {
 /**
  * The Node flags the image's ENTRYPOINT runs the bundle with (a test keeps the Dockerfile in step). A
  * young generation capped at 8 MB semi-spaces keeps ~30 MB off the RSS at 100k routes with no
- * measurable cost in streams/s (docs/benchmarks.md).
+ * measurable cost in streams/s (docs/benchmarks.md). Not --enable-source-maps: parsing the bundle's
+ * map costs ~100 MB of RSS; the bundle is not minified, so stack traces stay readable without it.
  */
-export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=8', '--enable-source-maps'];
+export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=8'];
 
 /** Set by the benchmark after it builds: run the bundle in dist/ the image ships, not the sources. */
 export const runBuilt = { value: false };
