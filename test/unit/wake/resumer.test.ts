@@ -1,0 +1,93 @@
+// The resumer's retry rules over real HTTP, through client-node, against a local server that answers
+// scripted statuses: a fault injector for answers a healthy kube-apiserver will not give on demand
+// (429, 5xx, 409). The happy path and "unreachable" run against the real API server in the
+// integration suites (wake.test.ts, faults.test.ts).
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openKruiseSandbox } from '../../../src/sandbox-kinds/openkruise.ts';
+import { KubernetesResumer, ResumeError } from '../../../src/wake/resumer.ts';
+import { makeRoute } from '../../support/routes.ts';
+
+interface Seen {
+  readonly method: string;
+  readonly url: string;
+  readonly contentType: string;
+  readonly body: unknown;
+}
+
+let server: Server | undefined;
+
+/** Answers each request with the next scripted status (the last one repeats); records what it got. */
+async function scripted(statuses: readonly number[]): Promise<{ kubeConfig: KubeConfig; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  server = createServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        contentType: String(req.headers['content-type']),
+        body: JSON.parse(Buffer.concat(chunks).toString() || 'null'),
+      });
+      const status = statuses[Math.min(seen.length, statuses.length) - 1] as number;
+      const body =
+        status === 200
+          ? { apiVersion: 'agents.kruise.io/v1alpha1', kind: 'Sandbox', metadata: { name: 'sbx', namespace: 'ns' } }
+          : { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `scripted ${status}`, code: status };
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+  });
+  await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'resumer-test' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  return { kubeConfig, seen };
+}
+
+afterEach(async () => {
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  server = undefined;
+});
+
+const route = makeRoute({ id: 'sbx', namespace: 'ns', name: 'sbx' });
+
+describe('KubernetesResumer retries', () => {
+  it('retries throttling, server errors and conflicts, then succeeds with one merge patch body', async () => {
+    const { kubeConfig, seen } = await scripted([429, 503, 409, 500, 200]);
+    await new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, new AbortController().signal);
+    expect(seen).toHaveLength(5);
+    for (const request of seen) {
+      expect(request).toEqual({
+        method: 'PATCH',
+        url: '/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes/sbx',
+        contentType: 'application/merge-patch+json',
+        body: { spec: { paused: false } },
+      });
+    }
+  });
+
+  it.each([403, 404, 422])('gives up at once on %i: retrying cannot help', async (status) => {
+    const { kubeConfig, seen } = await scripted([status]);
+    const resume = new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, new AbortController().signal);
+    await expect(resume).rejects.toThrow(ResumeError);
+    await expect(resume).rejects.toThrow(/resume patch refused/);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('keeps retrying server errors until the deadline, then fails naming the last error', async () => {
+    const { kubeConfig, seen } = await scripted([500]);
+    const resume = new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, AbortSignal.timeout(400));
+    await expect(resume).rejects.toThrow(/resume patch failed until the deadline/);
+    // Backoff starts at 50 ms and doubles (with jitter): several attempts fit in 400 ms, not hundreds.
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen.length).toBeLessThan(20);
+  });
+});
