@@ -1,5 +1,6 @@
 // Draws the plots in docs/benchmarks.md from test/bench/results/samples.json (written by npm run bench):
-// latency percentiles with and without sandbox-extproc, and the wake latency distribution. Plain SVG,
+// latency percentiles with and without sandbox-extproc (and the bare Go server floor), and the wake
+// latency distribution. Plain SVG,
 // no dependencies.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -67,7 +68,7 @@ function percentileCurve(sorted: readonly number[]): [number, number][] {
 }
 
 const samples = JSON.parse(readFileSync(new URL('../test/bench/results/samples.json', import.meta.url), 'utf8')) as {
-  latency?: { withService: number[]; baseline: number[] };
+  latency?: { withService: number[]; baseline: number[]; floorGo?: number[] };
   wake: number[];
 };
 const out = new URL('../docs/img/', import.meta.url);
@@ -83,6 +84,15 @@ if (samples.latency) {
       [
         { label: 'Envoy alone (static route)', color: '#2b7bb9', points: percentileCurve(samples.latency.baseline) },
         { label: 'Envoy + sandbox-extproc', color: '#d9480f', points: percentileCurve(samples.latency.withService) },
+        ...(samples.latency.floorGo
+          ? [
+              {
+                label: 'Envoy + a bare Go server sending the same answer (the floor)',
+                color: '#868e96',
+                points: percentileCurve(samples.latency.floorGo),
+              },
+            ]
+          : []),
       ],
       ninesTicks,
     ),
