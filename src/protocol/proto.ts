@@ -9,9 +9,14 @@ import type { ProcessingRequest, ProcessingResponse } from './messages.ts';
 
 const SERVICE_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
 /** proto/ at the package root: two levels up from src/protocol/, one up from the dist/ bundle. */
-export const PROTO_DIR = ['../../proto/', '../proto/']
-  .map((relative) => fileURLToPath(new URL(relative, import.meta.url)))
-  .find((dir) => existsSync(`${dir}${SERVICE_PROTO}`)) as string;
+export const PROTO_DIR = findProtoDir();
+
+function findProtoDir(): string {
+  const candidates = ['../../proto/', '../proto/'].map((relative) => fileURLToPath(new URL(relative, import.meta.url)));
+  const found = candidates.find((dir) => existsSync(`${dir}${SERVICE_PROTO}`));
+  if (found === undefined) throw new Error(`${SERVICE_PROTO} not found in ${candidates.join(' or ')}: proto/ must ship beside dist/`);
+  return found;
+}
 const SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 export const LOADER_OPTIONS = { keepCase: true, longs: String, enums: String, bytes: Buffer, defaults: false, oneofs: true } as const;
