@@ -68,21 +68,25 @@ provision_controlplane() {
   mv "$kube_dir.partial" "$kube_dir"
 }
 
+# Installs Go commands (module/path@version ...) into <dir>/bin; a failed build leaves no <dir> behind.
+go_install_into() {
+  local dir=$1 pkg; shift
+  rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+  for pkg in "$@"; do CGO_ENABLED=0 GOBIN="$dir.partial/bin" go install -trimpath -ldflags "-s -w" "$pkg"; done
+  mv "$dir.partial" "$dir"
+}
+
 provision_helm() {
   [ -x "$helm_dir/bin/helm" ] && return 0
   log "helm $HELM_VERSION (go install)"
-  rm -rf "$helm_dir.partial" && mkdir -p "$helm_dir.partial"
-  CGO_ENABLED=0 GOBIN="$helm_dir.partial/bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-  mv "$helm_dir.partial" "$helm_dir"
+  go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
 # kind is only needed by the e2e suite, which runs where a Docker engine is available.
 provision_kind() {
   [ -x "$kind_dir/bin/kind" ] && return 0
   log "kind $KIND_VERSION (go install)"
-  rm -rf "$kind_dir.partial" && mkdir -p "$kind_dir.partial"
-  CGO_ENABLED=0 GOBIN="$kind_dir.partial/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@v$KIND_VERSION"
-  mv "$kind_dir.partial" "$kind_dir"
+  go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
 }
 
 # Load generators for `npm run bench`: ghz (gRPC) and hey (HTTP, rate-limited workers), real tools
@@ -99,10 +103,7 @@ provision_load() {
   fi
   [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/hey" ] && return 0
   log "ghz $GHZ_VERSION and hey $HEY_VERSION (go install)"
-  rm -rf "$load_dir.partial" && mkdir -p "$load_dir.partial"
-  CGO_ENABLED=0 GOBIN="$load_dir.partial/bin" go install -trimpath -ldflags "-s -w" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION"
-  CGO_ENABLED=0 GOBIN="$load_dir.partial/bin" go install -trimpath -ldflags "-s -w" "github.com/rakyll/hey@v$HEY_VERSION"
-  mv "$load_dir.partial" "$load_dir"
+  go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/rakyll/hey@v$HEY_VERSION"
 }
 
 print_env() {

@@ -10,6 +10,7 @@ import { identify } from '../../src/identification/identify.ts';
 import { Answers } from '../../src/protocol/answers.ts';
 import { readFacts } from '../../src/protocol/facts.ts';
 import { RouteRegistry } from '../../src/routes/registry.ts';
+import { ROUTE_STATES } from '../../src/routes/route.ts';
 import { ControlPlane } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { makeRoute } from '../support/routes.ts';
@@ -46,7 +47,7 @@ class ServiceMetrics {
 
   routes(state?: string): number {
     if (state !== undefined) return this.value('sandbox_extproc_routes', `state="${state}"`);
-    return ['running', 'paused', 'creating', 'available', 'dead'].reduce((sum, s) => sum + this.routes(s), 0);
+    return ROUTE_STATES.reduce((sum, s) => sum + this.routes(s), 0);
   }
 
   /**
