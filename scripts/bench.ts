@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { runBuilt } from '../test/support/service-process.ts';
+import { measureAnswerMemory } from '../test/bench/answer-memory.ts';
 import { latencySamples, measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
@@ -31,6 +32,7 @@ const step = async (name: string, work: () => Promise<unknown> | unknown) => {
 };
 
 await step('lookup', () => measureLookup(report, quick));
+await step('answers', () => measureAnswerMemory(report, quick));
 await step('path', () => measureEnvoyPath(report, quick));
 await step('streams', () => measureStreams(report, quick));
 let wakeLatencies: number[] = [];

@@ -8,7 +8,10 @@ import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
 import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
 import { RouteRegistry } from './routes/registry.ts';
+import { RouteScreen } from './routes/screen.ts';
+import { UpstreamAddressPolicy } from './routes/upstream-address.ts';
 import { sandboxKind } from './sandbox-kinds/index.ts';
+import type { SandboxKind } from './sandbox-kinds/kind.ts';
 import { GrpcServer } from './server/grpc-server.ts';
 import { HttpServer } from './server/http-server.ts';
 import { RequestProcessor } from './server/processor.ts';
@@ -29,8 +32,10 @@ export interface Listening {
 export class App {
   readonly config: Config;
   readonly logger: Logger;
-  readonly registry = new RouteRegistry();
+  readonly registry: RouteRegistry;
   readonly metrics: Metrics;
+  readonly #addressPolicy: UpstreamAddressPolicy;
+  readonly #kind: SandboxKind;
   readonly #grpc: GrpcServer;
   readonly #http: HttpServer;
   /** The wake coordinator, when waking is on (Kubernetes routes and --wake). */
@@ -44,12 +49,31 @@ export class App {
   constructor(config: Config, logDestination?: DestinationStream) {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
-    this.metrics = createMetrics(() => this.registry.countByState());
+    const routeLog = this.logger.child({ component: 'routes' });
+    this.registry = new RouteRegistry({
+      onConflict: (id, claimants) => {
+        if (claimants.length === 0) routeLog.info({ sandboxId: id }, 'sandbox ID claimed by one object again; serving it');
+        else {
+          routeLog.warn(
+            { sandboxId: id, claimants: claimants.map((r) => `${r.namespace}/${r.name}`) },
+            'sandbox ID claimed by more than one object; refusing its requests (sandbox_id_conflict) until one remains',
+          );
+        }
+      },
+      onListenerError: (error) => routeLog.error({ err: error }, 'a route change listener failed'),
+    });
+    this.metrics = createMetrics(
+      () => this.registry.countByState(),
+      () => this.registry.conflicts,
+    );
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
+    this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
+    this.#kind = sandboxKind(config.sandboxKind);
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
       strippedHeaders: config.stripHeaders,
+      defaultPort: config.defaultPort,
     });
     if (config.routeSource === 'kubernetes') {
       this.#kubeConfig = new KubeConfig();
@@ -65,8 +89,7 @@ export class App {
     if (config.wake && this.#kubeConfig !== undefined) {
       this.wakes = new WakeCoordinator({
         registry: this.registry,
-        resumer: new KubernetesResumer(this.#kubeConfig, sandboxKind(config.sandboxKind)),
-        answers,
+        resumer: new KubernetesResumer(this.#kubeConfig, this.#kind, (outcome) => this.metrics.resumePatches.inc({ outcome })),
         metrics: this.metrics,
         logger: this.logger,
         options: {
@@ -104,6 +127,7 @@ export class App {
       port: c.grpcPort,
       socket: c.grpcSocket,
       socketMode: c.grpcSocketMode,
+      untrustedResetLimit: c.grpcStreamResetLimit,
     });
     this.#source = await this.#startSource();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
@@ -139,19 +163,20 @@ export class App {
     const c = this.config;
     const onReady = () => this.#grpc.setServing(true);
     if (c.routeSource === 'file') {
-      const source = new FileRouteSource(c.routesFile, this.registry, this.logger);
+      const source = new FileRouteSource(c.routesFile, this.registry, this.#addressPolicy, this.logger);
       await source.start();
       onReady();
       return source;
     }
     const source = new KubernetesRouteSource({
       kubeConfig: this.#kubeConfig as KubeConfig,
-      kind: sandboxKind(c.sandboxKind),
+      kind: this.#kind,
       namespaces: c.namespaces,
       labelSelector: c.labelSelector,
       resyncIntervalMs: c.resyncInterval,
       watchIdleTimeoutMs: c.watchIdleTimeout,
       registry: this.registry,
+      screen: new RouteScreen(this.#addressPolicy, this.logger.child({ component: 'routes' }), () => this.metrics.addressesRefused.inc()),
       logger: this.logger,
       metrics: this.metrics,
       onSynced: onReady,

@@ -1,6 +1,8 @@
 // Value parsers for settings. Each returns the value or throws a plain message; config/load.ts adds the
 // setting's name, so every bad value stops start-up with a message naming it. Each parser also carries
 // the JSON Schema of the values it accepts, from which the Helm chart's values.schema.json is made.
+import { parseCidr, type Cidr } from '../routes/upstream-address.ts';
+
 export type Parser<T> = ((text: string) => T) & { readonly schema: Record<string, unknown> };
 
 const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>): Parser<T> => Object.assign(fn, { schema });
@@ -68,6 +70,19 @@ export function list(item: RegExp, what: string): Parser<readonly string[]> {
     { type: 'string', description: `comma-separated, each ${what}` },
   );
 }
+
+/** A comma-separated list of IP networks (10.0.0.0/8, fd00::/64; a bare address is a single host). */
+export const cidrList: Parser<readonly Cidr[]> = parser(
+  (text) =>
+    Object.freeze(
+      text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((item) => parseCidr(item)),
+    ),
+  { type: 'string', description: 'comma-separated IP networks such as 10.244.0.0/16' },
+);
 
 export const headerName: Parser<string> = parser(
   (text) => {

@@ -15,9 +15,11 @@ export interface Metrics {
   readonly wakePatchSeconds: Histogram;
   readonly wakeWaitSeconds: Histogram;
   readonly waiters: Gauge;
+  readonly resumePatches: Counter<'outcome'>;
+  readonly addressesRefused: Counter;
 }
 
-export function createMetrics(routeCounts: () => Record<RouteState, number>): Metrics {
+export function createMetrics(routeCounts: () => Record<RouteState, number>, routeConflicts: () => number = () => 0): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
   const registers = [registry];
@@ -28,6 +30,14 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
     registers,
     collect() {
       for (const [state, count] of Object.entries(routeCounts())) this.set({ state }, count);
+    },
+  });
+  new Gauge({
+    name: 'sandbox_extproc_route_conflicts',
+    help: 'Sandbox IDs claimed by more than one object; requests for them are refused (sandbox_id_conflict).',
+    registers,
+    collect() {
+      this.set(routeConflicts());
     },
   });
   return {
@@ -81,5 +91,16 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
       registers,
     }),
     waiters: new Gauge({ name: 'sandbox_extproc_wake_waiters', help: 'Requests waiting for a sandbox to wake.', registers }),
+    resumePatches: new Counter({
+      name: 'sandbox_extproc_resume_patches_total',
+      help: 'Resume patches sent, by outcome: applied, refused (403/404/422, webhook), replaced (UID precondition failed), retried (409/429/5xx), unreachable.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    addressesRefused: new Counter({
+      name: 'sandbox_extproc_upstream_addresses_refused_total',
+      help: 'Sandbox observations whose pod IP may not be routed to (loopback, link-local, outside --upstream-cidrs...).',
+      registers,
+    }),
   };
 }
