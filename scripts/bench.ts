@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { runBuilt } from '../test/support/service-process.ts';
+import { measureActivity } from '../test/bench/activity.ts';
 import { measureAnswerMemory } from '../test/bench/answer-memory.ts';
 import { latencySamples, measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams } from '../test/bench/grpc-load.ts';
@@ -39,6 +40,7 @@ let wakeLatencies: number[] = [];
 await step('wake', async () => {
   wakeLatencies = (await measureWake(report, quick)).timeline;
 });
+await step('activity', () => measureActivity(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
 
 console.log(`\n${report.table()}\n`);

@@ -15,6 +15,8 @@ import type { SandboxKind } from './sandbox-kinds/kind.ts';
 import { GrpcServer } from './server/grpc-server.ts';
 import { HttpServer } from './server/http-server.ts';
 import { RequestProcessor } from './server/processor.ts';
+import { ActivityTracker } from './activity/tracker.ts';
+import { kubernetesActivityWriter } from './activity/writer.ts';
 import { WakeCoordinator } from './wake/coordinator.ts';
 import { KubernetesResumer } from './wake/resumer.ts';
 import type { DestinationStream } from 'pino';
@@ -40,6 +42,8 @@ export class App {
   readonly #http: HttpServer;
   /** The wake coordinator, when waking is on (Kubernetes routes and --wake). */
   readonly wakes: WakeCoordinator | undefined;
+  /** Keeps sandboxes in use awake, when --activity is on (Kubernetes routes). */
+  readonly activity: ActivityTracker | undefined;
   readonly #kubeConfig: KubeConfig | undefined;
   #source: RouteSource | undefined;
   #stopping = false;
@@ -62,13 +66,13 @@ export class App {
       },
       onListenerError: (error) => routeLog.error({ err: error }, 'a route change listener failed'),
     });
-    this.metrics = createMetrics(
-      () => this.registry.countByState(),
-      () => this.registry.conflicts,
-    );
+    this.metrics = createMetrics(() => this.registry.countByState(), {
+      routeConflicts: () => this.registry.conflicts,
+      keptAwake: () => this.activity?.keptAwake ?? 0,
+    });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kind = sandboxKind(config.sandboxKind);
+    this.#kind = sandboxKind(config.sandboxKind, { pauseFloorSeconds: config.minPauseTimeout / 1000 });
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
@@ -100,19 +104,53 @@ export class App {
         },
       });
     }
+    if (config.activity && this.#kubeConfig !== undefined) {
+      const kind = this.#kind;
+      this.activity = new ActivityTracker(
+        { fraction: config.activityFraction, minIntervalMs: config.activityMinInterval },
+        {
+          timerOf: (route) => kind.activityTimer(route),
+          write: kubernetesActivityWriter(this.#kubeConfig, () => kind),
+          onWrite: (outcome, remainingMs, error) => {
+            this.metrics.activityWrites.inc({ outcome });
+            this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
+            if (error !== undefined) this.logger.warn({ err: (error as Error).message }, 'recording sandbox activity failed');
+          },
+        },
+      );
+    }
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
       metrics: this.metrics,
       logger: this.logger,
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
+      ...(this.activity === undefined ? {} : { activity: this.activity }),
       options: {
         names: { sandboxIdHeader: config.sandboxIdHeader, sandboxPortHeader: config.sandboxPortHeader },
         identify: { domains: config.domains, defaultPort: config.defaultPort },
         decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
       },
     });
-    this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics, maxStreams: config.maxStreams });
+    const activity = this.activity;
+    this.#grpc = new GrpcServer({
+      processor,
+      answers,
+      logger: this.logger,
+      metrics: this.metrics,
+      maxStreams: config.maxStreams,
+      ...(activity === undefined
+        ? {}
+        : {
+            onActivity: (fact) => {
+              // Credit the very object the request went to, and only while it still holds that ID.
+              const route = this.registry.byUid(fact.uid);
+              const known = route !== undefined && route.id === fact.sandboxId;
+              this.metrics.accessLogEntries.inc({ result: known ? 'activity' : 'unknown' });
+              if (known) activity.note(route);
+            },
+          }),
+    });
     this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
   }
 
@@ -148,6 +186,7 @@ export class App {
     }
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
+    this.activity?.stop();
     await this.#source?.stop();
     await this.#http.close();
     this.logger.info('stopped');

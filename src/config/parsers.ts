@@ -22,6 +22,16 @@ export function integer(min: number, max: number): Parser<number> {
 
 export const port = integer(0, 65535);
 
+/** A decimal strictly between 0 and 1, such as 0.5. */
+export const fraction: Parser<number> = parser(
+  (text) => {
+    const value = /^0?\.[0-9]+$/.test(text) ? Number(text) : NaN;
+    if (!(value > 0 && value < 1)) throw new Error('expected a fraction between 0 and 1, such as 0.5');
+    return value;
+  },
+  { type: 'string', pattern: '^0?\\.[0-9]+$' },
+);
+
 export const boolean: Parser<boolean> = parser(
   (text) => {
     if (['true', '1', 'yes', 'on'].includes(text.toLowerCase())) return true;

@@ -113,6 +113,30 @@ export const SETTINGS = {
     p.duration(1_000, 3_600_000),
     'How long a request waits for its sandbox to wake (per-sandbox annotation overrides).',
   ),
+  minPauseTimeout: setting(
+    'min-pause-timeout',
+    '300s',
+    p.duration(1_000, 86_400_000),
+    "Least pause timeout a wake or activity re-arms a sandbox's pause timer with (OpenKruise's gateway uses 300s).",
+  ),
+  activity: setting(
+    'activity',
+    'true',
+    p.boolean,
+    "Keep sandboxes awake while used: requests and open streams (Envoy's access log service) push a sandbox's pause timer.",
+  ),
+  activityFraction: setting(
+    'activity-fraction',
+    '0.5',
+    p.fraction,
+    'Push a pause timer only once the time left on it falls below this fraction of its timeout.',
+  ),
+  activityMinInterval: setting(
+    'activity-min-interval',
+    '30s',
+    p.duration(1_000, 3_600_000),
+    'Least time between two activity writes for one sandbox from one replica.',
+  ),
   maxMessageTimeout: setting(
     'max-message-timeout',
     '300s',

@@ -27,6 +27,11 @@ export const LOG_METADATA_NAMESPACE = 'sandbox-extproc';
  * never sees the response.
  */
 export const WAKE_MS_KEY = 'wake_ms';
+/**
+ * Metadata key holding the UID of the object a request was sent to: access log entries bring it back,
+ * so activity is credited to that very object even if its sandbox ID has moved on since.
+ */
+export const SANDBOX_UID_KEY = 'sandbox_uid';
 
 const str = (value: string) => ({ stringValue: value });
 
@@ -128,14 +133,15 @@ export class Answers {
   #forwardMessage(route: Route, port: number, wakeMs: number | undefined): ProcessingResponse {
     const { metadataNamespace, metadataKey } = this.#options;
     const upstream = `${route.podIP.includes(':') ? `[${route.podIP}]` : route.podIP}:${port}`;
-    const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs);
+    const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs, route.uid);
     metadata.fields[metadataNamespace] = { structValue: { fields: { [metadataKey]: str(upstream) } } };
     return { request_headers: { response: { header_mutation: this.#strip } }, dynamic_metadata: metadata };
   }
 
-  #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number): StructValue {
+  #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number, uid?: string): StructValue {
     const fields: StructValue['fields'] = { decision: str(decision) };
     if (sandboxId !== undefined) fields['sandbox_id'] = str(sandboxId);
+    if (uid !== undefined) fields[SANDBOX_UID_KEY] = str(uid);
     if (wakeMs !== undefined) fields[WAKE_MS_KEY] = str(String(Math.round(wakeMs)));
     return { fields: { [LOG_METADATA_NAMESPACE]: { structValue: { fields } } } };
   }

@@ -3,14 +3,14 @@
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { wakeDeadlineSeconds } from './annotations.ts';
-import type { SandboxKind } from './kind.ts';
+import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
 const WAKE_ANNOTATION = 'agents.kruise.io/wake-on-traffic';
 const WAKE_TIMEOUT_ANNOTATION = 'agents.kruise.io/wake-timeout-seconds';
 const TOKEN_ANNOTATION = 'agents.kruise.io/runtime-access-token';
-/** OpenKruise never pauses a woken sandbox sooner than this after the wake. */
-const PAUSE_FLOOR_SECONDS = 300;
+/** The reference gateway never re-arms a pause timer sooner than this after a wake. */
+export const DEFAULT_PAUSE_FLOOR_SECONDS = 300;
 
 type Obj = Record<string, unknown>;
 
@@ -54,7 +54,12 @@ class Interner<T> {
 /** The legacy annotation's re-arm timeout when it names none (the reference gateway's default). */
 const LEGACY_PAUSE_TIMEOUT_SECONDS = 60;
 
-function wakePolicy(spec: Obj | undefined, annotations: Obj | undefined, policies: Interner<WakePolicy>): WakePolicy | undefined {
+function wakePolicy(
+  spec: Obj | undefined,
+  annotations: Obj | undefined,
+  policies: Interner<WakePolicy>,
+  floorSeconds: number,
+): WakePolicy | undefined {
   const onTraffic = asObj(asObj(asObj(spec?.['autoPausePolicy'])?.['resume'])?.['onIngressTraffic']);
   const annotated = asStr(annotations?.[WAKE_ANNOTATION]) === 'true';
   if (onTraffic === undefined && !annotated) return undefined;
@@ -67,7 +72,7 @@ function wakePolicy(spec: Obj | undefined, annotations: Obj | undefined, policie
     const text = asStr(annotations?.[WAKE_TIMEOUT_ANNOTATION]);
     pauseSeconds = text !== undefined && /^[0-9]{1,7}$/.test(text) ? Number(text) : LEGACY_PAUSE_TIMEOUT_SECONDS;
   }
-  const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), PAUSE_FLOOR_SECONDS) : 0;
+  const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), floorSeconds) : 0;
   const timeoutSeconds = wakeDeadlineSeconds(annotations);
   return policies.get(`${pauseAfterSeconds}/${timeoutSeconds}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds }));
 }
@@ -98,8 +103,14 @@ export function deriveState(meta: Obj, spec: Obj | undefined, status: Obj | unde
   return state;
 }
 
+export interface OpenKruiseOptions {
+  /** Least pause timeout a wake or activity sets (the reference gateway's 300 s). */
+  readonly pauseFloorSeconds?: number;
+}
+
 /** A new OpenKruise kind; each instance keeps its own shared-value tables. */
-export function createOpenKruiseKind(): SandboxKind {
+export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKind {
+  const floorSeconds = options.pauseFloorSeconds ?? DEFAULT_PAUSE_FLOOR_SECONDS;
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
   return {
@@ -137,7 +148,7 @@ export function createOpenKruiseKind(): SandboxKind {
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
-        wake: wakePolicy(spec, annotations, policies),
+        wake: wakePolicy(spec, annotations, policies, floorSeconds),
         accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),
       };
     },
@@ -161,6 +172,18 @@ export function createOpenKruiseKind(): SandboxKind {
         }
       }
       return { metadata: { uid: route.uid }, spec };
+    },
+
+    /** spec.pauseTime, pushed by the same rule as the wake's re-arm (a sandbox with a pause timeout only). */
+    activityTimer(route: Route): ActivityTimer | undefined {
+      const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
+      if (route.pauseAt === undefined || timeoutSeconds <= 0 || route.state !== 'running') return undefined;
+      return { deadline: route.pauseAt, timeoutMs: timeoutSeconds * 1000 };
+    },
+
+    activityPatch(route: Route, now: Date): Record<string, unknown> {
+      const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
+      return { metadata: { uid: route.uid }, spec: { pauseTime: rfc3339(now.getTime() + timeoutSeconds * 1000) } };
     },
   };
 }

@@ -7,11 +7,13 @@
 //   stays on, at --grpc-stream-reset-limit, high enough for an Envoy, low enough to stop a flood.
 import { chmod, readFile, rm } from 'node:fs/promises';
 import { createServer, isIP, type Server as NetServer, type Socket } from 'node:net';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServerReadableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { accessLogService, type ActivityFact, type StreamAccessLogsMessage } from '../protocol/access-log.ts';
 import { externalProcessorService } from '../protocol/proto.ts';
 import type { ProcessingRequest } from '../protocol/messages.ts';
 import { TRUSTED_PEER_LIMITS, withStreamResetLimits, type StreamResetLimits } from './http2-limits.ts';
+import { handleAccessLogStream } from './access-log-stream.ts';
 import { handleProcessStream, StreamLoad, type StreamDeps } from './process-stream.ts';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
@@ -59,13 +61,21 @@ export class GrpcServer {
   /** The TCP port bound, once listening on TCP. */
   tcpPort: number | undefined;
 
-  constructor(options: Omit<StreamDeps, 'load'>) {
-    const deps: StreamDeps = { ...options, load: this.#load };
+  /** `onActivity` set: also serve Envoy's access log service, whose entries are sandbox activity. */
+  constructor(options: Omit<StreamDeps, 'load'> & { readonly onActivity?: (fact: ActivityFact) => void }) {
+    const { onActivity, ...streamOptions } = options;
+    const deps: StreamDeps = { ...streamOptions, load: this.#load };
     // Envoy keeps one long-lived HTTP/2 connection: let it carry many concurrent streams.
     this.#server = new Server({ 'grpc.max_concurrent_streams': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
     this.#server.addService(externalProcessorService, {
       Process: (call: ServerDuplexStream<ProcessingRequest, Buffer>) => handleProcessStream(call, deps),
     });
+    if (onActivity !== undefined) {
+      this.#server.addService(accessLogService, {
+        StreamAccessLogs: (call: ServerReadableStream<StreamAccessLogsMessage, object>, done: sendUnaryData<object>) =>
+          handleAccessLogStream(call, done, onActivity, options.logger),
+      });
+    }
     this.#health.addToServer(this.#server);
   }
 

@@ -9,6 +9,7 @@ import type { Answers } from '../protocol/answers.ts';
 import { readFacts, type FactNames } from '../protocol/facts.ts';
 import type { HeaderValue } from '../protocol/messages.ts';
 import type { RouteLookup } from '../routes/registry.ts';
+import type { ActivityNotes } from '../core/activity.ts';
 import type { WakeResult, Waker } from '../core/waker.ts';
 
 /** An answer that is not ready yet: Envoy's timer is extended by overrideMs, then the answer follows. */
@@ -32,6 +33,7 @@ export class RequestProcessor {
   readonly #metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
   readonly #log: Logger;
   readonly #waker: Waker | undefined;
+  readonly #activity: ActivityNotes | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -42,6 +44,8 @@ export class RequestProcessor {
     metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
     logger: Logger;
     waker?: Waker;
+    /** Told of every request forwarded to a sandbox, so a sandbox in use stays awake. */
+    activity?: ActivityNotes;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -49,6 +53,7 @@ export class RequestProcessor {
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
     this.#waker = deps.waker;
+    this.#activity = deps.activity;
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
@@ -64,6 +69,7 @@ export class RequestProcessor {
       case 'forward':
         result = this.#answers.forward(decision.route, decision.port);
         outcome = 'forward';
+        this.#activity?.note(decision.route);
         break;
       case 'pass':
         result = this.#answers.pass;
