@@ -7,7 +7,7 @@ command=${1:-demo}
 shift || true
 scripts/provision.sh node envoy controlplane helm
 # The benchmark and the chaos suite also drive load with hey, h2load and ghz.
-case "$command" in bench | test:chaos) scripts/provision.sh load ;; esac
+case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
