@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane helm
+scripts/provision.sh node envoy controlplane helm promtool
 # The benchmark and the chaos suite also drive load with hey, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 eval "$(scripts/provision.sh env)"

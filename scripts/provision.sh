@@ -11,6 +11,8 @@ HELM_VERSION=3.21.0
 KIND_VERSION=0.32.0
 GHZ_VERSION=0.121.0
 HEY_VERSION=0.1.5
+# promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
+PROMETHEUS_MODULE_VERSION=0.316.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -23,6 +25,7 @@ kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-hey$HEY_VERSION"
+promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -106,6 +109,18 @@ provision_load() {
   go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/rakyll/hey@v$HEY_VERSION"
 }
 
+# promtool tests the chart's alerts (promtool test rules). Built without the service-discovery plugins
+# (-tags remove_all_sd): promtool's rule tests need none, and one plugin's dependency is not on the proxy.
+provision_promtool() {
+  [ -x "$promtool_dir/bin/promtool" ] && return 0
+  log "promtool $PROMETHEUS_MODULE_VERSION (go install -tags remove_all_sd)"
+  rm -rf "$promtool_dir.partial" && mkdir -p "$promtool_dir.partial"
+  CGO_ENABLED=0 GOBIN="$promtool_dir.partial/bin" go install -tags remove_all_sd -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.${PROMETHEUS_MODULE_VERSION#0.3}" \
+    "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_MODULE_VERSION"
+  mv "$promtool_dir.partial" "$promtool_dir"
+}
+
 # rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
 provision_plot() {
   command -v rsvg-convert >/dev/null && return 0
@@ -123,6 +138,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
+  echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -135,8 +151,9 @@ for what in "$@"; do
     kind) provision_kind ;;
     load) provision_load ;;
     plot) provision_plot ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_load ;;
+    promtool) provision_promtool ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_promtool; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|promtool|all|env)" >&2; exit 2 ;;
   esac
 done
