@@ -102,9 +102,9 @@ build_image() {
     --change 'ENTRYPOINT ["/coredns"]'
   binary_image "$reg/pause:$PAUSE_VERSION" "$bin_dir/bin/pause" /pause "$work/images/pause.tar" \
     --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535'
-  # kube-proxy runs nft (nftables mode, see cluster.yaml) and the CNI installer a shell: one small
-  # Debian userland image under both names.
-  mmdebstrap --quiet --variant=minbase --include=nftables,iptables,conntrack "$DEBIAN_SUITE" "$work/userland" >/dev/null
+  # kube-proxy runs nft (nftables mode, see cluster.yaml) and the CNI installer a shell and ip: one
+  # small Debian userland image under both names.
+  mmdebstrap --quiet --variant=minbase --include=nftables,iptables,conntrack,iproute2 "$DEBIAN_SUITE" "$work/userland" >/dev/null
   install -D -m 0755 "$bin_dir/bin/kube-proxy" "$work/userland/usr/local/bin/kube-proxy"
   rm -rf "$work/userland"/var/cache/apt/* "$work/userland"/var/lib/apt/lists/* "$work/userland"/usr/share/{doc,man,locale}
   tar -C "$work/userland" -c . | docker import --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" - "$reg/kube-proxy:$k" >/dev/null
@@ -181,6 +181,11 @@ build_image() {
   docker save -o "$image_dir.partial/image.tar" "$image"
   mv "$image_dir.partial" "$image_dir"
   log "built $image"
+  # Earlier recipes' images are 1.1 GB each: drop them (an image a cluster still runs on stays).
+  local old
+  for old in "$cache"/kind-node-v*; do [ "$old" = "$image_dir" ] || rm -rf "$old"; done
+  docker images --format '{{.Repository}}:{{.Tag}}' sandbox-extproc/kind-node | grep -vxF "$image" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
 }
 
 case "${1:-}" in

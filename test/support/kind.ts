@@ -190,7 +190,9 @@ function clusterConfig(nodePorts: readonly number[]): Record<string, unknown> {
 
 /**
  * Watches `path` until `done` returns true for the state so far (every event, deletions included, is
- * passed in order); rejects at the deadline. The initial list arrives as ADDED events.
+ * passed in order); rejects at the deadline or on a watch error. The initial list arrives as ADDED
+ * events. The client ends a watch every 30 s or so: it is resumed from the last resourceVersion seen, so
+ * no event is lost or repeated.
  */
 export function watchUntil(
   config: KubeConfig,
@@ -203,6 +205,7 @@ export function watchUntil(
   return new Promise((resolve, reject) => {
     let controller: AbortController | undefined;
     let finished = false;
+    let resourceVersion: string | undefined;
     const finish = (fn: () => void) => {
       if (finished) return;
       finished = true;
@@ -211,21 +214,32 @@ export function watchUntil(
       fn();
     };
     const timer = setTimeout(() => finish(() => reject(new Error(`${what}: not within ${timeoutMs} ms`))), timeoutMs);
-    new Watch(config)
-      .watch(
-        path,
-        query,
-        (type, object) => {
-          if (done(type, object)) finish(resolve);
-        },
-        (error) => finish(() => reject(new Error(`${what}: the watch ended${error ? `: ${String(error)}` : ''}`))),
-      )
-      .then(
-        (c) => {
-          controller = c;
-          if (finished) c.abort();
-        },
-        (error: unknown) => finish(() => reject(error as Error)),
-      );
+    const start = () => {
+      if (finished) return;
+      new Watch(config)
+        .watch(
+          path,
+          resourceVersion === undefined ? query : { ...query, resourceVersion },
+          (type, object: { metadata?: { resourceVersion?: string }; code?: number; message?: string }) => {
+            if (type === 'ERROR') return finish(() => reject(new Error(`${what}: watch error ${object.code}: ${object.message}`)));
+            resourceVersion = object.metadata?.resourceVersion ?? resourceVersion;
+            if (done(type, object)) finish(resolve);
+          },
+          (error) => {
+            if (finished) return;
+            const aborted = error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+            if (error && !aborted) finish(() => reject(new Error(`${what}: the watch failed: ${String(error)}`)));
+            else start();
+          },
+        )
+        .then(
+          (c) => {
+            controller = c;
+            if (finished) c.abort();
+          },
+          (error: unknown) => finish(() => reject(error as Error)),
+        );
+    };
+    start();
   });
 }
