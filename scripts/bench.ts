@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { runBuilt } from '../test/support/service-process.ts';
+import { measureActivity } from '../test/bench/activity.ts';
+import { measureAnswerMemory } from '../test/bench/answer-memory.ts';
 import { latencySamples, measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
@@ -31,12 +33,14 @@ const step = async (name: string, work: () => Promise<unknown> | unknown) => {
 };
 
 await step('lookup', () => measureLookup(report, quick));
+await step('answers', () => measureAnswerMemory(report, quick));
 await step('path', () => measureEnvoyPath(report, quick));
 await step('streams', () => measureStreams(report, quick));
 let wakeLatencies: number[] = [];
 await step('wake', async () => {
   wakeLatencies = (await measureWake(report, quick)).timeline;
 });
+await step('activity', () => measureActivity(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
 
 console.log(`\n${report.table()}\n`);

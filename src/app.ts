@@ -8,10 +8,15 @@ import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
 import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
 import { RouteRegistry } from './routes/registry.ts';
+import { RouteScreen } from './routes/screen.ts';
+import { UpstreamAddressPolicy } from './routes/upstream-address.ts';
 import { sandboxKind } from './sandbox-kinds/index.ts';
+import type { SandboxKind } from './sandbox-kinds/kind.ts';
 import { GrpcServer } from './server/grpc-server.ts';
 import { HttpServer } from './server/http-server.ts';
 import { RequestProcessor } from './server/processor.ts';
+import { ActivityTracker } from './activity/tracker.ts';
+import { kubernetesActivityWriter } from './activity/writer.ts';
 import { WakeCoordinator } from './wake/coordinator.ts';
 import { KubernetesResumer } from './wake/resumer.ts';
 import type { DestinationStream } from 'pino';
@@ -29,12 +34,16 @@ export interface Listening {
 export class App {
   readonly config: Config;
   readonly logger: Logger;
-  readonly registry = new RouteRegistry();
+  readonly registry: RouteRegistry;
   readonly metrics: Metrics;
+  readonly #addressPolicy: UpstreamAddressPolicy;
+  readonly #kind: SandboxKind;
   readonly #grpc: GrpcServer;
   readonly #http: HttpServer;
   /** The wake coordinator, when waking is on (Kubernetes routes and --wake). */
   readonly wakes: WakeCoordinator | undefined;
+  /** Keeps sandboxes in use awake, when --activity is on (Kubernetes routes). */
+  readonly activity: ActivityTracker | undefined;
   readonly #kubeConfig: KubeConfig | undefined;
   #source: RouteSource | undefined;
   #stopping = false;
@@ -44,12 +53,31 @@ export class App {
   constructor(config: Config, logDestination?: DestinationStream) {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
-    this.metrics = createMetrics(() => this.registry.countByState());
+    const routeLog = this.logger.child({ component: 'routes' });
+    this.registry = new RouteRegistry({
+      onConflict: (id, claimants) => {
+        if (claimants.length === 0) routeLog.info({ sandboxId: id }, 'sandbox ID claimed by one object again; serving it');
+        else {
+          routeLog.warn(
+            { sandboxId: id, claimants: claimants.map((r) => `${r.namespace}/${r.name}`) },
+            'sandbox ID claimed by more than one object; refusing its requests (sandbox_id_conflict) until one remains',
+          );
+        }
+      },
+      onListenerError: (error) => routeLog.error({ err: error }, 'a route change listener failed'),
+    });
+    this.metrics = createMetrics(() => this.registry.countByState(), {
+      routeConflicts: () => this.registry.conflicts,
+      keptAwake: () => this.activity?.keptAwake ?? 0,
+    });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
+    this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
+    this.#kind = sandboxKind(config.sandboxKind, { pauseFloorSeconds: config.minPauseTimeout / 1000 });
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
       strippedHeaders: config.stripHeaders,
+      defaultPort: config.defaultPort,
     });
     if (config.routeSource === 'kubernetes') {
       this.#kubeConfig = new KubeConfig();
@@ -65,8 +93,7 @@ export class App {
     if (config.wake && this.#kubeConfig !== undefined) {
       this.wakes = new WakeCoordinator({
         registry: this.registry,
-        resumer: new KubernetesResumer(this.#kubeConfig, sandboxKind(config.sandboxKind)),
-        answers,
+        resumer: new KubernetesResumer(this.#kubeConfig, this.#kind, (outcome) => this.metrics.resumePatches.inc({ outcome })),
         metrics: this.metrics,
         logger: this.logger,
         options: {
@@ -77,19 +104,53 @@ export class App {
         },
       });
     }
+    if (config.activity && this.#kubeConfig !== undefined) {
+      const kind = this.#kind;
+      this.activity = new ActivityTracker(
+        { fraction: config.activityFraction, minIntervalMs: config.activityMinInterval },
+        {
+          timerOf: (route) => kind.activityTimer(route),
+          write: kubernetesActivityWriter(this.#kubeConfig, () => kind),
+          onWrite: (outcome, remainingMs, error) => {
+            this.metrics.activityWrites.inc({ outcome });
+            this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
+            if (error !== undefined) this.logger.warn({ err: (error as Error).message }, 'recording sandbox activity failed');
+          },
+        },
+      );
+    }
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
       metrics: this.metrics,
       logger: this.logger,
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
+      ...(this.activity === undefined ? {} : { activity: this.activity }),
       options: {
         names: { sandboxIdHeader: config.sandboxIdHeader, sandboxPortHeader: config.sandboxPortHeader },
         identify: { domains: config.domains, defaultPort: config.defaultPort },
         decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
       },
     });
-    this.#grpc = new GrpcServer({ processor, answers, logger: this.logger, metrics: this.metrics, maxStreams: config.maxStreams });
+    const activity = this.activity;
+    this.#grpc = new GrpcServer({
+      processor,
+      answers,
+      logger: this.logger,
+      metrics: this.metrics,
+      maxStreams: config.maxStreams,
+      ...(activity === undefined
+        ? {}
+        : {
+            onActivity: (fact) => {
+              // Credit the very object the request went to, and only while it still holds that ID.
+              const route = this.registry.byUid(fact.uid);
+              const known = route !== undefined && route.id === fact.sandboxId;
+              this.metrics.accessLogEntries.inc({ result: known ? 'activity' : 'unknown' });
+              if (known) activity.note(route);
+            },
+          }),
+    });
     this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
   }
 
@@ -104,6 +165,7 @@ export class App {
       port: c.grpcPort,
       socket: c.grpcSocket,
       socketMode: c.grpcSocketMode,
+      untrustedResetLimit: c.grpcStreamResetLimit,
     });
     this.#source = await this.#startSource();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
@@ -124,6 +186,7 @@ export class App {
     }
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
+    this.activity?.stop();
     await this.#source?.stop();
     await this.#http.close();
     this.logger.info('stopped');
@@ -139,19 +202,20 @@ export class App {
     const c = this.config;
     const onReady = () => this.#grpc.setServing(true);
     if (c.routeSource === 'file') {
-      const source = new FileRouteSource(c.routesFile, this.registry, this.logger);
+      const source = new FileRouteSource(c.routesFile, this.registry, this.#addressPolicy, this.logger);
       await source.start();
       onReady();
       return source;
     }
     const source = new KubernetesRouteSource({
       kubeConfig: this.#kubeConfig as KubeConfig,
-      kind: sandboxKind(c.sandboxKind),
+      kind: this.#kind,
       namespaces: c.namespaces,
       labelSelector: c.labelSelector,
       resyncIntervalMs: c.resyncInterval,
       watchIdleTimeoutMs: c.watchIdleTimeout,
       registry: this.registry,
+      screen: new RouteScreen(this.#addressPolicy, this.logger.child({ component: 'routes' }), () => this.metrics.addressesRefused.inc()),
       logger: this.logger,
       metrics: this.metrics,
       onSynced: onReady,

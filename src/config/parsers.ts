@@ -1,6 +1,8 @@
 // Value parsers for settings. Each returns the value or throws a plain message; config/load.ts adds the
 // setting's name, so every bad value stops start-up with a message naming it. Each parser also carries
 // the JSON Schema of the values it accepts, from which the Helm chart's values.schema.json is made.
+import { parseCidr, type Cidr } from '../routes/upstream-address.ts';
+
 export type Parser<T> = ((text: string) => T) & { readonly schema: Record<string, unknown> };
 
 const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>): Parser<T> => Object.assign(fn, { schema });
@@ -19,6 +21,16 @@ export function integer(min: number, max: number): Parser<number> {
 }
 
 export const port = integer(0, 65535);
+
+/** A decimal strictly between 0 and 1, such as 0.5. */
+export const fraction: Parser<number> = parser(
+  (text) => {
+    const value = /^0?\.[0-9]+$/.test(text) ? Number(text) : NaN;
+    if (!(value > 0 && value < 1)) throw new Error('expected a fraction between 0 and 1, such as 0.5');
+    return value;
+  },
+  { type: 'string', pattern: '^0?\\.[0-9]+$' },
+);
 
 export const boolean: Parser<boolean> = parser(
   (text) => {
@@ -68,6 +80,19 @@ export function list(item: RegExp, what: string): Parser<readonly string[]> {
     { type: 'string', description: `comma-separated, each ${what}` },
   );
 }
+
+/** A comma-separated list of IP networks (10.0.0.0/8, fd00::/64; a bare address is a single host). */
+export const cidrList: Parser<readonly Cidr[]> = parser(
+  (text) =>
+    Object.freeze(
+      text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((item) => parseCidr(item)),
+    ),
+  { type: 'string', description: 'comma-separated IP networks such as 10.244.0.0/16' },
+);
 
 export const headerName: Parser<string> = parser(
   (text) => {

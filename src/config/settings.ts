@@ -1,5 +1,6 @@
 // Every setting of the service, in one table: its CLI flag, environment variable, default and meaning.
 // --help, start-up validation and the README's configuration table (checked by a test) all come from here.
+import { E2B_DEFAULT_PORT } from '../identification/identify.ts';
 import * as p from './parsers.ts';
 
 export interface Setting<T> {
@@ -29,6 +30,12 @@ export const SETTINGS = {
   grpcTlsCert: setting('grpc-tls-cert', '', p.string, 'PEM certificate chain: serve gRPC over TLS (with grpc-tls-key).'),
   grpcTlsKey: setting('grpc-tls-key', '', p.string, 'PEM private key for grpc-tls-cert.'),
   grpcTlsClientCa: setting('grpc-tls-client-ca', '', p.string, 'PEM CA bundle: require client certificates signed by it (mTLS).'),
+  grpcStreamResetLimit: setting(
+    'grpc-stream-reset-limit',
+    '10000',
+    p.integer(1, 1_000_000_000),
+    'Stream resets per second (and burst) one connection may send before it is closed, for peers not authenticated by mTLS nor local (loopback or the socket): the rapid-reset guard.',
+  ),
   maxStreams: setting(
     'max-streams',
     '10000',
@@ -52,6 +59,12 @@ export const SETTINGS = {
   ),
   sandboxKind: setting('sandbox-kind', 'openkruise', p.oneOf('openkruise'), 'Which Sandbox CRD family to watch and wake.'),
   namespaces: setting('namespaces', '', p.list(DNS_NAME, 'a namespace name'), 'Comma-separated namespaces to watch; empty watches all.'),
+  upstreamCidrs: setting(
+    'upstream-cidrs',
+    '',
+    p.cidrList,
+    'Networks pod IPs must lie in (e.g. the pod CIDR); empty allows any. Loopback, link-local, unspecified and multicast addresses are refused unless a listed network lies inside them.',
+  ),
   labelSelector: setting('label-selector', '', p.string, 'Label selector limiting which sandboxes are routed.'),
   resyncInterval: setting(
     'resync-interval',
@@ -67,7 +80,7 @@ export const SETTINGS = {
   ),
   sandboxIdHeader: setting('sandbox-id-header', 'e2b-sandbox-id', p.headerName, 'Request header naming the sandbox.'),
   sandboxPortHeader: setting('sandbox-port-header', 'e2b-sandbox-port', p.headerName, 'Request header naming the sandbox port.'),
-  defaultPort: setting('default-port', '49983', p.integer(1, 65535), 'Sandbox port when the request names none.'),
+  defaultPort: setting('default-port', String(E2B_DEFAULT_PORT), p.integer(1, 65535), 'Sandbox port when the request names none.'),
   domains: setting(
     'domains',
     '',
@@ -99,6 +112,30 @@ export const SETTINGS = {
     '60s',
     p.duration(1_000, 3_600_000),
     'How long a request waits for its sandbox to wake (per-sandbox annotation overrides).',
+  ),
+  minPauseTimeout: setting(
+    'min-pause-timeout',
+    '300s',
+    p.duration(1_000, 86_400_000),
+    "Least pause timeout a wake or activity re-arms a sandbox's pause timer with (OpenKruise's gateway uses 300s).",
+  ),
+  activity: setting(
+    'activity',
+    'true',
+    p.boolean,
+    "Keep sandboxes awake while used: requests and open streams (Envoy's access log service) push a sandbox's pause timer.",
+  ),
+  activityFraction: setting(
+    'activity-fraction',
+    '0.5',
+    p.fraction,
+    'Push a pause timer only once the time left on it falls below this fraction of its timeout.',
+  ),
+  activityMinInterval: setting(
+    'activity-min-interval',
+    '30s',
+    p.duration(1_000, 3_600_000),
+    'Least time between two activity writes for one sandbox from one replica.',
   ),
   maxMessageTimeout: setting(
     'max-message-timeout',

@@ -40,7 +40,10 @@ export function decide(identity: Identification, routes: RouteLookup, request: R
   const { sandboxId, port } = identity;
   const route = routes.get(sandboxId);
   if (route === undefined) {
-    return { kind: 'reject', code: routes.ready ? 'sandbox_not_found' : 'routes_not_ready', sandboxId };
+    if (!routes.ready) return { kind: 'reject', code: 'routes_not_ready', sandboxId };
+    // Two objects claiming one ID: fail closed, never pick one (that would hand one tenant's traffic,
+    // access token included, to whoever labelled the other).
+    return { kind: 'reject', code: routes.conflicted(sandboxId) ? 'sandbox_id_conflict' : 'sandbox_not_found', sandboxId };
   }
   if (route.state === 'dead' || !isResumable(route, request.now)) return { kind: 'reject', code: 'sandbox_not_running', sandboxId };
   switch (route.state) {

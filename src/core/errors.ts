@@ -16,6 +16,7 @@ export const ERRORS = {
   invalid_host: { status: 400, message: 'the host does not have the form <port>-<sandboxID>.<domain>' },
   unauthorized: { status: 401, message: 'the access token is missing or wrong' },
   sandbox_not_found: { status: 502, message: 'no sandbox has this ID' },
+  sandbox_id_conflict: { status: 502, message: 'more than one sandbox claims this ID, so none is served' },
   sandbox_not_running: { status: 502, message: 'the sandbox is not running and may not be woken' },
   sandbox_not_ready: { status: 503, message: 'the sandbox is starting', retryAfter: 1 },
   sandbox_wake_timeout: { status: 503, message: 'the sandbox did not start within the wake deadline', retryAfter: 2 },

@@ -2,6 +2,9 @@
 // `<port>-<sandboxID>.<domain>`. Pure and allocation-light: it runs once per request.
 import type { ErrorCode } from '../core/errors.ts';
 
+/** The port E2B clients reach when they name none: envd, the in-sandbox agent. */
+export const E2B_DEFAULT_PORT = 49983;
+
 export interface IdentifyOptions {
   /** Lower-case domains accepted in the host form; empty accepts any domain. */
   readonly domains: readonly string[];
@@ -24,7 +27,8 @@ export type Identification =
 // '-', '_', '.', starting and ending alphanumeric, at most 63 + 2 + 253 characters. Slashes, spaces and
 // path segments never pass, so an ID can never smuggle a path or a second host.
 const ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,316}[A-Za-z0-9])?$/;
-const PORT_PATTERN = /^[0-9]{1,5}$/;
+// Canonical decimal only: "0080" would give one port many names (and origins), so it is refused.
+const PORT_PATTERN = /^[1-9][0-9]{0,4}$/;
 const HOST_LABEL_PATTERN = /^([0-9]+)-(.+)$/;
 const NONE: Identification = { kind: 'none' };
 
@@ -62,8 +66,14 @@ function fromHeaders(id: string, portText: string | undefined, options: Identify
   return { kind: 'named', sandboxId: id, port };
 }
 
+/**
+ * The host form names the sandbox in the first DNS label, `<port>-<id>`, so IDs containing '.' can be
+ * named only by header; hosts are case-insensitive, so IDs are matched in lower case. A trailing dot
+ * (an absolute FQDN) names the same host.
+ */
 function fromHost(authority: string, options: IdentifyOptions): Identification {
-  const host = stripPort(authority).toLowerCase();
+  let host = asciiLowerCase(stripPort(authority));
+  if (host.endsWith('.')) host = host.slice(0, -1);
   const dot = host.indexOf('.');
   if (dot <= 0) return NONE;
   const domain = host.slice(dot + 1);
@@ -83,6 +93,15 @@ function fromHost(authority: string, options: IdentifyOptions): Identification {
     return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `host sandbox ID ${describe(id)} is not a valid ID` };
   }
   return { kind: 'named', sandboxId: id, port };
+}
+
+/**
+ * Lower-cases ASCII letters only. String#toLowerCase folds Unicode too (KELVIN SIGN U+212A becomes 'k'),
+ * which would let a host that is not the sandbox's name reach it; non-ASCII characters are left as
+ * they are and then fail the ID and domain checks.
+ */
+function asciiLowerCase(text: string): string {
+  return /[A-Z]/.test(text) ? text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32)) : text;
 }
 
 /** Drops a trailing `:port` (and IPv6 brackets never name a sandbox, so they fall through as none). */

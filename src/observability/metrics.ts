@@ -15,9 +15,22 @@ export interface Metrics {
   readonly wakePatchSeconds: Histogram;
   readonly wakeWaitSeconds: Histogram;
   readonly waiters: Gauge;
+  readonly resumePatches: Counter<'outcome'>;
+  readonly addressesRefused: Counter;
+  readonly activityWrites: Counter<'outcome'>;
+  readonly activityRemainingSeconds: Histogram;
+  readonly accessLogEntries: Counter<'result'>;
 }
 
-export function createMetrics(routeCounts: () => Record<RouteState, number>): Metrics {
+export interface MetricSources {
+  readonly routeCounts: () => Record<RouteState, number>;
+  readonly routeConflicts?: () => number;
+  /** Sandboxes whose pause timer this replica pushed within the last ten minutes. */
+  readonly keptAwake?: () => number;
+}
+
+export function createMetrics(routeCounts: () => Record<RouteState, number>, sources: Omit<MetricSources, 'routeCounts'> = {}): Metrics {
+  const { routeConflicts = () => 0, keptAwake = () => 0 } = sources;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
   const registers = [registry];
@@ -28,6 +41,22 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
     registers,
     collect() {
       for (const [state, count] of Object.entries(routeCounts())) this.set({ state }, count);
+    },
+  });
+  new Gauge({
+    name: 'sandbox_extproc_route_conflicts',
+    help: 'Sandbox IDs claimed by more than one object; requests for them are refused (sandbox_id_conflict).',
+    registers,
+    collect() {
+      this.set(routeConflicts());
+    },
+  });
+  new Gauge({
+    name: 'sandbox_extproc_kept_awake_sandboxes',
+    help: 'Sandboxes whose pause timer this replica pushed for activity within the last ten minutes.',
+    registers,
+    collect() {
+      this.set(keptAwake());
     },
   });
   return {
@@ -81,5 +110,34 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>): Me
       registers,
     }),
     waiters: new Gauge({ name: 'sandbox_extproc_wake_waiters', help: 'Requests waiting for a sandbox to wake.', registers }),
+    resumePatches: new Counter({
+      name: 'sandbox_extproc_resume_patches_total',
+      help: 'Resume patches sent, by outcome: applied, refused (403/404/422, webhook), replaced (UID precondition failed), retried (409/429/5xx), unreachable.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    activityWrites: new Counter({
+      name: 'sandbox_extproc_activity_writes_total',
+      help: 'Pause timers pushed because a sandbox was in use, by outcome: applied, failed.',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    activityRemainingSeconds: new Histogram({
+      name: 'sandbox_extproc_activity_remaining_seconds',
+      help: 'Time left on a sandbox pause timer when activity pushed it.',
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800],
+      registers,
+    }),
+    accessLogEntries: new Counter({
+      name: 'sandbox_extproc_access_log_entries_total',
+      help: 'Envoy access log entries received for routed requests, by result: activity (credited to its sandbox), unknown (no such sandbox now).',
+      labelNames: ['result'],
+      registers,
+    }),
+    addressesRefused: new Counter({
+      name: 'sandbox_extproc_upstream_addresses_refused_total',
+      help: 'Sandbox observations whose pod IP may not be routed to (loopback, link-local, outside --upstream-cidrs...).',
+      registers,
+    }),
   };
 }

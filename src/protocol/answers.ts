@@ -1,7 +1,10 @@
-// Every wire answer the service sends, built in one place. Answers that depend only on a route and a
-// port are encoded once and cached against the (immutable) Route object, so a request to a running
-// sandbox costs one Map lookup and no encoding.
-import { ERRORS, type ErrorCode } from '../core/errors.ts';
+// Every wire answer the service sends, built in one place. A forward answer depends only on a route
+// and a port, so it is encoded once and cached against the (immutable) Route object: a request to a
+// running sandbox costs one WeakMap lookup and no encoding. The client picks the port, so the cache
+// holds at most two ports per route (the default one, and the last other one asked for); any other
+// port is encoded per request. Memory is thus bounded by the route table, never by what clients ask.
+import { ERRORS, type ErrorCode, type ErrorSpec } from '../core/errors.ts';
+import { describe, E2B_DEFAULT_PORT } from '../identification/identify.ts';
 import type { Route } from '../routes/route.ts';
 import type { HeaderMutation, ProcessingResponse, RequestKind, StructValue } from './messages.ts';
 import { encodeResponse } from './proto.ts';
@@ -12,6 +15,8 @@ export interface AnswerOptions {
   readonly metadataKey: string;
   /** Headers a client might use to steer Envoy; removed from every request that continues. */
   readonly strippedHeaders: readonly string[];
+  /** The port a request gets when it names none, the one most requests use (default: E2B's). */
+  readonly defaultPort?: number;
 }
 
 /** Namespace of the metadata the access log can show (sandbox ID, decision). */
@@ -22,6 +27,11 @@ export const LOG_METADATA_NAMESPACE = 'sandbox-extproc';
  * never sees the response.
  */
 export const WAKE_MS_KEY = 'wake_ms';
+/**
+ * Metadata key holding the UID of the object a request was sent to: access log entries bring it back,
+ * so activity is credited to that very object even if its sandbox ID has moved on since.
+ */
+export const SANDBOX_UID_KEY = 'sandbox_uid';
 
 const str = (value: string) => ({ stringValue: value });
 
@@ -29,17 +39,28 @@ export interface ErrorAnswer {
   readonly code: ErrorCode;
   readonly sandboxId?: string | undefined;
   readonly reason?: string | undefined;
+  /** Overrides the catalogue's Retry-After (seconds), e.g. the time left of a remembered failure. */
+  readonly retryAfter?: number | undefined;
+}
+
+/** A route's prepared forward answers: the default port's, and the last other port's. */
+interface PreparedForwards {
+  defaultAnswer: Buffer | undefined;
+  otherPort: number;
+  otherAnswer: Buffer | undefined;
 }
 
 export class Answers {
   readonly #options: AnswerOptions;
-  readonly #forward = new WeakMap<Route, Map<number, Buffer>>();
+  readonly #forward = new WeakMap<Route, PreparedForwards>();
+  readonly #defaultPort: number;
   readonly #strip: HeaderMutation;
   readonly pass: Buffer;
   readonly #continueFor: Record<RequestKind, Buffer>;
 
   constructor(options: AnswerOptions) {
     this.#options = options;
+    this.#defaultPort = options.defaultPort ?? E2B_DEFAULT_PORT;
     this.#strip = { remove_headers: [...options.strippedHeaders] };
     this.pass = encodeResponse({ request_headers: { response: { header_mutation: this.#strip } } });
     const empty = { response: {} };
@@ -55,17 +76,19 @@ export class Answers {
 
   /** Continue to the sandbox: the upstream goes in dynamic metadata, never in a header a client could forge. */
   forward(route: Route, port: number): Buffer {
-    let byPort = this.#forward.get(route);
-    if (byPort === undefined) {
-      byPort = new Map();
-      this.#forward.set(route, byPort);
+    let prepared = this.#forward.get(route);
+    if (prepared === undefined) {
+      prepared = { defaultAnswer: undefined, otherPort: 0, otherAnswer: undefined };
+      this.#forward.set(route, prepared);
     }
-    let answer = byPort.get(port);
-    if (answer === undefined) {
-      answer = encodeResponse(this.#forwardMessage(route, port, undefined));
-      byPort.set(port, answer);
+    if (port === this.#defaultPort) {
+      return (prepared.defaultAnswer ??= encodeResponse(this.#forwardMessage(route, port, undefined)));
     }
-    return answer;
+    if (prepared.otherPort !== port || prepared.otherAnswer === undefined) {
+      prepared.otherPort = port;
+      prepared.otherAnswer = encodeResponse(this.#forwardMessage(route, port, undefined));
+    }
+    return prepared.otherAnswer;
   }
 
   /** Continue to a sandbox that was just woken, telling the client how long the wake took. */
@@ -85,14 +108,15 @@ export class Answers {
 
   /** Answer in place of the upstream: E2B-compatible status, a JSON body, and details for the access log. */
   error(answer: ErrorAnswer): Buffer {
-    const spec = ERRORS[answer.code];
+    const spec: ErrorSpec = ERRORS[answer.code];
     const body = JSON.stringify({
       error: answer.code,
-      message: answer.reason ?? spec.message,
+      message: answer.reason ?? messageFor(answer.code, spec, answer.sandboxId),
       ...(answer.sandboxId === undefined ? {} : { sandboxId: answer.sandboxId }),
     });
     const headers = [{ header: { key: 'content-type', raw_value: Buffer.from('application/json') } }];
-    if ('retryAfter' in spec) headers.push({ header: { key: 'retry-after', raw_value: Buffer.from(String(spec.retryAfter)) } });
+    const retryAfter = answer.retryAfter ?? spec.retryAfter;
+    if (retryAfter !== undefined) headers.push({ header: { key: 'retry-after', raw_value: Buffer.from(String(retryAfter)) } });
     const response: ProcessingResponse = {
       immediate_response: {
         status: { code: spec.status },
@@ -109,15 +133,25 @@ export class Answers {
   #forwardMessage(route: Route, port: number, wakeMs: number | undefined): ProcessingResponse {
     const { metadataNamespace, metadataKey } = this.#options;
     const upstream = `${route.podIP.includes(':') ? `[${route.podIP}]` : route.podIP}:${port}`;
-    const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs);
+    const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs, route.uid);
     metadata.fields[metadataNamespace] = { structValue: { fields: { [metadataKey]: str(upstream) } } };
     return { request_headers: { response: { header_mutation: this.#strip } }, dynamic_metadata: metadata };
   }
 
-  #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number): StructValue {
+  #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number, uid?: string): StructValue {
     const fields: StructValue['fields'] = { decision: str(decision) };
     if (sandboxId !== undefined) fields['sandbox_id'] = str(sandboxId);
+    if (uid !== undefined) fields[SANDBOX_UID_KEY] = str(uid);
     if (wakeMs !== undefined) fields[WAKE_MS_KEY] = str(String(Math.round(wakeMs)));
     return { fields: { [LOG_METADATA_NAMESPACE]: { structValue: { fields } } } };
   }
+}
+
+/**
+ * The catalogue message, naming the sandbox where that is the whole point: E2B SDKs show clients only
+ * the message, and "no sandbox has this ID" without the ID sends them hunting.
+ */
+function messageFor(code: ErrorCode, spec: ErrorSpec, sandboxId: string | undefined): string {
+  if (code === 'sandbox_not_found' && sandboxId !== undefined) return `no sandbox has the ID ${describe(sandboxId)}`;
+  return spec.message;
 }

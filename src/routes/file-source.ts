@@ -9,12 +9,19 @@ import { isValidSandboxId } from '../identification/identify.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RouteRegistry } from './registry.ts';
 import { ROUTE_STATES, type Route, type RouteState } from './route.ts';
+import type { UpstreamAddressPolicy } from './upstream-address.ts';
 
-const IPV4 = /^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}$/;
-const IPV6 = /^[0-9a-fA-F:]+$/;
-
-/** Parses the routes file's text. Throws with the entry and field at fault. */
-export function parseRoutesFile(text: string, version: string): Route[] {
+/**
+ * Parses the routes file's text. Throws with the entry and field at fault. `uids` maps IDs of the
+ * routes in force to their UIDs: a route kept across a reload keeps its UID (it is the same route,
+ * updated); a route that is new, or back after being removed, gets a fresh one (removal fences a UID).
+ */
+export function parseRoutesFile(
+  text: string,
+  version: string,
+  policy: UpstreamAddressPolicy,
+  uids: ReadonlyMap<string, string> = new Map(),
+): Route[] {
   const doc = parseYaml(text) as unknown;
   const list = (doc as { routes?: unknown } | null)?.routes;
   if (!Array.isArray(list)) throw new Error('expected a top-level "routes" list');
@@ -29,14 +36,16 @@ export function parseRoutesFile(text: string, version: string): Route[] {
     const state = (e['state'] ?? 'running') as RouteState;
     if (!ROUTE_STATES.includes(state)) throw new Error(`${where}.state: expected one of ${ROUTE_STATES.join(', ')}`);
     const podIP = e['podIP'] ?? '';
-    if (typeof podIP !== 'string' || (podIP !== '' && !IPV4.test(podIP) && !IPV6.test(podIP))) {
-      throw new Error(`${where}.podIP: expected an IP address (no host names: Envoy needs a literal IP)`);
+    if (typeof podIP !== 'string') throw new Error(`${where}.podIP: expected an IP address (no host names: Envoy needs a literal IP)`);
+    const refusal = podIP === '' ? undefined : policy.refusal(podIP);
+    if (refusal === 'not an IP address') {
+      throw new Error(`${where}.podIP: ${JSON.stringify(podIP)} is not an IP address (no host names: Envoy needs a literal IP)`);
     }
+    if (refusal !== undefined) throw new Error(`${where}.podIP: ${podIP} may not be routed to: ${refusal}`);
     if (state === 'running' && podIP === '') throw new Error(`${where}.podIP: a running route needs one`);
     return {
       id,
-      // A fresh uid per load: a route removed and later re-added is a new object, never a fenced one.
-      uid: `file:${version}:${id}`,
+      uid: uids.get(id) ?? `file:${version}:${id}`,
       namespace: '',
       name: id,
       resourceVersion: version,
@@ -45,6 +54,7 @@ export function parseRoutesFile(text: string, version: string): Route[] {
       pauseRequested: state === 'paused',
       pausing: false,
       shutdownAt: undefined,
+      pauseAt: undefined,
       deleting: false,
       // A file has no controller to resume a sandbox, so file routes never wake.
       wake: undefined,
@@ -56,14 +66,18 @@ export function parseRoutesFile(text: string, version: string): Route[] {
 export class FileRouteSource {
   readonly #path: string;
   readonly #registry: RouteRegistry;
+  readonly #policy: UpstreamAddressPolicy;
   readonly #log: Logger;
+  /** UIDs of the routes in force, by ID. */
+  #uids = new Map<string, string>();
   #watcher: FSWatcher | undefined;
   #version = 0;
   #reloading: Promise<void> = Promise.resolve();
 
-  constructor(path: string, registry: RouteRegistry, logger: Logger) {
+  constructor(path: string, registry: RouteRegistry, policy: UpstreamAddressPolicy, logger: Logger) {
     this.#path = resolve(path);
     this.#registry = registry;
+    this.#policy = policy;
     this.#log = logger.child({ component: 'file-source', path: this.#path });
   }
 
@@ -75,6 +89,10 @@ export class FileRouteSource {
     this.#watcher = watch(dirname(this.#path), (_event, file) => {
       if (file === null || file === name || file.startsWith('..')) this.#scheduleReload();
     });
+    // A watcher error (the directory removed, say) must not crash the process: keep the routes in force.
+    this.#watcher.on('error', (error) =>
+      this.#log.error({ err: error.message }, 'watching the routes file failed; keeping the routes in force, no more reloads'),
+    );
   }
 
   stop(): Promise<void> {
@@ -94,11 +112,12 @@ export class FileRouteSource {
     const text = await readFile(this.#path, 'utf8');
     let routes: Route[];
     try {
-      routes = parseRoutesFile(text, String(++this.#version));
+      routes = parseRoutesFile(text, String(++this.#version), this.#policy, this.#uids);
     } catch (error) {
       throw new Error(`routes file ${this.#path}: ${(error as Error).message}`, { cause: error });
     }
     this.#registry.resync(undefined, routes);
+    this.#uids = new Map(routes.map((r) => [r.id, r.uid]));
     this.#log.info({ routes: routes.length }, 'routes loaded from file');
   }
 }

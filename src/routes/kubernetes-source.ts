@@ -12,6 +12,7 @@ import { describeError } from '../observability/describe-error.ts';
 import { Backoff, delay } from './backoff.ts';
 import type { RouteRegistry } from './registry.ts';
 import type { Route } from './route.ts';
+import type { RouteScreen } from './screen.ts';
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig;
@@ -22,6 +23,8 @@ export interface KubernetesSourceOptions {
   readonly resyncIntervalMs: number;
   readonly watchIdleTimeoutMs: number;
   readonly registry: RouteRegistry;
+  /** Every observation passes through it (pod IPs that may not be routed to). */
+  readonly screen: RouteScreen;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'watchRestarts' | 'watchEvents'>;
   /** Called once, when every scope has completed its first list. */
@@ -122,7 +125,7 @@ class ScopeLoop {
       };
       for (const item of page.items ?? []) {
         const route = this.#o.kind.toRoute(item);
-        if (route !== undefined) routes.push(route);
+        if (route !== undefined) routes.push(this.#o.screen.admit(route));
       }
       token = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
@@ -186,7 +189,15 @@ class ScopeLoop {
         if (end !== undefined) return;
         this.#o.metrics.watchEvents.inc({ type });
         this.#backoff.reset();
-        const handled = this.#apply(type, object);
+        let handled: WatchEnd | undefined;
+        try {
+          handled = this.#apply(type, object);
+        } catch (error) {
+          // Never lose an event to a bug: the resourceVersion did not advance, so the re-watch (after
+          // backoff) delivers this event again.
+          this.#log.error({ err: error, type }, 'applying a watch event failed; re-watching from the last applied version');
+          handled = 'error';
+        }
         if (handled !== undefined) finish(handled);
       };
       const onDone = (error: unknown) => {
@@ -219,9 +230,10 @@ class ScopeLoop {
       if (meta?.resourceVersion) this.#resourceVersion = meta.resourceVersion;
       return undefined;
     }
-    const route = this.#o.kind.toRoute(object);
-    if (route === undefined) return undefined;
-    if (type === 'DELETED') this.#o.registry.remove(route.id, route.uid);
+    const observed = this.#o.kind.toRoute(object);
+    if (observed === undefined) return undefined;
+    const route = this.#o.screen.admit(observed);
+    if (type === 'DELETED') this.#o.registry.remove(route.uid);
     else if (type === 'ADDED' || type === 'MODIFIED') this.#o.registry.upsert(route);
     // Advance only after the event was applied, so a restart never skips one.
     if (route.resourceVersion) this.#resourceVersion = route.resourceVersion;

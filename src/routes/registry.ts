@@ -1,16 +1,30 @@
-// The route table: sandbox ID -> Route. Sources (Kubernetes watch, file) write; the decision core reads.
-// Ordering and fencing live here so every source gets them:
-// - an update applies only when its resourceVersion is newer than the one held;
-// - a deleted object's UID is fenced, so a late event for it can never bring its old IP back, and a
-//   sandbox recreated under the same name only ever routes to the new object's IP.
+// The route table. Sources (Kubernetes watch, file) write observations of objects; the decision core
+// reads by sandbox ID. An object is identified by its UID, and its sandbox ID may change over its life
+// (OpenKruise sets the sandbox-id label on claim and clears it on recycle), so the table keeps:
+// - one observation per UID, applied only when its resourceVersion is newer than the one held;
+// - an ID index over those observations: an update that moves a UID to another ID retires the old ID
+//   at once, and a deletion removes by UID;
+// - fail-closed IDs: when two live objects claim one ID, neither is served until only one claims it
+//   (never last-writer-wins: whoever could label a Sandbox would capture another tenant's traffic);
+// - fenced UIDs: a deleted object's late events can never bring its old IP back.
 import { ROUTE_STATES, type Route, type RouteState } from './route.ts';
 
+/** Called with an ID whose answer changed: its route now, or undefined when no route serves it. */
 export type RouteListener = (id: string, route: Route | undefined) => void;
 
 /** The read side the request path needs (declared by its consumer, the decision core). */
 export interface RouteLookup {
   get(id: string): Route | undefined;
+  /** Whether more than one object claims this ID (so none is served). */
+  conflicted(id: string): boolean;
   readonly ready: boolean;
+}
+
+export interface RegistryHooks {
+  /** An ID became claimed by several objects (claimants listed), or is claimed by one again (empty list). */
+  readonly onConflict?: (id: string, claimants: readonly Route[]) => void;
+  /** A listener threw: reported, never allowed to stop the change reaching the table or other listeners. */
+  readonly onListenerError?: (error: unknown) => void;
 }
 
 const FENCE_CAPACITY = 65_536;
@@ -28,21 +42,46 @@ export function isNewerVersion(candidate: string, held: string): boolean {
 }
 
 export class RouteRegistry implements RouteLookup {
-  readonly #routes = new Map<string, Route>();
+  /** Latest observation of each live object, by UID. */
+  readonly #byUid = new Map<string, Route>();
+  /** The route serving each ID claimed by exactly one object. */
+  readonly #byId = new Map<string, Route>();
+  /** IDs claimed by more than one object: the UIDs claiming them. Small, and empty in a healthy cluster. */
+  readonly #conflicts = new Map<string, Set<string>>();
   readonly #fenced = new Map<string, true>();
   readonly #listeners = new Set<RouteListener>();
+  readonly #hooks: RegistryHooks;
   #ready = false;
+
+  constructor(hooks: RegistryHooks = {}) {
+    this.#hooks = hooks;
+  }
 
   get ready(): boolean {
     return this.#ready;
   }
 
+  /** Objects held (including those whose ID is in conflict). */
   get size(): number {
-    return this.#routes.size;
+    return this.#byUid.size;
+  }
+
+  /** IDs currently claimed by more than one object. */
+  get conflicts(): number {
+    return this.#conflicts.size;
   }
 
   get(id: string): Route | undefined {
-    return this.#routes.get(id);
+    return this.#byId.get(id);
+  }
+
+  conflicted(id: string): boolean {
+    return this.#conflicts.has(id);
+  }
+
+  /** The latest observation of one object. */
+  byUid(uid: string): Route | undefined {
+    return this.#byUid.get(uid);
   }
 
   /** Marks the table loaded: the first full list (or file read) has been applied. */
@@ -53,38 +92,45 @@ export class RouteRegistry implements RouteLookup {
   /** Applies an added/modified object. Returns whether the table changed. */
   upsert(route: Route): boolean {
     if (this.#fenced.has(route.uid)) return false;
-    const held = this.#routes.get(route.id);
+    const held = this.#byUid.get(route.uid);
     if (held !== undefined && !isNewerVersion(route.resourceVersion, held.resourceVersion)) return false;
-    this.#routes.set(route.id, route);
-    this.#emit(route.id, route);
+    this.#byUid.set(route.uid, route);
+    if (held !== undefined && held.id !== route.id) this.#release(held.id, held.uid);
+    this.#claim(route);
     return true;
   }
 
-  /** Applies a deletion. Only the object with this UID is removed; its UID is fenced either way. */
-  remove(id: string, uid: string): boolean {
+  /** Applies a deletion, by UID; the UID is fenced either way. Returns whether the table changed. */
+  remove(uid: string): boolean {
     this.#fence(uid);
-    const held = this.#routes.get(id);
-    if (held === undefined || held.uid !== uid) return false;
-    this.#routes.delete(id);
-    this.#emit(id, undefined);
+    const held = this.#byUid.get(uid);
+    if (held === undefined) return false;
+    this.#byUid.delete(uid);
+    this.#release(held.id, uid);
     return true;
   }
 
   /**
-   * Applies a full list for one scope (a namespace, or all when undefined): every listed route is
-   * upserted, and routes of that scope the list no longer holds are removed (deleted while the watch
-   * was away). Routes the list still holds are never dropped, so traffic keeps flowing during a resync.
+   * Applies a full list for one scope (a namespace, or all when undefined): objects of that scope the
+   * list no longer holds are removed (deleted while the watch was away), objects that changed ID give
+   * up their old ID, and then every listed route is upserted. In that order an ID that passed from one
+   * object to another while the watch was away never shows as claimed twice. Objects the list still
+   * holds are never dropped, so traffic keeps flowing during a resync.
    */
-  resync(namespace: string | undefined, routes: Iterable<Route>): void {
-    const seen = new Set<string>();
-    for (const route of routes) {
-      seen.add(route.id);
-      this.upsert(route);
+  resync(namespace: string | undefined, routes: readonly Route[]): void {
+    const listed = new Map<string, Route>();
+    for (const route of routes) listed.set(route.uid, route);
+    for (const [uid, held] of this.#byUid) {
+      if (listed.has(uid) || (namespace !== undefined && held.namespace !== namespace)) continue;
+      this.remove(uid);
     }
-    for (const [id, held] of this.#routes) {
-      if (seen.has(id) || (namespace !== undefined && held.namespace !== namespace)) continue;
-      this.remove(id, held.uid);
+    for (const route of listed.values()) {
+      const held = this.#byUid.get(route.uid);
+      if (held !== undefined && held.id !== route.id && isNewerVersion(route.resourceVersion, held.resourceVersion)) {
+        this.#release(held.id, held.uid);
+      }
     }
+    for (const route of listed.values()) this.upsert(route);
   }
 
   subscribe(listener: RouteListener): () => void {
@@ -94,8 +140,62 @@ export class RouteRegistry implements RouteLookup {
 
   countByState(): Record<RouteState, number> {
     const counts = Object.fromEntries(ROUTE_STATES.map((s) => [s, 0])) as Record<RouteState, number>;
-    for (const route of this.#routes.values()) counts[route.state] += 1;
+    for (const route of this.#byUid.values()) counts[route.state] += 1;
     return counts;
+  }
+
+  /** Makes `route` (whose observation is already stored) claim its ID. */
+  #claim(route: Route): void {
+    const { id, uid } = route;
+    const claimants = this.#conflicts.get(id);
+    if (claimants !== undefined) {
+      if (!claimants.has(uid)) {
+        claimants.add(uid);
+        this.#reportConflict(id, claimants);
+      }
+      return;
+    }
+    const held = this.#byId.get(id);
+    if (held === undefined || held.uid === uid) {
+      this.#byId.set(id, route);
+      this.#emit(id, route);
+      return;
+    }
+    // A second live object claims the ID: serve neither.
+    this.#byId.delete(id);
+    const both = new Set([held.uid, uid]);
+    this.#conflicts.set(id, both);
+    this.#reportConflict(id, both);
+    this.#emit(id, undefined);
+  }
+
+  /** The object `uid` no longer claims `id` (it moved to another ID, or is gone). */
+  #release(id: string, uid: string): void {
+    const claimants = this.#conflicts.get(id);
+    if (claimants !== undefined) {
+      if (!claimants.delete(uid)) return;
+      if (claimants.size > 1) {
+        this.#reportConflict(id, claimants);
+        return;
+      }
+      this.#conflicts.delete(id);
+      const [remaining] = claimants;
+      const route = remaining === undefined ? undefined : this.#byUid.get(remaining);
+      this.#hooks.onConflict?.(id, []);
+      if (route !== undefined) {
+        this.#byId.set(id, route);
+        this.#emit(id, route);
+      }
+      return;
+    }
+    if (this.#byId.get(id)?.uid !== uid) return;
+    this.#byId.delete(id);
+    this.#emit(id, undefined);
+  }
+
+  #reportConflict(id: string, uids: Set<string>): void {
+    const claimants = [...uids].map((uid) => this.#byUid.get(uid)).filter((r): r is Route => r !== undefined);
+    this.#hooks.onConflict?.(id, claimants);
   }
 
   #fence(uid: string): void {
@@ -108,6 +208,12 @@ export class RouteRegistry implements RouteLookup {
   }
 
   #emit(id: string, route: Route | undefined): void {
-    for (const listener of this.#listeners) listener(id, route);
+    for (const listener of this.#listeners) {
+      try {
+        listener(id, route);
+      } catch (error) {
+        this.#hooks.onListenerError?.(error);
+      }
+    }
   }
 }

@@ -8,7 +8,10 @@ export type RouteState = 'running' | 'paused' | 'creating' | 'available' | 'dead
 export const ROUTE_STATES: readonly RouteState[] = ['running', 'paused', 'creating', 'available', 'dead'];
 
 export interface WakePolicy {
-  /** After a wake, ask the controller to pause again this many seconds later (0: leave pauseTime alone). */
+  /**
+   * The sandbox's pause timeout in seconds, as its kind defines it (0: none configured). A wake re-arms
+   * the sandbox's pause timer from it (see the kind's resume patch).
+   */
   readonly pauseAfterSeconds: number;
   /** Per-sandbox wake deadline in seconds, overriding the global one (0: use the global). */
   readonly timeoutSeconds: number;
@@ -21,7 +24,7 @@ export interface Route {
   readonly name: string;
   readonly resourceVersion: string;
   readonly state: RouteState;
-  /** Pod IP, '' when the sandbox has none. */
+  /** Pod IP, '' when the sandbox has none (or reported one that may not be routed to). */
   readonly podIP: string;
   /** spec.paused as last seen: false while paused means a resume is already under way. */
   readonly pauseRequested: boolean;
@@ -29,6 +32,8 @@ export interface Route {
   readonly pausing: boolean;
   /** Epoch ms after which the sandbox is dead (spec.shutdownTime), or undefined. */
   readonly shutdownAt: number | undefined;
+  /** Epoch ms at which the controller pauses the sandbox (spec.pauseTime), or undefined. */
+  readonly pauseAt: number | undefined;
   /** Being deleted. */
   readonly deleting: boolean;
   /** Present when the sandbox opted in to wake on traffic. */

@@ -1,11 +1,17 @@
 // The Sandbox CRD families the service knows, by config name.
 import type { SandboxKind } from './kind.ts';
-import { openKruiseSandbox } from './openkruise.ts';
+import { createOpenKruiseKind } from './openkruise.ts';
 
-const KINDS: Record<string, SandboxKind> = { [openKruiseSandbox.name]: openKruiseSandbox };
+export interface KindOptions {
+  /** Least pause timeout a wake or activity sets, in seconds. */
+  readonly pauseFloorSeconds?: number;
+}
 
-export function sandboxKind(name: string): SandboxKind {
-  const kind = KINDS[name];
-  if (kind === undefined) throw new Error(`unknown sandbox kind ${JSON.stringify(name)}`);
-  return kind;
+const KINDS: Record<string, (options: KindOptions) => SandboxKind> = { openkruise: createOpenKruiseKind };
+
+/** A new instance of the named kind (each owns its caches; make one per process and share it). */
+export function sandboxKind(name: string, options: KindOptions = {}): SandboxKind {
+  const create = KINDS[name];
+  if (create === undefined) throw new Error(`unknown sandbox kind ${JSON.stringify(name)}`);
+  return create(options);
 }

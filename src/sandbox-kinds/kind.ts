@@ -12,4 +12,16 @@ export interface SandboxKind {
   toRoute(object: unknown): Route | undefined;
   /** The JSON merge patch that resumes this sandbox. */
   resumePatch(route: Route, now: Date): Record<string, unknown>;
+  /**
+   * The timer that activity (requests, open streams) keeps pushing back, when this sandbox has one: it
+   * pauses at `deadline` (epoch ms) unless pushed, and a push sets it to now + `timeoutMs`.
+   */
+  activityTimer(route: Route): ActivityTimer | undefined;
+  /** The JSON merge patch recording activity at `now` (pushes the timer; tied to the object's UID). */
+  activityPatch(route: Route, now: Date): Record<string, unknown>;
+}
+
+export interface ActivityTimer {
+  readonly deadline: number;
+  readonly timeoutMs: number;
 }

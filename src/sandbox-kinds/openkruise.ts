@@ -2,14 +2,15 @@
 // reference gateway, and the resume patch. See ../../../shared/reference.md section 1.
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
-import type { SandboxKind } from './kind.ts';
+import { wakeDeadlineSeconds } from './annotations.ts';
+import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
 const WAKE_ANNOTATION = 'agents.kruise.io/wake-on-traffic';
 const WAKE_TIMEOUT_ANNOTATION = 'agents.kruise.io/wake-timeout-seconds';
 const TOKEN_ANNOTATION = 'agents.kruise.io/runtime-access-token';
-/** OpenKruise never pauses a woken sandbox sooner than this after the wake. */
-const PAUSE_FLOOR_SECONDS = 300;
+/** The reference gateway never re-arms a pause timer sooner than this after a wake. */
+export const DEFAULT_PAUSE_FLOOR_SECONDS = 300;
 
 type Obj = Record<string, unknown>;
 
@@ -36,31 +37,52 @@ export function parseGoDurationSeconds(text: string): number | undefined {
   return consumed === text.length && consumed > 0 ? total : undefined;
 }
 
-// Many routes share a namespace and a wake policy: keep one copy of each, not one per route (at 100k
-// routes that is megabytes). Both tables are small: one entry per namespace or distinct policy.
-const namespaces = new Map<string, string>();
-const policies = new Map<string, WakePolicy>();
-
-function shared<T>(table: Map<string, T>, key: string, value: () => T): T {
-  let held = table.get(key);
-  if (held === undefined) {
-    if (table.size >= 4096) table.clear();
-    held = value();
-    table.set(key, held);
+/** Keeps one copy of a value per key, so many routes share it; cleared when it grows past a bound. */
+class Interner<T> {
+  readonly #table = new Map<string, T>();
+  get(key: string, value: () => T): T {
+    let held = this.#table.get(key);
+    if (held === undefined) {
+      if (this.#table.size >= 4096) this.#table.clear();
+      held = value();
+      this.#table.set(key, held);
+    }
+    return held;
   }
-  return held;
 }
 
-function wakePolicy(spec: Obj | undefined, annotations: Obj | undefined): WakePolicy | undefined {
+/** The legacy annotation's re-arm timeout when it names none (the reference gateway's default). */
+const LEGACY_PAUSE_TIMEOUT_SECONDS = 60;
+
+function wakePolicy(
+  spec: Obj | undefined,
+  annotations: Obj | undefined,
+  policies: Interner<WakePolicy>,
+  floorSeconds: number,
+): WakePolicy | undefined {
   const onTraffic = asObj(asObj(asObj(spec?.['autoPausePolicy'])?.['resume'])?.['onIngressTraffic']);
   const annotated = asStr(annotations?.[WAKE_ANNOTATION]) === 'true';
   if (onTraffic === undefined && !annotated) return undefined;
-  const pauseTimeout = asStr(onTraffic?.['pauseTimeout']);
-  const pauseSeconds = pauseTimeout === undefined ? 0 : (parseGoDurationSeconds(pauseTimeout) ?? 0);
-  const timeoutText = asStr(annotations?.[WAKE_TIMEOUT_ANNOTATION]);
-  const timeout = timeoutText !== undefined && /^[0-9]{1,6}$/.test(timeoutText) ? Number(timeoutText) : 0;
-  const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), PAUSE_FLOOR_SECONDS) : 0;
-  return shared(policies, `${pauseAfterSeconds}/${timeout}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds: timeout }));
+  let pauseSeconds: number;
+  if (onTraffic !== undefined) {
+    const pauseTimeout = asStr(onTraffic['pauseTimeout']);
+    pauseSeconds = pauseTimeout === undefined ? 0 : (parseGoDurationSeconds(pauseTimeout) ?? 0);
+  } else {
+    // Legacy opt-in: upstream reads wake-timeout-seconds as the re-arm pause timeout, not a deadline.
+    const text = asStr(annotations?.[WAKE_TIMEOUT_ANNOTATION]);
+    pauseSeconds = text !== undefined && /^[0-9]{1,7}$/.test(text) ? Number(text) : LEGACY_PAUSE_TIMEOUT_SECONDS;
+  }
+  const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), floorSeconds) : 0;
+  const timeoutSeconds = wakeDeadlineSeconds(annotations);
+  return policies.get(`${pauseAfterSeconds}/${timeoutSeconds}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds }));
+}
+
+/** RFC 3339 with whole seconds, as metav1.Time writes it. */
+const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+function parseTime(text: string | undefined): number | undefined {
+  const ms = text === undefined ? NaN : Date.parse(text);
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 /** The reference gateway's classification, in its order. */
@@ -81,51 +103,87 @@ export function deriveState(meta: Obj, spec: Obj | undefined, status: Obj | unde
   return state;
 }
 
-export const openKruiseSandbox: SandboxKind = {
-  name: 'openkruise',
-  group: 'agents.kruise.io',
-  version: 'v1alpha1',
-  plural: 'sandboxes',
+export interface OpenKruiseOptions {
+  /** Least pause timeout a wake or activity sets (the reference gateway's 300 s). */
+  readonly pauseFloorSeconds?: number;
+}
 
-  toRoute(object: unknown): Route | undefined {
-    const obj = asObj(object);
-    const meta = asObj(obj?.['metadata']);
-    if (meta === undefined) return undefined;
-    const name = asStr(meta['name']);
-    const namespace = asStr(meta['namespace']);
-    const uid = asStr(meta['uid']);
-    if (name === undefined || namespace === undefined || uid === undefined) return undefined;
-    const spec = asObj(obj?.['spec']);
-    const status = asObj(obj?.['status']);
-    const labels = asObj(meta['labels']);
-    const annotations = asObj(meta['annotations']);
-    const podIP = asStr(asObj(status?.['podInfo'])?.['podIP']) || asStr(status?.['sandboxIp']) || '';
-    const phase = asStr(status?.['phase']);
-    const shutdown = asStr(spec?.['shutdownTime']);
-    const shutdownAt = shutdown === undefined ? undefined : Date.parse(shutdown);
-    const token = asStr(annotations?.[TOKEN_ANNOTATION]);
-    const pauseRequested = spec?.['paused'] === true;
-    return {
-      id: asStr(labels?.[SANDBOX_ID_LABEL]) || `${namespace}--${name}`,
-      uid,
-      namespace: shared(namespaces, namespace, () => namespace),
-      name,
-      resourceVersion: asStr(meta['resourceVersion']) ?? '',
-      state: deriveState(meta, spec, status, podIP),
-      podIP,
-      pauseRequested,
-      pausing: (phase === 'Running' && pauseRequested) || (phase === 'Paused' && !conditionTrue(status, 'SandboxPaused')),
-      shutdownAt: shutdownAt !== undefined && Number.isFinite(shutdownAt) ? shutdownAt : undefined,
-      deleting: asStr(meta['deletionTimestamp']) !== undefined,
-      wake: wakePolicy(spec, annotations),
-      accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),
-    };
-  },
+/** A new OpenKruise kind; each instance keeps its own shared-value tables. */
+export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKind {
+  const floorSeconds = options.pauseFloorSeconds ?? DEFAULT_PAUSE_FLOOR_SECONDS;
+  const namespaces = new Interner<string>();
+  const policies = new Interner<WakePolicy>();
+  return {
+    name: 'openkruise',
+    group: 'agents.kruise.io',
+    version: 'v1alpha1',
+    plural: 'sandboxes',
 
-  resumePatch(route: Route, now: Date): Record<string, unknown> {
-    const spec: Record<string, unknown> = { paused: false };
-    const after = route.wake?.pauseAfterSeconds ?? 0;
-    if (after > 0) spec['pauseTime'] = new Date(now.getTime() + after * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    return { spec };
-  },
-};
+    toRoute(object: unknown): Route | undefined {
+      const obj = asObj(object);
+      const meta = asObj(obj?.['metadata']);
+      if (meta === undefined) return undefined;
+      const name = asStr(meta['name']);
+      const namespace = asStr(meta['namespace']);
+      const uid = asStr(meta['uid']);
+      if (name === undefined || namespace === undefined || uid === undefined || uid === '') return undefined;
+      const spec = asObj(obj?.['spec']);
+      const status = asObj(obj?.['status']);
+      const labels = asObj(meta['labels']);
+      const annotations = asObj(meta['annotations']);
+      const podIP = asStr(asObj(status?.['podInfo'])?.['podIP']) || asStr(status?.['sandboxIp']) || '';
+      const phase = asStr(status?.['phase']);
+      const token = asStr(annotations?.[TOKEN_ANNOTATION]);
+      const pauseRequested = spec?.['paused'] === true;
+      return {
+        id: asStr(labels?.[SANDBOX_ID_LABEL]) || `${namespace}--${name}`,
+        uid,
+        namespace: namespaces.get(namespace, () => namespace),
+        name,
+        resourceVersion: asStr(meta['resourceVersion']) ?? '',
+        state: deriveState(meta, spec, status, podIP),
+        podIP,
+        pauseRequested,
+        pausing: (phase === 'Running' && pauseRequested) || (phase === 'Paused' && !conditionTrue(status, 'SandboxPaused')),
+        shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
+        pauseAt: parseTime(asStr(spec?.['pauseTime'])),
+        deleting: asStr(meta['deletionTimestamp']) !== undefined,
+        wake: wakePolicy(spec, annotations, policies, floorSeconds),
+        accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),
+      };
+    },
+
+    /**
+     * The reference gateway's resume: spec.paused=false; when the sandbox has a pause timer, re-arm it
+     * (now + the pause timeout, floored at 300 s) or clear it when no timeout is configured, so the
+     * controller does not pause it again at once for a pauseTime already passed; and push a shutdownTime
+     * 100 years out (E2B's auto-pause sets both timers). metadata.uid makes the patch a precondition: the
+     * API server refuses it (422, uid immutable) if the name now belongs to a recreated object.
+     */
+    resumePatch(route: Route, now: Date): Record<string, unknown> {
+      const spec: Record<string, unknown> = { paused: false };
+      if (route.pauseAt !== undefined) {
+        const after = route.wake?.pauseAfterSeconds ?? 0;
+        spec['pauseTime'] = after > 0 ? rfc3339(now.getTime() + after * 1000) : null;
+        if (route.shutdownAt !== undefined) {
+          const far = new Date(now.getTime());
+          far.setUTCFullYear(far.getUTCFullYear() + 100);
+          spec['shutdownTime'] = rfc3339(far.getTime());
+        }
+      }
+      return { metadata: { uid: route.uid }, spec };
+    },
+
+    /** spec.pauseTime, pushed by the same rule as the wake's re-arm (a sandbox with a pause timeout only). */
+    activityTimer(route: Route): ActivityTimer | undefined {
+      const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
+      if (route.pauseAt === undefined || timeoutSeconds <= 0 || route.state !== 'running') return undefined;
+      return { deadline: route.pauseAt, timeoutMs: timeoutSeconds * 1000 };
+    },
+
+    activityPatch(route: Route, now: Date): Record<string, unknown> {
+      const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
+      return { metadata: { uid: route.uid }, spec: { pauseTime: rfc3339(now.getTime() + timeoutSeconds * 1000) } };
+    },
+  };
+}

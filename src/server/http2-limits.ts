@@ -1,22 +1,40 @@
-// Envoy ends every ext_proc stream with RST_STREAM once its HTTP request is done. Node's HTTP/2 server
-// counts those against its "rapid reset" (CVE-2023-44487) limit, 1,000 resets plus 33 a second, and
-// then closes the whole connection with GOAWAY, killing every stream on it: a request held by a wake
-// fails with 500 after about 1,000 ordinary requests. The peer here is our own Envoy, so the limit is
-// raised to match its traffic; --max-streams still bounds concurrency. grpc-js does not pass these
-// options through, so http2.createServer is wrapped once, for this process's gRPC servers.
+// Node's HTTP/2 "rapid reset" guard (CVE-2023-44487) closes a connection with GOAWAY once its peer has
+// reset more than a burst of streams plus a rate per second (1,000 and 33 by default). Envoy ends
+// every ext_proc stream with RST_STREAM once its HTTP request is done, so with the defaults an Envoy
+// connection dies after about 1,000 ordinary requests, failing every request held on it (500s).
+//
+// grpc-js creates its HTTP/2 servers itself and passes no reset options through, so the limits are
+// applied by running the server's creation inside withStreamResetLimits(), which wraps both
+// http2.createServer and http2.createSecureServer (grpc-js uses the latter for TLS) for exactly that
+// call, at wiring, per listener. Each listener gets the limits its peers deserve (grpc-server.ts).
 import http2 from 'node:http2';
 
-const RESETS_PER_SECOND = 1_000_000;
-let installed = false;
+export interface StreamResetLimits {
+  /** Resets accepted at once before the rate applies. */
+  readonly burst: number;
+  /** Resets per second accepted after the burst. */
+  readonly perSecond: number;
+}
 
-export function allowEnvoyStreamResets(): void {
-  if (installed) return;
-  installed = true;
-  const createServer = http2.createServer;
-  const wrapped = (options: http2.ServerOptions = {}, ...rest: unknown[]) =>
-    (createServer as (...args: unknown[]) => http2.Http2Server)(
-      { streamResetBurst: RESETS_PER_SECOND, streamResetRate: RESETS_PER_SECOND, ...options },
-      ...rest,
-    );
-  (http2 as { createServer: unknown }).createServer = wrapped;
+/** For peers that authenticated (mTLS) or can only be local (loopback, a Unix socket): no practical limit. */
+export const TRUSTED_PEER_LIMITS: StreamResetLimits = { burst: 1_000_000_000, perSecond: 1_000_000_000 };
+
+type Create = (...args: unknown[]) => unknown;
+
+/** Runs `create` (which must create its HTTP/2 server synchronously) with `limits` applied to it. */
+export function withStreamResetLimits<T>(limits: StreamResetLimits, create: () => T): T {
+  const module = http2 as unknown as { createServer: Create; createSecureServer: Create };
+  const { createServer, createSecureServer } = module;
+  const withLimits =
+    (original: Create): Create =>
+    (options: unknown, ...rest: unknown[]) =>
+      original({ ...(options as object), streamResetBurst: limits.burst, streamResetRate: limits.perSecond }, ...rest);
+  module.createServer = withLimits(createServer);
+  module.createSecureServer = withLimits(createSecureServer);
+  try {
+    return create();
+  } finally {
+    module.createServer = createServer;
+    module.createSecureServer = createSecureServer;
+  }
 }

@@ -17,7 +17,34 @@ export interface StreamDeps {
   /** Concurrent streams allowed; beyond that requests are answered 503 overloaded. */
   readonly maxStreams: number;
   /** Streams open now on this server (shared by its streams). */
-  readonly load: { active: number };
+  readonly load: StreamLoad;
+}
+
+/** Counts the streams open on a server, and tells whoever waits when none are left (graceful stop). */
+export class StreamLoad {
+  active = 0;
+  readonly #idle = new Set<() => void>();
+
+  enter(): void {
+    this.active += 1;
+  }
+
+  leave(): void {
+    this.active -= 1;
+    if (this.active === 0) for (const resolve of this.#idle) resolve();
+  }
+
+  /** Resolves when no stream is open (at once if none is). */
+  idle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#idle.delete(done);
+        resolve();
+      };
+      this.#idle.add(done);
+    });
+  }
 }
 
 export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, Buffer>, deps: StreamDeps): void {
@@ -28,14 +55,14 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
   let headersSeen = false;
   let pending = false;
   let finished = false;
-  deps.load.active += 1;
+  deps.load.enter();
   deps.metrics.streamsActive.inc();
 
   // Runs once however the stream ends: frees the request's wait slot, if it holds one.
   const cleanup = () => {
     if (finished) return;
     finished = true;
-    deps.load.active -= 1;
+    deps.load.leave();
     deps.metrics.streamsActive.dec();
     abort?.abort();
   };

@@ -6,10 +6,11 @@ import { identify, type IdentifyOptions } from '../identification/identify.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Answers } from '../protocol/answers.ts';
-import { readFacts, type FactNames, type RequestFacts } from '../protocol/facts.ts';
+import { readFacts, type FactNames } from '../protocol/facts.ts';
 import type { HeaderValue } from '../protocol/messages.ts';
 import type { RouteLookup } from '../routes/registry.ts';
-import type { Route } from '../routes/route.ts';
+import type { ActivityNotes } from '../core/activity.ts';
+import type { WakeResult, Waker } from '../core/waker.ts';
 
 /** An answer that is not ready yet: Envoy's timer is extended by overrideMs, then the answer follows. */
 export interface PendingAnswer {
@@ -18,11 +19,6 @@ export interface PendingAnswer {
 }
 
 export type ProcessResult = Buffer | PendingAnswer;
-
-/** Holds a request until its sandbox runs; implemented by wake/coordinator.ts. */
-export interface Waker {
-  hold(route: Route, port: number, facts: RequestFacts, signal: AbortSignal): ProcessResult;
-}
 
 export interface ProcessorOptions {
   readonly names: FactNames;
@@ -37,6 +33,7 @@ export class RequestProcessor {
   readonly #metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
   readonly #log: Logger;
   readonly #waker: Waker | undefined;
+  readonly #activity: ActivityNotes | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -47,6 +44,8 @@ export class RequestProcessor {
     metrics: Pick<Metrics, 'requests' | 'decisionSeconds'>;
     logger: Logger;
     waker?: Waker;
+    /** Told of every request forwarded to a sandbox, so a sandbox in use stays awake. */
+    activity?: ActivityNotes;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -54,6 +53,8 @@ export class RequestProcessor {
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
     this.#waker = deps.waker;
+    this.#activity = deps.activity;
+    if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
   /** `signal` gives the stream's abort signal (made on demand: only a held request needs one). */
@@ -68,20 +69,24 @@ export class RequestProcessor {
       case 'forward':
         result = this.#answers.forward(decision.route, decision.port);
         outcome = 'forward';
+        this.#activity?.note(decision.route);
         break;
       case 'pass':
         result = this.#answers.pass;
         outcome = 'pass';
         break;
-      case 'wake':
-        if (this.#waker === undefined) {
-          result = this.#answers.error({ code: 'sandbox_not_running', sandboxId: decision.route.id });
-          outcome = 'sandbox_not_running';
-        } else {
-          result = this.#waker.hold(decision.route, decision.port, facts, signal());
+      case 'wake': {
+        // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
+        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());
+        if ('result' in held) {
+          result = { overrideMs: held.overrideMs, answer: held.result.then((r) => this.#encodeWake(r)) };
           outcome = 'wake';
+        } else {
+          result = this.#encodeWake(held);
+          outcome = held.kind === 'forward' ? 'forward' : held.code;
         }
         break;
+      }
       case 'reject':
         result = this.#answers.error(decision);
         outcome = decision.code;
@@ -96,6 +101,12 @@ export class RequestProcessor {
       );
     }
     return result;
+  }
+
+  #encodeWake(result: WakeResult): Buffer {
+    return result.kind === 'forward'
+      ? this.#answers.forwardAfterWake(result.route, result.port, result.waitedMs)
+      : this.#answers.error(result);
   }
 
   #count(outcome: string): void {

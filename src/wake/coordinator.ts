@@ -1,17 +1,22 @@
 // Wakes paused sandboxes and holds their requests until the route table shows them running.
 // - One wake per sandbox: every request for it joins the same entry and the resume patch is sent once.
-// - Release comes from the registry's watch-fed change events, never from polling.
+// - Release comes from the registry's watch-fed change events, never from polling, and only to the
+//   very object that was woken (same UID): an ID that now names another object fails its waiters.
 // - A sandbox still pausing is resumed the moment its route shows the pause complete.
 // - Each waiter has its own deadline and leaves at once when its client goes away; waiters are
 //   bounded per sandbox and in total, beyond which requests get 503 at once.
+// - A refused resume (403, 404, 422: RBAC, a webhook, validation) is remembered per object version
+//   for a while, growing with repeated refusals: requests in that window get 503 with Retry-After at
+//   once and no patch is sent. An unreachable API server is not remembered: each wake fails fast on
+//   its own, so wakes work again the moment the API server is back.
+// It resolves waiters to domain outcomes (core/waker.ts); the processor encodes them.
+import type { ErrorCode } from '../core/errors.ts';
+import type { HeldRequest, WakeResult, Waker } from '../core/waker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { Answers, ErrorAnswer } from '../protocol/answers.ts';
-import type { RequestFacts } from '../protocol/facts.ts';
 import type { RouteRegistry } from '../routes/registry.ts';
 import type { Route } from '../routes/route.ts';
-import type { PendingAnswer, ProcessResult, Waker } from '../server/processor.ts';
-import type { Resumer } from './resumer.ts';
+import { ResumeError, type Resumer } from './resumer.ts';
 
 export interface WakeOptions {
   /** Default wake deadline; a sandbox's own (wake.timeoutSeconds) overrides it. */
@@ -24,35 +29,50 @@ export interface WakeOptions {
 
 /** Envoy's timer is set this much past our deadline, so the service always answers first. */
 export const ENVOY_MARGIN_MS = 1000;
+/** How long a refused resume is remembered: doubling from the first to the last, per object. */
+export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
+const FAILURE_MEMORY_CAPACITY = 10_000;
+
+type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
+type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
 
 interface Waiter {
   readonly port: number;
   readonly joinedAt: number;
-  readonly resolve: (answer: Buffer) => void;
+  readonly resolve: (result: WakeResult) => void;
+  readonly signal: AbortSignal;
   timer: NodeJS.Timeout | undefined;
   onAbort: (() => void) | undefined;
-  signal: AbortSignal;
 }
-
-type Phase = 'awaiting-pause' | 'patching' | 'patched' | 'failed';
 
 interface Wake {
   readonly id: string;
+  readonly uid: string;
   route: Route;
-  phase: Phase;
+  phase: 'awaiting-pause' | 'patching' | 'patched';
   readonly startedAt: number;
   patchedAt: number | undefined;
   readonly waiters: Set<Waiter>;
+  /** Aborts patch retries: at the wake deadline, or when the wake ends. */
   readonly abort: AbortController;
+  /** Why the last waiter left, if every one has. */
+  lastLeft: 'timeout' | 'abandoned' | undefined;
+}
+
+interface Failure {
+  readonly until: number;
+  readonly count: number;
+  /** The object version refused: a changed object (a fixed policy, say) is tried again at once. */
+  readonly resourceVersion: string;
 }
 
 export class WakeCoordinator implements Waker {
   readonly #wakes = new Map<string, Wake>();
+  readonly #failures = new Map<string, Failure>();
   readonly #registry: RouteRegistry;
   readonly #resumer: Resumer;
-  readonly #answers: Answers;
   readonly #options: WakeOptions;
-  readonly #metrics: Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
+  readonly #metrics: WakeMetrics;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
@@ -62,15 +82,13 @@ export class WakeCoordinator implements Waker {
   constructor(deps: {
     registry: RouteRegistry;
     resumer: Resumer;
-    answers: Answers;
     options: WakeOptions;
-    metrics: Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
+    metrics: WakeMetrics;
     logger: Logger;
     now?: () => number;
   }) {
     this.#registry = deps.registry;
     this.#resumer = deps.resumer;
-    this.#answers = deps.answers;
     this.#options = deps.options;
     this.#metrics = deps.metrics;
     this.#log = deps.logger.child({ component: 'wake' });
@@ -97,20 +115,28 @@ export class WakeCoordinator implements Waker {
     return () => this.#listeners.delete(listener);
   }
 
-  hold(route: Route, port: number, _facts: RequestFacts, signal: AbortSignal): ProcessResult {
+  hold(route: Route, port: number, signal: AbortSignal): WakeResult | HeldRequest {
     let wake = this.#wakes.get(route.id);
-    if (this.#waiting >= this.#options.maxWaiters || (wake !== undefined && wake.waiters.size >= this.#options.maxWaitersPerSandbox)) {
-      return this.#answers.error({ code: 'wake_capacity_exceeded', sandboxId: route.id });
+    if (wake !== undefined && wake.uid !== route.uid) {
+      // The ID moved to another object while a wake for the old one runs: that wake no longer applies.
+      this.#fail(wake, 'sandbox_not_found');
+      wake = undefined;
     }
-    if (wake === undefined) wake = this.#begin(route);
+    if (wake === undefined) {
+      const remembered = this.#recentFailure(route);
+      if (remembered !== undefined) return { kind: 'reject', code: 'sandbox_wake_failed', sandboxId: route.id, retryAfter: remembered };
+    }
+    if (this.#waiting >= this.#options.maxWaiters || (wake !== undefined && wake.waiters.size >= this.#options.maxWaitersPerSandbox)) {
+      return { kind: 'reject', code: 'wake_capacity_exceeded', sandboxId: route.id };
+    }
+    wake ??= this.#begin(route);
     return this.#join(wake, port, signal, this.#deadlineMs(route));
   }
 
   /** Answers every waiter (as the shutdown answer) and stops listening. */
   close(): void {
     this.#unsubscribe();
-    for (const wake of this.#wakes.values())
-      this.#finish(wake, { error: { code: 'sandbox_wake_failed', sandboxId: wake.id, reason: 'the service is shutting down' } }, 'failed');
+    for (const wake of this.#wakes.values()) this.#fail(wake, 'sandbox_wake_failed');
   }
 
   #deadlineMs(route: Route): number {
@@ -118,15 +144,42 @@ export class WakeCoordinator implements Waker {
     return Math.min(own > 0 ? own : this.#options.timeoutMs, this.#options.maxHoldMs - ENVOY_MARGIN_MS);
   }
 
+  /** Seconds left of a remembered refusal of this object version, or undefined. */
+  #recentFailure(route: Route): number | undefined {
+    const failure = this.#failures.get(route.uid);
+    if (failure === undefined || failure.resourceVersion !== route.resourceVersion) return undefined;
+    const left = failure.until - this.#now();
+    return left > 0 ? Math.ceil(left / 1000) : undefined;
+  }
+
+  #rememberFailure(route: Route): void {
+    const { uid, resourceVersion } = route;
+    const now = this.#now();
+    const previous = this.#failures.get(uid);
+    const count = previous === undefined ? 1 : previous.count + 1;
+    const memoryMs = Math.min(FAILURE_MEMORY_MS.first * 2 ** (count - 1), FAILURE_MEMORY_MS.max);
+    this.#failures.delete(uid);
+    this.#failures.set(uid, { until: now + memoryMs, count, resourceVersion });
+    if (this.#failures.size > FAILURE_MEMORY_CAPACITY) {
+      // Oldest first (insertion order); entries past their window and long forgotten go first.
+      for (const [key, held] of this.#failures) {
+        if (this.#failures.size <= FAILURE_MEMORY_CAPACITY / 2) break;
+        if (held.until <= now || this.#failures.size > FAILURE_MEMORY_CAPACITY) this.#failures.delete(key);
+      }
+    }
+  }
+
   #begin(route: Route): Wake {
     const wake: Wake = {
       id: route.id,
+      uid: route.uid,
       route,
       phase: 'awaiting-pause',
       startedAt: this.#now(),
       patchedAt: undefined,
       waiters: new Set(),
       abort: new AbortController(),
+      lastLeft: undefined,
     };
     this.#wakes.set(route.id, wake);
     if (!route.pauseRequested) {
@@ -139,16 +192,17 @@ export class WakeCoordinator implements Waker {
     return wake;
   }
 
-  #join(wake: Wake, port: number, signal: AbortSignal, deadlineMs: number): PendingAnswer {
-    let resolve!: (answer: Buffer) => void;
-    const answer = new Promise<Buffer>((r) => (resolve = r));
-    const waiter: Waiter = { port, joinedAt: this.#now(), resolve, timer: undefined, onAbort: undefined, signal };
-    waiter.timer = setTimeout(() => this.#expire(wake, waiter), deadlineMs);
+  #join(wake: Wake, port: number, signal: AbortSignal, deadlineMs: number): HeldRequest {
+    let resolve!: (result: WakeResult) => void;
+    const result = new Promise<WakeResult>((r) => (resolve = r));
+    const waiter: Waiter = { port, joinedAt: this.#now(), resolve, signal, timer: undefined, onAbort: undefined };
+    waiter.timer = setTimeout(() => this.#leave(wake, waiter, 'timeout'), deadlineMs);
     waiter.onAbort = () => this.#leave(wake, waiter, 'abandoned');
     signal.addEventListener('abort', waiter.onAbort, { once: true });
     wake.waiters.add(waiter);
+    wake.lastLeft = undefined;
     this.#setWaiting(this.#waiting + 1);
-    return { overrideMs: deadlineMs + ENVOY_MARGIN_MS, answer };
+    return { overrideMs: deadlineMs + ENVOY_MARGIN_MS, result };
   }
 
   #patch(wake: Wake): void {
@@ -160,40 +214,36 @@ export class WakeCoordinator implements Waker {
       () => {
         clearTimeout(deadline);
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
+        this.#failures.delete(wake.uid);
         if (wake.phase !== 'patching') return;
         wake.phase = 'patched';
         wake.patchedAt = this.#now();
-        if (wake.waiters.size === 0) this.#drop(wake);
+        if (wake.waiters.size === 0) this.#end(wake, wake.lastLeft ?? 'abandoned');
       },
       (error: unknown) => {
         clearTimeout(deadline);
-        if (wake.phase !== 'patching') return;
-        this.#log.warn({ sandboxId: wake.id, err: (error as Error).message }, 'sandbox wake failed');
-        this.#finish(
-          wake,
-          {
-            error: {
-              code: 'sandbox_wake_failed',
-              sandboxId: wake.id,
-              reason: `the sandbox could not be resumed: ${(error as Error).message}`,
-            },
-          },
-          'failed',
-        );
+        // A wake that already ended (released, failed) aborted its own retries: nothing failed.
+        if (this.#wakes.get(wake.id) !== wake) return;
+        const failure = error instanceof ResumeError ? error.failure : 'unknown';
+        // The API server's words stay in the log: they name namespaces, objects and identities.
+        this.#log.warn({ sandboxId: wake.id, uid: wake.uid, failure, err: (error as Error).message }, 'sandbox wake failed');
+        if (failure === 'refused') this.#rememberFailure(wake.route);
+        this.#fail(wake, failure === 'replaced' ? 'sandbox_not_found' : 'sandbox_wake_failed');
       },
     );
   }
 
   #onRouteChange(wake: Wake, route: Route | undefined): void {
-    if (route === undefined) {
-      this.#finish(wake, { error: { code: 'sandbox_not_found', sandboxId: wake.id } }, 'failed');
+    if (route === undefined || route.uid !== wake.uid) {
+      // Gone, or the ID now names another object (relabelled, recreated, or claimed twice).
+      this.#fail(wake, this.#registry.conflicted(wake.id) ? 'sandbox_id_conflict' : 'sandbox_not_found');
       return;
     }
     wake.route = route;
     if (route.state === 'running') {
       this.#release(wake, route);
     } else if (route.state === 'dead' || route.deleting) {
-      this.#finish(wake, { error: { code: 'sandbox_not_running', sandboxId: wake.id } }, 'failed');
+      this.#fail(wake, 'sandbox_not_running');
     } else if (wake.phase === 'awaiting-pause' && !route.pausing) {
       // The pause completed: now a resume will be accepted.
       if (route.pauseRequested) this.#patch(wake);
@@ -214,42 +264,37 @@ export class WakeCoordinator implements Waker {
       },
       'sandbox woken',
     );
-    this.#finish(wake, { route }, 'woken');
+    for (const waiter of this.#takeWaiters(wake)) {
+      waiter.resolve({ kind: 'forward', route, port: waiter.port, waitedMs: now - waiter.joinedAt });
+    }
+    this.#end(wake, 'woken');
   }
 
-  #expire(wake: Wake, waiter: Waiter): void {
-    waiter.timer = undefined;
-    this.#leave(wake, waiter, 'timeout');
+  /** Answers every waiter with an error and ends the wake. */
+  #fail(wake: Wake, code: ErrorCode): void {
+    for (const waiter of this.#takeWaiters(wake)) waiter.resolve({ kind: 'reject', code, sandboxId: wake.id });
+    this.#end(wake, 'failed');
   }
 
   /**
    * Removes one waiter: answered 503 at its deadline, or silently when its client went away (the
-   * stream is gone). When nobody is left, the wake is no longer watched; a resume already sent still
-   * completes in the controller, so later requests find the sandbox running.
+   * stream is gone). When nobody is left and no patch is in flight, the wake ends; a resume already
+   * sent still completes in the controller, so later requests find the sandbox running.
    */
   #leave(wake: Wake, waiter: Waiter, why: 'timeout' | 'abandoned'): void {
     if (!wake.waiters.delete(waiter)) return;
     this.#detach(waiter);
-    waiter.resolve(this.#answers.error({ code: why === 'timeout' ? 'sandbox_wake_timeout' : 'sandbox_wake_failed', sandboxId: wake.id }));
+    waiter.resolve({ kind: 'reject', code: why === 'timeout' ? 'sandbox_wake_timeout' : 'sandbox_wake_failed', sandboxId: wake.id });
     if (wake.waiters.size > 0) return;
-    this.#metrics.wakes.inc({ outcome: why });
-    if (wake.phase !== 'patching') this.#drop(wake);
+    wake.lastLeft = why;
+    if (wake.phase !== 'patching') this.#end(wake, why);
   }
 
-  #finish(wake: Wake, outcome: { route: Route } | { error: ErrorAnswer }, label: 'woken' | 'failed'): void {
-    wake.phase = label === 'woken' ? 'patched' : 'failed';
-    const now = this.#now();
-    for (const waiter of wake.waiters) {
-      this.#detach(waiter);
-      waiter.resolve(
-        'route' in outcome
-          ? this.#answers.forwardAfterWake(outcome.route, waiter.port, now - waiter.joinedAt)
-          : this.#answers.error(outcome.error),
-      );
-    }
-    this.#metrics.wakes.inc({ outcome: label });
+  #takeWaiters(wake: Wake): Waiter[] {
+    const waiters = [...wake.waiters];
     wake.waiters.clear();
-    this.#drop(wake);
+    for (const waiter of waiters) this.#detach(waiter);
+    return waiters;
   }
 
   #detach(waiter: Waiter): void {
@@ -264,8 +309,11 @@ export class WakeCoordinator implements Waker {
     for (const listener of this.#listeners) listener(waiting);
   }
 
-  #drop(wake: Wake): void {
-    if (this.#wakes.get(wake.id) === wake) this.#wakes.delete(wake.id);
+  /** Ends a wake exactly once: the one place it leaves the table and is counted. */
+  #end(wake: Wake, outcome: Outcome): void {
+    if (this.#wakes.get(wake.id) !== wake) return;
+    this.#wakes.delete(wake.id);
     wake.abort.abort();
+    this.#metrics.wakes.inc({ outcome });
   }
 }

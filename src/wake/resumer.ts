@@ -1,6 +1,7 @@
-// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the kind's resume patch),
-// retried with backoff on conflicts, throttling, server errors and network errors, until the signal
-// (the wake deadline) aborts. Merge patches are idempotent, so several replicas may send one each.
+// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the kind's resume patch, which
+// carries the object's UID as a precondition), retried with backoff on conflicts, throttling, server
+// errors and network errors, until the signal (the wake deadline) aborts. The patch is absolute and
+// idempotent, so several replicas may each send one.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Backoff, delay } from '../routes/backoff.ts';
 import { describeError } from '../observability/describe-error.ts';
@@ -12,9 +13,24 @@ export interface Resumer {
   resume(route: Route, signal: AbortSignal): Promise<void>;
 }
 
+/**
+ * Why a resume failed. The message carries the API server's words for the log; answers to clients
+ * never include it (it names namespaces, objects, service accounts and audit IDs).
+ */
+export type ResumeFailure = 'refused' | 'replaced' | 'unreachable' | 'deadline';
+
 export class ResumeError extends Error {
   override readonly name = 'ResumeError';
+  readonly failure: ResumeFailure;
+
+  constructor(failure: ResumeFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.failure = failure;
+  }
 }
+
+/** Each patch the API server answered (or not), by outcome. */
+export type PatchOutcome = 'applied' | 'refused' | 'replaced' | 'retried' | 'unreachable';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -26,37 +42,61 @@ function httpStatus(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/** A 422 about metadata.uid: the UID precondition failed, the name belongs to another object now. */
+function uidMismatch(error: unknown): boolean {
+  const body = (error as { body?: unknown }).body;
+  const text = typeof body === 'string' ? body : JSON.stringify(body ?? '');
+  return /"field":"metadata\.uid"/.test(text);
+}
+
 export class KubernetesResumer implements Resumer {
   readonly #api: CustomObjectsApi;
   readonly #kind: SandboxKind;
+  readonly #onPatch: (outcome: PatchOutcome) => void;
 
-  constructor(kubeConfig: KubeConfig, kind: SandboxKind) {
+  constructor(kubeConfig: KubeConfig, kind: SandboxKind, onPatch: (outcome: PatchOutcome) => void = () => undefined) {
     this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
     this.#kind = kind;
+    this.#onPatch = onPatch;
   }
 
   async resume(route: Route, signal: AbortSignal): Promise<void> {
     const backoff = new Backoff(50, 2000);
     const { group, version, plural } = this.#kind;
     let unreachable = 0;
+    let lastError: unknown;
     for (;;) {
+      if (signal.aborted) {
+        const last = lastError === undefined ? 'no attempt finished' : describeError(lastError);
+        throw new ResumeError('deadline', `resume patch failed until the deadline: ${last}`, { cause: lastError });
+      }
       try {
         const body = this.#kind.resumePatch(route, new Date());
         await this.#api.patchNamespacedCustomObject(
           { group, version, plural, namespace: route.namespace, name: route.name, body },
           mergePatch,
         );
+        this.#onPatch('applied');
         return;
       } catch (error) {
         const status = httpStatus(error);
+        if (status === 422 && uidMismatch(error)) {
+          this.#onPatch('replaced');
+          throw new ResumeError('replaced', `the sandbox was replaced by another object of the same name: ${describeError(error)}`, {
+            cause: error,
+          });
+        }
         // Conflicts, throttling and server errors pass; other refusals (403, 404, 422) will not.
         if (status !== undefined && status !== 409 && status !== 429 && status < 500) {
-          throw new ResumeError(`resume patch refused: ${describeError(error)}`, { cause: error });
+          this.#onPatch('refused');
+          throw new ResumeError('refused', `resume patch refused: ${describeError(error)}`, { cause: error });
         }
         if (status === undefined && ++unreachable >= UNREACHABLE_ATTEMPTS) {
-          throw new ResumeError(`the Kubernetes API is unreachable: ${describeError(error)}`, { cause: error });
+          this.#onPatch('unreachable');
+          throw new ResumeError('unreachable', `the Kubernetes API is unreachable: ${describeError(error)}`, { cause: error });
         }
-        if (signal.aborted) throw new ResumeError(`resume patch failed until the deadline: ${describeError(error)}`, { cause: error });
+        this.#onPatch(status === undefined ? 'unreachable' : 'retried');
+        lastError = error;
         await delay(backoff.next(), signal);
       }
     }

@@ -17,9 +17,11 @@ import { percentile, type Report } from './report.ts';
 
 const run = promisify(execFile);
 const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
-const message = {
-  request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from('bench') }] }, end_of_stream: true },
-};
+/** A request_headers message naming one sandbox, as Envoy sends it. */
+export const namingMessage = (sandboxId: string) => ({
+  request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(sandboxId) }] }, end_of_stream: true },
+});
+const message = namingMessage('bench');
 
 interface Closed {
   readonly rps: number;
@@ -29,9 +31,16 @@ interface Closed {
 }
 
 /** Closed loop: `clients` connections with `streams` each in flight, `total` requests. */
-async function h2load(dir: string, port: number, total: number, clients = 2, streams = 4): Promise<Closed> {
-  const body = join(dir, 'request.grpc');
-  const encoded = encodeRequest(message);
+export async function h2load(
+  dir: string,
+  port: number,
+  total: number,
+  clients = 2,
+  streams = 4,
+  sent: ReturnType<typeof namingMessage> = message,
+): Promise<Closed> {
+  const body = join(dir, `request-${port}.grpc`);
+  const encoded = encodeRequest(sent);
   const frame = Buffer.alloc(5 + encoded.length);
   frame.writeUInt32BE(encoded.length, 1);
   encoded.copy(frame, 5);

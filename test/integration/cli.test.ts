@@ -11,7 +11,7 @@ const cli = `${REPO_ROOT}src/cli.ts`;
 function routesFile(): string {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-cli-'));
   const path = join(dir, 'routes.yaml');
-  writeFileSync(path, 'routes: [{ id: a, podIP: 127.0.0.1 }]\n');
+  writeFileSync(path, 'routes: [{ id: a, podIP: 10.0.0.1 }]\n');
   return path;
 }
 

@@ -15,7 +15,7 @@ import { makeCerts, type CertPaths } from '../support/certs.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { httpGet } from '../support/http.ts';
-import { startService } from '../support/service.ts';
+import { startService, TEST_UPSTREAM_ENV } from '../support/service.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let dir: string;
@@ -149,7 +149,7 @@ describe('tokens', () => {
     const sink = new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) });
     const loaded = loadConfig(
       ['--route-source', 'file', '--routes-file', routes, '--grpc-port', '0', '--http-port', '0', '--log-level', 'trace'],
-      {},
+      TEST_UPSTREAM_ENV,
     );
     const app = new App((loaded as { config: Config }).config, sink);
     const listening = await app.start();

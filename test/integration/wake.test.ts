@@ -102,7 +102,7 @@ describe('wake on traffic', () => {
 
   it('answers 503 with Retry-After when the wake outlasts its deadline, and the sandbox is reachable afterwards', async () => {
     resumeDelays.set('slowpoke', 3500);
-    const id = await pausedSandbox('slowpoke', { wake: { by: 'annotation', timeoutSeconds: 2 } });
+    const id = await pausedSandbox('slowpoke', { wake: { by: 'annotation', deadlineSeconds: 2 } });
     const running = waitForRoute(service.app.registry, id, (r) => r?.state === 'running', 20_000);
     const res = await get(id);
     expect(res.status).toBe(503);
@@ -202,9 +202,9 @@ describe('graceful shutdown', () => {
     const started = Date.now();
     await second.stop();
     expect(Date.now() - started).toBeLessThan(3000);
-    const { responses } = await exchange;
+    const { responses, status } = await exchange;
     client.close();
-    expect(responses[0]?.override_message_timeout).toBeDefined();
+    expect(responses[0]?.override_message_timeout, JSON.stringify({ responses, status })).toBeDefined();
     expect(responses[1]?.immediate_response?.status?.code).toBe(503);
   });
 });

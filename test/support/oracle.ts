@@ -7,6 +7,23 @@ import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 const require = createRequire(import.meta.url);
 const deps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
 
+/** Envoy's own access log service: its StreamAccessLogs method. */
+export function loadAccessLogOracle(): MethodDefinition<object, object> {
+  const definition = loadSync('envoy/service/accesslog/v3/als.proto', OPTIONS);
+  const service = definition['envoy.service.accesslog.v3.AccessLogService'] as unknown as Record<string, MethodDefinition<object, object>>;
+  return service['StreamAccessLogs'] as MethodDefinition<object, object>;
+}
+
+const OPTIONS = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: false,
+  oneofs: true,
+  includeDirs: ['envoy-api', 'xds', 'protoc-gen-validate', 'googleapis'].map((d) => join(deps, d)),
+};
+
 export function loadOracle(): MethodDefinition<object, object> {
   const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
     keepCase: true,

@@ -13,6 +13,7 @@ export function makeRoute(over: Partial<Route> = {}): Route {
     pauseRequested: false,
     pausing: false,
     shutdownAt: undefined,
+    pauseAt: undefined,
     deleting: false,
     wake: undefined,
     accessTokenDigest: undefined,

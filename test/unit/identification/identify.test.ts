@@ -30,7 +30,7 @@ describe('identification by headers', () => {
     },
   );
 
-  it.each(['0', '65536', '-1', '+80', '80a', '1e3', ' 80', '999999'])('rejects the malformed port %j', (port) => {
+  it.each(['0', '65536', '-1', '+80', '80a', '1e3', ' 80', '999999', '080', '00080', '0x50'])('rejects the malformed port %j', (port) => {
     expect(identify(facts({ sandboxId: 'ok', sandboxPort: port }), e2b)).toMatchObject({
       kind: 'malformed',
       code: 'invalid_sandbox_port',
@@ -113,6 +113,44 @@ describe('validators', () => {
   it('isValidSandboxId accepts label values and <namespace>--<name>', () => {
     expect(isValidSandboxId('A1_b.c-d')).toBe(true);
     expect(isValidSandboxId(`${'n'.repeat(63)}--${'m'.repeat(253)}`)).toBe(true);
+  });
+});
+
+// Host form edge cases (issue #12): each decided and documented in the README.
+describe('host form edge cases', () => {
+  it('reads an absolute FQDN (trailing dot) as the same host', () => {
+    expect(identify(facts({ authority: '3000-sbx-1.sandbox.example.com.' }), e2b)).toEqual({
+      kind: 'named',
+      sandboxId: 'sbx-1',
+      port: 3000,
+    });
+    expect(identify(facts({ authority: '3000-sbx-1.sandbox.example.com.:443' }), e2b)).toMatchObject({ sandboxId: 'sbx-1' });
+  });
+
+  it('folds only ASCII case: a KELVIN SIGN (U+212A) never becomes the k of another sandbox', () => {
+    expect(identify(facts({ authority: '3000-\u212Aey.sandbox.example.com' }), e2b)).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_id',
+    });
+    expect(identify(facts({ authority: '3000-key.sandbox.example.co\u212A' }), { ...e2b, domains: ['sandbox.example.cok'] })).toEqual({
+      kind: 'none',
+    });
+    expect(identify(facts({ authority: '3000-KEY.SANDBOX.EXAMPLE.COM' }), e2b)).toMatchObject({ sandboxId: 'key' });
+  });
+
+  it('refuses a leading-zero port in the host', () => {
+    expect(identify(facts({ authority: '03000-sbx.sandbox.example.com' }), e2b)).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_port',
+    });
+  });
+
+  it('takes the ID from the first label only: an ID containing a dot can be named by header, not by host', () => {
+    expect(identify(facts({ sandboxId: 'my.box' }), e2b)).toMatchObject({ kind: 'named', sandboxId: 'my.box' });
+    // Under a configured domain, the rest must be exactly that domain: "box.sandbox.example.com" is not.
+    expect(identify(facts({ authority: '3000-my.box.sandbox.example.com' }), e2b)).toEqual({ kind: 'none' });
+    // With any domain accepted, the first label names the sandbox "my".
+    expect(identify(facts({ authority: '3000-my.box.example.com' }), anyDomain)).toMatchObject({ sandboxId: 'my' });
   });
 });
 

@@ -3,10 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { Answers } from '../../../src/protocol/answers.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../../src/protocol/proto.ts';
-import { loadOracle } from '../../support/oracle.ts';
+import { accessLogService, readActivity, type StreamAccessLogsMessage } from '../../../src/protocol/access-log.ts';
+import { loadAccessLogOracle, loadOracle } from '../../support/oracle.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 const oracle = loadOracle();
+const ourDecode = (bytes: Buffer) =>
+  (accessLogService['StreamAccessLogs'] as unknown as { requestDeserialize(b: Buffer): StreamAccessLogsMessage }).requestDeserialize(bytes);
 const answers = new Answers({
   metadataNamespace: 'envoy.lb.original_dst',
   metadataKey: 'host',
@@ -123,5 +126,46 @@ describe('responses: we encode, Envoy decodes', () => {
     expect(oracle.requestDeserialize(bytes)).toMatchObject({
       request_headers: { headers: { headers: [{ key: 'x', raw_value: Buffer.from('y') }] } },
     });
+  });
+});
+
+describe('access log entries: Envoy encodes, we read the activity', () => {
+  const als = loadAccessLogOracle();
+  const ours = (sandboxId: string, uid: string) => ({
+    'sandbox-extproc': {
+      fields: { decision: { stringValue: 'forward' }, sandbox_id: { stringValue: sandboxId }, sandbox_uid: { stringValue: uid } },
+    },
+    'envoy.lb.original_dst': { fields: { host: { stringValue: '10.0.0.1:49983' } } },
+  });
+  it('reads the sandbox ID, UID and whether the request is still open, skipping every other field', () => {
+    const bytes = als.requestSerialize({
+      identifier: { node: { id: 'edge-1', cluster: 'edge' }, log_name: 'sandbox-activity' },
+      http_logs: {
+        log_entry: [
+          {
+            common_properties: {
+              downstream_remote_address: { socket_address: { address: '192.0.2.1', port_value: 5555 } },
+              start_time: { seconds: '1700000000', nanos: 0 },
+              metadata: { filter_metadata: ours('sbx-1', 'uid-1') },
+              access_log_type: 'DownstreamPeriodic',
+              upstream_cluster: 'sandboxes',
+            },
+            protocol_version: 'HTTP11',
+            request: { request_method: 'GET', authority: 'example', path: '/ws' },
+            response: { response_code: { value: 101 } },
+          },
+          { common_properties: { metadata: { filter_metadata: ours('sbx-2', 'uid-2') }, access_log_type: 'DownstreamEnd' } },
+          { common_properties: { access_log_type: 'DownstreamEnd' } },
+        ],
+      },
+    });
+    const decoded = loadAccessLogOracle().requestDeserialize(bytes);
+    expect(decoded).toBeDefined();
+    // Decode with our subset (the service's own codec), as the receiver does.
+    const facts = readActivity(ourDecode(bytes));
+    expect(facts).toEqual([
+      { sandboxId: 'sbx-1', uid: 'uid-1', open: true },
+      { sandboxId: 'sbx-2', uid: 'uid-2', open: false },
+    ]);
   });
 });

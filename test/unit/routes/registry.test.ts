@@ -30,7 +30,7 @@ describe('UID fencing', () => {
   it('never brings back a deleted object from a late event', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ uid: 'old', resourceVersion: '5' }));
-    expect(registry.remove('sbx', 'old')).toBe(true);
+    expect(registry.remove('old')).toBe(true);
     expect(registry.upsert(makeRoute({ uid: 'old', resourceVersion: '7', podIP: '10.0.0.7' }))).toBe(false);
     expect(registry.get('sbx')).toBeUndefined();
   });
@@ -38,7 +38,7 @@ describe('UID fencing', () => {
   it('routes a sandbox recreated under the same name only to the new object', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ uid: 'old', resourceVersion: '5', podIP: '10.0.0.1' }));
-    registry.remove('sbx', 'old');
+    registry.remove('old');
     registry.upsert(makeRoute({ uid: 'new', resourceVersion: '8', podIP: '10.0.0.2' }));
     // A stale update of the old object, even with a newer version, cannot take the ID back.
     registry.upsert(makeRoute({ uid: 'old', resourceVersion: '9', podIP: '10.0.0.1' }));
@@ -48,14 +48,128 @@ describe('UID fencing', () => {
   it('a deletion of another object with the same ID does not remove the held one', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ uid: 'current', resourceVersion: '5' }));
-    expect(registry.remove('sbx', 'other')).toBe(false);
+    expect(registry.remove('other')).toBe(false);
     expect(registry.get('sbx')?.uid).toBe('current');
   });
 
-  it('rejects an older object recreated before the held one was seen deleted', () => {
+  it('serves neither of two live objects with one ID until the other is seen deleted', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ uid: 'new', resourceVersion: '10' }));
-    expect(registry.upsert(makeRoute({ uid: 'old', resourceVersion: '3' }))).toBe(false);
+    registry.upsert(makeRoute({ uid: 'old', resourceVersion: '3' }));
+    expect(registry.get('sbx')).toBeUndefined();
+    expect(registry.conflicted('sbx')).toBe(true);
+    registry.remove('old');
+    expect(registry.get('sbx')?.uid).toBe('new');
+  });
+});
+
+// Regression guards for tenant isolation (issue #12): an ID follows its object, never last-writer-wins.
+describe('sandbox IDs follow their object', () => {
+  it('retires the old ID at once when an object changes ID (claim, recycle)', () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ id: 'tenant-a', uid: 'pod-1', resourceVersion: '5', podIP: '10.0.0.1' }));
+    registry.upsert(makeRoute({ id: 'ns--box', uid: 'pod-1', resourceVersion: '6', podIP: '10.0.0.1' }));
+    expect(registry.get('tenant-a')).toBeUndefined();
+    expect(registry.get('ns--box')?.uid).toBe('pod-1');
+    expect(registry.size).toBe(1);
+  });
+
+  it('gives an ID passed from one object to another to the new one, once the first gave it up', () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ id: 'tenant-a', uid: 'pod-1', resourceVersion: '5', podIP: '10.0.0.1' }));
+    registry.upsert(makeRoute({ id: 'ns--one', uid: 'pod-1', resourceVersion: '6', podIP: '10.0.0.1' }));
+    registry.upsert(makeRoute({ id: 'tenant-a', uid: 'pod-2', resourceVersion: '7', podIP: '10.0.0.2' }));
+    expect(registry.get('tenant-a')?.podIP).toBe('10.0.0.2');
+    expect(registry.conflicted('tenant-a')).toBe(false);
+  });
+
+  it('fails closed when two live objects claim one ID, whichever wrote last, and reports the claimants', () => {
+    const conflicts: [string, string[]][] = [];
+    const registry = new RouteRegistry({ onConflict: (id, claimants) => conflicts.push([id, claimants.map((r) => r.uid)]) });
+    const seen: [string, string | undefined][] = [];
+    registry.subscribe((id, r) => seen.push([id, r?.uid]));
+    registry.upsert(makeRoute({ id: 'victim', uid: 'owner', resourceVersion: '5', podIP: '10.0.0.1' }));
+    registry.upsert(makeRoute({ id: 'victim', uid: 'thief', resourceVersion: '9', podIP: '10.6.6.6' }));
+    expect(registry.get('victim')).toBeUndefined();
+    expect(registry.conflicted('victim')).toBe(true);
+    expect(registry.conflicts).toBe(1);
+    // Newer writes by either claimant change nothing.
+    registry.upsert(makeRoute({ id: 'victim', uid: 'thief', resourceVersion: '12', podIP: '10.6.6.7' }));
+    registry.upsert(makeRoute({ id: 'victim', uid: 'owner', resourceVersion: '13', podIP: '10.0.0.1' }));
+    expect(registry.get('victim')).toBeUndefined();
+    expect(conflicts[0]).toEqual(['victim', ['owner', 'thief']]);
+    // The thief relabels (or is deleted): the owner is served again.
+    registry.remove('thief');
+    expect(registry.get('victim')).toMatchObject({ uid: 'owner', podIP: '10.0.0.1' });
+    expect(registry.conflicts).toBe(0);
+    expect(conflicts.at(-1)).toEqual(['victim', []]);
+    expect(seen).toEqual([
+      ['victim', 'owner'],
+      ['victim', undefined],
+      ['victim', 'owner'],
+    ]);
+  });
+
+  it('keeps a three-way conflict closed until a single claimant remains', () => {
+    const registry = new RouteRegistry();
+    for (const [uid, rv] of [
+      ['a', '1'],
+      ['b', '2'],
+      ['c', '3'],
+    ] as const)
+      registry.upsert(makeRoute({ id: 'x', uid, resourceVersion: rv }));
+    registry.remove('a');
+    expect(registry.get('x')).toBeUndefined();
+    registry.upsert(makeRoute({ id: 'y', uid: 'b', resourceVersion: '4' }));
+    expect(registry.get('x')?.uid).toBe('c');
+    expect(registry.get('y')?.uid).toBe('b');
+  });
+
+  it('fails closed on the legacy <namespace>--<name> collision (a--b/c and a/b--c)', () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ id: 'a--b--c', uid: 'one', namespace: 'a--b', name: 'c' }));
+    registry.upsert(makeRoute({ id: 'a--b--c', uid: 'two', namespace: 'a', name: 'b--c' }));
+    expect(registry.get('a--b--c')).toBeUndefined();
+    expect(registry.conflicted('a--b--c')).toBe(true);
+  });
+
+  it('removes by UID: a deletion finds the object whatever ID it holds now', () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ id: 'first', uid: 'u', resourceVersion: '1' }));
+    registry.upsert(makeRoute({ id: 'second', uid: 'u', resourceVersion: '2' }));
+    expect(registry.remove('u')).toBe(true);
+    expect(registry.get('first')).toBeUndefined();
+    expect(registry.get('second')).toBeUndefined();
+    expect(registry.size).toBe(0);
+  });
+
+  it('a resync that finds an ID passed between objects never shows it claimed twice', () => {
+    const conflicts: string[] = [];
+    const registry = new RouteRegistry({ onConflict: (id) => conflicts.push(id) });
+    registry.upsert(makeRoute({ id: 'x', uid: 'a', resourceVersion: '1', namespace: 'ns' }));
+    registry.upsert(makeRoute({ id: 'y', uid: 'c', resourceVersion: '2', namespace: 'ns' }));
+    // While the watch was away: a gave up x for z, b claimed x, c moved from y to x's old owner's... y->w.
+    registry.resync('ns', [
+      makeRoute({ id: 'x', uid: 'b', resourceVersion: '9', namespace: 'ns' }),
+      makeRoute({ id: 'z', uid: 'a', resourceVersion: '8', namespace: 'ns' }),
+      makeRoute({ id: 'w', uid: 'c', resourceVersion: '7', namespace: 'ns' }),
+    ]);
+    expect(conflicts).toEqual([]);
+    expect([registry.get('x')?.uid, registry.get('z')?.uid, registry.get('w')?.uid, registry.get('y')]).toEqual(['b', 'a', 'c', undefined]);
+  });
+
+  it('a listener that throws neither stops the change nor other listeners', () => {
+    const errors: unknown[] = [];
+    const registry = new RouteRegistry({ onListenerError: (e) => errors.push(e) });
+    const seen: string[] = [];
+    registry.subscribe(() => {
+      throw new Error('listener bug');
+    });
+    registry.subscribe((id) => seen.push(id));
+    expect(registry.upsert(makeRoute())).toBe(true);
+    expect(registry.get('sbx')).toBeDefined();
+    expect(seen).toEqual(['sbx']);
+    expect(errors).toHaveLength(1);
   });
 });
 
@@ -87,7 +201,7 @@ describe('listeners and counts', () => {
     const unsubscribe = registry.subscribe((id, r) => seen.push([id, r?.podIP]));
     registry.upsert(makeRoute({ resourceVersion: '2', podIP: '10.0.0.2' }));
     registry.upsert(makeRoute({ resourceVersion: '1', podIP: '10.0.0.1' }));
-    registry.remove('sbx', 'uid-1');
+    registry.remove('uid-1');
     unsubscribe();
     registry.upsert(makeRoute({ uid: 'again', resourceVersion: '3' }));
     expect(seen).toEqual([

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { openKruiseSandbox, parseGoDurationSeconds } from '../../../src/sandbox-kinds/openkruise.ts';
+import { createOpenKruiseKind, parseGoDurationSeconds } from '../../../src/sandbox-kinds/openkruise.ts';
+
+const openKruiseSandbox = createOpenKruiseKind();
 
 type Obj = Record<string, unknown>;
 const ready = (status: 'True' | 'False' = 'True') => [{ type: 'Ready', status }];
@@ -68,10 +70,14 @@ describe('OpenKruise Sandbox -> route', () => {
     expect(paused?.pauseRequested).toBe(true);
   });
 
-  it('reads shutdownTime and deletion for resumability', () => {
-    const r = route(sandbox({ spec: { shutdownTime: '2030-01-01T00:00:00Z' } }));
+  it('reads shutdownTime and pauseTime', () => {
+    const r = route(sandbox({ spec: { shutdownTime: '2030-01-01T00:00:00Z', pauseTime: '2029-01-01T00:00:00Z' } }));
     expect(r?.shutdownAt).toBe(Date.parse('2030-01-01T00:00:00Z'));
-    expect(route(sandbox({ spec: { shutdownTime: 'garbage' } }))?.shutdownAt).toBeUndefined();
+    expect(r?.pauseAt).toBe(Date.parse('2029-01-01T00:00:00Z'));
+    expect(route(sandbox({ spec: { shutdownTime: 'garbage', pauseTime: 7 } }))).toMatchObject({
+      shutdownAt: undefined,
+      pauseAt: undefined,
+    });
   });
 
   it('shares one copy of a namespace and of a wake policy across routes (memory at 100k routes)', () => {
@@ -82,14 +88,14 @@ describe('OpenKruise Sandbox -> route', () => {
             name,
             uid: name,
             namespace: ['te', 'am'].join(''),
-            annotations: { 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': timeout },
+            annotations: { 'agents.kruise.io/wake-on-traffic': 'true', 'sandbox-extproc.io/wake-deadline-seconds': timeout },
           },
         }),
       );
     const [a, b, c] = [optedIn('a', '30'), optedIn('b', '30'), optedIn('c', '60')];
     expect(a?.wake).toBe(b?.wake);
     expect(a?.wake).not.toBe(c?.wake);
-    expect(c?.wake).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 60 });
+    expect(c?.wake).toEqual({ pauseAfterSeconds: 300, timeoutSeconds: 60 });
     expect(Object.isFrozen(a?.wake)).toBe(true);
     expect(a?.namespace).toBe('team');
   });
@@ -111,29 +117,76 @@ describe('wake opt-in', () => {
     expect(policy('nonsense')).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 0 });
   });
 
-  it('opts in by annotation, with a per-sandbox wake timeout', () => {
+  it('opts in by the legacy annotation, reading wake-timeout-seconds as the re-arm pause timeout (default 60 s, floor 300 s)', () => {
     const annotated = (a: Obj) => route(sandbox({ meta: { annotations: a } }))?.wake;
-    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '45' })).toEqual({
-      pauseAfterSeconds: 0,
-      timeoutSeconds: 45,
+    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true' })).toEqual({ pauseAfterSeconds: 300, timeoutSeconds: 0 });
+    expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '900' })).toEqual({
+      pauseAfterSeconds: 900,
+      timeoutSeconds: 0,
     });
     expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '-4' })).toEqual({
-      pauseAfterSeconds: 0,
+      pauseAfterSeconds: 300,
       timeoutSeconds: 0,
     });
     expect(annotated({ 'agents.kruise.io/wake-on-traffic': 'false' })).toBeUndefined();
   });
+
+  it('takes a per-sandbox wake deadline from sandbox-extproc.io/wake-deadline-seconds', () => {
+    const annotated = (deadline: string) =>
+      route(
+        sandbox({
+          meta: { annotations: { 'agents.kruise.io/wake-on-traffic': 'true', 'sandbox-extproc.io/wake-deadline-seconds': deadline } },
+        }),
+      )?.wake?.timeoutSeconds;
+    expect(annotated('45')).toBe(45);
+    expect(annotated('0')).toBe(0);
+    expect(annotated('1e3')).toBe(0);
+  });
 });
 
-describe('resume patch', () => {
+describe("resume patch (the reference gateway's, tied to the UID)", () => {
   const now = new Date('2026-11-21T10:00:00.123Z');
-  it('sets spec.paused=false', () => {
-    expect(openKruiseSandbox.resumePatch(route(sandbox()) as never, now)).toEqual({ spec: { paused: false } });
+  const kind = createOpenKruiseKind();
+  const patch = (over: Parameters<typeof sandbox>[0]) => kind.resumePatch(kind.toRoute(sandbox(over)) as never, now);
+  const withPolicy = (pauseTimeout?: string) => ({
+    autoPausePolicy: { resume: { onIngressTraffic: pauseTimeout ? { pauseTimeout } : {} } },
   });
 
-  it('also sets pauseTime when the policy has a pause timeout', () => {
-    const r = route(sandbox({ spec: { autoPausePolicy: { resume: { onIngressTraffic: { pauseTimeout: '10m' } } } } }));
-    expect(openKruiseSandbox.resumePatch(r as never, now)).toEqual({ spec: { paused: false, pauseTime: '2026-11-21T10:10:00Z' } });
+  it("sets spec.paused=false with the object's UID as a precondition, and leaves timers alone when there are none", () => {
+    expect(patch({ spec: withPolicy('10m') })).toEqual({ metadata: { uid: 'u1' }, spec: { paused: false } });
+  });
+
+  it('re-arms a pause timer that has passed: pauseTime = now + the pause timeout, at least 300 s', () => {
+    expect(patch({ spec: { ...withPolicy('10m'), pauseTime: '2026-11-21T09:00:00Z' } })).toEqual({
+      metadata: { uid: 'u1' },
+      spec: { paused: false, pauseTime: '2026-11-21T10:10:00Z' },
+    });
+    expect(patch({ spec: { ...withPolicy('30s'), pauseTime: '2026-11-21T09:00:00Z' } })).toMatchObject({
+      spec: { pauseTime: '2026-11-21T10:05:00Z' },
+    });
+  });
+
+  it('clears the pause timer when no pause timeout is configured (else the controller would pause again at once)', () => {
+    expect(patch({ spec: { ...withPolicy(), pauseTime: '2026-11-21T09:00:00Z' } })).toEqual({
+      metadata: { uid: 'u1' },
+      spec: { paused: false, pauseTime: null },
+    });
+  });
+
+  it('pushes shutdownTime 100 years out when the sandbox has both timers (E2B auto-pause)', () => {
+    expect(patch({ spec: { ...withPolicy('5m'), pauseTime: '2026-11-21T09:00:00Z', shutdownTime: '2026-11-21T11:00:00Z' } })).toEqual({
+      metadata: { uid: 'u1' },
+      spec: { paused: false, pauseTime: '2026-11-21T10:05:00Z', shutdownTime: '2126-11-21T10:00:00Z' },
+    });
+  });
+
+  it("uses the legacy annotation's timeout for the re-arm", () => {
+    expect(
+      patch({
+        meta: { annotations: { 'agents.kruise.io/wake-on-traffic': 'true', 'agents.kruise.io/wake-timeout-seconds': '600' } },
+        spec: { pauseTime: '2026-11-21T09:00:00Z' },
+      }),
+    ).toMatchObject({ spec: { pauseTime: '2026-11-21T10:10:00Z' } });
   });
 });
 

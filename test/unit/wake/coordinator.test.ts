@@ -1,19 +1,16 @@
 // The wake state machine, with a controllable clock (fake timers), the real route registry as the
-// feed, and a resumer whose outcome each test decides.
+// feed, and a resumer whose outcome each test decides. The coordinator speaks in domain outcomes
+// (core/waker.ts); the processor turns them into wire answers.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { HeldRequest, WakeResult } from '../../../src/core/waker.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { createMetrics } from '../../../src/observability/metrics.ts';
-import { Answers } from '../../../src/protocol/answers.ts';
-import { decodeResponse } from '../../../src/protocol/proto.ts';
-import type { ProcessingResponse } from '../../../src/protocol/messages.ts';
 import { RouteRegistry } from '../../../src/routes/registry.ts';
 import type { Route } from '../../../src/routes/route.ts';
-import type { PendingAnswer, ProcessResult } from '../../../src/server/processor.ts';
-import { ENVOY_MARGIN_MS, WakeCoordinator, type WakeOptions } from '../../../src/wake/coordinator.ts';
-import { ResumeError, type Resumer } from '../../../src/wake/resumer.ts';
+import { ENVOY_MARGIN_MS, FAILURE_MEMORY_MS, WakeCoordinator, type WakeOptions } from '../../../src/wake/coordinator.ts';
+import { ResumeError, type ResumeFailure, type Resumer } from '../../../src/wake/resumer.ts';
 import { makeRoute } from '../../support/routes.ts';
 
-const facts = { authority: undefined, sandboxId: 'sbx', sandboxPort: undefined, accessToken: undefined, requestId: undefined };
 const wake = { pauseAfterSeconds: 0, timeoutSeconds: 0 };
 let version = 1;
 const paused = (over: Partial<Route> = {}) =>
@@ -30,8 +27,11 @@ class ControlledResumer implements Resumer {
     if (this.auto) return Promise.resolve();
     return new Promise((resolve, reject) => this.#settle.push({ resolve, reject }));
   }
-  fail(message: string): void {
-    this.#settle.shift()?.reject(new ResumeError(message));
+  succeed(): void {
+    this.#settle.shift()?.resolve();
+  }
+  fail(message: string, failure: ResumeFailure = 'refused'): void {
+    this.#settle.shift()?.reject(new ResumeError(failure, message));
   }
 }
 
@@ -39,7 +39,6 @@ let registry: RouteRegistry;
 let resumer: ControlledResumer;
 let coordinator: WakeCoordinator;
 let metrics: ReturnType<typeof createMetrics>;
-const answers = new Answers({ metadataNamespace: 'envoy.lb.original_dst', metadataKey: 'host', strippedHeaders: [] });
 
 function setup(options: Partial<WakeOptions> = {}): void {
   registry = new RouteRegistry();
@@ -49,21 +48,26 @@ function setup(options: Partial<WakeOptions> = {}): void {
   coordinator = new WakeCoordinator({
     registry,
     resumer,
-    answers,
     metrics,
     logger: createLogger('silent'),
     options: { timeoutMs: 30_000, maxHoldMs: 300_000, maxWaitersPerSandbox: 100, maxWaiters: 1000, ...options },
   });
 }
 
-function hold(route: Route, port = 8080, signal = new AbortController().signal): PendingAnswer {
-  const result: ProcessResult = coordinator.hold(route, port, facts, signal);
-  if (Buffer.isBuffer(result)) throw new Error(`answered at once: ${JSON.stringify(decodeResponse(result))}`);
+function hold(route: Route, port = 8080, signal = new AbortController().signal): HeldRequest {
+  const result = coordinator.hold(route, port, signal);
+  if (!('result' in result)) throw new Error(`answered at once: ${JSON.stringify(result)}`);
   return result;
 }
-const decoded = async (p: PendingAnswer): Promise<ProcessingResponse> => decodeResponse(await p.answer);
-const upstreamOf = (r: ProcessingResponse) => r.dynamic_metadata?.fields['envoy.lb.original_dst'];
-const errorOf = (r: ProcessingResponse) => JSON.parse(r.immediate_response?.body?.toString() ?? '{}').error as string;
+const now = (route: Route, port = 80): WakeResult => {
+  const result = coordinator.hold(route, port, new AbortController().signal);
+  if ('result' in result) throw new Error('held, expected an answer at once');
+  return result;
+};
+const outcome = (p: HeldRequest): Promise<WakeResult> => p.result;
+const upstreamOf = (r: WakeResult) => (r.kind === 'forward' ? `${r.route.podIP}:${r.port}` : undefined);
+const errorOf = (r: WakeResult) => (r.kind === 'reject' ? r.code : undefined);
+const wakes = () => metrics.registry.getSingleMetricAsString('sandbox_extproc_wakes_total');
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -83,10 +87,9 @@ describe('waking', () => {
     expect(resumer.calls).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1500);
     registry.upsert(running('10.0.0.42'));
-    const answer = await decoded(pending);
-    expect(JSON.stringify(upstreamOf(answer))).toContain('10.0.0.42:9000');
-    expect(JSON.stringify(answer.dynamic_metadata)).toContain('"wake_ms"');
-    expect(JSON.stringify(answer.dynamic_metadata?.fields['sandbox-extproc'])).toContain('1500');
+    const answer = await outcome(pending);
+    expect(upstreamOf(answer)).toBe('10.0.0.42:9000');
+    expect(answer.kind === 'forward' && answer.waitedMs).toBe(1500);
     expect(coordinator.waiting).toBe(0);
     expect(coordinator.inFlight).toBe(0);
   });
@@ -98,9 +101,9 @@ describe('waking', () => {
     expect(resumer.calls).toHaveLength(1);
     expect(coordinator.waiting).toBe(50);
     registry.upsert(running('10.0.0.7'));
-    const all = await Promise.all(pendings.map(decoded));
-    all.forEach((answer, i) => expect(JSON.stringify(upstreamOf(answer))).toContain(`10.0.0.7:${8000 + i}`));
-    expect(await metrics.registry.getSingleMetricAsString('sandbox_extproc_wakes_total')).toContain('outcome="woken"} 1');
+    const all = await Promise.all(pendings.map(outcome));
+    all.forEach((answer, i) => expect(upstreamOf(answer)).toBe(`10.0.0.7:${8000 + i}`));
+    expect(await wakes()).toContain('outcome="woken"} 1');
   });
 
   it('does not patch while the sandbox is still pausing, and patches as soon as the pause completes', async () => {
@@ -112,14 +115,14 @@ describe('waking', () => {
     registry.upsert(paused({ pausing: false }));
     expect(resumer.calls).toHaveLength(1);
     registry.upsert(running('10.0.0.8'));
-    expect(JSON.stringify(upstreamOf(await decoded(pending)))).toContain('10.0.0.8');
+    expect(upstreamOf(await outcome(pending))).toBe('10.0.0.8:8080');
   });
 
   it('sends no patch when a resume is already under way (spec.paused is false)', async () => {
     registry.upsert(paused({ pauseRequested: false }));
     const pending = hold(registry.get('sbx') as Route);
     registry.upsert(running('10.0.0.9'));
-    await decoded(pending);
+    await outcome(pending);
     expect(resumer.calls).toHaveLength(0);
   });
 });
@@ -129,11 +132,9 @@ describe('deadlines and failures', () => {
     registry.upsert(paused());
     const pending = hold(registry.get('sbx') as Route);
     await vi.advanceTimersByTimeAsync(30_000);
-    const answer = await decoded(pending);
-    expect(answer.immediate_response?.status?.code).toBe(503);
-    expect(errorOf(answer)).toBe('sandbox_wake_timeout');
+    expect(errorOf(await outcome(pending))).toBe('sandbox_wake_timeout');
     expect(coordinator.waiting).toBe(0);
-    expect(await metrics.registry.getSingleMetricAsString('sandbox_extproc_wakes_total')).toContain('outcome="timeout"} 1');
+    expect(await wakes()).toContain('outcome="timeout"} 1');
   });
 
   it('uses the per-sandbox deadline, capped to fit inside Envoy max_message_timeout', () => {
@@ -145,25 +146,115 @@ describe('deadlines and failures', () => {
     expect(hold(registry.get('sbx') as Route).overrideMs).toBe(10_000);
   });
 
-  it('answers every waiter 503 sandbox_wake_failed when the patch fails', async () => {
+  it('answers every waiter sandbox_wake_failed when the patch fails, without the words of the API server', async () => {
     resumer.auto = false;
     registry.upsert(paused());
     const a = hold(registry.get('sbx') as Route);
     const b = hold(registry.get('sbx') as Route);
-    resumer.fail('forbidden');
-    expect([errorOf(await decoded(a)), errorOf(await decoded(b))]).toEqual(['sandbox_wake_failed', 'sandbox_wake_failed']);
-    expect(JSON.parse((await decoded(a)).immediate_response?.body?.toString() ?? '{}').message).toContain('forbidden');
+    resumer.fail('sandboxes.agents.kruise.io "sbx" is forbidden: User "system:serviceaccount:x:y" cannot patch');
+    const answers = [await outcome(a), await outcome(b)];
+    expect(answers.map(errorOf)).toEqual(['sandbox_wake_failed', 'sandbox_wake_failed']);
+    expect(JSON.stringify(answers)).not.toMatch(/forbidden|serviceaccount/);
+  });
+
+  it('remembers a failed resume: later requests get 503 with Retry-After at once and send no patch, until the window passes', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const first = hold(registry.get('sbx') as Route);
+    resumer.fail('refused');
+    expect(errorOf(await outcome(first))).toBe('sandbox_wake_failed');
+    const remembered = now(registry.get('sbx') as Route);
+    expect(remembered).toMatchObject({ kind: 'reject', code: 'sandbox_wake_failed', retryAfter: FAILURE_MEMORY_MS.first / 1000 });
+    expect(resumer.calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(FAILURE_MEMORY_MS.first);
+    // The window passed: one more try, which is refused again and remembered twice as long.
+    const second = hold(registry.get('sbx') as Route);
+    expect(resumer.calls).toHaveLength(2);
+    resumer.fail('refused again');
+    await outcome(second);
+    expect(now(registry.get('sbx') as Route)).toMatchObject({ retryAfter: (2 * FAILURE_MEMORY_MS.first) / 1000 });
+    expect(resumer.calls).toHaveLength(2);
+  });
+
+  it('does not remember an unreachable API server: the next request tries again', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const first = hold(registry.get('sbx') as Route);
+    resumer.fail('ECONNREFUSED', 'unreachable');
+    expect(errorOf(await outcome(first))).toBe('sandbox_wake_failed');
+    hold(registry.get('sbx') as Route);
+    expect(resumer.calls).toHaveLength(2);
+  });
+
+  it('tries again at once when the refused object changed (a new resourceVersion)', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const first = hold(registry.get('sbx') as Route);
+    resumer.fail('refused');
+    await outcome(first);
+    registry.upsert(paused());
+    hold(registry.get('sbx') as Route);
+    expect(resumer.calls).toHaveLength(2);
+  });
+
+  it('counts a wake once when its last waiter leaves during the patch and the patch then fails', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const client = new AbortController();
+    hold(registry.get('sbx') as Route, 8080, client.signal);
+    client.abort();
+    resumer.fail('refused');
+    await vi.advanceTimersByTimeAsync(0);
+    const text = await wakes();
+    const counted = [...text.matchAll(/outcome="(\w+)"} (\d+)/g)].map(([, o, n]) => [o, Number(n)]);
+    expect(counted.reduce((sum, [, n]) => sum + (n as number), 0)).toBe(1);
+    expect(coordinator.inFlight).toBe(0);
+  });
+
+  it('counts a wake once when the route runs while the patch is still in flight', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const pending = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.4'));
+    await outcome(pending);
+    resumer.succeed();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await wakes()).toMatch(/outcome="woken"} 1/);
+    expect(await wakes()).not.toMatch(/outcome="(failed|abandoned|timeout)"} [1-9]/);
+  });
+
+  it('never releases waiters to another object that took the ID during the wake', async () => {
+    registry.upsert(paused({ uid: 'owner' }));
+    const pending = hold(registry.get('sbx') as Route);
+    registry.remove('owner');
+    registry.upsert(running('10.6.6.6', { uid: 'impostor' }));
+    expect(errorOf(await outcome(pending))).toBe('sandbox_not_found');
+  });
+
+  it('answers sandbox_id_conflict when a second object claims the ID during the wake', async () => {
+    registry.upsert(paused({ uid: 'owner' }));
+    const pending = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.6.6.6', { uid: 'claimant' }));
+    expect(errorOf(await outcome(pending))).toBe('sandbox_id_conflict');
+  });
+
+  it('answers sandbox_not_found when the object is replaced between the decision and the patch (UID precondition)', async () => {
+    resumer.auto = false;
+    registry.upsert(paused());
+    const pending = hold(registry.get('sbx') as Route);
+    resumer.fail('uid changed', 'replaced');
+    expect(errorOf(await outcome(pending))).toBe('sandbox_not_found');
   });
 
   it('answers sandbox_not_found when the sandbox is deleted during the wake, and sandbox_not_running when it dies', async () => {
     registry.upsert(paused());
     const a = hold(registry.get('sbx') as Route);
-    registry.remove('sbx', 'uid-1');
-    expect(errorOf(await decoded(a))).toBe('sandbox_not_found');
+    registry.remove('uid-1');
+    expect(errorOf(await outcome(a))).toBe('sandbox_not_found');
     registry.upsert(paused({ uid: 'uid-2' }));
     const b = hold(registry.get('sbx') as Route);
     registry.upsert(paused({ uid: 'uid-2', state: 'dead' }));
-    expect(errorOf(await decoded(b))).toBe('sandbox_not_running');
+    expect(errorOf(await outcome(b))).toBe('sandbox_not_running');
   });
 
   it('frees the slot of a client that went away, and the wake goes on for the others', async () => {
@@ -174,7 +265,7 @@ describe('deadlines and failures', () => {
     leaving.abort();
     expect(coordinator.waiting).toBe(1);
     registry.upsert(running('10.0.0.5'));
-    expect(JSON.stringify(upstreamOf(await decoded(staying)))).toContain('10.0.0.5');
+    expect(upstreamOf(await outcome(staying))).toBe('10.0.0.5:8080');
   });
 });
 
@@ -185,11 +276,7 @@ describe('bounds', () => {
     registry.upsert(paused());
     hold(registry.get('sbx') as Route);
     hold(registry.get('sbx') as Route);
-    const third = coordinator.hold(registry.get('sbx') as Route, 80, facts, new AbortController().signal);
-    expect(Buffer.isBuffer(third)).toBe(true);
-    const answer = decodeResponse(third as Buffer);
-    expect(errorOf(answer)).toBe('wake_capacity_exceeded');
-    expect(answer.immediate_response?.headers?.set_headers?.some((h) => h.header.key === 'retry-after')).toBe(true);
+    expect(errorOf(now(registry.get('sbx') as Route))).toBe('wake_capacity_exceeded');
   });
 
   it('answers 503 at once beyond the total bound', () => {
@@ -198,14 +285,14 @@ describe('bounds', () => {
     registry.upsert(paused());
     registry.upsert(paused({ id: 'other', uid: 'o' }));
     hold(registry.get('sbx') as Route);
-    expect(Buffer.isBuffer(coordinator.hold(registry.get('other') as Route, 80, facts, new AbortController().signal))).toBe(true);
+    expect(errorOf(now(registry.get('other') as Route))).toBe('wake_capacity_exceeded');
   });
 
   it('answers everyone when closed', async () => {
     registry.upsert(paused());
     const pending = hold(registry.get('sbx') as Route);
     coordinator.close();
-    expect(errorOf(await decoded(pending))).toBe('sandbox_wake_failed');
+    expect(errorOf(await outcome(pending))).toBe('sandbox_wake_failed');
     expect(coordinator.waiting).toBe(0);
   });
 });

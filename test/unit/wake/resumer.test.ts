@@ -6,7 +6,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openKruiseSandbox } from '../../../src/sandbox-kinds/openkruise.ts';
+import { createOpenKruiseKind } from '../../../src/sandbox-kinds/openkruise.ts';
+
+const openKruiseSandbox = createOpenKruiseKind();
 import { KubernetesResumer, ResumeError } from '../../../src/wake/resumer.ts';
 import { makeRoute } from '../../support/routes.ts';
 
@@ -20,7 +22,10 @@ interface Seen {
 let server: Server | undefined;
 
 /** Answers each request with the next scripted status (the last one repeats); records what it got. */
-async function scripted(statuses: readonly number[]): Promise<{ kubeConfig: KubeConfig; seen: Seen[] }> {
+async function scripted(
+  statuses: readonly number[],
+  extra: Record<string, unknown> = {},
+): Promise<{ kubeConfig: KubeConfig; seen: Seen[] }> {
   const seen: Seen[] = [];
   server = createServer((req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
@@ -36,7 +41,7 @@ async function scripted(statuses: readonly number[]): Promise<{ kubeConfig: Kube
       const body =
         status === 200
           ? { apiVersion: 'agents.kruise.io/v1alpha1', kind: 'Sandbox', metadata: { name: 'sbx', namespace: 'ns' } }
-          : { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `scripted ${status}`, code: status };
+          : { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `scripted ${status}`, code: status, ...extra };
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     });
   });
@@ -69,7 +74,7 @@ describe('KubernetesResumer retries', () => {
         method: 'PATCH',
         url: '/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes/sbx',
         contentType: 'application/merge-patch+json',
-        body: { spec: { paused: false } },
+        body: { metadata: { uid: 'uid-1' }, spec: { paused: false } },
       });
     }
   });
@@ -79,6 +84,18 @@ describe('KubernetesResumer retries', () => {
     const resume = new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, new AbortController().signal);
     await expect(resume).rejects.toThrow(ResumeError);
     await expect(resume).rejects.toThrow(/resume patch refused/);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('fails at once, as replaced, when the UID precondition fails (the name belongs to a recreated object)', async () => {
+    const { kubeConfig, seen } = await scripted([422], {
+      details: { causes: [{ reason: 'FieldValueInvalid', message: 'field is immutable', field: 'metadata.uid' }] },
+    });
+    const failure = await new KubernetesResumer(kubeConfig, openKruiseSandbox)
+      .resume(route, new AbortController().signal)
+      .catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ResumeError);
+    expect((failure as ResumeError).failure).toBe('replaced');
     expect(seen).toHaveLength(1);
   });
 

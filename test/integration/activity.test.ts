@@ -1,0 +1,154 @@
+// Keeping sandboxes awake while they are used (issue #16), on the real stack with the strict test
+// controller (a passed pauseTime pauses the sandbox, as OpenKruise's does). Pause timeouts are a few
+// seconds here (--min-pause-timeout 1s) and Envoy flushes access logs every second, so "3x the timeout"
+// fits in a test: a sandbox receiving requests stays up, a websocket held open with no other traffic
+// keeps it up and it pauses on time after the socket closes, an idle one pauses on time, and writes stay
+// within the stated bound, from two replicas too.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { AuditEvent } from '../support/controlplane.ts';
+import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import { httpGet } from '../support/http.ts';
+import { waitForRoute } from '../support/registry-events.ts';
+import { startService, type RunningService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
+
+const NS = 'busy';
+const TIMEOUT_S = 6;
+const FRACTION = 0.5;
+const SERVICE = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+const ACTIVITY_ARGS = ['--min-pause-timeout', '1s', '--activity-fraction', String(FRACTION), '--activity-min-interval', '1s'];
+/** Envoy logs open requests every second instead of every 30 s. */
+const fastFlush = (yaml: string) => {
+  if (!yaml.includes('access_log_flush_interval: 30s')) throw new Error('envoy.yaml: the access log flush interval moved');
+  return yaml.replace('access_log_flush_interval: 30s', 'access_log_flush_interval: 1s');
+};
+/** Writes of one sandbox's pause timer by the given users, from the API server's audit log. */
+const bound = (seconds: number) => Math.ceil(seconds / ((1 - FRACTION) * TIMEOUT_S)) + 1;
+const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({
+    namespaces: [NS],
+    ips: ['127.0.0.101', '127.0.0.102', '127.0.0.103', '127.0.0.104'],
+    serviceArgs: ACTIVITY_ARGS,
+    envoy: { transform: fastFlush },
+  });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** A running sandbox whose pause timer fires in TIMEOUT_S seconds unless pushed. */
+async function timed(name: string, podIP: string): Promise<string> {
+  await stack.controller.create({
+    namespace: NS,
+    name,
+    podIP,
+    wake: { by: 'policy', pauseTimeout: `${TIMEOUT_S}s` },
+    pauseTime: rfc3339(Date.now() + TIMEOUT_S * 1000),
+  });
+  const id = `${NS}--${name}`;
+  await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running');
+  return id;
+}
+
+const writes = (name: string, users = [SERVICE]) =>
+  stack.plane.auditEvents(
+    (e: AuditEvent) =>
+      e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined && users.includes(e.user.username),
+  );
+const pausedByTimer = (name: string) => stack.controller.timerActions.filter((a) => a.action === 'pause' && a.name === name);
+const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('a sandbox in use stays awake', () => {
+  it('requests every second keep it running for 3x its pause timeout, with writes within the bound', async () => {
+    const id = await timed('chatty', '127.0.0.101');
+    const started = Date.now();
+    while (Date.now() - started < 3 * TIMEOUT_S * 1000) {
+      expect((await stack.get(id)).status).toBe(200);
+      // The traffic's own cadence (one request a second), not a wait for a state.
+      await settle(1000);
+    }
+    expect(pausedByTimer('chatty')).toEqual([]);
+    expect(stack.service.app.registry.get(id)?.state).toBe('running');
+    const written = writes('chatty').length;
+    expect(written).toBeGreaterThanOrEqual(2);
+    expect(written).toBeLessThanOrEqual(bound(3 * TIMEOUT_S));
+  }, 60_000);
+
+  it('a websocket held open with no other traffic keeps it running, and it pauses on time after the socket closes', async () => {
+    const id = await timed('terminal', '127.0.0.102');
+    const socket = new WebSocket(`ws://127.0.0.1:${stack.envoy.port}/`, {
+      headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(stack.pool.port) },
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    const echoed = new Promise<string>((resolve) => socket.once('message', (data) => resolve(data.toString())));
+    socket.send('hello');
+    expect(await echoed).toBe('127.0.0.102:hello');
+    // Held open, silent, for 3x the timeout: only Envoy's periodic access log entries report it.
+    const paused = waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'paused', 60_000);
+    const early = await Promise.race([paused.then(() => 'paused while in use'), settle(3 * TIMEOUT_S * 1000).then(() => 'kept awake')]);
+    expect(early).toBe('kept awake');
+    expect(socket.readyState).toBe(WebSocket.OPEN);
+    const closedAt = Date.now();
+    socket.close();
+    await paused;
+    const pausedAfterMs = Date.now() - closedAt;
+    // It pauses when the last push (at most (1 - fraction) x timeout before the close) runs out.
+    expect(pausedAfterMs).toBeLessThanOrEqual(TIMEOUT_S * 1000 + 2000);
+    expect(pausedByTimer('terminal')).toHaveLength(1);
+    expect(writes('terminal').length).toBeLessThanOrEqual(bound(3 * TIMEOUT_S + TIMEOUT_S));
+  }, 90_000);
+
+  it('an idle sandbox pauses on time, untouched', async () => {
+    const created = Date.now();
+    const id = await timed('idle', '127.0.0.103');
+    await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'paused', 20_000);
+    const after = Date.now() - created;
+    expect(after).toBeGreaterThanOrEqual(TIMEOUT_S * 1000 - 1500);
+    expect(after).toBeLessThanOrEqual(TIMEOUT_S * 1000 + 3000);
+    expect(writes('idle')).toEqual([]);
+  }, 30_000);
+});
+
+describe('two replicas', () => {
+  let second: RunningService;
+  let secondEnvoy: RunningEnvoy;
+  const secondUser = 'system:serviceaccount:sandbox-extproc-system:second-activity';
+
+  beforeAll(async () => {
+    const kubeconfig = await stack.plane.serviceIdentity('second-activity', [NS]);
+    second = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, ...ACTIVITY_ARGS]);
+    secondEnvoy = await startEnvoy({ extprocPort: second.listening.grpcPort as number, transform: fastFlush });
+  });
+  afterAll(async () => {
+    await secondEnvoy?.stop();
+    await second?.stop();
+  });
+
+  it('do not multiply writes: both see traffic, the first to cross its threshold writes, the other sees the new timer', async () => {
+    const id = await timed('shared', '127.0.0.104');
+    await waitForRoute(second.app.registry, id, (r) => r?.state === 'running');
+    const started = Date.now();
+    const through = [stack.envoy.url, secondEnvoy.url];
+    let turn = 0;
+    while (Date.now() - started < 3 * TIMEOUT_S * 1000) {
+      const url = through[turn++ % 2] as string;
+      const res = await httpGet(`${url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(stack.pool.port) });
+      expect(res.status).toBe(200);
+      await settle(250);
+    }
+    expect(pausedByTimer('shared')).toEqual([]);
+    const total = writes('shared', [SERVICE, secondUser]).length;
+    expect(total).toBeGreaterThanOrEqual(2);
+    // One replica alone writes about once per (1 - fraction) x timeout; two must not double it.
+    expect(total).toBeLessThanOrEqual(bound(3 * TIMEOUT_S));
+  }, 60_000);
+});
