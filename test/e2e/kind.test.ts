@@ -66,13 +66,21 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
   let standIns: { name: string; ip: string }[];
 
   beforeAll(async () => {
+    let started = Date.now();
+    const lap = (what: string) => {
+      console.info(`${what}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      started = Date.now();
+    };
     images = await e2eImages();
+    lap('project image built');
     cluster = await KindCluster.create(CLUSTER, [SIDECAR_PORT, STANDALONE_PORT]);
+    lap('kind cluster created, node Ready');
     admin = cluster.admin;
     core = admin.makeApiClient(CoreV1Api);
     apps = admin.makeApiClient(AppsV1Api);
     objects = KubernetesObjectApi.makeApiClient(admin);
     for (const image of [images.service, images.envoy]) await cluster.loadImage(image.ref);
+    lap('images loaded into the node');
 
     await objects.create(parseYaml(readFileSync(`${REPO_ROOT}test/fixtures/sandbox-crd.yaml`, 'utf8')) as KubernetesObject);
     for (const name of [TENANTS, ...MODES.map((m) => m.namespace)]) await core.createNamespace({ body: { metadata: { name } } });
@@ -84,6 +92,7 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
     await controller.start();
     await controller.create({ namespace: TENANTS, name: 'alpha', podIP: (standIns[0] as { ip: string }).ip });
     await controller.create({ namespace: TENANTS, name: 'beta', podIP: (standIns[1] as { ip: string }).ip });
+    lap('CRD, namespaces and stand-in pods ready');
   }, 20 * MINUTE);
 
   afterAll(async () => {
@@ -290,7 +299,9 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         paused: true,
         wake: { by: 'policy' },
       });
+      const started = Date.now();
       await install(mode);
+      console.info(`${mode.name} mode installed and served: ${((Date.now() - started) / 1000).toFixed(1)} s`);
       edge = `http://127.0.0.1:${cluster.hostPort(mode.nodePort)}`;
     }, 10 * MINUTE);
 
