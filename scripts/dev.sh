@@ -7,7 +7,7 @@ command=${1:-demo}
 shift || true
 scripts/provision.sh node envoy controlplane helm
 # The benchmark and the chaos suite also drive load with hey, h2load and ghz.
-case "$command" in bench | test:chaos) scripts/provision.sh load ;; esac
+case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
 case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"

@@ -110,6 +110,13 @@ provision_load() {
   go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/rakyll/hey@v$HEY_VERSION"
 }
 
+# rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
+provision_plot() {
+  command -v rsvg-convert >/dev/null && return 0
+  log "rsvg-convert (Debian package librsvg2-bin)"
+  apt-get install -y -qq librsvg2-bin >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq librsvg2-bin >/dev/null; }
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
@@ -132,8 +139,9 @@ for what in "$@"; do
     helm) provision_helm ;;
     kind) provision_kind ;;
     load) provision_load ;;
+    plot) provision_plot ;;
     all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|all|env)" >&2; exit 2 ;;
   esac
 done
