@@ -6,6 +6,9 @@ export interface RequestFacts {
   authority: string | undefined;
   sandboxId: string | undefined;
   sandboxPort: string | undefined;
+  agentSandboxId: string | undefined;
+  agentSandboxNamespace: string | undefined;
+  agentSandboxPort: string | undefined;
   accessToken: string | undefined;
   requestId: string | undefined;
 }
@@ -13,10 +16,13 @@ export interface RequestFacts {
 export interface FactNames {
   readonly sandboxIdHeader: string;
   readonly sandboxPortHeader: string;
+  /** Read agent-sandbox's x-sandbox-id / x-sandbox-namespace / x-sandbox-port too. */
+  readonly agentSandbox?: boolean;
 }
 
 const ACCESS_TOKEN = 'x-access-token';
 const REQUEST_ID = 'x-request-id';
+const AGENT_PREFIX = 'x-sandbox-';
 
 function valueOf(header: HeaderValue): string {
   const raw = header.raw_value;
@@ -33,10 +39,14 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     authority: undefined,
     sandboxId: undefined,
     sandboxPort: undefined,
+    agentSandboxId: undefined,
+    agentSandboxNamespace: undefined,
+    agentSandboxPort: undefined,
     accessToken: undefined,
     requestId: undefined,
   };
   if (headers === undefined) return facts;
+  const agent = names.agentSandbox === true;
   for (const header of headers) {
     const key = header.key;
     if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
@@ -44,6 +54,15 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
     else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
     else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
+    else if (agent && key?.startsWith(AGENT_PREFIX) === true) readAgentSandbox(facts, header);
   }
   return facts;
+}
+
+/** agent-sandbox's routing headers; x-sandbox-pod-ip and x-sandbox-uid are never read (clients never pick the upstream). */
+function readAgentSandbox(facts: RequestFacts, header: HeaderValue): void {
+  const key = header.key;
+  if (key === 'x-sandbox-id') facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
+  else if (key === 'x-sandbox-namespace') facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));
+  else if (key === 'x-sandbox-port') facts.agentSandboxPort = join(facts.agentSandboxPort, valueOf(header));
 }
