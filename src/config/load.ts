@@ -67,6 +67,11 @@ function checkCombinations(config: Config): void {
     throw new ConfigError('invalid --sandbox-port-header (SANDBOX_EXTPROC_SANDBOX_PORT_HEADER): it must differ from --sandbox-id-header');
   }
   const conventions = conventionsOf(config);
+  if (conventions.includes('e2b') && config.routeSource === 'kubernetes' && !config.sandboxKind.includes('openkruise')) {
+    throw new ConfigError(
+      'invalid --identify-by (SANDBOX_EXTPROC_IDENTIFY_BY): the e2b convention names OpenKruise Sandboxes (or file routes), so it needs --sandbox-kind openkruise',
+    );
+  }
   if (conventions.includes('agent-sandbox')) {
     if (config.routeSource !== 'kubernetes' || !config.sandboxKind.includes('agent-sandbox')) {
       throw new ConfigError(

@@ -123,7 +123,7 @@ export class RouteRegistry implements RouteLookup {
     const listed = new Map<string, Route>();
     for (const route of routes) listed.set(route.uid, route);
     for (const [uid, held] of this.#byUid) {
-      if (listed.has(uid) || held.kind !== kind || (namespace !== undefined && held.namespace !== namespace)) continue;
+      if (listed.has(uid) || held.kind?.name !== kind?.name || (namespace !== undefined && held.namespace !== namespace)) continue;
       this.remove(uid);
     }
     for (const route of listed.values()) {

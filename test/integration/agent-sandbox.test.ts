@@ -5,6 +5,7 @@
 // of the README's "How a request is decided" table is exercised for this family; patches are counted
 // from the API server's audit log.
 import { request } from 'node:http';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
 import type { AgentSandboxController, NewAgentSandbox } from '../support/agent-sandbox-controller.ts';
@@ -389,6 +390,45 @@ describe('both families in one process', () => {
     await agents.delete(TEAM, 'twin');
     await waitForRoute(service.app.registry, `${TEAM}/twin`, (r) => r === undefined);
     expect((await stack.get(`${TEAM}--twin`)).json()['upstream']).toBe(IP1);
+  });
+});
+
+describe('least privilege', () => {
+  it('the service identity may read and patch agent-sandbox Sandboxes in its namespaces, and nothing else of theirs', async () => {
+    const identity = new KubeConfig();
+    identity.loadFromFile(stack.kubeconfig);
+    const custom = identity.makeApiClient(CustomObjectsApi);
+    const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: TEAM };
+    await expect(custom.listNamespacedCustomObject(target)).resolves.toBeDefined();
+    await expect(custom.listNamespacedCustomObject({ ...target, namespace: 'kube-system' })).rejects.toMatchObject({ code: 403 });
+    await expect(
+      custom.createNamespacedCustomObject({
+        ...target,
+        body: {
+          apiVersion: 'agents.x-k8s.io/v1beta1',
+          kind: 'Sandbox',
+          metadata: { name: 'x' },
+          spec: { podTemplate: { spec: { containers: [] } } },
+        },
+      }),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(custom.deleteNamespacedCustomObject({ ...target, name: 'web' })).rejects.toMatchObject({ code: 403 });
+    await expect(
+      custom.patchNamespacedCustomObjectStatus(
+        { ...target, name: 'web', body: { status: { podIPs: ['10.0.0.1'] } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    ).rejects.toMatchObject({ code: 403 });
+    // The claims and warm pools of agent-sandbox's extensions group are none of its business.
+    await expect(
+      custom.listNamespacedCustomObject({
+        group: 'extensions.agents.x-k8s.io',
+        version: 'v1beta1',
+        plural: 'sandboxclaims',
+        namespace: TEAM,
+      }),
+    ).rejects.toMatchObject({ code: 403 });
+    await expect(identity.makeApiClient(CoreV1Api).listNamespacedSecret({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
   });
 });
 

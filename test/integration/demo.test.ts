@@ -17,9 +17,9 @@ describe('npm run demo', () => {
     expect(out).toContain('resume patches for vault: 0');
     expect(out).toContain('"decision":"wake"');
     // agent-sandbox: routed by its router's headers, woken with one patch, a client-chosen pod IP ignored.
-    expect(out).toMatch(/6\. A running agent-sandbox Sandbox[^\n]*\n.*\n  -> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toMatch(/6\. A running agent-sandbox Sandbox[^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
     expect(out).toContain('operatingMode: Running; resume patches for lab: 1');
-    expect(out).toMatch(/8\. [^\n]*\n.*\n  -> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toMatch(/8\. [^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
     expect(out).toContain('"error":"namespace_not_allowed"');
     expect(out).toContain('"sandbox_id":"demo/lab"');
   });

@@ -73,6 +73,7 @@ describe('loadConfig', () => {
       '--identify-by',
     ],
     [['--sandbox-kind', 'agent-sandbox', '--sandbox-id-header', 'x-sandbox-id'], '--sandbox-id-header'],
+    [['--sandbox-kind', 'agent-sandbox', '--identify-by', 'e2b,agent-sandbox'], '--identify-by'],
     [['--agent-sandbox-namespaces', 'team-a,Team_B'], '--agent-sandbox-namespaces'],
     [['--agent-sandbox-default-namespace', 'a.b'], '--agent-sandbox-default-namespace'],
     [['--no-such-flag', 'x'], 'no-such-flag'],
