@@ -77,6 +77,11 @@ export function parsePort(text: string): number | undefined {
 
 export function identify(facts: IdentityFacts, options: IdentifyOptions): Identification {
   const conventions = options.conventions ?? E2B_ONLY;
+  if (conventions.length === 1 && conventions[0] === 'e2b') {
+    // The common case, kept as short as it was before there were two conventions.
+    if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
+    return facts.authority !== undefined ? fromHost(facts.authority, options) : NONE;
+  }
   let e2b = false;
   for (const convention of conventions) {
     if (convention === 'e2b') {

@@ -22,7 +22,9 @@ export interface FactNames {
 
 const ACCESS_TOKEN = 'x-access-token';
 const REQUEST_ID = 'x-request-id';
-const AGENT_PREFIX = 'x-sandbox-';
+const AGENT_ID = 'x-sandbox-id';
+const AGENT_NAMESPACE = 'x-sandbox-namespace';
+const AGENT_PORT = 'x-sandbox-port';
 
 function valueOf(header: HeaderValue): string {
   const raw = header.raw_value;
@@ -46,7 +48,8 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     requestId: undefined,
   };
   if (headers === undefined) return facts;
-  const agent = names.agentSandbox === true;
+  // Two loops rather than one with a flag: the E2B-only scan, the common case, stays as short as it was.
+  if (names.agentSandbox === true) return readWithAgentSandbox(headers, names, facts);
   for (const header of headers) {
     const key = header.key;
     if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
@@ -54,15 +57,25 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
     else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
     else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
-    else if (agent && key?.startsWith(AGENT_PREFIX) === true) readAgentSandbox(facts, header);
   }
   return facts;
 }
 
-/** agent-sandbox's routing headers; x-sandbox-pod-ip and x-sandbox-uid are never read (clients never pick the upstream). */
-function readAgentSandbox(facts: RequestFacts, header: HeaderValue): void {
-  const key = header.key;
-  if (key === 'x-sandbox-id') facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
-  else if (key === 'x-sandbox-namespace') facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));
-  else if (key === 'x-sandbox-port') facts.agentSandboxPort = join(facts.agentSandboxPort, valueOf(header));
+/**
+ * The same scan, also reading agent-sandbox's routing headers. x-sandbox-pod-ip and x-sandbox-uid are
+ * never read: clients never pick the upstream.
+ */
+function readWithAgentSandbox(headers: readonly HeaderValue[], names: FactNames, facts: RequestFacts): RequestFacts {
+  for (const header of headers) {
+    const key = header.key;
+    if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
+    else if (key === names.sandboxIdHeader) facts.sandboxId = join(facts.sandboxId, valueOf(header));
+    else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
+    else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
+    else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
+    else if (key === AGENT_ID) facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
+    else if (key === AGENT_NAMESPACE) facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));
+    else if (key === AGENT_PORT) facts.agentSandboxPort = join(facts.agentSandboxPort, valueOf(header));
+  }
+  return facts;
 }
