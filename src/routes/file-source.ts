@@ -59,6 +59,7 @@ export function parseRoutesFile(
       // A file has no controller to resume a sandbox, so file routes never wake.
       wake: undefined,
       accessTokenDigest: undefined,
+      kind: undefined,
     } satisfies Route;
   });
 }

@@ -17,6 +17,7 @@ export function makeRoute(over: Partial<Route> = {}): Route {
     deleting: false,
     wake: undefined,
     accessTokenDigest: undefined,
+    kind: undefined,
     ...over,
   };
 }
