@@ -76,7 +76,9 @@ export class App {
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kinds = config.sandboxKind.map((name) => sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }));
+    this.#kinds = config.sandboxKind.map((name) =>
+      sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000, activityRecordWindowSeconds: config.activityRecordWindow / 1000 }),
+    );
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,

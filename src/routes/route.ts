@@ -39,6 +39,8 @@ export interface Route {
   readonly shutdownAt: number | undefined;
   /** Epoch ms at which the controller pauses the sandbox (spec.pauseTime), or undefined. */
   readonly pauseAt: number | undefined;
+  /** Epoch ms of the last activity recorded on the object by this service (agent-sandbox), or undefined. */
+  readonly activityAt: number | undefined;
   /** Being deleted. */
   readonly deleting: boolean;
   /** Present when the sandbox opted in to wake on traffic. */

@@ -13,8 +13,8 @@
 //   keeps unclaimed pool pods out of its name index).
 // There is no wake opt-in field: sandbox-extproc's own annotations (annotations.ts) provide it.
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
-import { accessTokenDigest, wakeDeadlineSeconds, WAKE_ON_TRAFFIC_ANNOTATION } from './annotations.ts';
-import { asObj, asStr, conditionTrue, findCondition, Interner, parseTime, type Obj } from './fields.ts';
+import { accessTokenDigest, LAST_ACTIVITY_ANNOTATION, wakeDeadlineSeconds, WAKE_ON_TRAFFIC_ANNOTATION } from './annotations.ts';
+import { asObj, asStr, conditionTrue, findCondition, Interner, parseTime, rfc3339, type Obj } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 export const AGENT_SANDBOX_GROUP = 'agents.x-k8s.io';
@@ -57,7 +57,13 @@ export function deriveAgentSandboxState(meta: Obj, spec: Obj | undefined, status
 }
 
 /** A new agent-sandbox kind; each instance keeps its own shared-value tables and chosen version. */
-export function createAgentSandboxKind(): SandboxKind {
+export interface AgentSandboxOptions {
+  /** How stale the last-activity record may grow, as a timeout: refreshed when (1 - fraction) of it has passed. */
+  readonly activityRecordWindowSeconds?: number;
+}
+
+export function createAgentSandboxKind(options: AgentSandboxOptions = {}): SandboxKind {
+  const recordWindowMs = (options.activityRecordWindowSeconds ?? 300) * 1000;
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
   let version = 'v1beta1';
@@ -107,6 +113,7 @@ export function createAgentSandboxKind(): SandboxKind {
         pausing: false,
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: undefined,
+        activityAt: parseTime(asStr(annotations?.[LAST_ACTIVITY_ANNOTATION])),
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         // No pause timer to re-arm: agent-sandbox suspends only when asked.
         wake: optedIn ? policies.get(String(timeoutSeconds), () => Object.freeze({ pauseAfterSeconds: 0, timeoutSeconds })) : undefined,
@@ -126,17 +133,19 @@ export function createAgentSandboxKind(): SandboxKind {
     },
 
     /**
-     * Where activity would be recorded. agent-sandbox has no idle suspension today, so there is no timer
-     * to push and activity writes nothing. When upstream's idle policy lands (their PR #1160, with
-     * status.lastActivityTime), this and activityPatch are the place to fill.
+     * agent-sandbox has no idle suspension of its own (upstream's idle policy, PR #1160, proposes
+     * status.lastActivityTime, which is the controller's to write): activity is recorded on the object
+     * in the annotation sandbox-extproc.io/last-activity, for an idle controller to read. For a running
+     * sandbox that opted in to wake, the "timer" is the record going stale: it is refreshed once it is
+     * older than (1 - fraction) of the recording window, the same write rule as OpenKruise's pause timer.
      */
-    activityTimer(): ActivityTimer | undefined {
-      return undefined;
+    activityTimer(route: Route): ActivityTimer | undefined {
+      if (route.wake === undefined || route.state !== 'running') return undefined;
+      return { deadline: (route.activityAt ?? 0) + recordWindowMs, timeoutMs: recordWindowMs };
     },
 
-    /** Never sent while activityTimer has no timer; tied to the UID all the same, and changes nothing. */
-    activityPatch(route: Route): Record<string, unknown> {
-      return { metadata: { uid: route.uid } };
+    activityPatch(route: Route, now: Date): Record<string, unknown> {
+      return { metadata: { uid: route.uid, annotations: { [LAST_ACTIVITY_ANNOTATION]: rfc3339(now.getTime()) } } };
     },
   };
   return kind;

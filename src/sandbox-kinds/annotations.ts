@@ -29,3 +29,9 @@ export function accessTokenDigest(annotations: Record<string, unknown> | undefin
   if (typeof text === 'string' && /^[0-9a-fA-F]{64}$/.test(text)) return { kind: 'digest', digest: Buffer.from(text, 'hex') };
   return { kind: 'malformed' };
 }
+
+/**
+ * The last time sandbox-extproc saw the sandbox in use (RFC 3339, whole seconds), for families with no
+ * pause timer of their own to push (agent-sandbox): an idle-suspension controller can read it.
+ */
+export const LAST_ACTIVITY_ANNOTATION = 'sandbox-extproc.io/last-activity';

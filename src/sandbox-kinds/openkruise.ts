@@ -121,6 +121,7 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         pausing: (phase === 'Running' && pauseRequested) || (phase === 'Paused' && !conditionTrue(status, 'SandboxPaused')),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),
+        activityAt: undefined,
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         wake: wakePolicy(spec, annotations, policies, floorSeconds),
         accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),

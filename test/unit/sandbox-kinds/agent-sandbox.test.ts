@@ -202,9 +202,32 @@ describe('resume patch', () => {
     expect(chooseVersion(kind, ['v1alpha1'])).toBe('v1alpha1');
     expect(chooseVersion(kind, [])).toBeUndefined();
   });
+});
 
-  it('has no activity timer (agent-sandbox suspends only when asked)', () => {
-    expect(kind.activityTimer(route(sandbox()) as never)).toBeUndefined();
+describe('activity recorded for an idle controller (sandbox-extproc.io/last-activity)', () => {
+  const windowed = createAgentSandboxKind({ activityRecordWindowSeconds: 120 });
+  const optedIn = (annotations: Obj = {}) =>
+    windowed.toRoute(sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true', ...annotations } } }));
+
+  it('keeps no record for a sandbox that did not opt in to wake, nor for one not running', () => {
+    expect(windowed.activityTimer(windowed.toRoute(sandbox()) as never)).toBeUndefined();
+    const suspendedRoute = windowed.toRoute(
+      sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } }, spec: { operatingMode: 'Suspended' } }),
+    );
+    expect(windowed.activityTimer(suspendedRoute as never)).toBeUndefined();
+  });
+
+  it('treats a missing record as due at once, and a record as due when the window has run out', () => {
+    expect(windowed.activityTimer(optedIn() as never)).toEqual({ deadline: 120_000, timeoutMs: 120_000 });
+    const recorded = optedIn({ 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' });
+    expect(recorded?.activityAt).toBe(Date.parse('2026-11-21T10:00:00Z'));
+    expect(windowed.activityTimer(recorded as never)).toEqual({ deadline: Date.parse('2026-11-21T10:02:00Z'), timeoutMs: 120_000 });
+  });
+
+  it('writes the record as an annotation, tied to the UID', () => {
+    expect(windowed.activityPatch(optedIn() as never, new Date('2026-11-21T10:00:00.700Z'))).toEqual({
+      metadata: { uid: 'u1', annotations: { 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' } },
+    });
   });
 });
 
