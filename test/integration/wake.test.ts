@@ -47,10 +47,15 @@ async function pausedSandbox(name: string, extra: Partial<NewSandbox> = {}): Pro
   return id;
 }
 
+/** Resume patches the API server applied (2xx) for one sandbox: a conflicting one changed nothing. */
 const patches = (name: string) =>
   plane.auditEvents(
     (e: AuditEvent) =>
-      e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
+      e.verb === 'patch' &&
+      e.objectRef?.name === name &&
+      e.objectRef.subresource === undefined &&
+      e.user.username === SERVICE_USER &&
+      (e.responseStatus?.code ?? 0) < 300,
   );
 const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
 

@@ -41,6 +41,8 @@ const AUDIT_POLICY = `${REPO_ROOT}test/fixtures/audit-policy.yaml`;
 
 export interface AuditEvent {
   verb: string;
+  /** The request's path and query (fieldManager tells resumes from activity records). */
+  requestURI?: string;
   user: { username: string };
   objectRef?: { resource?: string; apiGroup?: string; apiVersion?: string; namespace?: string; name?: string; subresource?: string };
   responseStatus?: { code?: number };
@@ -310,3 +312,6 @@ function kubeconfigYaml(server: string, caFile: string, user: { cert?: string; k
     'current-context': 'test',
   });
 }
+
+/** Whether an audited patch was an activity record (its fieldManager), not a resume. */
+export const isActivityRecord = (event: AuditEvent): boolean => (event.requestURI ?? '').includes('fieldManager=sandbox-extproc-activity');
