@@ -63,11 +63,13 @@ export class ControlPlane {
    * another policy file (the scale bench records only resumes: every write of 100k objects would fill
    * this process with lines), or false for none.
    */
-  static async start(options: { auditPolicy?: string | false } = {}): Promise<ControlPlane> {
+  static async start(options: { auditPolicy?: string | false; bindAddress?: string } = {}): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
+    // Loopback, or an address containers reach (a Docker network's gateway on this host).
+    const address = options.bindAddress ?? '127.0.0.1';
     const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
-    const certs = makeCerts(dir);
+    const certs = makeCerts(dir, [address]);
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
     const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
       '--data-dir',
@@ -92,8 +94,8 @@ export class ControlPlane {
       `--tls-private-key-file=${certs.serverKey}`,
       `--client-ca-file=${certs.caCert}`,
       `--secure-port=${apiPort}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       '--service-cluster-ip-range=10.0.0.0/24',
       '--authorization-mode=RBAC',
       '--disable-admission-plugins=ServiceAccount',
@@ -107,7 +109,7 @@ export class ControlPlane {
     ];
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
-    const plane = new ControlPlane(dir, certs, `https://127.0.0.1:${apiPort}`, etcd, apiserver, args);
+    const plane = new ControlPlane(dir, certs, `https://${address}:${apiPort}`, etcd, apiserver, args);
     await plane.#installCrd();
     return plane;
   }
