@@ -17,7 +17,8 @@ export interface CertPaths {
 
 const openssl = (dir: string, ...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 
-function signed(dir: string, name: string, subject: string, extensions: string): void {
+/** Writes <name>.key and <name>.crt in dir, signed by the CA there (ca.crt, ca.key). */
+export function signed(dir: string, name: string, subject: string, extensions: string): void {
   openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
   writeFileSync(join(dir, `${name}.ext`), extensions);
   openssl(

@@ -43,7 +43,8 @@ export class ContainerSandboxes {
   readonly controller: SandboxController;
   readonly #stuck = new Set<string>();
   readonly #sandboxes = new Map<string, ContainerSandbox>();
-  readonly #frozen = new Set<string>();
+  readonly #frozen = new Map<string, number>();
+  readonly #resumeWaiters = new Map<string, (() => void)[]>();
   readonly #network: DockerNetwork;
   readonly #labels: Record<string, string>;
   readonly #admin: KubeConfig;
@@ -61,9 +62,14 @@ export class ContainerSandboxes {
 
   async start(): Promise<void> {
     await this.controller.start();
-    this.#watch = await new Watch(this.#admin).watch(`/apis/${GROUP}/${VERSION}/${PLURAL}`, {}, (type, object: SandboxObject) => {
-      if (type === 'MODIFIED' && object.spec?.paused === false) void this.#thaw(object.metadata.namespace, object.metadata.name);
-    }, () => undefined);
+    this.#watch = await new Watch(this.#admin).watch(
+      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      {},
+      (type, object: SandboxObject) => {
+        if (type === 'MODIFIED' && object.spec?.paused === false) void this.#thaw(object.metadata.namespace, object.metadata.name);
+      },
+      () => undefined,
+    );
   }
 
   stop(): void {
@@ -71,24 +77,50 @@ export class ContainerSandboxes {
     this.controller.stop();
   }
 
-  /** Starts the sandbox's container, then creates its Sandbox (frozen and paused, if asked). */
-  async create(sandbox: Omit<NewSandbox, 'podIP'>): Promise<ContainerSandbox> {
+  /**
+   * Starts the sandbox's container, then creates its Sandbox (frozen and paused, if asked). A paused
+   * sandbox is thawed `thawDelayMs` after its resume patch arrives (a slow resume).
+   */
+  async create(sandbox: Omit<NewSandbox, 'podIP'>, options: { thawDelayMs?: number } = {}): Promise<ContainerSandbox> {
     const key = `${sandbox.namespace}/${sandbox.name}`;
     const labelArgs = Object.entries(this.#labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
     const container = (
       await docker([
-        'run', '-d', '--pull', 'never', '--name', `${this.#labels['sandbox-extproc.test-run']}-sbx-${sandbox.namespace}-${sandbox.name}`,
-        ...labelArgs, '--network', this.#network.name, '--env', `SANDBOX_NAME=${sandbox.name}`,
-        '--read-only', '--user', '65532:65532', '--cap-drop', 'ALL', IMAGE, 'node', '-e', SERVER,
+        'run',
+        '-d',
+        '--pull',
+        'never',
+        '--name',
+        `${this.#labels['sandbox-extproc.test-run']}-sbx-${sandbox.namespace}-${sandbox.name}`,
+        ...labelArgs,
+        '--network',
+        this.#network.name,
+        '--env',
+        `SANDBOX_NAME=${sandbox.name}`,
+        '--read-only',
+        '--user',
+        '65532:65532',
+        '--cap-drop',
+        'ALL',
+        IMAGE,
+        'node',
+        '-e',
+        SERVER,
       ])
     ).trim();
     await waitForContainerLog(container, /sandbox listening/);
     const ip = (await inspect(container)).ip(this.#network.name);
-    const entry = { namespace: sandbox.namespace, name: sandbox.name, id: sandbox.id ?? `${sandbox.namespace}--${sandbox.name}`, container, ip };
+    const entry = {
+      namespace: sandbox.namespace,
+      name: sandbox.name,
+      id: sandbox.id ?? `${sandbox.namespace}--${sandbox.name}`,
+      container,
+      ip,
+    };
     this.#sandboxes.set(key, entry);
     if (sandbox.paused) {
       await docker(['pause', container]);
-      this.#frozen.add(key);
+      this.#frozen.set(key, options.thawDelayMs ?? 0);
       this.#stuck.add(sandbox.name);
     }
     await this.controller.create({ ...sandbox, podIP: ip });
@@ -101,11 +133,23 @@ export class ContainerSandboxes {
     return (await inspect(entry.container)).paused;
   }
 
+  /** Resolves when the resume patch for this sandbox has arrived (spec.paused=false seen). */
+  resumeRequested(namespace: string, name: string): Promise<void> {
+    const key = `${namespace}/${name}`;
+    if (!this.#frozen.has(key)) return Promise.resolve();
+    return new Promise((resolve) => this.#resumeWaiters.set(key, [...(this.#resumeWaiters.get(key) ?? []), resolve]));
+  }
+
   /** The resume patch arrived: thaw the container, then let the controller report it Running. */
   async #thaw(namespace: string, name: string): Promise<void> {
     const key = `${namespace}/${name}`;
     const entry = this.#sandboxes.get(key);
-    if (entry === undefined || !this.#frozen.delete(key)) return;
+    const delayMs = this.#frozen.get(key);
+    if (entry === undefined || delayMs === undefined) return;
+    this.#frozen.delete(key);
+    for (const resolve of this.#resumeWaiters.get(key) ?? []) resolve();
+    this.#resumeWaiters.delete(key);
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
     await docker(['unpause', entry.container]);
     this.thawed.push(key);
     this.controller.release(namespace, name);

@@ -179,7 +179,10 @@ export function waitForContainerLog(id: string, pattern: RegExp, timeoutMs = 30_
       fn();
     };
     const timer = setTimeout(
-      () => finish(() => reject(new Error(`container ${id}: no log line matching ${pattern} within ${timeoutMs} ms:\n${seen.slice(-20).join('\n')}`))),
+      () =>
+        finish(() =>
+          reject(new Error(`container ${id}: no log line matching ${pattern} within ${timeoutMs} ms:\n${seen.slice(-20).join('\n')}`)),
+        ),
       timeoutMs,
     );
     for (const stream of [follower.stdout, follower.stderr]) {
@@ -188,7 +191,9 @@ export function waitForContainerLog(id: string, pattern: RegExp, timeoutMs = 30_
         if (pattern.test(line)) finish(() => resolve(line));
       });
     }
-    follower.once('exit', () => finish(() => reject(new Error(`container ${id} ended before logging ${pattern}:\n${seen.slice(-20).join('\n')}`))));
+    follower.once('exit', () =>
+      finish(() => reject(new Error(`container ${id} ended before logging ${pattern}:\n${seen.slice(-20).join('\n')}`))),
+    );
   });
 }
 

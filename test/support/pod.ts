@@ -93,8 +93,22 @@ export class Pod {
     const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
     const aliasArgs = [this.name, ...aliases].flatMap((a) => ['--network-alias', a]);
     this.#holder = (
-      await docker(['run', '-d', '--name', `${this.name}-pod`, ...labelArgs, '--network', network.name, ...aliasArgs,
-        '--pull', 'never', '--entrypoint', 'sleep', HOLDER_IMAGE, 'infinity'])
+      await docker([
+        'run',
+        '-d',
+        '--name',
+        `${this.name}-pod`,
+        ...labelArgs,
+        '--network',
+        network.name,
+        ...aliasArgs,
+        '--pull',
+        'never',
+        '--entrypoint',
+        'sleep',
+        HOLDER_IMAGE,
+        'infinity',
+      ])
     ).trim();
     this.ip = (await inspect(this.#holder)).ip(network.name);
     const volumes = await this.#volumes();
@@ -154,7 +168,9 @@ export class Pod {
       const field = variable.valueFrom?.fieldRef?.fieldPath;
       if (variable.valueFrom !== undefined && field === undefined) throw new Error(`pod: env ${variable.name}: only fieldRef is supported`);
       env[variable.name] =
-        field === undefined ? (variable.value ?? '') : ({ 'metadata.name': this.name, 'metadata.namespace': this.#options.namespace, 'status.podIP': this.ip }[field] ?? '');
+        field === undefined
+          ? (variable.value ?? '')
+          : ({ 'metadata.name': this.name, 'metadata.namespace': this.#options.namespace, 'status.podIP': this.ip }[field] ?? '');
     }
     return env;
   }
@@ -181,6 +197,16 @@ export class Pod {
       if (fsGroup !== undefined) chownSync(path, 0, fsGroup);
       paths.set(volume.name, path);
     }
+    // A mount inside another volume's mount (/etc/envoy/tls in /etc/envoy) needs its mount point there,
+    // which the kubelet makes and a read-only bind mount cannot.
+    for (const container of this.#ordered) {
+      const mounts = container.volumeMounts ?? [];
+      for (const inner of mounts) {
+        const outer = mounts.find((m) => m !== inner && inner.mountPath.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
+        if (outer !== undefined)
+          mkdirSync(join(paths.get(outer.name) as string, inner.mountPath.slice(outer.mountPath.length)), { recursive: true });
+      }
+    }
     return paths;
   }
 
@@ -188,7 +214,13 @@ export class Pod {
   async #volumeFiles(volume: V1Volume): Promise<Map<string, { content: string; mode: number }> | undefined> {
     if (volume.emptyDir !== undefined) return undefined;
     const files = new Map<string, { content: string; mode: number }>();
-    const fromData = (kind: string, name: string, data: Record<string, string> | undefined, items: { key: string; path: string }[] | undefined, mode: number) => {
+    const fromData = (
+      kind: string,
+      name: string,
+      data: Record<string, string> | undefined,
+      items: { key: string; path: string }[] | undefined,
+      mode: number,
+    ) => {
       if (data === undefined) throw new Error(`pod ${this.name}: volume ${volume.name} needs ${kind} ${name}, which was not given`);
       for (const { key, path } of items ?? Object.keys(data).map((k) => ({ key: k, path: k }))) {
         if (data[key] === undefined) throw new Error(`pod ${this.name}: ${kind} ${name} has no key ${key}`);
@@ -259,10 +291,20 @@ export class Pod {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
-        reject(new Error(`pod ${this.name}/${container}: no log line matching ${pattern} within ${timeoutMs} ms; last lines:\n${this.logs(container).slice(-20).join('\n')}`));
+        reject(
+          new Error(
+            `pod ${this.name}/${container}: no log line matching ${pattern} within ${timeoutMs} ms; last lines:\n${this.logs(container).slice(-20).join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       this.#waiters.add(waiter);
     });
+  }
+
+  /** GET on a port only the pod itself reaches (Envoy's admin on 127.0.0.1), from inside its network namespace. */
+  async localGet(port: number, path: string): Promise<string> {
+    const script = `fetch('http://127.0.0.1:${port}${path}').then(async (r) => process.stdout.write(await r.text()))`;
+    return docker(['exec', this.#holder as string, 'node', '-e', script]);
   }
 
   containerId(name: string): string {

@@ -63,14 +63,24 @@ describe.skipIf(skip !== '')('the image', () => {
   });
 
   it('holds only what runs: node and its libraries, the bundle, proto/ and grpc-health-check; no shell, npm or node_modules tree', async () => {
-    const id = (await docker(['create', '--pull', 'never', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), image])).trim();
+    const id = (
+      await docker(['create', '--pull', 'never', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), image])
+    ).trim();
     const files = await exportedFiles(id);
     await docker(['rm', id]);
     expect(files).toContain('usr/local/bin/node');
     expect(files).toContain('app/dist/sandbox-extproc.mjs');
     expect(files.some((f) => f.startsWith('app/proto/'))).toBe(true);
     expect(files).toContain('app/node_modules/grpc-health-check/build/src/health.js');
-    for (const absent of ['bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/apt-get', 'usr/local/bin/npm', 'usr/local/bin/npx', 'usr/local/bin/corepack']) {
+    for (const absent of [
+      'bin/sh',
+      'usr/bin/sh',
+      'bin/bash',
+      'usr/bin/apt-get',
+      'usr/local/bin/npm',
+      'usr/local/bin/npx',
+      'usr/local/bin/corepack',
+    ]) {
       expect(files, absent).not.toContain(absent);
     }
     const packages = new Set(files.filter((f) => f.startsWith('app/node_modules/')).map((f) => f.split('/')[2]));
