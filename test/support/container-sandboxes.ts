@@ -72,9 +72,12 @@ export class ContainerSandboxes {
     );
   }
 
-  stop(): void {
+  /** Stops the controller and removes the sandboxes' containers. */
+  async stop(): Promise<void> {
     this.#watch?.abort();
     this.controller.stop();
+    const ids = [...this.#sandboxes.values()].map((s) => s.container);
+    if (ids.length > 0) await docker(['rm', '-f', ...ids]).catch(() => undefined);
   }
 
   /**
@@ -91,7 +94,7 @@ export class ContainerSandboxes {
         '--pull',
         'never',
         '--name',
-        `${this.#labels['sandbox-extproc.test-run']}-sbx-${sandbox.namespace}-${sandbox.name}`,
+        `${this.#network.name}-sbx-${sandbox.namespace}-${sandbox.name}`,
         ...labelArgs,
         '--network',
         this.#network.name,

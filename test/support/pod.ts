@@ -316,7 +316,12 @@ export class Pod {
   async #ready(spec: V1Container): Promise<void> {
     const pattern = this.#options.ready[spec.name];
     if (pattern === undefined) throw new Error(`pod ${this.name}: no readiness line given for ${spec.name}`);
-    await this.waitForLog(spec.name, pattern, this.#options.timeoutMs ?? 60_000);
+    const id = this.containerId(spec.name);
+    const exited = waitForExit(id).then((code) => {
+      throw new Error(`pod ${this.name}/${spec.name} exited (${code}) before it was up:\n${this.logs(spec.name).slice(-20).join('\n')}`);
+    });
+    await Promise.race([this.waitForLog(spec.name, pattern, this.#options.timeoutMs ?? 60_000), exited]);
+    exited.catch(() => undefined);
     const probe = spec.readinessProbe;
     if (probe?.httpGet) {
       const port = this.#port(spec, probe.httpGet.port);

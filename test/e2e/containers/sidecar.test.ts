@@ -21,7 +21,6 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
   let plane: ControlPlane;
   let install: ChartInstall;
   let sandboxes: ContainerSandboxes;
-  let alpha: ContainerSandbox;
   let beta: ContainerSandbox;
   const pods: Pod[] = [];
   let edge: string;
@@ -36,7 +35,7 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     await applyInstall(plane, install);
     sandboxes = new ContainerSandboxes(plane.admin, network, labels);
     await sandboxes.start();
-    alpha = await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
+    await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
     beta = await sandboxes.create({ namespace: 'team-b', name: 'beta' });
     for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) {
       pods.push(await startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-edge-${i}`, network, labels }));
@@ -45,7 +44,7 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
   });
 
   afterAll(async () => {
-    sandboxes?.stop();
+    await sandboxes?.stop();
     for (const pod of pods) await pod.remove();
     await plane?.stop();
     if (network) await docker(['network', 'rm', network.name]).catch(() => undefined);

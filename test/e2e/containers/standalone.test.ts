@@ -85,7 +85,7 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
   afterAll(async () => {
     if (process.env['DEBUG_ENVOY_LOG'])
       (await import('node:fs')).writeFileSync(process.env['DEBUG_ENVOY_LOG'], envoy.logs('envoy').join('\n'));
-    sandboxes?.stop();
+    await sandboxes?.stop();
     for (const pod of [...replicas, ...(envoy ? [envoy] : [])]) await pod.remove();
     await plane?.stop();
     if (network) await docker(['network', 'rm', network.name]).catch(() => undefined);
