@@ -1,8 +1,7 @@
 # sandbox-extproc: built with the dev toolchain; the runtime image holds only what runs: the Node
-# binary and the C libraries it links, the bundle, proto/, and grpc-health-check (bundled in place: it
-# reads its .proto beside itself). No shell, no npm, no package manager, no node_modules tree. Runs as
-# 65532 and writes nothing, so a read-only root filesystem is fine; SIGTERM drains in-flight streams
-# (see --shutdown-grace).
+# binary and the C libraries it links, the bundle (self-contained) and proto/. No shell, no npm, no
+# package manager, no node_modules. Runs as 65532 and writes nothing, so a read-only root filesystem is
+# fine; SIGTERM drains in-flight streams (see --shutdown-grace).
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -16,18 +15,14 @@ RUN npm run build
 # The runtime tree: node and the shared libraries `ldd` says it needs (whatever the architecture), the
 # app, a /tmp, and passwd/group entries for 65532 ("nonroot", as distroless images name it).
 RUN set -eu; r=/runtime; \
-    mkdir -p $r/usr/local/bin $r/app/node_modules/grpc-health-check/build/src $r/etc $r/tmp; \
+    mkdir -p $r/usr/local/bin $r/app $r/etc $r/tmp; \
     chmod 1777 $r/tmp; \
     cp /usr/local/bin/node $r/usr/local/bin/; \
     for lib in $(ldd /usr/local/bin/node | grep -o '/[^ ]*'); do cp -L --parents "$lib" $r/; done; \
     cp /etc/nsswitch.conf $r/etc/; \
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $r/etc/passwd; \
     printf 'root:x:0:\nnonroot:x:65532:\n' > $r/etc/group; \
-    cp -r dist proto $r/app/; \
-    h=node_modules/grpc-health-check; \
-    npx --no-install esbuild $h/build/src/health.js --bundle --platform=node --target=node22 --log-level=warning \
-      --outfile=$r/app/$h/build/src/health.js; \
-    cp -r $h/package.json $h/proto $r/app/$h/
+    cp -r dist proto $r/app/
 
 FROM scratch
 COPY --from=build /runtime /

@@ -14,11 +14,13 @@ case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) script
 # this command is stopped after it; one that was running is left alone.
 stop_engine=''
 case "$command" in
-  test | test:containers)
+  test | test:containers | test:e2e)
     docker version >/dev/null 2>&1 || stop_engine=yes
     scripts/provision.sh docker images
     ;;
 esac
+# The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
+case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

@@ -90,11 +90,15 @@ provision_helm() {
   go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
-# kind is only needed by the e2e suite, which runs where a Docker engine is available.
+# kind is only needed by the e2e suite, which runs where a Docker engine is available; so is its node
+# image, built offline from the control plane's wrapper module (scripts/kind-node-image.sh).
 provision_kind() {
-  [ -x "$kind_dir/bin/kind" ] && return 0
-  log "kind $KIND_VERSION (go install)"
-  go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
+  if [ ! -x "$kind_dir/bin/kind" ]; then
+    log "kind $KIND_VERSION (go install)"
+    go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
+  fi
+  provision_controlplane
+  KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
 }
 
 # Load generators for `npm run bench`: ghz (gRPC) and hey (HTTP, rate-limited workers), real tools
@@ -203,6 +207,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
+  echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
