@@ -39,17 +39,21 @@ export async function docker(args: readonly string[], options: { env?: NodeJS.Pr
 }
 
 /**
- * Why no engine can be used here, in one line, or undefined when one answers. Only "no engine" is a
- * reason to skip: with an engine, any later failure (a pull refused, a build error) fails the suite.
+ * Why no engine can be used here, in one line, or undefined when one answers (asked through the docker
+ * CLI, which honours DOCKER_HOST and contexts, then through testcontainers, which must find the same
+ * engine). Only "no engine" is a reason to skip: with an engine, any later failure (a pull refused, a
+ * build error) fails the suite.
  */
 export async function whyNoEngine(): Promise<string | undefined> {
   try {
-    await getContainerRuntimeClient();
-    return undefined;
+    await run('docker', ['version', '--format', '{{.Server.Version}}']);
   } catch (error) {
-    const first = (error as Error).message.split('\n')[0];
-    return `no Docker engine answers (${first}); as root, scripts/provision.sh docker starts one`;
+    const e = error as { code?: string; stderr?: string; message: string };
+    const why = e.code === 'ENOENT' ? 'no docker command' : ((e.stderr ?? '').trim().split('\n').pop() ?? e.message);
+    return `no Docker engine answers (${why}); as root, scripts/provision.sh docker starts one`;
   }
+  await getContainerRuntimeClient();
+  return undefined;
 }
 
 /** Builds the project's Dockerfile (the classic builder: BuildKit would look for a registry). */

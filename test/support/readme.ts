@@ -60,6 +60,17 @@ export function helmInstallCommands(): string[][] {
     .map((words) => words.slice(1));
 }
 
+/** The README's `docker build` command that makes the image, as arguments after `docker`. */
+export function dockerBuildCommand(): string[] {
+  const command = helmSection()
+    .filter((b) => b.lang === 'sh')
+    .flatMap((b) => b.text.split('\n'))
+    .map((line) => shellWords(line))
+    .find((words) => words[0] === 'docker' && words[1] === 'build');
+  if (command === undefined) throw new Error('README: no `docker build` command in "Install with Helm"');
+  return command.slice(1);
+}
+
 /** The YAML snippets of the section, parsed, in order. */
 export function yamlSnippets(): { intro: string; value: Record<string, unknown> }[] {
   return helmSection()

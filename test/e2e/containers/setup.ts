@@ -1,11 +1,12 @@
 // Global setup of the container suites: probe the Docker engine once (no engine: every file skips, and
 // this one line says why), sweep what a killed earlier run left, check the base images are there
-// (scripts/provision.sh images), and build the project's image from its Dockerfile. The teardown
+// (scripts/provision.sh images), and build the project's image with the README's `docker build`. The teardown
 // removes every container and network of this run, whatever the tests did.
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
-import { buildImage, imageExists, removeLabelled, RUN_LABEL, staleRuns, whyNoEngine } from '../../support/docker.ts';
+import { docker, imageExists, removeLabelled, RUN_LABEL, staleRuns, whyNoEngine } from '../../support/docker.ts';
+import { dockerBuildCommand } from '../../support/readme.ts';
 import { REPO_ROOT } from '../../support/tools.ts';
 
 declare module 'vitest' {
@@ -45,9 +46,17 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   const registry = `sbx-${createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 8)}`;
   const appVersion = /^appVersion: '?([^'\n]+)'?$/m.exec(readFileSync(`${REPO_ROOT}charts/sandbox-extproc/Chart.yaml`, 'utf8'))?.[1];
   const image = `${registry}/sandbox-extproc:${appVersion}`;
+  // The README's own `docker build`, its <your-registry> placeholder standing for this checkout's.
+  const build = dockerBuildCommand().map((word) => word.replaceAll('<your-registry>', registry));
+  const tag = build[build.indexOf('--tag') + 1];
+  if (tag !== image) throw new Error(`README: docker build tags ${tag}, but the chart's appVersion makes ${image}`);
   const started = Date.now();
-  await buildImage(REPO_ROOT, image);
-  console.log(`container suites: built ${image} from the Dockerfile in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await docker([...build.slice(0, -1), '--quiet', build.at(-1) === '.' ? REPO_ROOT : (build.at(-1) as string)], {
+    env: { ...process.env, DOCKER_BUILDKIT: '0' },
+  });
+  console.log(
+    `container suites: built ${image} from the Dockerfile in ${((Date.now() - started) / 1000).toFixed(1)} s (docker ${build.join(' ')})`,
+  );
   project.provide('image', image);
   project.provide('registry', registry);
   return async () => {
