@@ -5,6 +5,7 @@
 // `docker pause` (the cgroup freezer), and thawed with `docker unpause` when the resume patch arrives,
 // before the controller reports it Running.
 import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Backoff, delay } from '../../src/routes/backoff.ts';
 import { docker, inspect, waitForContainerLog, type DockerNetwork } from './docker.ts';
 import { GROUP, PLURAL, SandboxController, VERSION, type NewSandbox, type SandboxObject } from './sandbox-controller.ts';
 
@@ -49,6 +50,7 @@ export class ContainerSandboxes {
   readonly #labels: Record<string, string>;
   readonly #admin: KubeConfig;
   #watch: AbortController | undefined;
+  readonly #stop = new AbortController();
   /** Unpauses done on resume patches, in order. */
   readonly thawed: string[] = [];
 
@@ -60,20 +62,37 @@ export class ContainerSandboxes {
     this.controller = new SandboxController(admin, { stuck: this.#stuck, resumeDelayMs: 0 });
   }
 
+  /**
+   * Starts the controller, and a watch for resume patches that re-watches after any end (the API server
+   * answers 429 while a new CRD's watch cache initialises, and ends watches now and then), from the
+   * last version seen.
+   */
   async start(): Promise<void> {
     await this.controller.start();
-    this.#watch = await new Watch(this.#admin).watch(
-      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      {},
-      (type, object: SandboxObject) => {
-        if (type === 'MODIFIED' && object.spec?.paused === false) void this.#thaw(object.metadata.namespace, object.metadata.name);
-      },
-      () => undefined,
-    );
+    const backoff = new Backoff(50, 1000);
+    let resourceVersion: string | undefined;
+    const run = async (): Promise<void> => {
+      if (this.#stop.signal.aborted) return;
+      this.#watch = await new Watch(this.#admin).watch(
+        `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        resourceVersion === undefined ? {} : { resourceVersion },
+        (type, object: SandboxObject & { code?: number }) => {
+          backoff.reset();
+          if (type === 'ERROR') resourceVersion = object.code === 410 ? undefined : resourceVersion;
+          else resourceVersion = object.metadata.resourceVersion ?? resourceVersion;
+          if ((type === 'ADDED' || type === 'MODIFIED') && object.spec?.paused === false) {
+            void this.#thaw(object.metadata.namespace, object.metadata.name);
+          }
+        },
+        () => void delay(backoff.next(), this.#stop.signal).then(run),
+      );
+    };
+    await run();
   }
 
   /** Stops the controller and removes the sandboxes' containers. */
   async stop(): Promise<void> {
+    this.#stop.abort();
     this.#watch?.abort();
     this.controller.stop();
     const ids = [...this.#sandboxes.values()].map((s) => s.container);
