@@ -3,6 +3,7 @@
 // thresholds that fail the run, figures read from the service's own /metrics. At the largest tier a
 // fresh service process also measures initial sync, memory and how fast it applies status updates.
 // Lookup cost (identify + decide + prepared answer) at 1k versus 100k routes is measured in-process.
+// The scenarios run once per Sandbox family (families.ts), each on its own control plane and service.
 import { performance } from 'node:perf_hooks';
 import { Watch } from '@kubernetes/client-node';
 import { decide } from '../../src/core/decide.ts';
@@ -15,14 +16,13 @@ import { ControlPlane } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { makeRoute } from '../support/routes.ts';
 import { REPO_ROOT } from '../support/tools.ts';
-import { GROUP, pausedStatus, runningStatus, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
 import { BulkWriter, pool } from './bulk-writer.ts';
+import { FAMILIES, type BenchFamily } from './families.ts';
 import { percentile, type Report } from './report.ts';
 
 /** Concurrent writes in flight: enough to saturate the API server, which runs out of CPU first. */
 const WRITERS = 200;
-const ID_LABEL = 'agents.kruise.io/sandbox-id';
 const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 
 /** Reads the service's Prometheus metrics. */
@@ -75,23 +75,27 @@ interface Tiers {
 }
 
 export async function measureScale(report: Report, largest: number, quick: boolean): Promise<void> {
+  for (const family of FAMILIES) await measureScaleOf(family, report, largest, quick);
+}
+
+async function measureScaleOf(family: BenchFamily, report: Report, largest: number, quick: boolean): Promise<void> {
   const sizes = [...new Set(quick ? [largest] : [1_000, 10_000, largest])].filter((n) => n <= largest).sort((a, b) => a - b);
   const tiers: Tiers = { sizes, updates: quick ? 2_000 : 10_000, convergeMs: quick ? 5_000 : 2_000, quick };
   const plane = await ControlPlane.start({ auditPolicy: `${REPO_ROOT}test/fixtures/audit-policy-resumes.yaml` });
-  const writer = new BulkWriter(plane);
+  const writer = new BulkWriter(plane, family);
   const namespaces = sizes.map((n) => `tier-${n}`);
   try {
-    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', namespaces);
-    const serviceArgs = ['--kubeconfig', kubeconfig, '--namespaces', namespaces.join(','), '--max-waiters', '20000'];
+    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', namespaces, [family.name]);
+    const serviceArgs = ['--kubeconfig', kubeconfig, '--namespaces', namespaces.join(','), '--max-waiters', '20000', ...family.serviceArgs];
     const service = await startServiceProcess(serviceArgs);
     try {
       await service.process.waitForLine(/routes synced from Kubernetes/, 60_000);
       const metrics = new ServiceMetrics(service);
       for (const size of sizes) {
-        await scenario(report, { plane, writer, service, metrics, size, tiers, largest: size === sizes.at(-1), serviceArgs });
+        await scenario(report, { family, plane, writer, service, metrics, size, tiers, largest: size === sizes.at(-1), serviceArgs });
       }
       report.info(
-        'service RSS after every tier was deleted',
+        `${family.label}service RSS after every tier was deleted`,
         (await metrics.refresh()).value('sandbox_extproc_process_resident_memory_bytes') / 1e6,
         'MB',
       );
@@ -105,6 +109,7 @@ export async function measureScale(report: Report, largest: number, quick: boole
 }
 
 interface ScenarioContext {
+  readonly family: BenchFamily;
   readonly plane: ControlPlane;
   readonly writer: BulkWriter;
   readonly service: ServiceProcess;
@@ -117,22 +122,17 @@ interface ScenarioContext {
 
 /** create -> (largest tier: fresh-process sync, memory, update rate) -> pause -> wake -> delete. */
 async function scenario(report: Report, c: ScenarioContext): Promise<void> {
-  const { writer, metrics, size, tiers } = c;
+  const { family, writer, metrics, size, tiers } = c;
   const ns = `tier-${size}`;
-  const tag = `${size.toLocaleString('en-US')} sandboxes`;
+  const tag = `${family.label}${size.toLocaleString('en-US')} sandboxes`;
   const converged = (phase: string, lag: number) =>
     report.atMost(`${tag}: ${phase}, last write -> service table matches`, lag, 'ms', tiers.convergeMs);
 
   // Create: running sandboxes, opted in to wake on traffic.
   let t = performance.now();
   await pool(size, WRITERS, async (i) => {
-    await writer.create(ns, {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: 'Sandbox',
-      metadata: { name: `s${i}`, labels: { [ID_LABEL]: `${ns}-${i}` }, annotations: { 'agents.kruise.io/wake-on-traffic': 'true' } },
-      spec: { paused: false },
-    });
-    await writer.patch(ns, `s${i}`, { status: runningStatus(ip(i)) }, 'status');
+    await writer.create(ns, family.object(ns, `s${i}`, `${ns}-${i}`));
+    await writer.patch(ns, `s${i}`, { status: family.runningStatus(ip(i)) }, 'status');
   });
   let written = performance.now();
   report.info(`${tag}: create rate (API server bound: create + status write)`, size / ((written - t) / 1000), 'objects/s');
@@ -142,11 +142,11 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
 
   if (c.largest) await freshProcess(report, c, tag);
 
-  // Pause: what OpenKruise does for a pause (spec first, then the Paused status), for a batch.
+  // Pause: what the family's controller does for a pause (spec first, then the paused status), for a batch.
   const paused = Math.min(size, 1_000);
   await pool(paused, WRITERS, async (i) => {
-    await writer.patch(ns, `s${i}`, { spec: { paused: true } });
-    await writer.patch(ns, `s${i}`, { status: pausedStatus() }, 'status');
+    await writer.patch(ns, `s${i}`, { spec: family.pauseSpec() });
+    await writer.patch(ns, `s${i}`, { status: family.pausedStatus() }, 'status');
   });
   written = performance.now();
   converged(`pause ${paused}`, await metrics.convergence((m) => m.routes('paused') === paused, written, 60_000));
@@ -157,13 +157,13 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
   const before = (await metrics.refresh()).value('sandbox_extproc_wakes_total', 'outcome="woken"');
   const resumed = new Set<string>();
   const controller = await new Watch(c.plane.admin).watch(
-    BulkWriter.path(ns),
+    writer.path(ns),
     { resourceVersion: await listVersion(writer, ns) },
-    (type, object: SandboxObject) => {
+    (type, object: Record<string, unknown> & { metadata: { name: string } }) => {
       const name = object.metadata.name;
-      if (type !== 'MODIFIED' || object.spec?.paused !== false || object.status?.phase !== 'Paused') return;
+      if (type !== 'MODIFIED' || !family.resumeAsked(object)) return;
       resumed.add(name);
-      void writer.patch(ns, name, { status: runningStatus(ip(Number(name.slice(1)))) }, 'status').catch(() => undefined);
+      void writer.patch(ns, name, { status: family.runningStatus(ip(Number(name.slice(1)))) }, 'status').catch(() => undefined);
     },
     () => undefined,
   );
@@ -173,8 +173,9 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
     const answers = await Promise.all(
       Array.from({ length: wakes }, async (_, i) => {
         const sent = performance.now();
+        const headers = Object.entries(family.headers(ns, `s${i}`, `${ns}-${i}`)).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
         const result = await client.exchange(
-          [{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(`${ns}-${i}`) }] } } }],
+          [{ request_headers: { headers: { headers } } }],
           // The wake path answers twice: a longer message timeout for Envoy, then the forward.
           { closeAfter: 2 },
         );
@@ -222,7 +223,7 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
  * service reads them. The running service, meanwhile, shows the lag behind live writes.
  */
 async function freshProcess(report: Report, c: ScenarioContext, tag: string): Promise<void> {
-  const { writer, size, tiers } = c;
+  const { family, writer, size, tiers } = c;
   const ns = `tier-${size}`;
   const started = performance.now();
   const fresh = await startServiceProcess(c.serviceArgs);
@@ -241,20 +242,29 @@ async function freshProcess(report: Report, c: ScenarioContext, tag: string): Pr
     fresh.process.child.kill('SIGSTOP');
     const burst = performance.now();
     try {
-      await pool(tiers.updates, WRITERS, (i) => writer.patch(ns, `s${i % size}`, { status: { podInfo: { podIP: ip(i + 7) } } }, 'status'));
+      await pool(tiers.updates, WRITERS, (i) => writer.patch(ns, `s${i % size}`, { status: family.podIPStatus(ip(i + 7)) }, 'status'));
     } finally {
       fresh.process.child.kill('SIGCONT');
     }
     const resumed = performance.now();
-    report.info('status updates written per second (API server bound)', tiers.updates / ((resumed - burst) / 1000), 'updates/s');
+    report.info(
+      `${family.label}status updates written per second (API server bound)`,
+      tiers.updates / ((resumed - burst) / 1000),
+      'updates/s',
+    );
     const [live, drain] = await Promise.all([
       c.metrics.convergence((m) => changes(m) - liveBase >= tiers.updates, resumed, 30_000),
       freshMetrics.convergence((m) => changes(m) - freshBase >= tiers.updates, resumed, 60_000),
     ]);
-    report.atMost('live status updates: last write -> all applied by the service', live, 'ms', 1_000);
-    report.equals('backlog of status updates applied after the pause', changes(freshMetrics) - freshBase, 'updates', tiers.updates);
+    report.atMost(`${family.label}live status updates: last write -> all applied by the service`, live, 'ms', 1_000);
+    report.equals(
+      `${family.label}backlog of status updates applied after the pause`,
+      changes(freshMetrics) - freshBase,
+      'updates',
+      tiers.updates,
+    );
     report.atLeast(
-      'status updates applied per second (backlog from the real watch)',
+      `${family.label}status updates applied per second (backlog from the real watch)`,
       tiers.updates / (drain / 1000),
       'updates/s',
       tiers.quick ? 2_000 : 5_000,
@@ -266,39 +276,50 @@ async function freshProcess(report: Report, c: ScenarioContext, tag: string): Pr
 
 /** The namespace's current list resourceVersion: a watch from it sees only what happens next. */
 async function listVersion(writer: BulkWriter, ns: string): Promise<string> {
-  const list = JSON.parse(await writer.request('GET', `${BulkWriter.path(ns)}?limit=1`, undefined, 200)) as {
+  const list = JSON.parse(await writer.request('GET', `${writer.path(ns)}?limit=1`, undefined, 200)) as {
     metadata: { resourceVersion: string };
   };
   return list.metadata.resourceVersion;
 }
 
-/** ns per request for identify + decide + prepared answer, at a given table size. */
-function lookupCost(routes: number): number {
+/**
+ * ns per request for identify + decide + prepared answer, at a given table size, for requests named by
+ * E2B's headers (OpenKruise) or agent-sandbox's (x-sandbox-id and x-sandbox-namespace).
+ */
+function lookupCost(routes: number, family: BenchFamily = FAMILIES[0] as BenchFamily): number {
+  const agent = family.name === 'agent-sandbox';
   const registry = new RouteRegistry();
   for (let i = 0; i < routes; i += 1)
-    registry.upsert(makeRoute({ id: `sbx-${i}`, uid: `u${i}`, podIP: `10.0.${(i >> 8) & 255}.${i & 255}` }));
+    registry.upsert(makeRoute({ id: agent ? `ns/sbx-${i}` : `sbx-${i}`, uid: `u${i}`, podIP: `10.0.${(i >> 8) & 255}.${i & 255}` }));
   registry.markReady();
   const answers = new Answers({
     metadataNamespace: 'envoy.lb.original_dst',
     metadataKey: 'host',
     strippedHeaders: ['x-envoy-original-dst-host'],
   });
-  const names = { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port' };
+  const names = { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port', agentSandbox: agent };
   const requests = Array.from({ length: 4096 }, (_, i) => [
     { key: ':authority', raw_value: Buffer.from('edge.example.com') },
-    { key: 'e2b-sandbox-id', raw_value: Buffer.from(`sbx-${((i % 1000) * Math.floor(routes / 1000)) % routes}`) },
+    ...Object.entries(
+      family.headers(
+        'ns',
+        `sbx-${((i % 1000) * Math.floor(routes / 1000)) % routes}`,
+        `sbx-${((i % 1000) * Math.floor(routes / 1000)) % routes}`,
+      ),
+    ).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })),
     { key: 'x-request-id', raw_value: Buffer.from('0f2a6c1e-5b9d-4c7e-9a51-3d2b8e4f6a70') },
   ]);
+  const identifyOptions = {
+    domains: [],
+    defaultPort: 49983,
+    conventions: [agent ? ('agent-sandbox' as const) : ('e2b' as const)],
+    agentSandbox: { defaultNamespace: 'ns', defaultPort: 8888, namespaces: [] },
+  };
   const options = { wakeEnabled: true, unnamed: 'reject' as const };
   const run = (n: number) => {
     for (let i = 0; i < n; i += 1) {
       const facts = readFacts(requests[i & 4095], names);
-      const d = decide(
-        identify(facts, { domains: [], defaultPort: 49983 }),
-        registry,
-        { now: Date.now(), accessToken: facts.accessToken },
-        options,
-      );
+      const d = decide(identify(facts, identifyOptions), registry, { now: Date.now(), accessToken: facts.accessToken }, options);
       if (d.kind === 'forward') answers.forward(d.route, d.port);
     }
   };
@@ -310,9 +331,11 @@ function lookupCost(routes: number): number {
 }
 
 export function measureLookup(report: Report, quick: boolean): void {
-  const small = lookupCost(1_000);
-  const large = lookupCost(100_000);
-  report.info('decision cost per request, 1k routes', small, 'ns');
-  report.info('decision cost per request, 100k routes', large, 'ns');
-  report.atMost('decision cost 100k / 1k routes (flat lookup)', large / small, 'ratio', quick ? 3 : 1.5);
+  for (const family of FAMILIES) {
+    const small = lookupCost(1_000, family);
+    const large = lookupCost(100_000, family);
+    report.info(`${family.label}decision cost per request, 1k routes`, small, 'ns');
+    report.info(`${family.label}decision cost per request, 100k routes`, large, 'ns');
+    report.atMost(`${family.label}decision cost 100k / 1k routes (flat lookup)`, large / small, 'ratio', quick ? 3 : 1.5);
+  }
 }
