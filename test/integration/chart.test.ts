@@ -218,6 +218,11 @@ describe('on the real API server', () => {
     await plane.ensureNamespace('tenants');
     const api = KubernetesObjectApi.makeApiClient(plane.admin);
     for (const object of renderChart('edge', 'sandbox-system', { 'watchNamespaces[0]': 'tenants' })) await api.create(object as never);
+    await plane.ensureNamespace('as-system');
+    await plane.ensureNamespace('as-tenants');
+    for (const object of renderChart('as', 'as-system', { 'watchNamespaces[0]': 'as-tenants', 'config.sandboxKind': 'agent-sandbox' })) {
+      await api.create(object as never);
+    }
     await plane.stopApiserver();
     await plane.startApiserver();
   });
@@ -307,5 +312,41 @@ describe('on the real API server', () => {
       await service.stop();
       controller.stop();
     }
+  });
+
+  it('agent-sandbox: the admission policy lets the ServiceAccount resume and record activity, nothing else', async () => {
+    const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: 'as-tenants' };
+    await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      ...target,
+      body: {
+        apiVersion: 'agents.x-k8s.io/v1beta1',
+        kind: 'Sandbox',
+        metadata: { name: 'box', annotations: { owner: 'team' } },
+        spec: { operatingMode: 'Suspended', podTemplate: { spec: { containers: [{ name: 'c', image: 'c' }] } } },
+      },
+    });
+    const identity = new KubeConfig();
+    identity.loadFromFile(await plane.kubeconfigFor('as-system', 'as-sandbox-extproc'));
+    const custom = identity.makeApiClient(CustomObjectsApi);
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    const patch = (body: object) => custom.patchNamespacedCustomObject({ ...target, name: 'box', body }, merge);
+    const refused = async (body: object, message: RegExp) => {
+      const error = (await patch(body).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as { code?: number; body?: string } | undefined;
+      expect(error, JSON.stringify(body)).toMatchObject({ code: 403 });
+      expect(error?.body).toMatch(message);
+    };
+    // What the service writes: the resume, and the activity record.
+    await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
+    await expect(
+      patch({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }),
+    ).resolves.toBeDefined();
+    // Nothing else.
+    await refused({ spec: { operatingMode: 'Suspended' } }, /never suspend one/);
+    await refused({ spec: { shutdownPolicy: 'Delete' } }, /only spec\.operatingMode and spec\.replicas/);
+    await refused({ metadata: { annotations: { owner: 'me' } } }, /only the annotation sandbox-extproc\.io\/last-activity/);
+    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /no label/);
   });
 });
