@@ -80,7 +80,9 @@ export class ControlPlane {
    * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox). `bindAddress`: where
    * kube-apiserver listens, loopback by default (containers reach a Docker network's gateway address).
    */
-  static async start(options: { auditPolicy?: string | false; crds?: readonly string[]; bindAddress?: string } = {}): Promise<ControlPlane> {
+  static async start(
+    options: { auditPolicy?: string | false; crds?: readonly string[]; bindAddress?: string } = {},
+  ): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
     // Loopback, or an address containers reach (a Docker network's gateway on this host).
     const address = options.bindAddress ?? '127.0.0.1';
