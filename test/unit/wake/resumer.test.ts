@@ -72,7 +72,7 @@ describe('KubernetesResumer retries', () => {
     for (const request of seen) {
       expect(request).toEqual({
         method: 'PATCH',
-        url: '/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes/sbx',
+        url: '/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes/sbx?fieldManager=sandbox-extproc',
         contentType: 'application/merge-patch+json',
         body: { metadata: { uid: 'uid-1' }, spec: { paused: false } },
       });
