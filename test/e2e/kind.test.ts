@@ -309,12 +309,15 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       const pods = await readyPods(mode.namespace, `app.kubernetes.io/instance=${mode.release}`, 2);
       for (const pod of pods) {
         const name = pod.metadata?.name as string;
-        for (const status of pod.status?.containerStatuses ?? []) {
+        // The sidecar Envoy is a native sidecar (an init container that keeps running): its status is
+        // among the init containers'.
+        const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+        for (const status of statuses) {
           expect(status.ready, `${name}/${status.name} ready`).toBe(true);
           expect(status.started, `${name}/${status.name} started (startup probe passed)`).toBe(true);
           expect(status.restartCount, `${name}/${status.name} restarts (liveness probe)`).toBe(0);
         }
-        expect(pod.status?.containerStatuses?.map((s) => s.name).sort()).toEqual(
+        expect(statuses.map((s) => s.name).sort()).toEqual(
           mode.name === 'sidecar' ? ['envoy', 'sandbox-extproc'] : ['sandbox-extproc'],
         );
         // Asked of the running process, not of the spec.
@@ -443,7 +446,8 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       const attempts: [string, string, string, unknown?][] = [
         // granted
         ['GET', sandboxes, 'list sandboxes in the watched namespace'],
-        ['PATCH', `${sandboxes}/alpha`, 'patch a sandbox (wake)', { metadata: { annotations: { 'e2e/probe': 'x' } } }],
+        // What a wake writes (the chart's admission policy refuses any other change from this identity).
+        ['PATCH', `${sandboxes}/alpha`, 'patch a sandbox (wake)', { spec: { paused: false } }],
         // not granted
         ['PATCH', `${sandboxes}/alpha/status`, 'patch sandbox status', { status: { phase: 'Paused' } }],
         ['DELETE', `${sandboxes}/alpha`, 'delete a sandbox'],
