@@ -317,9 +317,7 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
           expect(status.started, `${name}/${status.name} started (startup probe passed)`).toBe(true);
           expect(status.restartCount, `${name}/${status.name} restarts (liveness probe)`).toBe(0);
         }
-        expect(statuses.map((s) => s.name).sort()).toEqual(
-          mode.name === 'sidecar' ? ['envoy', 'sandbox-extproc'] : ['sandbox-extproc'],
-        );
+        expect(statuses.map((s) => s.name).sort()).toEqual(mode.name === 'sidecar' ? ['envoy', 'sandbox-extproc'] : ['sandbox-extproc']);
         // Asked of the running process, not of the spec.
         const probe = await podExec(mode.namespace, name, 'sandbox-extproc', [
           'node',
