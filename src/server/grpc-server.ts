@@ -111,7 +111,8 @@ export class GrpcServer {
   /**
    * Stops taking new connections and streams and lets open streams finish for at most graceMs. Then
    * `answerHeld` answers requests still held (so their clients get a response, not a reset), and after
-   * a last second to flush those answers the remaining streams are cut. Waits follow the stream count,
+   * half a second to flush those answers the remaining streams are cut (the command exits at grace plus
+   * one second whatever happens, src/cli.ts). Waits follow the stream count,
    * not grpc-js's tryShutdown callback, which fires as soon as its sessions are asked to close.
    */
   async shutdown(graceMs: number, answerHeld: () => void = () => undefined): Promise<void> {
@@ -121,7 +122,7 @@ export class GrpcServer {
     this.#server.tryShutdown(() => undefined);
     if (!(await within(this.#load.idle(), graceMs))) {
       answerHeld();
-      await within(this.#load.idle(), 1000);
+      await within(this.#load.idle(), 500);
     }
     this.#server.forceShutdown();
     for (const listener of this.#listeners) for (const socket of listener.sockets) socket.destroy();
