@@ -10,7 +10,7 @@ KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
 KIND_VERSION=0.32.0
 GHZ_VERSION=0.121.0
-HEY_VERSION=0.1.5
+VEGETA_VERSION=12.13.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -22,7 +22,7 @@ envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
-load_dir="$cache/load-ghz$GHZ_VERSION-hey$HEY_VERSION"
+load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -89,7 +89,8 @@ provision_kind() {
   go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
 }
 
-# Load generators for `npm run bench`: ghz (gRPC) and hey (HTTP, rate-limited workers), real tools
+# Load generators for `npm run bench` and the chaos suite: ghz (gRPC) and vegeta (HTTP: it records
+# every request it sends with its status or its transport error, so nothing goes uncounted), real tools
 # nobody here wrote.
 provision_load() {
   # h2load (nghttp2) drives gRPC streams at rates ghz cannot reach on 2 cores; Debian packages it.
@@ -101,9 +102,9 @@ provision_load() {
     log "bare Go HTTP/2 reference server (go build)"
     (cd "$bare_go_src" && CGO_ENABLED=0 go build -trimpath -o "$bare_go_dir/bare-go-server" .)
   fi
-  [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/hey" ] && return 0
-  log "ghz $GHZ_VERSION and hey $HEY_VERSION (go install)"
-  go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/rakyll/hey@v$HEY_VERSION"
+  [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/vegeta" ] && return 0
+  log "ghz $GHZ_VERSION and vegeta $VEGETA_VERSION (go install)"
+  go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/tsenart/vegeta/v12@v$VEGETA_VERSION"
 }
 
 print_env() {
@@ -114,7 +115,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
-  echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
+  echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
 }
 

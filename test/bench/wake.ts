@@ -1,34 +1,54 @@
 // Wake latency on the real stack: from the moment the Running status is sent to the API server to the
-// moment the held request arrives at the upstream; and 1,000 concurrent requests to one paused sandbox.
+// moment the held request arrives at the upstream; and 1,000 concurrent requests to one paused sandbox,
+// every one of which must be held by the wake before the sandbox is let run (the service logs each
+// decision at debug; the herd's service runs at that level so the bench can count them as they come).
 // The bench plays the controller itself, so it knows exactly when the status is written.
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { ControlPlane, waitForObject } from '../support/controlplane.ts';
+import { ControlPlane, waitForObject, type AuditEvent } from '../support/controlplane.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { GROUP, PLURAL, runningStatus, SandboxController, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { startUpstream } from '../support/upstream.ts';
-import { percentile, type Report } from './report.ts';
+import { Cleanup } from './cleanup.ts';
+import { percentile, percentileCurve, type Report } from './report.ts';
 
 const NS = 'bench';
 const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+const HERD = 1000;
 
 function get(url: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const req = request(url, { headers, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
-    req.on('error', reject);
+    // A request that got no answer at all counts as status 0 (and fails the served gate).
+    req.on('error', () => resolve(0));
     req.end();
   });
 }
 
-export async function measureWake(report: Report, quick: boolean): Promise<{ timeline: number[] }> {
-  const plane = await ControlPlane.start();
-  const upstream = await startUpstream('sandbox', '127.0.0.61');
-  const timeline: number[] = [];
+/** Resume patches the API server applied (2xx) for one sandbox: the ones that changed it. */
+export function appliedPatches(plane: ControlPlane, name: string): AuditEvent[] {
+  return plane.auditEvents(
+    (e) =>
+      e.verb === 'patch' &&
+      e.objectRef?.name === name &&
+      e.objectRef.subresource === undefined &&
+      e.user.username === SERVICE_USER &&
+      (e.responseStatus?.code ?? 0) >= 200 &&
+      (e.responseStatus?.code ?? 0) < 300,
+  );
+}
+
+export async function measureWake(report: Report, quick: boolean): Promise<void> {
+  const cleanup = new Cleanup();
   try {
+    const plane = await ControlPlane.start();
+    cleanup.add(() => plane.stop());
+    const upstream = await startUpstream('sandbox', '127.0.0.61');
+    cleanup.add(() => upstream.close());
     await plane.ensureNamespace(NS);
     const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
     // A controller that never resumes by itself: the bench writes the Running status, timed.
@@ -39,101 +59,117 @@ export async function measureWake(report: Report, quick: boolean): Promise<{ tim
     for (let i = 0; i < wakes; i += 1)
       await controller.create({ namespace: NS, name: `w${i}`, podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
     await controller.create({ namespace: NS, name: 'herd', podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
-    const service = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS, '--max-waiters-per-sandbox', '2000']);
+    const service = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS]);
+    cleanup.add(() => service.stop());
     await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
     const envoy = await startEnvoy({ extprocPort: service.grpcPort });
-    try {
-      const latencies: number[] = [];
-      // The floor: how long the API server itself takes to deliver the same status change to a watch.
-      const delivery: number[] = [];
-      for (let i = 0; i < wakes; i += 1) {
-        const name = `w${i}`;
-        const resumed = waitForObject(
-          plane.admin,
-          `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
-          { fieldSelector: `metadata.name=${name}` },
-          (o) => (o as SandboxObject).spec?.paused === false,
-          20_000,
-        );
-        const answered = get(`${envoy.url}/${name}`, { 'e2b-sandbox-id': `${NS}--${name}`, 'e2b-sandbox-port': String(upstream.port) });
-        await resumed;
-        let delivered = 0;
-        let watching!: () => void;
-        const established = new Promise<void>((resolve) => (watching = resolve));
-        const seen = waitForObject(
-          plane.admin,
-          `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
-          { fieldSelector: `metadata.name=${name}` },
-          (o) => {
-            watching();
-            const running = (o as SandboxObject).status?.phase === 'Running';
-            if (running) delivered = performance.now();
-            return running;
-          },
-          20_000,
-        );
-        // The watch is open (its first event arrived) before the status is written.
-        await established;
-        const sent = performance.now();
-        await controller.setStatus(NS, name, runningStatus('127.0.0.61'));
-        await seen;
-        delivery.push(delivered - sent);
-        if ((await answered) !== 200) throw new Error(`wake ${name} was not served`);
-        const arrived = upstream.arrivals.get(`/${name}`);
-        if (arrived === undefined) throw new Error(`no arrival for ${name}`);
-        latencies.push(arrived - sent);
-      }
-      latencies.sort((a, b) => a - b);
-      delivery.sort((a, b) => a - b);
-      timeline.push(...latencies);
-      report.info('floor: Running status written -> a plain watch sees it, p50', percentile(delivery, 50), 'ms');
-      report.info('floor: Running status written -> a plain watch sees it, p99', percentile(delivery, 99), 'ms');
-      report.atMost('wake: Running status written -> request at upstream, p50', percentile(latencies, 50), 'ms', quick ? 25 : 5);
-      report.atMost('wake: Running status written -> request at upstream, p99', percentile(latencies, 99), 'ms', quick ? 100 : 20);
-
-      // 1,000 concurrent requests to one paused sandbox.
-      const before = service.memory().rss;
-      const herd = 1000;
+    cleanup.add(() => envoy.stop());
+    const latencies: number[] = [];
+    // The floor: how long the API server itself takes to deliver the same status change to a watch.
+    const delivery: number[] = [];
+    for (let i = 0; i < wakes; i += 1) {
+      const name = `w${i}`;
       const resumed = waitForObject(
         plane.admin,
         `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
-        { fieldSelector: 'metadata.name=herd' },
+        { fieldSelector: `metadata.name=${name}` },
         (o) => (o as SandboxObject).spec?.paused === false,
         20_000,
       );
-      const answers = Array.from({ length: herd }, () =>
-        get(`${envoy.url}/herd`, { 'e2b-sandbox-id': `${NS}--herd`, 'e2b-sandbox-port': String(upstream.port) }),
-      );
+      const answered = get(`${envoy.url}/${name}`, { 'e2b-sandbox-id': `${NS}--${name}`, 'e2b-sandbox-port': String(upstream.port) });
       await resumed;
-      // Requests still connecting when the sandbox runs are forwarded without waiting; report how many
-      // were actually held at the moment of release.
-      const held = await waitersNow(service.httpPort);
-      await controller.setStatus(NS, 'herd', runningStatus('127.0.0.61'));
-      const statuses = await Promise.all(answers);
-      const peak = service.memory().peak;
-      const patches = plane.auditEvents(
-        (e) =>
-          e.verb === 'patch' && e.objectRef?.name === 'herd' && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
-      ).length;
-      report.info('1,000 concurrent requests: held by the wake at release', held, 'requests');
-      report.equals('1,000 concurrent requests to one paused sandbox: resume patches', patches, 'patches', 1);
-      report.equals('1,000 concurrent requests to one paused sandbox: served', statuses.filter((s) => s === 200).length, 'requests', herd);
-      for (const [code, count] of Object.entries(Object.groupBy(statuses, (s) => String(s)))) {
-        if (code !== '200') report.info(`1,000 concurrent requests: answered ${code}`, count?.length ?? 0, 'requests');
-      }
-      report.atMost('1,000 concurrent requests: service RSS growth', (peak - before) / 1e6, 'MB', quick ? 80 : 50);
-    } finally {
-      await envoy.stop();
-      await service.stop();
+      let delivered = 0;
+      let watching!: () => void;
+      const established = new Promise<void>((resolve) => (watching = resolve));
+      const seen = waitForObject(
+        plane.admin,
+        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+        { fieldSelector: `metadata.name=${name}` },
+        (o) => {
+          watching();
+          const running = (o as SandboxObject).status?.phase === 'Running';
+          if (running) delivered = performance.now();
+          return running;
+        },
+        20_000,
+      );
+      // The watch is open (its first event arrived) before the status is written.
+      await established;
+      const sent = performance.now();
+      await controller.setStatus(NS, name, runningStatus('127.0.0.61'));
+      await seen;
+      delivery.push(delivered - sent);
+      if ((await answered) !== 200) throw new Error(`wake ${name} was not served`);
+      const arrived = upstream.arrivals.get(`/${name}`);
+      if (arrived === undefined) throw new Error(`no arrival for ${name}`);
+      latencies.push(arrived - sent);
     }
+    latencies.sort((a, b) => a - b);
+    delivery.sort((a, b) => a - b);
+    report.curve('wake', `${latencies.length} wakes through Envoy and the real API server`, percentileCurve(latencies));
+    report.info('floor: Running status written -> a plain watch sees it, p50', percentile(delivery, 50), 'ms');
+    report.info('floor: Running status written -> a plain watch sees it, p99', percentile(delivery, 99), 'ms');
+    report.atMost('wake: Running status written -> request at upstream, p50', percentile(latencies, 50), 'ms', quick ? 25 : 5);
+    report.atMost('wake: Running status written -> request at upstream, p99', percentile(latencies, 99), 'ms', quick ? 100 : 20);
+    await envoy.stop();
+    await service.stop();
+
+    // 1,000 concurrent requests to one paused sandbox, through a service of their own that logs each
+    // decision (debug), so the bench knows when every one of them is held.
+    const herdService = await startServiceProcess([
+      '--kubeconfig',
+      kubeconfig,
+      '--namespaces',
+      NS,
+      '--max-waiters-per-sandbox',
+      '2000',
+      '--log-level',
+      'debug',
+    ]);
+    cleanup.add(() => herdService.stop());
+    await herdService.process.waitForLine(/routes synced from Kubernetes/, 30_000);
+    const herdEnvoy = await startEnvoy({ extprocPort: herdService.grpcPort });
+    cleanup.add(() => herdEnvoy.stop());
+    const before = herdService.memory().rss;
+    const answers = Array.from({ length: HERD }, () =>
+      get(`${herdEnvoy.url}/herd`, { 'e2b-sandbox-id': `${NS}--herd`, 'e2b-sandbox-port': String(upstream.port) }),
+    );
+    const decided = (line: string) =>
+      line.includes('"msg":"request decided"') && line.includes(`"sandboxId":"${NS}--herd"`) && line.includes('"outcome":"wake"');
+    await herdService.process.waitForLines(decided, HERD, 60_000, 'herd requests held by the wake');
+    // Every request is held now (the controller is stuck on it): the gauge must agree before release.
+    const held = await waitersNow(herdService.httpPort);
+    await controller.setStatus(NS, 'herd', runningStatus('127.0.0.61'));
+    const statuses = await Promise.all(answers);
+    const peak = herdService.memory().peak;
+    report.equals(`${HERD.toLocaleString('en-US')} concurrent requests: held by the wake at release`, held, 'requests', HERD);
+    report.equals(
+      `${HERD.toLocaleString('en-US')} concurrent requests to one paused sandbox: resume patches applied`,
+      appliedPatches(plane, 'herd').length,
+      'patches',
+      1,
+    );
+    report.equals(
+      `${HERD.toLocaleString('en-US')} concurrent requests to one paused sandbox: served`,
+      statuses.filter((s) => s === 200).length,
+      'requests',
+      HERD,
+    );
+    for (const [code, count] of Object.entries(Object.groupBy(statuses, (s) => String(s)))) {
+      if (code !== '200')
+        report.info(
+          `${HERD.toLocaleString('en-US')} concurrent requests: answered ${code === '0' ? 'nothing' : code}`,
+          count?.length ?? 0,
+          'requests',
+        );
+    }
+    report.atMost(`${HERD.toLocaleString('en-US')} concurrent requests: service RSS growth`, (peak - before) / 1e6, 'MB', quick ? 80 : 50);
   } finally {
-    await upstream.close();
-    await plane.stop();
+    await cleanup.run();
   }
-  return { timeline };
 }
 
 async function waitersNow(httpPort: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  return Number(/^sandbox_extproc_wake_waiters (\d+)/m.exec(text)?.[1] ?? 0);
+  return Number(/^sandbox_extproc_wake_waiters (\d+)/m.exec(text)?.[1] ?? NaN);
 }

@@ -23,7 +23,7 @@ export type Tool =
   | 'SANDBOX_EXTPROC_HELM'
   | 'SANDBOX_EXTPROC_KIND'
   | 'SANDBOX_EXTPROC_GHZ'
-  | 'SANDBOX_EXTPROC_HEY'
+  | 'SANDBOX_EXTPROC_VEGETA'
   | 'SANDBOX_EXTPROC_BARE_GO';
 
 export function toolPath(variable: Tool): string {
