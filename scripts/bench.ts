@@ -7,6 +7,7 @@
 // checks looser regression guards and writes test/bench/results/latest.json unless told --out.
 // Whatever happens (a failed step, a missing tool, Ctrl-C), no process the bench started outlives it.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runBuilt } from '../test/support/service-process.ts';
@@ -124,13 +125,16 @@ function versions(): Record<string, string> {
       return 'missing';
     }
   };
+  // Tools go-installed by scripts/provision.sh report no version of their own: its pins say which.
+  const pinned = (name: string) =>
+    new RegExp(`^${name}_VERSION=(\\S+)$`, 'm').exec(readFileSync(`${REPO_ROOT}scripts/provision.sh`, 'utf8'))?.[1] ?? '';
   return {
     node: process.version,
-    envoy: ask(tool('SANDBOX_EXTPROC_ENVOY'), ['--version']).replace(/^.*version: /, ''),
-    kubeApiserver: ask(tool('SANDBOX_EXTPROC_KUBE_APISERVER'), ['--version']),
-    etcd: ask(tool('SANDBOX_EXTPROC_ETCD'), ['--version']),
-    vegeta: ask(tool('SANDBOX_EXTPROC_VEGETA'), ['-version']),
-    h2load: ask('h2load', ['--version']),
-    ghz: ask(tool('SANDBOX_EXTPROC_GHZ'), ['--version']),
+    envoy: /\/(\d+\.\d+\.\d+)\//.exec(ask(tool('SANDBOX_EXTPROC_ENVOY'), ['--version']))?.[1] ?? 'unknown',
+    kubeApiserver: ask(tool('SANDBOX_EXTPROC_KUBE_APISERVER'), ['--version']).replace(/^Kubernetes v/, ''),
+    etcd: ask(tool('SANDBOX_EXTPROC_ETCD'), ['--version']).replace(/^etcd Version: /, ''),
+    vegeta: pinned('VEGETA'),
+    h2load: ask('h2load', ['--version']).replace(/^h2load nghttp2\//, ''),
+    ghz: pinned('GHZ'),
   };
 }

@@ -198,8 +198,7 @@ export async function measureEnvoyPath(report: Report, quick: boolean): Promise<
       quick ? 0.2 : 0.6,
     );
     report.info('saturation ratio against a STATIC route', throughput(ours) / throughput(statik), 'ratio');
-    for (const floor of [floors[0], floors[2]] as Side[])
-      report.info(`saturation ratio, ${floor.name}`, throughput(floor) / throughput(odst), 'ratio');
+    for (const floor of floors) report.info(`saturation ratio, ${floor.name}`, throughput(floor) / throughput(odst), 'ratio');
   } finally {
     await cleanup.run();
   }
