@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane helm
-# The benchmark and the chaos suite also drive load with hey, h2load and ghz.
-case "$command" in bench | test:chaos) scripts/provision.sh load ;; esac
+scripts/provision.sh node envoy controlplane helm promtool
+# The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
+case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
+# The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
+case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

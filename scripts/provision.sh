@@ -11,6 +11,8 @@ HELM_VERSION=3.21.0
 KIND_VERSION=0.32.0
 GHZ_VERSION=0.121.0
 VEGETA_VERSION=12.13.0
+# promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
+PROMETHEUS_MODULE_VERSION=0.316.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -23,6 +25,7 @@ kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
+promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -82,11 +85,15 @@ provision_helm() {
   go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
-# kind is only needed by the e2e suite, which runs where a Docker engine is available.
+# kind is only needed by the e2e suite, which runs where a Docker engine is available; so is its node
+# image, built offline from the control plane's wrapper module (scripts/kind-node-image.sh).
 provision_kind() {
-  [ -x "$kind_dir/bin/kind" ] && return 0
-  log "kind $KIND_VERSION (go install)"
-  go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
+  if [ ! -x "$kind_dir/bin/kind" ]; then
+    log "kind $KIND_VERSION (go install)"
+    go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
+  fi
+  provision_controlplane
+  KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
 }
 
 # Load generators for `npm run bench` and the chaos suite: ghz (gRPC) and vegeta (HTTP: it records
@@ -107,6 +114,25 @@ provision_load() {
   go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/tsenart/vegeta/v12@v$VEGETA_VERSION"
 }
 
+# promtool tests the chart's alerts (promtool test rules). Built without the service-discovery plugins
+# (-tags remove_all_sd): promtool's rule tests need none, and one plugin's dependency is not on the proxy.
+provision_promtool() {
+  [ -x "$promtool_dir/bin/promtool" ] && return 0
+  log "promtool $PROMETHEUS_MODULE_VERSION (go install -tags remove_all_sd)"
+  rm -rf "$promtool_dir.partial" && mkdir -p "$promtool_dir.partial"
+  CGO_ENABLED=0 GOBIN="$promtool_dir.partial/bin" go install -tags remove_all_sd -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.${PROMETHEUS_MODULE_VERSION#0.3}" \
+    "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_MODULE_VERSION"
+  mv "$promtool_dir.partial" "$promtool_dir"
+}
+
+# rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
+provision_plot() {
+  command -v rsvg-convert >/dev/null && return 0
+  log "rsvg-convert (Debian package librsvg2-bin)"
+  apt-get install -y -qq librsvg2-bin >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq librsvg2-bin >/dev/null; }
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
@@ -114,9 +140,11 @@ print_env() {
   echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
+  echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
+  echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -128,8 +156,10 @@ for what in "$@"; do
     helm) provision_helm ;;
     kind) provision_kind ;;
     load) provision_load ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_load ;;
+    plot) provision_plot ;;
+    promtool) provision_promtool ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_promtool; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|promtool|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -69,6 +69,8 @@ export class App {
     this.metrics = createMetrics(() => this.registry.countByState(), {
       routeConflicts: () => this.registry.conflicts,
       keptAwake: () => this.activity?.keptAwake ?? 0,
+      ready: () => this.#notReadyReason() === undefined,
+      limits: { maxStreams: config.maxStreams, maxWaiters: config.maxWaiters, wakeTimeoutSeconds: config.wakeTimeout / 1000 },
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);

@@ -27,10 +27,14 @@ export interface MetricSources {
   readonly routeConflicts?: () => number;
   /** Sandboxes whose pause timer this replica pushed within the last ten minutes. */
   readonly keptAwake?: () => number;
+  /** Whether the service is ready (routes loaded, not shutting down). */
+  readonly ready?: () => boolean;
+  /** The configured bounds, exported so alerts need not repeat the configuration. */
+  readonly limits?: { readonly maxStreams: number; readonly maxWaiters: number; readonly wakeTimeoutSeconds: number };
 }
 
 export function createMetrics(routeCounts: () => Record<RouteState, number>, sources: Omit<MetricSources, 'routeCounts'> = {}): Metrics {
-  const { routeConflicts = () => 0, keptAwake = () => 0 } = sources;
+  const { routeConflicts = () => 0, keptAwake = () => 0, ready = () => false, limits } = sources;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
   const registers = [registry];
@@ -59,6 +63,28 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       this.set(keptAwake());
     },
   });
+  new Gauge({
+    name: 'sandbox_extproc_ready',
+    help: '1 when the service is ready (its routes are loaded and it is not shutting down), else 0; /readyz says why.',
+    registers,
+    collect() {
+      this.set(ready() ? 1 : 0);
+    },
+  });
+  if (limits !== undefined) {
+    const constant = (name: string, help: string, value: number) => new Gauge({ name, help, registers }).set(value);
+    constant(
+      'sandbox_extproc_max_streams',
+      'The --max-streams setting: concurrent ext_proc streams before 503 overloaded.',
+      limits.maxStreams,
+    );
+    constant('sandbox_extproc_max_waiters', 'The --max-waiters setting: requests that may wait on wakes in total.', limits.maxWaiters);
+    constant(
+      'sandbox_extproc_wake_timeout_seconds',
+      'The --wake-timeout setting: how long a request waits for its sandbox to wake.',
+      limits.wakeTimeoutSeconds,
+    );
+  }
   return {
     registry,
     requests: new Counter({

@@ -4,7 +4,6 @@
 // entries (access_log_options.access_log_flush_interval) keep coming while a websocket or a long
 // response stays open.
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
-import type { ServiceDefinition } from '@grpc/grpc-js';
 import { LOG_METADATA_NAMESPACE, SANDBOX_UID_KEY } from './answers.ts';
 import { LOADER_OPTIONS, PROTO_DIR } from './proto.ts';
 import type { StructValue } from './messages.ts';
@@ -35,8 +34,10 @@ function load(): MethodDefinition<StreamAccessLogsMessage, object> {
 
 const method = load();
 
-export const accessLogService: ServiceDefinition = { StreamAccessLogs: method } as unknown as ServiceDefinition;
+/** The method's path on the gRPC server. */
+export const ACCESS_LOG_PATH = `/${ACCESS_LOG_SERVICE}/StreamAccessLogs`;
 export const encodeAccessLogs = (message: StreamAccessLogsMessage): Buffer => method.requestSerialize(message);
+export const decodeAccessLogs = (bytes: Buffer): StreamAccessLogsMessage => method.requestDeserialize(bytes);
 
 const text = (struct: StructValue | undefined, key: string): string | undefined => {
   const value = struct?.fields[key];

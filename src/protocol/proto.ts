@@ -1,10 +1,8 @@
-// Loads the ext_proc subset in proto/ and exposes the service definition and message codecs.
-// Responses may be handed to grpc-js already encoded (a Buffer): answers prepared once per route are
-// then written without re-encoding on every request.
+// Loads the ext_proc subset in proto/ and exposes the message codecs. Answers are encoded once and
+// written as bytes (server/grpc-transport.ts frames them), so prepared answers are never re-encoded.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
-import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { ProcessingRequest, ProcessingResponse } from './messages.ts';
 
 const SERVICE_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
@@ -34,10 +32,5 @@ export const decodeResponse = (bytes: Buffer): ProcessingResponse => process.res
 export const encodeRequest = (request: ProcessingRequest): Buffer => process.requestSerialize(request);
 export const decodeRequest = (bytes: Buffer): ProcessingRequest => process.requestDeserialize(bytes);
 
-/** The service definition, with a serializer that passes pre-encoded answers through untouched. */
-export const externalProcessorService: ServiceDefinition = {
-  Process: {
-    ...process,
-    responseSerialize: (value: ProcessingResponse | Buffer) => (Buffer.isBuffer(value) ? value : encodeResponse(value)),
-  },
-} as unknown as ServiceDefinition;
+/** The ext_proc method's path on the gRPC server. */
+export const EXT_PROC_PATH = `/${SERVICE}/Process`;

@@ -1,26 +1,35 @@
-// The gRPC access log service's one method: Envoy streams batches of access log entries for as long as
-// it runs; each entry for a request the service routed is handed on as activity. Envoy expects no
-// answer until it closes the stream.
-import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
+// The gRPC access log service's one method (client streaming): Envoy streams batches of access log
+// entries for as long as it runs; each entry for a request the service routed is handed on as activity.
+// Envoy expects no answer until it closes the stream.
 import type { Logger } from '../observability/logger.ts';
-import { readActivity, type ActivityFact, type StreamAccessLogsMessage } from '../protocol/access-log.ts';
+import { decodeAccessLogs, readActivity, type ActivityFact } from '../protocol/access-log.ts';
+import type { CallHandlers, GrpcCall } from './grpc-transport.ts';
+import { Status } from './grpc-wire.ts';
 
-export function handleAccessLogStream(
-  call: ServerReadableStream<StreamAccessLogsMessage, object>,
-  done: sendUnaryData<object>,
-  onActivity: (fact: ActivityFact) => void,
-  logger: Logger,
-): void {
-  call.on('data', (message: StreamAccessLogsMessage) => {
-    for (const fact of readActivity(message)) {
+const EMPTY = Buffer.alloc(0);
+
+export function handleAccessLogStream(call: GrpcCall, onActivity: (fact: ActivityFact) => void, logger: Logger): CallHandlers {
+  return {
+    message: (bytes) => {
+      let facts: ActivityFact[];
       try {
-        onActivity(fact);
-      } catch (error) {
-        logger.error({ err: error }, 'noting activity failed');
+        facts = readActivity(decodeAccessLogs(bytes));
+      } catch {
+        return call.fail(Status.INVALID_ARGUMENT, 'StreamAccessLogsMessage could not be decoded');
       }
-    }
-  });
-  call.on('end', () => done(null, {}));
-  // Envoy going away (or the stream cut at shutdown) ends it; nothing to clean up.
-  call.on('error', () => undefined);
+      for (const fact of facts) {
+        try {
+          onActivity(fact);
+        } catch (error) {
+          logger.error({ err: error }, 'noting activity failed');
+        }
+      }
+    },
+    halfClose: () => {
+      call.send(EMPTY); // StreamAccessLogsResponse has no fields
+      call.finish();
+    },
+    // Envoy going away (or the stream cut at shutdown) ends it; nothing to clean up.
+    cancel: () => undefined,
+  };
 }

@@ -2,11 +2,13 @@
 // request. Its first request_headers message is answered by the processor; any other message the
 // processor did not ask for is answered with a harmless CONTINUE; a stream that breaks the protocol
 // is ended with a gRPC status. EOF and CANCELLED are how Envoy ends every stream, not errors.
-import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Answers } from '../protocol/answers.ts';
 import type { ProcessingRequest } from '../protocol/messages.ts';
+import { decodeRequest } from '../protocol/proto.ts';
+import type { CallHandlers, GrpcCall } from './grpc-transport.ts';
+import { Status } from './grpc-wire.ts';
 import type { RequestProcessor } from './processor.ts';
 
 export interface StreamDeps {
@@ -47,7 +49,7 @@ export class StreamLoad {
   }
 }
 
-export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, Buffer>, deps: StreamDeps): void {
+export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandlers {
   // Only a held (waking) request needs a signal; aborting one builds a DOMException, which is too dear
   // to pay on every stream, so the controller exists only when asked for.
   let abort: AbortController | undefined;
@@ -66,54 +68,59 @@ export function handleProcessStream(call: ServerDuplexStream<ProcessingRequest, 
     deps.metrics.streamsActive.dec();
     abort?.abort();
   };
-  const write = (answer: Buffer) => {
-    if (!finished && !call.cancelled && call.writable) call.write(answer);
-  };
-  const fail = (code: status, details: string) => {
+  const fail = (code: number, details: string) => {
     deps.logger.debug({ details }, 'ext_proc stream ended for a protocol error');
-    if (!finished && !call.cancelled) call.emit('error', { code, details });
+    call.fail(code, details);
     cleanup();
   };
-
-  call.on('data', (message: ProcessingRequest) => {
+  const onMessage = (message: ProcessingRequest) => {
     const kind = message.request;
-    if (kind === undefined) return fail(status.INVALID_ARGUMENT, 'ProcessingRequest carries no message');
+    if (kind === undefined) return fail(Status.INVALID_ARGUMENT, 'ProcessingRequest carries no message');
     // In observability mode Envoy does not wait for (or accept) answers.
     if (message.observability_mode === true) return;
-    if (kind !== 'request_headers') return write(deps.answers.continueFor(kind));
-    if (headersSeen) return fail(status.FAILED_PRECONDITION, 'request_headers sent twice on one stream');
+    if (kind !== 'request_headers') return call.send(deps.answers.continueFor(kind));
+    if (headersSeen) return fail(Status.FAILED_PRECONDITION, 'request_headers sent twice on one stream');
     headersSeen = true;
-    if (deps.load.active > deps.maxStreams) return write(deps.answers.error({ code: 'overloaded' }));
+    if (deps.load.active > deps.maxStreams) return call.send(deps.answers.error({ code: 'overloaded' }));
     let result;
     try {
       result = deps.processor.process(message.request_headers?.headers?.headers, signal);
     } catch (error) {
       deps.logger.error({ err: error }, 'processing request headers failed');
-      return write(deps.answers.error({ code: 'internal_error' }));
+      return call.send(deps.answers.error({ code: 'internal_error' }));
     }
-    if (Buffer.isBuffer(result)) return write(result);
+    if (Buffer.isBuffer(result)) return call.send(result);
     pending = true;
-    write(deps.answers.overrideTimeout(result.overrideMs));
+    call.send(deps.answers.overrideTimeout(result.overrideMs));
     result.answer.then(
       (answer) => {
         pending = false;
-        write(answer);
+        call.send(answer);
       },
       (error: unknown) => {
         pending = false;
         deps.logger.error({ err: error }, 'held request failed');
-        write(deps.answers.error({ code: 'internal_error' }));
+        call.send(deps.answers.error({ code: 'internal_error' }));
       },
     );
-  });
-  // Envoy half-closes when it has nothing more to send. While an answer is still held, that means
-  // the client went away: release the request; otherwise end our side normally.
-  call.on('end', () => {
-    if (pending) cleanup();
-    if (!call.cancelled) call.end();
-    cleanup();
-  });
-  call.on('error', cleanup);
-  call.on('cancelled', cleanup);
-  call.on('close', cleanup);
+  };
+  return {
+    message: (bytes) => {
+      let message: ProcessingRequest;
+      try {
+        message = decodeRequest(bytes);
+      } catch {
+        return fail(Status.INVALID_ARGUMENT, 'ProcessingRequest could not be decoded');
+      }
+      onMessage(message);
+    },
+    // Envoy half-closes when it has nothing more to send. While an answer is still held, that means
+    // the client went away: release the request; otherwise end our side normally.
+    halfClose: () => {
+      if (pending) cleanup();
+      call.finish();
+      cleanup();
+    },
+    cancel: cleanup,
+  };
 }

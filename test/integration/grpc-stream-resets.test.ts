@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeCerts, type CertPaths } from '../support/certs.ts';
+import { grpcTlsArgs, makeCerts, type CertPaths } from '../support/certs.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { startService, type RunningService } from '../support/service.ts';
@@ -85,13 +85,7 @@ async function run(serviceArgs: string[], envoyTransform?: (yaml: string) => str
   }
 }
 
-const tls = (mtls: boolean) => [
-  '--grpc-tls-cert',
-  certs.serverCert,
-  '--grpc-tls-key',
-  certs.serverKey,
-  ...(mtls ? ['--grpc-tls-client-ca', certs.caCert] : []),
-];
+const tls = (mtls: boolean) => grpcTlsArgs(certs, mtls);
 
 describe('Envoy’s stream resets never cost it the connection', () => {
   it('with mTLS (an authenticated Envoy): 2,500 requests on one connection, none failed', async () => {

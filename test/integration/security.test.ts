@@ -11,7 +11,7 @@ import { App } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/settings.ts';
 import { startBrokenProcessor } from '../support/broken-processor.ts';
-import { makeCerts, type CertPaths } from '../support/certs.ts';
+import { grpcTlsArgs, makeCerts, type CertPaths } from '../support/certs.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { httpGet } from '../support/http.ts';
@@ -63,13 +63,7 @@ describe('gRPC listener TLS', () => {
   beforeAll(() => {
     certs = makeCerts(mkdtempSync(join(tmpdir(), 'sbx-tls-')));
   });
-  const tlsArgs = (mtls: boolean) => [
-    '--grpc-tls-cert',
-    certs.serverCert,
-    '--grpc-tls-key',
-    certs.serverKey,
-    ...(mtls ? ['--grpc-tls-client-ca', certs.caCert] : []),
-  ];
+  const tlsArgs = (mtls: boolean) => grpcTlsArgs(certs, mtls);
 
   it('serves TLS clients that trust its CA, and refuses plaintext', async () => {
     const service = await startService(['--route-source', 'file', '--routes-file', routes, ...tlsArgs(false)]);

@@ -73,3 +73,8 @@ export function makeCerts(dir: string): CertPaths {
     saPub: p('sa.pub'),
   };
 }
+
+/** The service's flags for a TLS gRPC listener with these certificates; mTLS also requires client certificates. */
+export function grpcTlsArgs(certs: CertPaths, mtls: boolean): string[] {
+  return ['--grpc-tls-cert', certs.serverCert, '--grpc-tls-key', certs.serverKey, ...(mtls ? ['--grpc-tls-client-ca', certs.caCert] : [])];
+}

@@ -25,15 +25,7 @@ const OPTIONS = {
 };
 
 export function loadOracle(): MethodDefinition<object, object> {
-  const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    bytes: Buffer,
-    defaults: false,
-    oneofs: true,
-    includeDirs: ['envoy-api', 'xds', 'protoc-gen-validate', 'googleapis'].map((d) => join(deps, d)),
-  });
+  const definition = loadSync('envoy/service/ext_proc/v3/external_processor.proto', OPTIONS);
   const service = definition['envoy.service.ext_proc.v3.ExternalProcessor'] as unknown as Record<string, MethodDefinition<object, object>>;
   return service['Process'] as MethodDefinition<object, object>;
 }

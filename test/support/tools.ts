@@ -24,7 +24,8 @@ export type Tool =
   | 'SANDBOX_EXTPROC_KIND'
   | 'SANDBOX_EXTPROC_GHZ'
   | 'SANDBOX_EXTPROC_VEGETA'
-  | 'SANDBOX_EXTPROC_BARE_GO';
+  | 'SANDBOX_EXTPROC_BARE_GO'
+  | 'SANDBOX_EXTPROC_PROMTOOL';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

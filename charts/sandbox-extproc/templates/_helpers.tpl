@@ -46,3 +46,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   | replace "${MESSAGE_TIMEOUT}" .Values.envoy.messageTimeout
   | replace "${MAX_MESSAGE_TIMEOUT}" .Values.envoy.maxMessageTimeout -}}
 {{- end -}}
+
+{{/* An alert's runbook: a link when prometheusRule.runbookUrl is set, else where it lives in the repository. */}}
+{{- define "sandbox-extproc.runbook" -}}
+{{- $root := index . 0 -}}
+{{- $anchor := index . 1 -}}
+{{- with $root.Values.prometheusRule.runbookUrl -}}
+runbook_url: {{ printf "%s#%s" . $anchor | quote }}
+{{- else -}}
+runbook: {{ printf "docs/operations.md#%s" $anchor | quote }}
+{{- end -}}
+{{- end -}}

@@ -3,13 +3,11 @@
 import { describe, expect, it } from 'vitest';
 import { Answers } from '../../../src/protocol/answers.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../../src/protocol/proto.ts';
-import { accessLogService, readActivity, type StreamAccessLogsMessage } from '../../../src/protocol/access-log.ts';
+import { decodeAccessLogs, readActivity } from '../../../src/protocol/access-log.ts';
 import { loadAccessLogOracle, loadOracle } from '../../support/oracle.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 const oracle = loadOracle();
-const ourDecode = (bytes: Buffer) =>
-  (accessLogService['StreamAccessLogs'] as unknown as { requestDeserialize(b: Buffer): StreamAccessLogsMessage }).requestDeserialize(bytes);
 const answers = new Answers({
   metadataNamespace: 'envoy.lb.original_dst',
   metadataKey: 'host',
@@ -162,7 +160,7 @@ describe('access log entries: Envoy encodes, we read the activity', () => {
     const decoded = loadAccessLogOracle().requestDeserialize(bytes);
     expect(decoded).toBeDefined();
     // Decode with our subset (the service's own codec), as the receiver does.
-    const facts = readActivity(ourDecode(bytes));
+    const facts = readActivity(decodeAccessLogs(bytes));
     expect(facts).toEqual([
       { sandboxId: 'sbx-1', uid: 'uid-1', open: true },
       { sandboxId: 'sbx-2', uid: 'uid-2', open: false },

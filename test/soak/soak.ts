@@ -1,0 +1,221 @@
+// The soak run (issue #19): the built service, as the image runs it, for a bounded time on loopback with
+// the real Envoy, kube-apiserver and etcd, under steady mixed traffic and a steady stream of changes:
+// wakes, pauses, creations, deletions, ID relabels, periodic relists, and one API server restart at
+// half time. Every request is accounted for at the transport level; the service's own /metrics are
+// sampled every 5 s for memory, handles and event-loop delay.
+import { ControlPlane, waitForObject } from '../support/controlplane.ts';
+import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import { GROUP, PLURAL, SandboxController, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
+import { UpstreamPool } from '../support/sandboxes.ts';
+import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
+import { send, Tally, type Outcome } from './traffic.ts';
+import type { Sample } from './trend.ts';
+
+const NS = 'soak';
+const STABLE = 20;
+const WAKEABLE = 5;
+const SAMPLE_MS = 5_000;
+
+export interface SoakOptions {
+  readonly durationMs: number;
+  /** Requests per second offered through Envoy. */
+  readonly rate: number;
+  readonly log?: (line: string) => void;
+}
+
+export interface SoakResult {
+  readonly durationMs: number;
+  readonly samples: Sample[];
+  readonly tally: Tally;
+  readonly wakes: { attempted: number; served: number };
+  readonly changes: Record<string, number>;
+  /** Seconds since the start at which the API server was restarted. */
+  readonly restartAt: number;
+  readonly watchRestarts: number;
+}
+
+const metric = (text: string, name: string): number => {
+  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+  return match === null ? NaN : Number(match[1]);
+};
+const sum = (text: string, name: string): number => {
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm'))) total += Number(m[1]);
+  return total;
+};
+
+export async function runSoak(options: SoakOptions): Promise<SoakResult> {
+  const log = options.log ?? (() => undefined);
+  const ips = Array.from({ length: STABLE + WAKEABLE + 2 }, (_, i) => `127.0.1.${10 + i}`);
+  const plane = await ControlPlane.start({ auditPolicy: false });
+  const stops: (() => Promise<void> | void)[] = [() => plane.stop()];
+  try {
+    await plane.ensureNamespace(NS);
+    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+    const controller = new SandboxController(plane.admin, { resumeDelayMs: 300 });
+    await controller.start();
+    stops.push(() => controller.stop());
+    const pool = await UpstreamPool.start(ips);
+    stops.push(() => pool.close());
+    for (let i = 0; i < STABLE; i += 1) await controller.create({ namespace: NS, name: `s${i}`, podIP: ips[i] as string });
+    for (let i = 0; i < WAKEABLE; i += 1)
+      await controller.create({ namespace: NS, name: `w${i}`, podIP: ips[STABLE + i] as string, wake: { by: 'policy' } });
+    await controller.create({ namespace: NS, name: 'r0', podIP: ips[STABLE + WAKEABLE] as string, id: 'relabelled' });
+    await controller.create({ namespace: NS, name: 'r1', podIP: ips[STABLE + WAKEABLE + 1] as string });
+    const service: ServiceProcess = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS, '--resync-interval', '1m']);
+    stops.push(() => service.stop());
+    await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
+    const envoy: RunningEnvoy = await startEnvoy({ extprocPort: service.grpcPort });
+    stops.push(() => envoy.stop());
+
+    const tally = new Tally();
+    const started = Date.now();
+    const deadline = started + options.durationMs;
+    const running = () => Date.now() < deadline;
+    const changes: Record<string, number> = { created: 0, deleted: 0, paused: 0, relabelled: 0 };
+    const wakes = { attempted: 0, served: 0 };
+    let apiserverDown = false;
+    const pending = new Set<Promise<unknown>>();
+    const track = <T>(p: Promise<T>): Promise<T> => {
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+      return p;
+    };
+    const get = (id: string) => {
+      tally.sent += 1;
+      return send(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port) });
+    };
+
+    // Steady traffic: 80 % to sandboxes nobody touches (every answer must be 200), 20 % to the ones that
+    // change under it (every request must be answered, with whatever the sandbox's state warrants).
+    const churnIds = ['relabelled', `${NS}--r1`, `${NS}--c-0`, `${NS}--c-1`, `${NS}--c-2`];
+    let tick = 0;
+    const traffic = setInterval(() => {
+      if (!running()) return;
+      const perTick = Math.max(1, Math.round(options.rate / 20));
+      for (let i = 0; i < perTick; i += 1) {
+        tick += 1;
+        const stable = tick % 5 !== 0;
+        const id = stable ? `${NS}--s${tick % STABLE}` : (churnIds[tick % churnIds.length] as string);
+        void track(get(id)).then((o: Outcome) => tally.record(stable ? 'stable' : 'churn', o));
+      }
+    }, 50);
+
+    // Creations and deletions: c-0..c-2 come and go, every 2 s one of them flips.
+    let churnStep = 0;
+    const churn = setInterval(() => {
+      if (!running() || apiserverDown) return;
+      const name = `c-${churnStep % 3}`;
+      const create = Math.floor(churnStep / 3) % 2 === 0;
+      churnStep += 1;
+      void track(
+        (create ? controller.create({ namespace: NS, name, podIP: ips[0] as string }) : controller.delete(NS, name)).then(
+          () => (changes[create ? 'created' : 'deleted'] = (changes[create ? 'created' : 'deleted'] ?? 0) + 1),
+          () => undefined,
+        ),
+      );
+    }, 2_000);
+
+    // ID relabels: "relabelled" passes between r0 and r1 every 15 s (recycle one, then claim the other).
+    let holder = 0;
+    const relabel = setInterval(() => {
+      if (!running() || apiserverDown) return;
+      const [from, to] = holder === 0 ? ['r0', 'r1'] : ['r1', 'r0'];
+      holder = 1 - holder;
+      void track(
+        controller
+          .recycle(NS, from)
+          .then(() => controller.claim(NS, to, 'relabelled'))
+          .then(
+            () => (changes['relabelled'] = (changes['relabelled'] ?? 0) + 1),
+            () => undefined,
+          ),
+      );
+    }, 15_000);
+
+    // Wakes: every 10 s a wakeable sandbox is paused, and once the pause is complete a request wakes it.
+    let wakeStep = 0;
+    const wakeLoop = (async () => {
+      while (running()) {
+        await new Promise((resolve) => setTimeout(resolve, 10_000));
+        if (!running() || apiserverDown) continue;
+        const name = `w${wakeStep++ % WAKEABLE}`;
+        try {
+          const pausedSeen = waitForObject(
+            plane.admin,
+            `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+            { fieldSelector: `metadata.name=${name}` },
+            (o) => (o as SandboxObject).status?.phase === 'Paused',
+            15_000,
+          );
+          await controller.pause(NS, name);
+          await pausedSeen;
+          changes['paused'] = (changes['paused'] ?? 0) + 1;
+          wakes.attempted += 1;
+          const outcome = await track(get(`${NS}--${name}`));
+          tally.record('wake', outcome);
+          if (outcome.status === 200) wakes.served += 1;
+          else log(`soak: wake of ${name} answered ${outcome.status ?? outcome.error}`);
+        } catch (error) {
+          log(`soak: wake step ${name} skipped: ${(error as Error).message}`);
+        }
+      }
+    })();
+
+    // One API server restart at half time: routes stay served from the cache; changes pause meanwhile.
+    const restartAt = options.durationMs / 2;
+    const restart = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, restartAt));
+      apiserverDown = true;
+      log('soak: restarting the API server');
+      await plane.stopApiserver();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      await plane.startApiserver();
+      apiserverDown = false;
+      log('soak: API server back');
+    })();
+
+    // Samples of the service's own metrics.
+    const samples: Sample[] = [];
+    let lastAnswered = 0;
+    let lastErrors = 0;
+    while (running()) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(SAMPLE_MS, Math.max(0, deadline - Date.now()))));
+      const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+      samples.push({
+        t: (Date.now() - started) / 1000,
+        rssMB: metric(text, 'sandbox_extproc_process_resident_memory_bytes') / 2 ** 20,
+        heapMB: metric(text, 'sandbox_extproc_nodejs_heap_size_used_bytes') / 2 ** 20,
+        handles: metric(text, 'sandbox_extproc_nodejs_active_handles_total'),
+        loopP99ms: metric(text, 'sandbox_extproc_nodejs_eventloop_lag_p99_seconds') * 1000,
+        routes: sum(text, 'sandbox_extproc_routes'),
+        requests: tally.answered - lastAnswered,
+        errors: tally.errorCount - lastErrors,
+      });
+      lastAnswered = tally.answered;
+      lastErrors = tally.errorCount;
+      const last = samples.at(-1) as Sample;
+      log(
+        `soak: ${Math.round(last.t)} s, RSS ${last.rssMB.toFixed(1)} MB, heap ${last.heapMB.toFixed(1)} MB, handles ${last.handles}, ` +
+          `loop p99 ${last.loopP99ms.toFixed(1)} ms, sent ${tally.sent}, answered ${tally.answered}, errors ${tally.errorCount}`,
+      );
+    }
+    clearInterval(traffic);
+    clearInterval(churn);
+    clearInterval(relabel);
+    await Promise.all([wakeLoop, restart]);
+    await Promise.all(pending);
+    const finalMetrics = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+    return {
+      durationMs: Date.now() - started,
+      samples,
+      tally,
+      wakes,
+      changes,
+      restartAt: restartAt / 1000,
+      watchRestarts: sum(finalMetrics, 'sandbox_extproc_watch_restarts_total'),
+    };
+  } finally {
+    for (const stop of stops.reverse()) await stop();
+  }
+}
