@@ -33,7 +33,19 @@ function service(args: readonly string[], options: { env?: NodeJS.ProcessEnv; no
   const proc = new TestProcess(
     'sandbox-extproc',
     process.execPath,
-    [...(options.node ?? []), cli, '--grpc-port', '0', '--http-port', '0', '--route-source', 'file', '--routes-file', routesFile(), ...args],
+    [
+      ...(options.node ?? []),
+      cli,
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--route-source',
+      'file',
+      '--routes-file',
+      routesFile(),
+      ...args,
+    ],
     options.env ? { env: options.env } : {},
   );
   started.push(proc);

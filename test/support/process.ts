@@ -137,6 +137,13 @@ export class TestProcess {
     });
   }
 
+  /** Calls the listener with every line printed from now on; returns the unsubscribe. */
+  onLine(listener: (line: string) => void): () => void {
+    const waiter = { test: (line: string) => (listener(line), false), resolve: () => undefined };
+    this.#waiters.add(waiter);
+    return () => this.#waiters.delete(waiter);
+  }
+
   tail(count = 30): string {
     return this.lines.slice(-count).join('\n');
   }
