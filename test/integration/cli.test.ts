@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExtProcClient } from '../support/extproc-client.ts';
+import { HealthWatch } from '../support/health.ts';
 import { freePort } from '../support/ports.ts';
 import { TestProcess } from '../support/process.ts';
 import { REPO_ROOT } from '../support/tools.ts';
@@ -104,6 +105,30 @@ describe('the sandbox-extproc command', () => {
     });
     expect(await proc.exited).toBe(2);
     expect(proc.lines.join('\n')).toContain('SANDBOX_EXTPROC_DEFAULT_PORT');
+  });
+
+  it('drains on SIGTERM: NOT_SERVING at once, still answering for --drain-delay, then exits 0', async () => {
+    const proc = service(['--drain-delay', '3s']);
+    const { grpcPort, httpPort } = await listening(proc);
+    const health = new HealthWatch(`127.0.0.1:${grpcPort}`);
+    const client = new ExtProcClient(`127.0.0.1:${grpcPort}`);
+    try {
+      await health.until('SERVING', 5000);
+      const sent = Date.now();
+      proc.child.kill('SIGTERM');
+      await health.until('NOT_SERVING', 2000);
+      const readyz = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+      expect(`${readyz.status} ${(await readyz.text()).trim()}`).toBe('503 not ready: shutting down');
+      // Envoy's health checks move traffic away meanwhile; whatever still comes is answered.
+      const during = await client.exchange([headers('a')], { closeAfter: 1 });
+      expect(JSON.stringify(during.responses[0]?.dynamic_metadata)).toContain('10.0.0.1:49983');
+      expect(Date.now() - sent).toBeLessThan(2500);
+      expect(await proc.exited).toBe(0);
+      expect(Date.now() - sent).toBeGreaterThanOrEqual(2900);
+    } finally {
+      client.close();
+      health.close();
+    }
   });
 
   it('exits at once on a second signal, without waiting for the drain', async () => {
