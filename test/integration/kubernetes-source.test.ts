@@ -136,6 +136,9 @@ describe('an API server that refuses connections', () => {
     // Meanwhile the sandbox moves: the service must learn of it once the API server is back.
     await controller.setPodIP(NS, 'steady', '10.3.0.7');
     await proxy.untilAttempts(from + 8, 60_000);
+    // Synced once, it stays ready through the outage: routes are kept.
+    expect((await httpGet(`http://127.0.0.1:${s.listening.httpPort}/readyz`)).status).toBe(200);
+    expect(s.app.registry.get(`${NS}--steady`)?.podIP).toBe('10.3.0.6');
     const at = proxy.attempts.slice(from);
     const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
     // Backoff from 200 ms doubling to 5 s, each wait drawn between half and all of its ceiling (full
