@@ -1,11 +1,13 @@
 // `npm run demo`: the whole stack on this machine, and a walk through it in the terminal.
-// A real kube-apiserver + etcd, the real Envoy, sandbox-extproc under its own least-privilege identity,
-// and a small test controller playing the OpenKruise sandbox controller for three demo sandboxes
-// (local HTTP servers on loopback IPs). Ctrl-C tears everything down; --once exits after the tour.
+// A real kube-apiserver + etcd, the real Envoy, sandbox-extproc under its own least-privilege identity
+// running both Sandbox families, and small test controllers playing OpenKruise's controller (three demo
+// sandboxes) and agent-sandbox's (two), the sandboxes being local HTTP servers on loopback IPs. Ctrl-C
+// tears everything down; --once exits after the tour.
 import { performance } from 'node:perf_hooks';
 import { ControlPlane } from '../test/support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
 import { httpGet, type HttpResult } from '../test/support/http.ts';
+import { AgentSandboxController } from '../test/support/agent-sandbox-controller.ts';
 import { waitForRoute } from '../test/support/registry-events.ts';
 import { SandboxController } from '../test/support/sandbox-controller.ts';
 import { UpstreamPool } from '../test/support/sandboxes.ts';
@@ -41,15 +43,20 @@ function show(res: HttpResult, ms: number): void {
 async function main(): Promise<void> {
   say(bold('sandbox-extproc demo'));
   say('Starting a real control plane, Envoy and the service on loopback.\n');
-  const plane = await timed('etcd + kube-apiserver up, Sandbox CRD installed', () => ControlPlane.start());
+  const plane = await timed('etcd + kube-apiserver up, Sandbox CRDs installed (agents.kruise.io, agents.x-k8s.io)', () =>
+    ControlPlane.start(),
+  );
   cleanups.push(() => plane.stop());
   await plane.ensureNamespace(NS);
-  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  const pool = await UpstreamPool.start(['127.0.0.41', '127.0.0.42', '127.0.0.43']);
+  const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS], ['openkruise', 'agent-sandbox']);
+  const pool = await UpstreamPool.start(['127.0.0.41', '127.0.0.42', '127.0.0.43', '127.0.0.44', '127.0.0.45']);
   cleanups.push(() => pool.close());
   const controller = new SandboxController(plane.admin, { resumeDelayMs: RESUME_MS });
   await controller.start();
   cleanups.push(() => controller.stop());
+  const agents = new AgentSandboxController(plane.admin, { startDelayMs: RESUME_MS });
+  await agents.start();
+  cleanups.push(() => agents.stop());
   await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () => {
     await controller.create({ namespace: NS, name: 'web', podIP: '127.0.0.41' });
     await controller.create({
@@ -68,12 +75,29 @@ async function main(): Promise<void> {
       accessToken: 'open-sesame',
     });
   });
+  await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () => {
+    await agents.create({ namespace: NS, name: 'notebook', podIP: '127.0.0.44' });
+    await agents.create({ namespace: NS, name: 'lab', podIP: '127.0.0.45', suspended: true, wake: true });
+  });
   const service: RunningService = await timed(
-    'sandbox-extproc started as ServiceAccount sandbox-extproc (get/list/watch/patch sandboxes only)',
-    () => startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--domains', 'sandbox.local']),
+    'sandbox-extproc started for both families as ServiceAccount sandbox-extproc (get/list/watch/patch sandboxes only)',
+    () =>
+      startService([
+        '--kubeconfig',
+        kubeconfig,
+        '--namespaces',
+        NS,
+        '--domains',
+        'sandbox.local',
+        '--sandbox-kind',
+        'openkruise,agent-sandbox',
+        '--agent-sandbox-namespaces',
+        NS,
+      ]),
   );
   cleanups.push(() => service.stop());
   await waitForRoute(service.app.registry, `${NS}--vault`, (r) => r?.state === 'paused');
+  await waitForRoute(service.app.registry, `${NS}/lab`, (r) => r?.state === 'paused');
   const envoy: RunningEnvoy = await timed('Envoy started with envoy/envoy.yaml', () =>
     startEnvoy({ extprocPort: service.listening.grpcPort as number }),
   );
@@ -94,8 +118,10 @@ async function main(): Promise<void> {
     show(res, performance.now() - started);
     return res;
   };
-  const patchCount = (name: string) =>
-    plane.auditEvents((e) => e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined).length;
+  const patchCount = (name: string, group = 'agents.kruise.io') =>
+    plane.auditEvents(
+      (e) => e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.apiGroup === group && e.objectRef.subresource === undefined,
+    ).length;
 
   await request('1. A running sandbox, named by headers', { 'e2b-sandbox-id': `${NS}--web`, 'e2b-sandbox-port': String(port) });
   await request('   ... and by host <port>-<id>.<domain>', { host: `${port}-${NS}--web.sandbox.local` });
@@ -124,8 +150,26 @@ async function main(): Promise<void> {
     'x-access-token': 'open-sesame',
   });
 
+  say(`\n${bold('agent-sandbox (agents.x-k8s.io), named the way its own router is: x-sandbox-id, x-sandbox-namespace, x-sandbox-port')}`);
+  const agentHeaders = (name: string) => ({ 'x-sandbox-id': name, 'x-sandbox-namespace': NS, 'x-sandbox-port': String(port) });
+  await request('6. A running agent-sandbox Sandbox', agentHeaders('notebook'));
+  say(
+    `\n${bold('7. A suspended agent-sandbox Sandbox, woken by traffic')} ${dim(`(spec.operatingMode: Running; the pod takes ${RESUME_MS} ms)`)}`,
+  );
+  say(`  state before: ${service.app.registry.get(`${NS}/lab`)?.state}`);
+  await request('   request to lab', agentHeaders('lab'));
+  say(
+    `  state after: ${service.app.registry.get(`${NS}/lab`)?.state}; operatingMode: ${(await agents.get(NS, 'lab')).spec?.operatingMode}; resume patches for lab: ${patchCount('lab', 'agents.x-k8s.io')}`,
+  );
+  await request('8. Its router lets clients pick the pod (x-sandbox-pod-ip); here it is ignored and removed', {
+    ...agentHeaders('notebook'),
+    'x-sandbox-pod-ip': '127.0.0.43',
+  });
+  await request('9. A namespace requests may not name', { ...agentHeaders('notebook'), 'x-sandbox-namespace': 'kube-system' });
+
   say(`\n${bold('Envoy access log for the wakes')} ${dim('(sandbox, decision and wake time come from the service as metadata)')}`);
   await envoy.waitForAccessLog((e) => e['sandbox_id'] === `${NS}--vault` && e['decision'] === 'wake');
+  await envoy.waitForAccessLog((e) => e['sandbox_id'] === `${NS}/lab` && e['decision'] === 'wake');
   for (const entry of envoy.accessLog().filter((e) => e['decision'] === 'wake')) say(dim(`  ${JSON.stringify(entry)}`));
   say(`\nMetrics: curl -s http://127.0.0.1:${service.listening.httpPort}/metrics | grep sandbox_extproc_`);
   if (once) return;

@@ -1,6 +1,7 @@
 // Wires the service together from a Config: route source -> registry -> processor -> gRPC stream loop,
 // with the operator HTTP endpoints beside it. Start and stop are the only lifecycle.
 import { KubeConfig } from '@kubernetes/client-node';
+import { conventionsOf } from './config/load.ts';
 import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -37,7 +38,8 @@ export class App {
   readonly registry: RouteRegistry;
   readonly metrics: Metrics;
   readonly #addressPolicy: UpstreamAddressPolicy;
-  readonly #kind: SandboxKind;
+  /** The enabled Sandbox families, one instance each (routes point at them). */
+  readonly #kinds: readonly SandboxKind[];
   readonly #grpc: GrpcServer;
   readonly #http: HttpServer;
   /** The wake coordinator, when waking is on (Kubernetes routes and --wake). */
@@ -45,7 +47,7 @@ export class App {
   /** Keeps sandboxes in use awake, when --activity is on (Kubernetes routes). */
   readonly activity: ActivityTracker | undefined;
   readonly #kubeConfig: KubeConfig | undefined;
-  #source: RouteSource | undefined;
+  #sources: RouteSource[] = [];
   #stopping = false;
   /** Where the service listens, once started. */
   listening: Listening | undefined;
@@ -74,7 +76,9 @@ export class App {
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kind = sandboxKind(config.sandboxKind, { pauseFloorSeconds: config.minPauseTimeout / 1000 });
+    this.#kinds = config.sandboxKind.map((name) =>
+      sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000, activityRecordWindowSeconds: config.activityRecordWindow / 1000 }),
+    );
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
@@ -95,7 +99,7 @@ export class App {
     if (config.wake && this.#kubeConfig !== undefined) {
       this.wakes = new WakeCoordinator({
         registry: this.registry,
-        resumer: new KubernetesResumer(this.#kubeConfig, this.#kind, (outcome) => this.metrics.resumePatches.inc({ outcome })),
+        resumer: new KubernetesResumer(this.#kubeConfig, (outcome) => this.metrics.resumePatches.inc({ outcome })),
         metrics: this.metrics,
         logger: this.logger,
         options: {
@@ -107,12 +111,15 @@ export class App {
       });
     }
     if (config.activity && this.#kubeConfig !== undefined) {
-      const kind = this.#kind;
       this.activity = new ActivityTracker(
         { fraction: config.activityFraction, minIntervalMs: config.activityMinInterval },
         {
-          timerOf: (route) => kind.activityTimer(route),
-          write: kubernetesActivityWriter(this.#kubeConfig, () => kind),
+          // Each route's own kind says whether it has a timer to push, and how.
+          timerOf: (route) => route.kind?.activityTimer(route),
+          write: kubernetesActivityWriter(this.#kubeConfig, (route) => {
+            if (route.kind === undefined) throw new Error(`sandbox ${route.id} has no Sandbox kind`);
+            return route.kind;
+          }),
           onWrite: (outcome, remainingMs, error) => {
             this.metrics.activityWrites.inc({ outcome });
             this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
@@ -121,6 +128,7 @@ export class App {
         },
       );
     }
+    const conventions = conventionsOf(config);
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
@@ -129,8 +137,21 @@ export class App {
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       ...(this.activity === undefined ? {} : { activity: this.activity }),
       options: {
-        names: { sandboxIdHeader: config.sandboxIdHeader, sandboxPortHeader: config.sandboxPortHeader },
-        identify: { domains: config.domains, defaultPort: config.defaultPort },
+        names: {
+          sandboxIdHeader: config.sandboxIdHeader,
+          sandboxPortHeader: config.sandboxPortHeader,
+          agentSandbox: conventions.includes('agent-sandbox'),
+        },
+        identify: {
+          domains: config.domains,
+          defaultPort: config.defaultPort,
+          conventions,
+          agentSandbox: {
+            defaultNamespace: config.agentSandboxDefaultNamespace,
+            defaultPort: config.agentSandboxDefaultPort,
+            namespaces: config.agentSandboxNamespaces,
+          },
+        },
         decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
       },
     });
@@ -169,7 +190,7 @@ export class App {
       socketMode: c.grpcSocketMode,
       untrustedResetLimit: c.grpcStreamResetLimit,
     });
-    this.#source = await this.#startSource();
+    await this.#startSources();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
     this.listening = listening;
     this.logger.info(listening, 'sandbox-extproc listening');
@@ -189,7 +210,7 @@ export class App {
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
     this.activity?.stop();
-    await this.#source?.stop();
+    await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
     this.logger.info('stopped');
   }
@@ -200,29 +221,46 @@ export class App {
     return undefined;
   }
 
-  async #startSource(): Promise<RouteSource> {
+  async #startSources(): Promise<void> {
     const c = this.config;
     const onReady = () => this.#grpc.setServing(true);
     if (c.routeSource === 'file') {
       const source = new FileRouteSource(c.routesFile, this.registry, this.#addressPolicy, this.logger);
       await source.start();
+      this.#sources.push(source);
       onReady();
-      return source;
+      return;
     }
-    const source = new KubernetesRouteSource({
-      kubeConfig: this.#kubeConfig as KubeConfig,
-      kind: this.#kind,
-      namespaces: c.namespaces,
-      labelSelector: c.labelSelector,
-      resyncIntervalMs: c.resyncInterval,
-      watchIdleTimeoutMs: c.watchIdleTimeout,
-      registry: this.registry,
-      screen: new RouteScreen(this.#addressPolicy, this.logger.child({ component: 'routes' }), () => this.metrics.addressesRefused.inc()),
-      logger: this.logger,
-      metrics: this.metrics,
-      onSynced: onReady,
-    });
-    source.start();
-    return source;
+    // One watch per kind; the table is ready (and the service serving) once every kind has listed.
+    let unsynced = this.#kinds.length;
+    const screen = new RouteScreen(this.#addressPolicy, this.logger.child({ component: 'routes' }), () =>
+      this.metrics.addressesRefused.inc(),
+    );
+    for (const kind of this.#kinds) {
+      const source = new KubernetesRouteSource({
+        kubeConfig: this.#kubeConfig as KubeConfig,
+        kind,
+        namespaces: c.namespaces,
+        labelSelector: c.labelSelector,
+        resyncIntervalMs: c.resyncInterval,
+        watchIdleTimeoutMs: c.watchIdleTimeout,
+        registry: this.registry,
+        screen,
+        logger: this.logger,
+        metrics: this.metrics,
+        onSynced: () => {
+          unsynced -= 1;
+          if (unsynced > 0) return;
+          this.registry.markReady();
+          onReady();
+          this.logger.info(
+            { routes: this.registry.size, kinds: this.#kinds.map((k) => `${k.group}/${k.version}`) },
+            'routes synced from Kubernetes',
+          );
+        },
+      });
+      source.start();
+      this.#sources.push(source);
+    }
   }
 }

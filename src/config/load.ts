@@ -1,6 +1,7 @@
 // Builds the frozen Config from argv and the environment: a flag beats its variable, which beats the
 // default. Any bad value, unknown flag or impossible combination throws a ConfigError naming the setting.
 import { parseArgs } from 'node:util';
+import type { Convention } from '../identification/identify.ts';
 import { SETTINGS, type Config, type SettingKey } from './settings.ts';
 
 export class ConfigError extends Error {
@@ -65,6 +66,39 @@ function checkCombinations(config: Config): void {
   if (config.sandboxIdHeader === config.sandboxPortHeader) {
     throw new ConfigError('invalid --sandbox-port-header (SANDBOX_EXTPROC_SANDBOX_PORT_HEADER): it must differ from --sandbox-id-header');
   }
+  const conventions = conventionsOf(config);
+  if (conventions.includes('e2b') && config.routeSource === 'kubernetes' && !config.sandboxKind.includes('openkruise')) {
+    throw new ConfigError(
+      'invalid --identify-by (SANDBOX_EXTPROC_IDENTIFY_BY): the e2b convention names OpenKruise Sandboxes (or file routes), so it needs --sandbox-kind openkruise',
+    );
+  }
+  if (conventions.includes('agent-sandbox')) {
+    if (config.routeSource !== 'kubernetes' || !config.sandboxKind.includes('agent-sandbox')) {
+      throw new ConfigError(
+        'invalid --identify-by (SANDBOX_EXTPROC_IDENTIFY_BY): the agent-sandbox convention names agent-sandbox Sandboxes, so it needs --sandbox-kind agent-sandbox and --route-source kubernetes',
+      );
+    }
+    for (const [flag, header] of [
+      ['sandbox-id-header', config.sandboxIdHeader],
+      ['sandbox-port-header', config.sandboxPortHeader],
+    ] as const) {
+      if (header.startsWith('x-sandbox-')) {
+        throw new ConfigError(
+          `invalid --${flag} (SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}) ${JSON.stringify(header)}: x-sandbox-* headers belong to the agent-sandbox convention`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * The request conventions in force, in the order tried: --identify-by, or else those of the enabled
+ * sandbox kinds in their order (E2B's for OpenKruise and for file routes, agent-sandbox's own).
+ */
+export function conventionsOf(config: Pick<Config, 'identifyBy' | 'sandboxKind' | 'routeSource'>): readonly Convention[] {
+  if (config.identifyBy.length > 0) return config.identifyBy;
+  if (config.routeSource === 'file') return ['e2b'];
+  return config.sandboxKind.map((kind): Convention => (kind === 'openkruise' ? 'e2b' : 'agent-sandbox'));
 }
 
 export function helpText(): string {

@@ -9,6 +9,17 @@ const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>): Pa
 
 export const string: Parser<string> = parser((text) => text, { type: 'string' });
 
+/** One value matching a pattern (anchored), such as a DNS label. */
+export function matching(re: RegExp, what: string): Parser<string> {
+  return parser(
+    (text) => {
+      if (!re.test(text)) throw new Error(`expected ${what}`);
+      return text;
+    },
+    { type: 'string', pattern: re.source },
+  );
+}
+
 export function integer(min: number, max: number): Parser<number> {
   return parser(
     (text) => {
@@ -78,6 +89,33 @@ export function list(item: RegExp, what: string): Parser<readonly string[]> {
       return Object.freeze(items);
     },
     { type: 'string', description: `comma-separated, each ${what}` },
+  );
+}
+
+/**
+ * A comma-separated list of distinct choices, in the order given (the order may matter, as for
+ * --identify-by); empty text is an empty list unless `required`.
+ */
+export function choiceList<const T extends string>(required: boolean, ...choices: T[]): Parser<readonly T[]> {
+  const one = `(${choices.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`;
+  return parser(
+    (text) => {
+      const items = text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      if (required && items.length === 0) throw new Error(`expected one or more of ${choices.join(', ')}, comma-separated`);
+      for (const value of items) {
+        if (!(choices as string[]).includes(value)) throw new Error(`${JSON.stringify(value)} is not one of ${choices.join(', ')}`);
+      }
+      if (new Set(items).size !== items.length) throw new Error('a choice is listed twice');
+      return Object.freeze(items as T[]);
+    },
+    {
+      type: 'string',
+      pattern: required ? `^\\s*${one}\\s*(,\\s*${one}\\s*)*$` : `^(\\s*${one}\\s*(,\\s*${one}\\s*)*)?$`,
+      description: `comma-separated, each one of ${choices.join(', ')}`,
+    },
   );
 }
 

@@ -1,6 +1,7 @@
 // Every setting of the service, in one table: its CLI flag, environment variable, default and meaning.
 // --help, start-up validation and the README's configuration table (checked by a test) all come from here.
-import { E2B_DEFAULT_PORT } from '../identification/identify.ts';
+import { AGENT_SANDBOX_DEFAULT_NAMESPACE, AGENT_SANDBOX_DEFAULT_PORT, CONVENTIONS, E2B_DEFAULT_PORT } from '../identification/identify.ts';
+import { SANDBOX_KIND_NAMES } from '../sandbox-kinds/kind.ts';
 import * as p from './parsers.ts';
 
 export interface Setting<T> {
@@ -20,6 +21,8 @@ const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string)
 });
 
 const DNS_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const NAMESPACE_OR_ANY = /^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 
 export const SETTINGS = {
   grpcHost: setting('grpc-host', '127.0.0.1', p.string, 'Address the ext_proc gRPC server listens on (0.0.0.0 for all).'),
@@ -57,7 +60,12 @@ export const SETTINGS = {
     p.string,
     'Kubeconfig path; empty uses $KUBECONFIG, ~/.kube/config, then the in-cluster service account.',
   ),
-  sandboxKind: setting('sandbox-kind', 'openkruise', p.oneOf('openkruise'), 'Which Sandbox CRD family to watch and wake.'),
+  sandboxKind: setting(
+    'sandbox-kind',
+    'openkruise',
+    p.choiceList(true, ...SANDBOX_KIND_NAMES),
+    'Sandbox CRD families to watch and wake, comma-separated: openkruise (agents.kruise.io), agent-sandbox (agents.x-k8s.io).',
+  ),
   namespaces: setting('namespaces', '', p.list(DNS_NAME, 'a namespace name'), 'Comma-separated namespaces to watch; empty watches all.'),
   upstreamCidrs: setting(
     'upstream-cidrs',
@@ -78,9 +86,38 @@ export const SETTINGS = {
     p.duration(5_000, 3_600_000),
     'Restart a watch that delivered nothing (not even a bookmark) for this long.',
   ),
-  sandboxIdHeader: setting('sandbox-id-header', 'e2b-sandbox-id', p.headerName, 'Request header naming the sandbox.'),
-  sandboxPortHeader: setting('sandbox-port-header', 'e2b-sandbox-port', p.headerName, 'Request header naming the sandbox port.'),
-  defaultPort: setting('default-port', String(E2B_DEFAULT_PORT), p.integer(1, 65535), 'Sandbox port when the request names none.'),
+  identifyBy: setting(
+    'identify-by',
+    '',
+    p.choiceList(false, ...CONVENTIONS),
+    'Request conventions naming a sandbox, tried in this order: e2b (OpenKruise sandboxes), agent-sandbox (x-sandbox-id); empty: those of the enabled sandbox kinds.',
+  ),
+  sandboxIdHeader: setting('sandbox-id-header', 'e2b-sandbox-id', p.headerName, 'Request header naming the sandbox (E2B convention).'),
+  sandboxPortHeader: setting(
+    'sandbox-port-header',
+    'e2b-sandbox-port',
+    p.headerName,
+    'Request header naming the sandbox port (E2B convention).',
+  ),
+  defaultPort: setting('default-port', String(E2B_DEFAULT_PORT), p.integer(1, 65535), 'Sandbox port when an E2B request names none.'),
+  agentSandboxDefaultNamespace: setting(
+    'agent-sandbox-default-namespace',
+    AGENT_SANDBOX_DEFAULT_NAMESPACE,
+    p.matching(DNS_LABEL, 'a namespace name (a DNS-1123 label)'),
+    'Namespace of an agent-sandbox request that sends no x-sandbox-namespace.',
+  ),
+  agentSandboxNamespaces: setting(
+    'agent-sandbox-namespaces',
+    '',
+    p.list(NAMESPACE_OR_ANY, 'a namespace name or *'),
+    'Namespaces an agent-sandbox request may name (x-sandbox-namespace), comma-separated; * for any; empty: only the default one.',
+  ),
+  agentSandboxDefaultPort: setting(
+    'agent-sandbox-default-port',
+    String(AGENT_SANDBOX_DEFAULT_PORT),
+    p.integer(1, 65535),
+    'Sandbox port when an agent-sandbox request names none (x-sandbox-port).',
+  ),
   domains: setting(
     'domains',
     '',
@@ -102,9 +139,9 @@ export const SETTINGS = {
   metadataKey: setting('metadata-key', 'host', p.string, 'Key within the metadata namespace holding "ip:port".'),
   stripHeaders: setting(
     'strip-headers',
-    'x-envoy-original-dst-host',
+    'x-envoy-original-dst-host,x-sandbox-pod-ip,x-sandbox-uid',
     p.list(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, 'a lower-case header name'),
-    'Headers removed from every forwarded request, so clients cannot steer Envoy.',
+    'Headers removed from every forwarded request, so clients cannot steer Envoy or a proxy behind it (agent-sandbox clients may send x-sandbox-pod-ip and x-sandbox-uid, which its router honours).',
   ),
   wake: setting('wake', 'true', p.boolean, 'Wake paused sandboxes that opted in to wake on traffic.'),
   wakeTimeout: setting(
@@ -130,6 +167,12 @@ export const SETTINGS = {
     '0.5',
     p.fraction,
     'Push a pause timer only once the time left on it falls below this fraction of its timeout.',
+  ),
+  activityRecordWindow: setting(
+    'activity-record-window',
+    '300s',
+    p.duration(2_000, 86_400_000),
+    'agent-sandbox: how stale the sandbox-extproc.io/last-activity annotation may grow; refreshed once (1 - activity-fraction) of it has passed.',
   ),
   activityMinInterval: setting(
     'activity-min-interval',

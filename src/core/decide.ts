@@ -5,6 +5,7 @@ import type { Identification } from '../identification/identify.ts';
 import { isResumable, type Route } from '../routes/route.ts';
 import type { RouteLookup } from '../routes/registry.ts';
 import type { ErrorCode } from './errors.ts';
+import type { WakesInProgress } from './waker.ts';
 
 export type Decision =
   | { readonly kind: 'forward'; readonly route: Route; readonly port: number }
@@ -27,7 +28,13 @@ export interface RequestContext {
 const PASS: Decision = { kind: 'pass' };
 const MISSING: Decision = { kind: 'reject', code: 'missing_sandbox' };
 
-export function decide(identity: Identification, routes: RouteLookup, request: RequestContext, options: DecideOptions): Decision {
+export function decide(
+  identity: Identification,
+  routes: RouteLookup,
+  request: RequestContext,
+  options: DecideOptions,
+  wakes?: WakesInProgress,
+): Decision {
   if (identity.kind === 'none') return options.unnamed === 'pass' ? PASS : MISSING;
   if (identity.kind === 'malformed') {
     return {
@@ -50,6 +57,9 @@ export function decide(identity: Identification, routes: RouteLookup, request: R
     case 'running':
       return { kind: 'forward', route, port };
     case 'creating':
+      // A sandbox being woken may pass through "creating" (agent-sandbox reports DependenciesNotReady
+      // while the new pod starts): a request for it joins the wake, on the same terms as the first.
+      if (wakes?.waking(route) === true) return decidePaused(route, port, request, options);
       return { kind: 'reject', code: 'sandbox_not_ready', sandboxId };
     case 'available':
       return { kind: 'reject', code: 'sandbox_not_running', sandboxId, reason: 'the sandbox is an unclaimed pool member' };

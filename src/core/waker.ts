@@ -19,7 +19,12 @@ export interface HeldRequest {
   readonly result: Promise<WakeResult>;
 }
 
-export interface Waker {
+/** Read side: whether this very object (same UID) is being woken now. */
+export interface WakesInProgress {
+  waking(route: Route): boolean;
+}
+
+export interface Waker extends WakesInProgress {
   /** Holds a request for a paused sandbox until it runs, or answers it at once (capacity, a recent failure). */
   hold(route: Route, port: number, signal: AbortSignal): WakeResult | HeldRequest;
 }

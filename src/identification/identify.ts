@@ -1,14 +1,39 @@
-// Which sandbox a request names: the E2B conventions, headers first, then the host
-// `<port>-<sandboxID>.<domain>`. Pure and allocation-light: it runs once per request.
+// Which sandbox a request names. Two conventions, each naming one Sandbox family:
+// - E2B (OpenKruise sandboxes): the e2b-sandbox-id / e2b-sandbox-port headers, or else the host
+//   `<port>-<sandboxID>.<domain>`;
+// - agent-sandbox (its router's contract): x-sandbox-id (the Sandbox name, a DNS-1123 label),
+//   x-sandbox-namespace and x-sandbox-port, naming the sandbox `<namespace>/<name>`.
+// With both on, a request is identified by the first convention, in the configured order, whose ID
+// header it carries; the E2B host form comes last, since nearly every request has a host.
+// Pure and allocation-light: it runs once per request.
 import type { ErrorCode } from '../core/errors.ts';
 
 /** The port E2B clients reach when they name none: envd, the in-sandbox agent. */
 export const E2B_DEFAULT_PORT = 49983;
+/** agent-sandbox's router defaults (their sandbox-router/README.md). */
+export const AGENT_SANDBOX_DEFAULT_PORT = 8888;
+export const AGENT_SANDBOX_DEFAULT_NAMESPACE = 'default';
+
+export type Convention = 'e2b' | 'agent-sandbox';
+export const CONVENTIONS: readonly Convention[] = ['e2b', 'agent-sandbox'];
+
+export interface AgentSandboxIdentifyOptions {
+  /** The namespace of a request that sends no x-sandbox-namespace. */
+  readonly defaultNamespace: string;
+  readonly defaultPort: number;
+  /** Namespaces a request may name; ['*'] allows any; empty allows only the default namespace. */
+  readonly namespaces: readonly string[];
+}
 
 export interface IdentifyOptions {
   /** Lower-case domains accepted in the host form; empty accepts any domain. */
   readonly domains: readonly string[];
+  /** E2B's default port. */
   readonly defaultPort: number;
+  /** Conventions on, in the order tried (default: E2B only). */
+  readonly conventions?: readonly Convention[];
+  /** Required when the agent-sandbox convention is on. */
+  readonly agentSandbox?: AgentSandboxIdentifyOptions;
 }
 
 /** The few request facts identification reads, already taken from the header list. */
@@ -16,6 +41,10 @@ export interface IdentityFacts {
   readonly authority: string | undefined;
   readonly sandboxId: string | undefined;
   readonly sandboxPort: string | undefined;
+  /** agent-sandbox's x-sandbox-id, x-sandbox-namespace, x-sandbox-port (read only when that convention is on). */
+  readonly agentSandboxId?: string | undefined;
+  readonly agentSandboxNamespace?: string | undefined;
+  readonly agentSandboxPort?: string | undefined;
 }
 
 export type Identification =
@@ -30,7 +59,10 @@ const ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,316}[A-Za-z0-9])?$/;
 // Canonical decimal only: "0080" would give one port many names (and origins), so it is refused.
 const PORT_PATTERN = /^[1-9][0-9]{0,4}$/;
 const HOST_LABEL_PATTERN = /^([0-9]+)-(.+)$/;
+// A DNS-1123 label: what agent-sandbox's router accepts for x-sandbox-id and x-sandbox-namespace.
+const DNS_LABEL_PATTERN = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 const NONE: Identification = { kind: 'none' };
+const E2B_ONLY: readonly Convention[] = ['e2b'];
 
 export function isValidSandboxId(id: string): boolean {
   return ID_PATTERN.test(id) && !id.includes('..');
@@ -44,9 +76,72 @@ export function parsePort(text: string): number | undefined {
 }
 
 export function identify(facts: IdentityFacts, options: IdentifyOptions): Identification {
-  if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
-  if (facts.authority !== undefined) return fromHost(facts.authority, options);
+  const conventions = options.conventions ?? E2B_ONLY;
+  if (conventions.length === 1 && conventions[0] === 'e2b') {
+    // The common case, kept as short as it was before there were two conventions.
+    if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
+    return facts.authority !== undefined ? fromHost(facts.authority, options) : NONE;
+  }
+  let e2b = false;
+  for (const convention of conventions) {
+    if (convention === 'e2b') {
+      e2b = true;
+      if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
+    } else if (facts.agentSandboxId !== undefined && options.agentSandbox !== undefined) {
+      return fromAgentSandboxHeaders(facts, options.agentSandbox);
+    }
+  }
+  if (e2b && facts.authority !== undefined) return fromHost(facts.authority, options);
   return NONE;
+}
+
+/**
+ * agent-sandbox's contract: the Sandbox name and namespace are DNS-1123 labels (as their router checks),
+ * the port a canonical decimal. The sandbox ID is `<namespace>/<name>`, which no E2B ID can be. A
+ * namespace outside the allowed set is refused before any lookup, so a request can never reach, or even
+ * probe for, a sandbox in a namespace it may not name.
+ */
+function fromAgentSandboxHeaders(facts: IdentityFacts, options: AgentSandboxIdentifyOptions): Identification {
+  const name = facts.agentSandboxId as string;
+  if (!DNS_LABEL_PATTERN.test(name)) {
+    return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `sandbox name ${describe(name)} is not a DNS-1123 label` };
+  }
+  const given = facts.agentSandboxNamespace;
+  const namespace = given === undefined || given === '' ? options.defaultNamespace : given;
+  if (!DNS_LABEL_PATTERN.test(namespace)) {
+    return {
+      kind: 'malformed',
+      code: 'invalid_sandbox_namespace',
+      reason: `sandbox namespace ${describe(namespace)} is not a DNS-1123 label`,
+    };
+  }
+  if (!namespaceAllowed(namespace, options)) {
+    return {
+      kind: 'malformed',
+      code: 'namespace_not_allowed',
+      reason: `requests may not name sandboxes in namespace ${describe(namespace)}`,
+    };
+  }
+  const portText = facts.agentSandboxPort;
+  let port = options.defaultPort;
+  if (portText !== undefined && portText !== '') {
+    const parsed = parsePort(portText);
+    if (parsed === undefined) {
+      return {
+        kind: 'malformed',
+        code: 'invalid_sandbox_port',
+        reason: `sandbox port ${describe(portText)} is not a number from 1 to 65535`,
+        sandboxId: `${namespace}/${name}`,
+      };
+    }
+    port = parsed;
+  }
+  return { kind: 'named', sandboxId: `${namespace}/${name}`, port };
+}
+
+function namespaceAllowed(namespace: string, options: AgentSandboxIdentifyOptions): boolean {
+  if (options.namespaces.length === 0) return namespace === options.defaultNamespace;
+  return options.namespaces.includes(namespace) || options.namespaces.includes('*');
 }
 
 function fromHeaders(id: string, portText: string | undefined, options: IdentifyOptions): Identification {

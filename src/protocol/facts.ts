@@ -6,6 +6,9 @@ export interface RequestFacts {
   authority: string | undefined;
   sandboxId: string | undefined;
   sandboxPort: string | undefined;
+  agentSandboxId: string | undefined;
+  agentSandboxNamespace: string | undefined;
+  agentSandboxPort: string | undefined;
   accessToken: string | undefined;
   requestId: string | undefined;
 }
@@ -13,10 +16,15 @@ export interface RequestFacts {
 export interface FactNames {
   readonly sandboxIdHeader: string;
   readonly sandboxPortHeader: string;
+  /** Read agent-sandbox's x-sandbox-id / x-sandbox-namespace / x-sandbox-port too. */
+  readonly agentSandbox?: boolean;
 }
 
 const ACCESS_TOKEN = 'x-access-token';
 const REQUEST_ID = 'x-request-id';
+const AGENT_ID = 'x-sandbox-id';
+const AGENT_NAMESPACE = 'x-sandbox-namespace';
+const AGENT_PORT = 'x-sandbox-port';
 
 function valueOf(header: HeaderValue): string {
   const raw = header.raw_value;
@@ -33,10 +41,15 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     authority: undefined,
     sandboxId: undefined,
     sandboxPort: undefined,
+    agentSandboxId: undefined,
+    agentSandboxNamespace: undefined,
+    agentSandboxPort: undefined,
     accessToken: undefined,
     requestId: undefined,
   };
   if (headers === undefined) return facts;
+  // Two loops rather than one with a flag: the E2B-only scan, the common case, stays as short as it was.
+  if (names.agentSandbox === true) return readWithAgentSandbox(headers, names, facts);
   for (const header of headers) {
     const key = header.key;
     if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
@@ -44,6 +57,25 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
     else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
     else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
+  }
+  return facts;
+}
+
+/**
+ * The same scan, also reading agent-sandbox's routing headers. x-sandbox-pod-ip and x-sandbox-uid are
+ * never read: clients never pick the upstream.
+ */
+function readWithAgentSandbox(headers: readonly HeaderValue[], names: FactNames, facts: RequestFacts): RequestFacts {
+  for (const header of headers) {
+    const key = header.key;
+    if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
+    else if (key === names.sandboxIdHeader) facts.sandboxId = join(facts.sandboxId, valueOf(header));
+    else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
+    else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
+    else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
+    else if (key === AGENT_ID) facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
+    else if (key === AGENT_NAMESPACE) facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));
+    else if (key === AGENT_PORT) facts.agentSandboxPort = join(facts.agentSandboxPort, valueOf(header));
   }
   return facts;
 }

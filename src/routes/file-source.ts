@@ -55,10 +55,12 @@ export function parseRoutesFile(
       pausing: false,
       shutdownAt: undefined,
       pauseAt: undefined,
+      activityAt: undefined,
       deleting: false,
       // A file has no controller to resume a sandbox, so file routes never wake.
       wake: undefined,
       accessTokenDigest: undefined,
+      kind: undefined,
     } satisfies Route;
   });
 }

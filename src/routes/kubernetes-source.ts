@@ -4,10 +4,11 @@
 // - any other error or a closed stream -> re-watch from the last resourceVersion seen, with backoff;
 // - no event (bookmarks included) for watchIdleTimeout -> the watch is aborted and restarted;
 // - every resyncInterval a full relist catches deletions missed while disconnected.
-import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+// A kind that speaks several versions (agent-sandbox) first asks API discovery which one is served.
+import { ApisApi, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { SandboxKind } from '../sandbox-kinds/kind.ts';
+import { chooseVersion, type SandboxKind } from '../sandbox-kinds/kind.ts';
 import { describeError } from '../observability/describe-error.ts';
 import { Backoff, delay } from './backoff.ts';
 import type { RouteRegistry } from './registry.ts';
@@ -27,7 +28,10 @@ export interface KubernetesSourceOptions {
   readonly screen: RouteScreen;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'watchRestarts' | 'watchEvents'>;
-  /** Called once, when every scope has completed its first list. */
+  /**
+   * Called once, when every scope has completed its first list. The registry's readiness is the
+   * caller's to set: with several kinds, it waits for every source.
+   */
   readonly onSynced?: () => void;
 }
 
@@ -35,12 +39,14 @@ const PAGE_SIZE = 1000;
 
 type WatchEnd = 'expired' | 'resync' | 'closed' | 'idle' | 'error' | 'stopped';
 
-/** Starts one list-watch loop per scope; the registry turns ready once every scope has listed. */
+/** Starts one list-watch loop per scope; onSynced fires once every scope has listed. */
 export class KubernetesRouteSource {
   readonly #options: KubernetesSourceOptions;
   readonly #abort = new AbortController();
   readonly #loops: Promise<void>[] = [];
   #unsynced: number;
+  /** The version discovery of this source's kind, shared by its scopes; reset when it fails. */
+  #discovery: Promise<void> | undefined;
 
   constructor(options: KubernetesSourceOptions) {
     this.#options = options;
@@ -50,7 +56,15 @@ export class KubernetesRouteSource {
   start(): void {
     const scopes = this.#options.namespaces.length === 0 ? [undefined] : this.#options.namespaces;
     for (const namespace of scopes)
-      this.#loops.push(new ScopeLoop(this.#options, namespace, this.#abort.signal, () => this.#synced()).run());
+      this.#loops.push(
+        new ScopeLoop(
+          this.#options,
+          namespace,
+          this.#abort.signal,
+          () => this.#synced(),
+          () => this.#discover(),
+        ).run(),
+      );
   }
 
   async stop(): Promise<void> {
@@ -60,11 +74,29 @@ export class KubernetesRouteSource {
 
   #synced(): void {
     this.#unsynced -= 1;
-    if (this.#unsynced === 0) {
-      this.#options.registry.markReady();
-      this.#options.onSynced?.();
-      this.#options.logger.info({ routes: this.#options.registry.size }, 'routes synced from Kubernetes');
-    }
+    if (this.#unsynced === 0) this.#options.onSynced?.();
+  }
+
+  /** Picks the kind's version once, from the versions the API server serves for its group. */
+  #discover(): Promise<void> {
+    const kind = this.#options.kind;
+    if (kind.versions.length <= 1) return Promise.resolve();
+    this.#discovery ??= (async () => {
+      const list = await this.#options.kubeConfig.makeApiClient(ApisApi).getAPIVersions();
+      const served = list.groups.find((g) => g.name === kind.group)?.versions.map((v) => v.version) ?? [];
+      const chosen = chooseVersion(kind, served);
+      if (chosen === undefined) {
+        throw new Error(
+          `the API server serves none of ${kind.group} ${kind.versions.join(', ')} (served: ${served.join(', ') || 'none'}); is the ${kind.name} Sandbox CRD installed?`,
+        );
+      }
+      kind.useVersion(chosen);
+      this.#options.logger.info({ kind: kind.name, group: kind.group, version: chosen, served }, 'sandbox API version chosen');
+    })().catch((error: unknown) => {
+      this.#discovery = undefined;
+      throw error;
+    });
+    return this.#discovery;
   }
 }
 
@@ -73,19 +105,27 @@ class ScopeLoop {
   readonly #namespace: string | undefined;
   readonly #signal: AbortSignal;
   readonly #onFirstSync: () => void;
+  readonly #discover: () => Promise<void>;
   readonly #api: CustomObjectsApi;
   readonly #log: Logger;
   readonly #backoff = new Backoff(200, 5_000);
   #synced = false;
   #resourceVersion = '';
 
-  constructor(options: KubernetesSourceOptions, namespace: string | undefined, signal: AbortSignal, onFirstSync: () => void) {
+  constructor(
+    options: KubernetesSourceOptions,
+    namespace: string | undefined,
+    signal: AbortSignal,
+    onFirstSync: () => void,
+    discover: () => Promise<void>,
+  ) {
     this.#o = options;
     this.#namespace = namespace;
     this.#signal = signal;
     this.#onFirstSync = onFirstSync;
+    this.#discover = discover;
     this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#log = options.logger.child({ component: 'kubernetes-source', namespace: namespace ?? '*' });
+    this.#log = options.logger.child({ component: 'kubernetes-source', kind: options.kind.name, namespace: namespace ?? '*' });
   }
 
   async run(): Promise<void> {
@@ -104,6 +144,7 @@ class ScopeLoop {
   }
 
   async #list(): Promise<void> {
+    await this.#discover();
     const { group, version, plural } = this.#o.kind;
     const routes: Route[] = [];
     let token: string | undefined;
@@ -130,7 +171,7 @@ class ScopeLoop {
       token = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
     } while (token !== undefined && !this.#signal.aborted);
-    this.#o.registry.resync(this.#namespace, routes);
+    this.#o.registry.resync(this.#namespace, routes, this.#o.kind);
     this.#resourceVersion = resourceVersion;
     this.#log.debug({ routes: routes.length, resourceVersion }, 'listed sandboxes');
     if (!this.#synced) {

@@ -7,6 +7,7 @@
 // - fail-closed IDs: when two live objects claim one ID, neither is served until only one claims it
 //   (never last-writer-wins: whoever could label a Sandbox would capture another tenant's traffic);
 // - fenced UIDs: a deleted object's late events can never bring its old IP back.
+import type { SandboxKind } from '../sandbox-kinds/kind.ts';
 import { ROUTE_STATES, type Route, type RouteState } from './route.ts';
 
 /** Called with an ID whose answer changed: its route now, or undefined when no route serves it. */
@@ -111,17 +112,18 @@ export class RouteRegistry implements RouteLookup {
   }
 
   /**
-   * Applies a full list for one scope (a namespace, or all when undefined): objects of that scope the
-   * list no longer holds are removed (deleted while the watch was away), objects that changed ID give
-   * up their old ID, and then every listed route is upserted. In that order an ID that passed from one
-   * object to another while the watch was away never shows as claimed twice. Objects the list still
-   * holds are never dropped, so traffic keeps flowing during a resync.
+   * Applies a full list for one scope (one kind's objects in a namespace, or in all namespaces when
+   * undefined; file routes have no kind): objects of that scope the list no longer holds are removed
+   * (deleted while the watch was away), objects that changed ID give up their old ID, and then every
+   * listed route is upserted. In that order an ID that passed from one object to another while the
+   * watch was away never shows as claimed twice. Objects the list still holds are never dropped, so
+   * traffic keeps flowing during a resync, and another kind's objects are never touched.
    */
-  resync(namespace: string | undefined, routes: readonly Route[]): void {
+  resync(namespace: string | undefined, routes: readonly Route[], kind: SandboxKind | undefined = undefined): void {
     const listed = new Map<string, Route>();
     for (const route of routes) listed.set(route.uid, route);
     for (const [uid, held] of this.#byUid) {
-      if (listed.has(uid) || (namespace !== undefined && held.namespace !== namespace)) continue;
+      if (listed.has(uid) || held.kind?.name !== kind?.name || (namespace !== undefined && held.namespace !== namespace)) continue;
       this.remove(uid);
     }
     for (const route of listed.values()) {

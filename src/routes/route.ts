@@ -1,6 +1,7 @@
 // What the service keeps of a sandbox: only the facts routing and waking need, never the whole object.
 // Routes are immutable; an update replaces the object, so answers prepared for one (see
 // protocol/answers.ts) can be cached against its identity.
+import type { SandboxKind } from '../sandbox-kinds/kind.ts';
 
 /** Routing state, derived from the sandbox object by its kind's rules (see sandbox-kinds/). */
 export type RouteState = 'running' | 'paused' | 'creating' | 'available' | 'dead';
@@ -18,6 +19,10 @@ export interface WakePolicy {
 }
 
 export interface Route {
+  /**
+   * The sandbox ID requests name. Unique across kinds by construction: OpenKruise IDs (E2B IDs) never
+   * contain '/', agent-sandbox IDs are always `<namespace>/<name>` (see sandbox-kinds/kind.ts).
+   */
   readonly id: string;
   readonly uid: string;
   readonly namespace: string;
@@ -34,12 +39,19 @@ export interface Route {
   readonly shutdownAt: number | undefined;
   /** Epoch ms at which the controller pauses the sandbox (spec.pauseTime), or undefined. */
   readonly pauseAt: number | undefined;
+  /** Epoch ms of the last activity recorded on the object by this service (agent-sandbox), or undefined. */
+  readonly activityAt: number | undefined;
   /** Being deleted. */
   readonly deleting: boolean;
   /** Present when the sandbox opted in to wake on traffic. */
   readonly wake: WakePolicy | undefined;
   /** SHA-256 of the sandbox's access token, when it has one: the token itself is never kept. */
   readonly accessTokenDigest: Buffer | undefined;
+  /**
+   * The Sandbox family the object belongs to (one shared instance per process, so a pointer per route):
+   * resumes, activity and relists dispatch on it. Undefined for file routes, which have no controller.
+   */
+  readonly kind: SandboxKind | undefined;
 }
 
 export function isResumable(route: Route, now: number): boolean {

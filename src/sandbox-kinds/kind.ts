@@ -1,16 +1,35 @@
 // The seam between the service and one family of Sandbox CRDs. Everything specific to a CRD (its group,
-// field paths, state rules and resume patch) lives behind this interface; nothing else reads raw objects.
+// versions, field paths, state rules and resume patch) lives behind this interface; nothing else reads
+// raw objects. Several kinds may run in one process, each with its own watch; a Route carries its kind,
+// so whatever acts on a route (resume, activity, relist) dispatches on it.
+//
+// Route IDs never collide across kinds: OpenKruise IDs are E2B IDs, which never contain '/' (a label
+// value or `<namespace>--<name>`), and agent-sandbox IDs are always `<namespace>/<name>`. A request
+// names one or the other through its own convention (identification/identify.ts), so it can only ever
+// reach a sandbox of the family its convention names.
 import type { Route } from '../routes/route.ts';
+
+export type SandboxKindName = 'openkruise' | 'agent-sandbox';
+
+export const SANDBOX_KIND_NAMES: readonly SandboxKindName[] = ['openkruise', 'agent-sandbox'];
 
 export interface SandboxKind {
   /** Name used in config (`--sandbox-kind`). */
-  readonly name: string;
+  readonly name: SandboxKindName;
   readonly group: string;
+  /** Versions this kind reads and writes, preferred first. */
+  readonly versions: readonly string[];
+  /**
+   * The version listed, watched and patched: versions[0] until useVersion says otherwise. With more than
+   * one version, the route source asks the API server (discovery) which are served before its first
+   * list and picks the first served one.
+   */
   readonly version: string;
+  useVersion(version: string): void;
   readonly plural: string;
   /** Reads the routing facts of one object; undefined when the object is not usable (no uid, say). */
   toRoute(object: unknown): Route | undefined;
-  /** The JSON merge patch that resumes this sandbox. */
+  /** The JSON merge patch that resumes this sandbox (with metadata.uid as a precondition). */
   resumePatch(route: Route, now: Date): Record<string, unknown>;
   /**
    * The timer that activity (requests, open streams) keeps pushing back, when this sandbox has one: it
@@ -24,4 +43,9 @@ export interface SandboxKind {
 export interface ActivityTimer {
   readonly deadline: number;
   readonly timeoutMs: number;
+}
+
+/** The first of the kind's versions the API server serves, or undefined when it serves none of them. */
+export function chooseVersion(kind: Pick<SandboxKind, 'versions'>, served: readonly string[]): string | undefined {
+  return kind.versions.find((v) => served.includes(v));
 }

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { wakeDeadlineSeconds } from './annotations.ts';
+import { asObj, asStr, conditionTrue, Interner, parseTime, rfc3339, type Obj } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
@@ -11,17 +12,6 @@ const WAKE_TIMEOUT_ANNOTATION = 'agents.kruise.io/wake-timeout-seconds';
 const TOKEN_ANNOTATION = 'agents.kruise.io/runtime-access-token';
 /** The reference gateway never re-arms a pause timer sooner than this after a wake. */
 export const DEFAULT_PAUSE_FLOOR_SECONDS = 300;
-
-type Obj = Record<string, unknown>;
-
-const asObj = (v: unknown): Obj | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : undefined);
-const asStr = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-
-function conditionTrue(status: Obj | undefined, type: string): boolean {
-  const list = status?.['conditions'];
-  if (!Array.isArray(list)) return false;
-  return list.some((c) => asObj(c)?.['type'] === type && asObj(c)?.['status'] === 'True');
-}
 
 /** Parses a Go duration string ("120s", "2m", "1h30m", "1.5h") into seconds; undefined when malformed. */
 export function parseGoDurationSeconds(text: string): number | undefined {
@@ -35,20 +25,6 @@ export function parseGoDurationSeconds(text: string): number | undefined {
     consumed = re.lastIndex;
   }
   return consumed === text.length && consumed > 0 ? total : undefined;
-}
-
-/** Keeps one copy of a value per key, so many routes share it; cleared when it grows past a bound. */
-class Interner<T> {
-  readonly #table = new Map<string, T>();
-  get(key: string, value: () => T): T {
-    let held = this.#table.get(key);
-    if (held === undefined) {
-      if (this.#table.size >= 4096) this.#table.clear();
-      held = value();
-      this.#table.set(key, held);
-    }
-    return held;
-  }
 }
 
 /** The legacy annotation's re-arm timeout when it names none (the reference gateway's default). */
@@ -75,14 +51,6 @@ function wakePolicy(
   const pauseAfterSeconds = pauseSeconds > 0 ? Math.max(Math.ceil(pauseSeconds), floorSeconds) : 0;
   const timeoutSeconds = wakeDeadlineSeconds(annotations);
   return policies.get(`${pauseAfterSeconds}/${timeoutSeconds}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds }));
-}
-
-/** RFC 3339 with whole seconds, as metav1.Time writes it. */
-const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-
-function parseTime(text: string | undefined): number | undefined {
-  const ms = text === undefined ? NaN : Date.parse(text);
-  return Number.isFinite(ms) ? ms : undefined;
 }
 
 /** The reference gateway's classification, in its order. */
@@ -113,10 +81,14 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
   const floorSeconds = options.pauseFloorSeconds ?? DEFAULT_PAUSE_FLOOR_SECONDS;
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
-  return {
+  const kind: SandboxKind = {
     name: 'openkruise',
     group: 'agents.kruise.io',
+    versions: ['v1alpha1'],
     version: 'v1alpha1',
+    useVersion(): void {
+      // One version only.
+    },
     plural: 'sandboxes',
 
     toRoute(object: unknown): Route | undefined {
@@ -135,8 +107,10 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       const phase = asStr(status?.['phase']);
       const token = asStr(annotations?.[TOKEN_ANNOTATION]);
       const pauseRequested = spec?.['paused'] === true;
+      const label = asStr(labels?.[SANDBOX_ID_LABEL]);
       return {
-        id: asStr(labels?.[SANDBOX_ID_LABEL]) || `${namespace}--${name}`,
+        // Never a '/' (the API server refuses one in a label value anyway): '/' marks agent-sandbox IDs.
+        id: label && !label.includes('/') ? label : `${namespace}--${name}`,
         uid,
         namespace: namespaces.get(namespace, () => namespace),
         name,
@@ -147,9 +121,11 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         pausing: (phase === 'Running' && pauseRequested) || (phase === 'Paused' && !conditionTrue(status, 'SandboxPaused')),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),
+        activityAt: undefined,
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         wake: wakePolicy(spec, annotations, policies, floorSeconds),
         accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),
+        kind,
       };
     },
 
@@ -186,4 +162,5 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       return { metadata: { uid: route.uid }, spec: { pauseTime: rfc3339(now.getTime() + timeoutSeconds * 1000) } };
     },
   };
+  return kind;
 }

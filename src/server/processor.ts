@@ -62,7 +62,7 @@ export class RequestProcessor {
     const started = performance.now();
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
-    const decision = decide(identity, this.#routes, { now: Date.now(), accessToken: facts.accessToken }, this.#options.decide);
+    const decision = decide(identity, this.#routes, { now: Date.now(), accessToken: facts.accessToken }, this.#options.decide, this.#waker);
     let result: ProcessResult;
     let outcome: string;
     switch (decision.kind) {

@@ -115,6 +115,10 @@ export class WakeCoordinator implements Waker {
     return () => this.#listeners.delete(listener);
   }
 
+  waking(route: Route): boolean {
+    return this.#wakes.get(route.id)?.uid === route.uid;
+  }
+
   hold(route: Route, port: number, signal: AbortSignal): WakeResult | HeldRequest {
     let wake = this.#wakes.get(route.id);
     if (wake !== undefined && wake.uid !== route.uid) {

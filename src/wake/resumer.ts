@@ -1,12 +1,11 @@
-// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the kind's resume patch, which
-// carries the object's UID as a precondition), retried with backoff on conflicts, throttling, server
+// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the resume patch of the route's own
+// kind, at the version that kind speaks, which carries the object's UID as a precondition), retried with backoff on conflicts, throttling, server
 // errors and network errors, until the signal (the wake deadline) aborts. The patch is absolute and
 // idempotent, so several replicas may each send one.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Backoff, delay } from '../routes/backoff.ts';
 import { describeError } from '../observability/describe-error.ts';
 import type { Route } from '../routes/route.ts';
-import type { SandboxKind } from '../sandbox-kinds/kind.ts';
 
 /** Sends the resume for one sandbox; rejects with a ResumeError when it cannot. */
 export interface Resumer {
@@ -51,18 +50,19 @@ function uidMismatch(error: unknown): boolean {
 
 export class KubernetesResumer implements Resumer {
   readonly #api: CustomObjectsApi;
-  readonly #kind: SandboxKind;
   readonly #onPatch: (outcome: PatchOutcome) => void;
 
-  constructor(kubeConfig: KubeConfig, kind: SandboxKind, onPatch: (outcome: PatchOutcome) => void = () => undefined) {
+  constructor(kubeConfig: KubeConfig, onPatch: (outcome: PatchOutcome) => void = () => undefined) {
     this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#kind = kind;
     this.#onPatch = onPatch;
   }
 
   async resume(route: Route, signal: AbortSignal): Promise<void> {
+    const kind = route.kind;
+    // Only Kubernetes routes carry a kind, and only they are ever woken (file routes have no wake policy).
+    if (kind === undefined) throw new ResumeError('refused', `sandbox ${route.id} has no Sandbox kind to resume it through`);
     const backoff = new Backoff(50, 2000);
-    const { group, version, plural } = this.#kind;
+    const { group, version, plural } = kind;
     let unreachable = 0;
     let lastError: unknown;
     for (;;) {
@@ -71,7 +71,7 @@ export class KubernetesResumer implements Resumer {
         throw new ResumeError('deadline', `resume patch failed until the deadline: ${last}`, { cause: lastError });
       }
       try {
-        const body = this.#kind.resumePatch(route, new Date());
+        const body = kind.resumePatch(route, new Date());
         await this.#api.patchNamespacedCustomObject(
           { group, version, plural, namespace: route.namespace, name: route.name, body },
           mergePatch,

@@ -7,10 +7,19 @@ import { readFileSync } from 'node:fs';
 import type { ControlPlane } from '../support/controlplane.ts';
 import { GROUP, PLURAL, VERSION } from '../support/sandbox-controller.ts';
 
+/** Which resource the writer writes: OpenKruise's Sandbox unless told otherwise. */
+export interface WriterTarget {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+}
+
 export class BulkWriter {
   readonly #session: ClientHttp2Session;
+  readonly #target: WriterTarget;
 
-  constructor(plane: ControlPlane) {
+  constructor(plane: ControlPlane, target: WriterTarget = { group: GROUP, version: VERSION, plural: PLURAL }) {
+    this.#target = target;
     this.#session = connect(plane.url, {
       ca: readFileSync(plane.certs.caCert),
       cert: readFileSync(plane.certs.adminCert),
@@ -20,8 +29,19 @@ export class BulkWriter {
     this.#session.on('error', () => undefined);
   }
 
-  static path(namespace: string, name = '', subresource = ''): string {
-    return `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
+  static path(
+    namespace: string,
+    name = '',
+    subresource = '',
+    target: WriterTarget = { group: GROUP, version: VERSION, plural: PLURAL },
+  ): string {
+    const { group, version, plural } = target;
+    return `/apis/${group}/${version}/namespaces/${namespace}/${plural}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
+  }
+
+  /** The path of this writer's resource. */
+  path(namespace: string, name = '', subresource = ''): string {
+    return BulkWriter.path(namespace, name, subresource, this.#target);
   }
 
   /** Sends one request; resolves with the body when the status is the expected one, rejects otherwise. */
@@ -43,15 +63,15 @@ export class BulkWriter {
   }
 
   create(namespace: string, object: unknown): Promise<string> {
-    return this.request('POST', BulkWriter.path(namespace), object, 201);
+    return this.request('POST', this.path(namespace), object, 201);
   }
 
   patch(namespace: string, name: string, patch: unknown, subresource = ''): Promise<string> {
-    return this.request('PATCH', BulkWriter.path(namespace, name, subresource), patch, 200, 'application/merge-patch+json');
+    return this.request('PATCH', this.path(namespace, name, subresource), patch, 200, 'application/merge-patch+json');
   }
 
   delete(namespace: string, name: string): Promise<string> {
-    return this.request('DELETE', BulkWriter.path(namespace, name), undefined, 200);
+    return this.request('DELETE', this.path(namespace, name), undefined, 200);
   }
 
   close(): void {

@@ -2,15 +2,19 @@
 // moment the held request arrives at the upstream; and 1,000 concurrent requests to one paused sandbox,
 // every one of which must be held by the wake before the sandbox is let run (the service logs each
 // decision at debug; the herd's service runs at that level so the bench can count them as they come).
-// The bench plays the controller itself, so it knows exactly when the status is written.
+// The bench plays the controller itself, so it knows exactly when the status is written. Runs once per
+// Sandbox family (families.ts); the plotted curve is OpenKruise's.
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { AgentSandboxController } from '../support/agent-sandbox-controller.ts';
 import { ControlPlane, waitForObject, type AuditEvent } from '../support/controlplane.ts';
 import { startEnvoy } from '../support/envoy.ts';
-import { GROUP, PLURAL, runningStatus, SandboxController, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
+import { SandboxController } from '../support/sandbox-controller.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { startUpstream } from '../support/upstream.ts';
 import { Cleanup } from './cleanup.ts';
+import { FAMILIES, type BenchFamily } from './families.ts';
 import { percentile, percentileCurve, type Report } from './report.ts';
 
 const NS = 'bench';
@@ -43,23 +47,44 @@ export function appliedPatches(plane: ControlPlane, name: string): AuditEvent[] 
 }
 
 export async function measureWake(report: Report, quick: boolean): Promise<void> {
+  for (const family of FAMILIES) await measureWakeOf(family, report, quick);
+}
+
+/** Creates a paused sandbox opted in to wake, settled, with no controller acting on it afterwards. */
+async function createPaused(family: BenchFamily, plane: ControlPlane, name: string, podIP: string): Promise<void> {
+  if (family.name === 'openkruise') {
+    await new SandboxController(plane.admin).create({ namespace: NS, name, podIP, paused: true, wake: { by: 'policy' } });
+  } else {
+    await new AgentSandboxController(plane.admin).create({ namespace: NS, name, podIP, suspended: true, wake: true });
+  }
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean): Promise<void> {
   const cleanup = new Cleanup();
+  const { group, version, plural, label } = family;
   try {
     const plane = await ControlPlane.start();
     cleanup.add(() => plane.stop());
     const upstream = await startUpstream('sandbox', '127.0.0.61');
     cleanup.add(() => upstream.close());
+    const api = plane.admin.makeApiClient(CustomObjectsApi);
+    // The bench is the controller: it writes the running status itself, timed.
+    const setRunning = (name: string) =>
+      api.patchNamespacedCustomObjectStatus(
+        { group, version, plural, namespace: NS, name, body: { status: family.runningStatus('127.0.0.61') } },
+        mergePatch,
+      );
+    const named = (name: string) => family.headers(NS, name, `${NS}--${name}`, upstream.port);
+    const path = `/apis/${group}/${version}/namespaces/${NS}/${plural}`;
     await plane.ensureNamespace(NS);
-    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-    // A controller that never resumes by itself: the bench writes the Running status, timed.
-    const controller = new SandboxController(plane.admin, {
-      stuck: new Set(Array.from({ length: 2000 }, (_, i) => `w${i}`).concat('herd')),
-    });
+    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS], [family.name]);
     const wakes = quick ? 20 : 100;
-    for (let i = 0; i < wakes; i += 1)
-      await controller.create({ namespace: NS, name: `w${i}`, podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
-    await controller.create({ namespace: NS, name: 'herd', podIP: '127.0.0.61', paused: true, wake: { by: 'policy' } });
-    const service = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS]);
+    for (let i = 0; i < wakes; i += 1) await createPaused(family, plane, `w${i}`, '127.0.0.61');
+    await createPaused(family, plane, 'herd', '127.0.0.61');
+    const serviceArgs = ['--kubeconfig', kubeconfig, '--namespaces', NS, ...family.serviceArgs];
+    const service = await startServiceProcess(serviceArgs);
     cleanup.add(() => service.stop());
     await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
     const envoy = await startEnvoy({ extprocPort: service.grpcPort });
@@ -71,23 +96,23 @@ export async function measureWake(report: Report, quick: boolean): Promise<void>
       const name = `w${i}`;
       const resumed = waitForObject(
         plane.admin,
-        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+        path,
         { fieldSelector: `metadata.name=${name}` },
-        (o) => (o as SandboxObject).spec?.paused === false,
+        (o) => family.resumeAsked(o as Record<string, unknown>),
         20_000,
       );
-      const answered = get(`${envoy.url}/${name}`, { 'e2b-sandbox-id': `${NS}--${name}`, 'e2b-sandbox-port': String(upstream.port) });
+      const answered = get(`${envoy.url}/${name}`, named(name));
       await resumed;
       let delivered = 0;
       let watching!: () => void;
       const established = new Promise<void>((resolve) => (watching = resolve));
       const seen = waitForObject(
         plane.admin,
-        `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+        path,
         { fieldSelector: `metadata.name=${name}` },
         (o) => {
           watching();
-          const running = (o as SandboxObject).status?.phase === 'Running';
+          const running = family.running(o as Record<string, unknown>);
           if (running) delivered = performance.now();
           return running;
         },
@@ -96,7 +121,7 @@ export async function measureWake(report: Report, quick: boolean): Promise<void>
       // The watch is open (its first event arrived) before the status is written.
       await established;
       const sent = performance.now();
-      await controller.setStatus(NS, name, runningStatus('127.0.0.61'));
+      await setRunning(name);
       await seen;
       delivery.push(delivered - sent);
       if ((await answered) !== 200) throw new Error(`wake ${name} was not served`);
@@ -106,64 +131,42 @@ export async function measureWake(report: Report, quick: boolean): Promise<void>
     }
     latencies.sort((a, b) => a - b);
     delivery.sort((a, b) => a - b);
-    report.curve('wake', `${latencies.length} wakes through Envoy and the real API server`, percentileCurve(latencies));
-    report.info('floor: Running status written -> a plain watch sees it, p50', percentile(delivery, 50), 'ms');
-    report.info('floor: Running status written -> a plain watch sees it, p99', percentile(delivery, 99), 'ms');
-    report.atMost('wake: Running status written -> request at upstream, p50', percentile(latencies, 50), 'ms', quick ? 25 : 5);
-    report.atMost('wake: Running status written -> request at upstream, p99', percentile(latencies, 99), 'ms', quick ? 100 : 20);
+    if (family.name === 'openkruise') {
+      report.curve('wake', `${latencies.length} wakes through Envoy and the real API server`, percentileCurve(latencies));
+    }
+    report.info(`${label}floor: Running status written -> a plain watch sees it, p50`, percentile(delivery, 50), 'ms');
+    report.info(`${label}floor: Running status written -> a plain watch sees it, p99`, percentile(delivery, 99), 'ms');
+    report.atMost(`${label}wake: Running status written -> request at upstream, p50`, percentile(latencies, 50), 'ms', quick ? 25 : 5);
+    report.atMost(`${label}wake: Running status written -> request at upstream, p99`, percentile(latencies, 99), 'ms', quick ? 100 : 20);
     await envoy.stop();
     await service.stop();
 
     // 1,000 concurrent requests to one paused sandbox, through a service of their own that logs each
     // decision (debug), so the bench knows when every one of them is held.
-    const herdService = await startServiceProcess([
-      '--kubeconfig',
-      kubeconfig,
-      '--namespaces',
-      NS,
-      '--max-waiters-per-sandbox',
-      '2000',
-      '--log-level',
-      'debug',
-    ]);
+    const herdService = await startServiceProcess([...serviceArgs, '--max-waiters-per-sandbox', '2000', '--log-level', 'debug']);
     cleanup.add(() => herdService.stop());
     await herdService.process.waitForLine(/routes synced from Kubernetes/, 30_000);
     const herdEnvoy = await startEnvoy({ extprocPort: herdService.grpcPort });
     cleanup.add(() => herdEnvoy.stop());
     const before = herdService.memory().rss;
-    const answers = Array.from({ length: HERD }, () =>
-      get(`${herdEnvoy.url}/herd`, { 'e2b-sandbox-id': `${NS}--herd`, 'e2b-sandbox-port': String(upstream.port) }),
-    );
+    const answers = Array.from({ length: HERD }, () => get(`${herdEnvoy.url}/herd`, named('herd')));
+    const herdId = family.sandboxId(NS, 'herd', `${NS}--herd`);
     const decided = (line: string) =>
-      line.includes('"msg":"request decided"') && line.includes(`"sandboxId":"${NS}--herd"`) && line.includes('"outcome":"wake"');
+      line.includes('"msg":"request decided"') && line.includes(`"sandboxId":${JSON.stringify(herdId)}`) && line.includes('"outcome":"wake"');
     await herdService.process.waitForLines(decided, HERD, 60_000, 'herd requests held by the wake');
-    // Every request is held now (the controller is stuck on it): the gauge must agree before release.
+    // Every request is held now (nothing resumes the sandbox but the bench): the gauge must agree.
     const held = await waitersNow(herdService.httpPort);
-    await controller.setStatus(NS, 'herd', runningStatus('127.0.0.61'));
+    await setRunning('herd');
     const statuses = await Promise.all(answers);
     const peak = herdService.memory().peak;
-    report.equals(`${HERD.toLocaleString('en-US')} concurrent requests: held by the wake at release`, held, 'requests', HERD);
-    report.equals(
-      `${HERD.toLocaleString('en-US')} concurrent requests to one paused sandbox: resume patches applied`,
-      appliedPatches(plane, 'herd').length,
-      'patches',
-      1,
-    );
-    report.equals(
-      `${HERD.toLocaleString('en-US')} concurrent requests to one paused sandbox: served`,
-      statuses.filter((s) => s === 200).length,
-      'requests',
-      HERD,
-    );
+    const tag = `${label}${HERD.toLocaleString('en-US')} concurrent requests`;
+    report.equals(`${tag}: held by the wake at release`, held, 'requests', HERD);
+    report.equals(`${tag} to one paused sandbox: resume patches applied`, appliedPatches(plane, 'herd').length, 'patches', 1);
+    report.equals(`${tag} to one paused sandbox: served`, statuses.filter((s) => s === 200).length, 'requests', HERD);
     for (const [code, count] of Object.entries(Object.groupBy(statuses, (s) => String(s)))) {
-      if (code !== '200')
-        report.info(
-          `${HERD.toLocaleString('en-US')} concurrent requests: answered ${code === '0' ? 'nothing' : code}`,
-          count?.length ?? 0,
-          'requests',
-        );
+      if (code !== '200') report.info(`${tag}: answered ${code === '0' ? 'nothing' : code}`, count?.length ?? 0, 'requests');
     }
-    report.atMost(`${HERD.toLocaleString('en-US')} concurrent requests: service RSS growth`, (peak - before) / 1e6, 'MB', quick ? 80 : 50);
+    report.atMost(`${tag}: service RSS growth`, (peak - before) / 1e6, 'MB', quick ? 80 : 50);
   } finally {
     await cleanup.run();
   }

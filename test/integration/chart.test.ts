@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, KubernetesObjectApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane, RBAC_RULES_FILE } from '../support/controlplane.ts';
+import { ControlPlane, RBAC_RULES_FILE, rbacRules } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { CHART, helm, renderChart, type KubeObject } from '../support/helm.ts';
 import { waitForRoute } from '../support/registry-events.ts';
@@ -59,11 +59,13 @@ describe('helm lint and template', () => {
     expect(rendered.split('\n').length).toBe(template.split('\n').length);
   });
 
-  it('takes its RBAC rules from the one rules file, with no wildcard', () => {
-    const rules = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8'));
-    const role = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'ClusterRole') as KubeObject & { rules: unknown };
-    expect(role.rules).toEqual(rules);
-    expect(JSON.stringify(rules)).not.toContain('*');
+  it('takes its RBAC rules from the one rules file, those of the enabled Sandbox families only, with no wildcard', () => {
+    expect(JSON.stringify(parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')))).not.toContain('*');
+    const rulesOf = (values: Record<string, string> = {}) =>
+      (renderChart('rel', 'sandbox-system', values).find((o) => o.kind === 'ClusterRole') as KubeObject & { rules: unknown }).rules;
+    expect(rulesOf()).toEqual(rbacRules(['openkruise']));
+    expect(rulesOf({ 'config.sandboxKind': 'agent-sandbox' })).toEqual(rbacRules(['agent-sandbox']));
+    expect(rulesOf({ 'config.sandboxKind': 'openkruise\\,agent-sandbox' })).toEqual(rbacRules(['openkruise', 'agent-sandbox']));
     const namespaced = renderChart('rel', 'sandbox-system', VALUE_SETS['watched namespaces']);
     expect(namespaced.filter((o) => o.kind === 'Role').map((o) => o.metadata.namespace)).toEqual(['team-a', 'team-b']);
     expect(namespaced.some((o) => o.kind === 'ClusterRole')).toBe(false);

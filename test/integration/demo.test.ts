@@ -4,7 +4,7 @@ import { TestProcess } from '../support/process.ts';
 import { REPO_ROOT } from '../support/tools.ts';
 
 describe('npm run demo', () => {
-  it('brings the stack up, shows forward, not found, a wake and a refused token, and tears down', async () => {
+  it('brings the stack up, shows forward, not found, a wake and a refused token for both families, and tears down', async () => {
     const demo = new TestProcess('demo', process.execPath, [`${REPO_ROOT}scripts/demo.ts`, '--once'], { cwd: REPO_ROOT });
     await demo.waitForLine(/^Done\.$/, 120_000);
     expect(await demo.exited).toBe(0);
@@ -16,5 +16,11 @@ describe('npm run demo', () => {
     expect(out).toContain('-> 401');
     expect(out).toContain('resume patches for vault: 0');
     expect(out).toContain('"decision":"wake"');
+    // agent-sandbox: routed by its router's headers, woken with one patch, a client-chosen pod IP ignored.
+    expect(out).toMatch(/6\. A running agent-sandbox Sandbox[^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toContain('operatingMode: Running; resume patches for lab: 1');
+    expect(out).toMatch(/8\. [^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toContain('"error":"namespace_not_allowed"');
+    expect(out).toContain('"sandbox_id":"demo/lab"');
   });
 });

@@ -5,7 +5,6 @@
 // request; pod IPs that may not be routed to are refused.
 import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOpenKruiseKind } from '../../src/sandbox-kinds/openkruise.ts';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
 import type { AuditEvent, ControlPlane } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
@@ -159,7 +158,7 @@ describe('a wake re-arms the pause timer as the reference gateway does', () => {
       paused: true,
       accessToken: 'new',
     });
-    const resumer = new KubernetesResumer(plane.admin, createOpenKruiseKind());
+    const resumer = new KubernetesResumer(plane.admin);
     const failure = await resumer.resume(old, AbortSignal.timeout(5000)).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(ResumeError);
     expect((failure as ResumeError).failure).toBe('replaced');

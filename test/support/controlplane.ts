@@ -1,7 +1,8 @@
 // A real Kubernetes control plane on loopback: etcd (data on tmpfs) and kube-apiserver, built by
 // scripts/provision.sh. Waits follow the processes' own log lines and Kubernetes watches, each with a
-// deadline. The Sandbox CRD is installed; kubeconfigs are written for an admin and for the service's
-// own ServiceAccount, whose rights come from charts/sandbox-extproc/files/rbac-rules.yaml.
+// deadline. The Sandbox CRDs are installed (OpenKruise's, and agent-sandbox's by default); kubeconfigs are
+// written for an admin and for the service's own ServiceAccount, whose rights come from
+// charts/sandbox-extproc/files/rbac-rules.yaml (the rules of the families it runs).
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,21 @@ import { TestProcess } from './process.ts';
 import { REPO_ROOT, toolPath } from './tools.ts';
 
 export const RBAC_RULES_FILE = `${REPO_ROOT}charts/sandbox-extproc/files/rbac-rules.yaml`;
-const CRD_FILE = `${REPO_ROOT}test/fixtures/sandbox-crd.yaml`;
+/** CRD fixtures: OpenKruise's; agent-sandbox's with v1beta1 and v1alpha1 served; agent-sandbox's v1alpha1 only. */
+export const CRDS = {
+  openkruise: `${REPO_ROOT}test/fixtures/sandbox-crd.yaml`,
+  agentSandbox: `${REPO_ROOT}test/fixtures/agent-sandbox-crd.yaml`,
+  agentSandboxV1alpha1: `${REPO_ROOT}test/fixtures/agent-sandbox-crd-v1alpha1.yaml`,
+} as const;
+/** The rules rbac-rules.yaml grants each Sandbox family. */
+export function rbacRules(kinds: readonly string[]): V1PolicyRule[] {
+  const all = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')) as Record<string, V1PolicyRule[]>;
+  return kinds.flatMap((kind) => {
+    const rules = all[kind];
+    if (rules === undefined) throw new Error(`rbac-rules.yaml has no rules for ${kind}`);
+    return rules;
+  });
+}
 const AUDIT_POLICY = `${REPO_ROOT}test/fixtures/audit-policy.yaml`;
 
 export interface AuditEvent {
@@ -31,7 +46,7 @@ export interface AuditEvent {
   stage?: string;
   requestURI?: string;
   user: { username: string };
-  objectRef?: { resource?: string; namespace?: string; name?: string; subresource?: string };
+  objectRef?: { resource?: string; apiGroup?: string; apiVersion?: string; namespace?: string; name?: string; subresource?: string };
   responseStatus?: { code?: number };
 }
 
@@ -80,9 +95,10 @@ export class ControlPlane {
   /**
    * Starts etcd and kube-apiserver, with the audit log tests count patches from. `auditPolicy` names
    * another policy file (the scale bench records only resumes: every write of 100k objects would fill
-   * this process with lines), or false for none.
+   * this process with lines), or false for none. `crds` are the CRD fixtures to install (default:
+   * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox).
    */
-  static async start(options: { auditPolicy?: string | false } = {}): Promise<ControlPlane> {
+  static async start(options: { auditPolicy?: string | false; crds?: readonly string[] } = {}): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
     const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
@@ -127,7 +143,7 @@ export class ControlPlane {
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
     const plane = new ControlPlane(dir, certs, `https://127.0.0.1:${apiPort}`, etcd, apiserver, args);
-    await plane.#installCrd();
+    for (const crd of options.crds ?? [CRDS.openkruise, CRDS.agentSandbox]) await plane.installCrd(crd);
     return plane;
   }
 
@@ -225,18 +241,17 @@ export class ControlPlane {
   }
 
   /**
-   * Creates a namespace, a ServiceAccount and its binding to the rules in rbac-rules.yaml (a
-   * ClusterRole, bound cluster-wide or in the given namespaces), and returns a kubeconfig path that
-   * authenticates as that ServiceAccount with a real TokenRequest token.
+   * Creates a namespace, a ServiceAccount and its binding to the rules rbac-rules.yaml gives the named
+   * Sandbox families (a ClusterRole, bound cluster-wide or in the given namespaces), and returns a
+   * kubeconfig path that authenticates as that ServiceAccount with a real TokenRequest token.
    */
-  async serviceIdentity(name: string, watchNamespaces: readonly string[] = []): Promise<string> {
+  async serviceIdentity(name: string, watchNamespaces: readonly string[] = [], kinds: readonly string[] = ['openkruise']): Promise<string> {
     const core = this.admin.makeApiClient(CoreV1Api);
     const rbac = this.admin.makeApiClient(RbacAuthorizationV1Api);
     const namespace = 'sandbox-extproc-system';
     await this.ensureNamespace(namespace);
     await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
-    const rules = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')) as V1PolicyRule[];
-    await rbac.createClusterRole({ body: { metadata: { name }, rules } });
+    await rbac.createClusterRole({ body: { metadata: { name }, rules: rbacRules(kinds) } });
     const subjects = [{ kind: 'ServiceAccount', name, namespace }];
     const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name };
     if (watchNamespaces.length === 0) {
@@ -278,8 +293,9 @@ export class ControlPlane {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  async #installCrd(): Promise<void> {
-    const crd = parseYaml(readFileSync(CRD_FILE, 'utf8')) as V1CustomResourceDefinition;
+  /** Installs a CRD fixture and waits (on a watch) until the API server has established it. */
+  async installCrd(file: string): Promise<void> {
+    const crd = parseYaml(readFileSync(file, 'utf8')) as V1CustomResourceDefinition;
     const api = this.admin.makeApiClient(ApiextensionsV1Api);
     const name = crd.metadata?.name as string;
     const established = waitForObject(

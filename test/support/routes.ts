@@ -14,9 +14,11 @@ export function makeRoute(over: Partial<Route> = {}): Route {
     pausing: false,
     shutdownAt: undefined,
     pauseAt: undefined,
+    activityAt: undefined,
     deleting: false,
     wake: undefined,
     accessTokenDigest: undefined,
+    kind: undefined,
     ...over,
   };
 }

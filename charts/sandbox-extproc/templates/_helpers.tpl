@@ -30,9 +30,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The project's one list of API rights (files/rbac-rules.yaml), shared with the tests. */}}
+{{/* The project's one list of API rights (files/rbac-rules.yaml, shared with the tests): the rules of the enabled Sandbox families (config.sandboxKind) only. */}}
 {{- define "sandbox-extproc.rules" -}}
-{{ .Files.Get "files/rbac-rules.yaml" }}
+{{- $all := .Files.Get "files/rbac-rules.yaml" | fromYaml -}}
+{{- $rules := list -}}
+{{- range $kind := splitList "," (toString (default "openkruise" .Values.config.sandboxKind)) -}}
+{{- with trim $kind -}}
+{{- $rules = concat $rules (required (printf "config.sandboxKind: no RBAC rules for the sandbox kind %q" .) (get $all .)) -}}
+{{- end -}}
+{{- end -}}
+{{ toYaml $rules }}
 {{- end -}}
 
 {{/* envoy/envoy.yaml (files/envoy.yaml links to it) with its ${TOKENS} filled in. */}}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, helpText } from '../../../src/config/load.ts';
+import { ConfigError, conventionsOf, loadConfig, helpText } from '../../../src/config/load.ts';
 import { SETTINGS } from '../../../src/config/settings.ts';
 
 const config = (argv: string[] = [], env: Record<string, string> = {}) => {
@@ -14,7 +14,13 @@ describe('loadConfig', () => {
     expect(c.grpcPort).toBe(9002);
     expect(c.defaultPort).toBe(49983);
     expect(c.domains).toEqual([]);
-    expect(c.stripHeaders).toEqual(['x-envoy-original-dst-host']);
+    // Headers that let a client pick the upstream (Envoy's; agent-sandbox's router's) never pass.
+    expect(c.stripHeaders).toEqual(['x-envoy-original-dst-host', 'x-sandbox-pod-ip', 'x-sandbox-uid']);
+    expect(c.sandboxKind).toEqual(['openkruise']);
+    expect(conventionsOf(c)).toEqual(['e2b']);
+    expect(c.agentSandboxDefaultNamespace).toBe('default');
+    expect(c.agentSandboxDefaultPort).toBe(8888);
+    expect(c.agentSandboxNamespaces).toEqual([]);
     expect(c.wakeTimeout).toBe(60_000);
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -57,10 +63,35 @@ describe('loadConfig', () => {
     [['--route-source', 'file'], '--routes-file'],
     [['--grpc-tcp', 'false'], '--grpc-tcp'],
     [['--sandbox-port-header', 'e2b-sandbox-id'], '--sandbox-port-header'],
+    [['--sandbox-kind', ''], '--sandbox-kind'],
+    [['--sandbox-kind', 'kruise'], '--sandbox-kind'],
+    [['--sandbox-kind', 'openkruise,openkruise'], '--sandbox-kind'],
+    [['--identify-by', 'e2b,e2b'], '--identify-by'],
+    [['--identify-by', 'agent-sandbox'], '--identify-by'],
+    [
+      ['--sandbox-kind', 'agent-sandbox', '--route-source', 'file', '--routes-file', 'r.yaml', '--identify-by', 'agent-sandbox'],
+      '--identify-by',
+    ],
+    [['--sandbox-kind', 'agent-sandbox', '--sandbox-id-header', 'x-sandbox-id'], '--sandbox-id-header'],
+    [['--sandbox-kind', 'agent-sandbox', '--identify-by', 'e2b,agent-sandbox'], '--identify-by'],
+    [['--agent-sandbox-namespaces', 'team-a,Team_B'], '--agent-sandbox-namespaces'],
+    [['--agent-sandbox-default-namespace', 'a.b'], '--agent-sandbox-default-namespace'],
     [['--no-such-flag', 'x'], 'no-such-flag'],
   ])('stops on %j naming the setting', (argv, named) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(named);
+  });
+
+  it('takes several sandbox kinds, and by default their conventions in the same order', () => {
+    const both = config(['--sandbox-kind', 'agent-sandbox, openkruise']);
+    expect(both.sandboxKind).toEqual(['agent-sandbox', 'openkruise']);
+    expect(conventionsOf(both)).toEqual(['agent-sandbox', 'e2b']);
+    expect(conventionsOf(config(['--sandbox-kind', 'agent-sandbox,openkruise', '--identify-by', 'e2b,agent-sandbox']))).toEqual([
+      'e2b',
+      'agent-sandbox',
+    ]);
+    expect(conventionsOf(config(['--route-source', 'file', '--routes-file', 'r.yaml']))).toEqual(['e2b']);
+    expect(config(['--agent-sandbox-namespaces', 'team-a,*']).agentSandboxNamespaces).toEqual(['team-a', '*']);
   });
 
   it('names the environment variable when the bad value came from there', () => {

@@ -123,3 +123,27 @@ describe('hostile input (property-based)', () => {
     );
   });
 });
+
+describe('a sandbox being woken that passes through "creating"', () => {
+  // agent-sandbox reports Ready=False DependenciesNotReady while the resumed pod starts.
+  const wake = { pauseAfterSeconds: 0, timeoutSeconds: 0 };
+  const starting = makeRoute({ state: 'creating', podIP: '', wake, accessTokenDigest: sha('tok') });
+  const wakes = (uid: string | undefined) => ({ waking: (r: Route) => r.uid === uid });
+
+  it('joins the wake this replica has in progress for that very object, token first', () => {
+    const routes = table(starting);
+    expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes('uid-1'))).toEqual({
+      kind: 'wake',
+      route: starting,
+      port: 8080,
+    });
+    expect(decide(named, routes, { now, accessToken: 'bad' }, options, wakes('uid-1'))).toMatchObject({ code: 'unauthorized' });
+  });
+
+  it('is answered "not ready" when no wake for it is in progress here (or for another object)', () => {
+    const routes = table(starting);
+    expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes(undefined))).toMatchObject({ code: 'sandbox_not_ready' });
+    expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes('another-uid'))).toMatchObject({ code: 'sandbox_not_ready' });
+    expect(decide(named, routes, { now, accessToken: 'tok' }, options)).toMatchObject({ code: 'sandbox_not_ready' });
+  });
+});

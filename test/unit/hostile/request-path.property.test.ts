@@ -219,3 +219,56 @@ describe('the request path under hostile header lists, with waking on', () => {
     }
   });
 });
+
+describe('the request path under arbitrary headers, both conventions on', () => {
+  const both = new RouteRegistry();
+  both.upsert(makeRoute({ id: 'sbx', uid: 'a' }));
+  both.upsert(makeRoute({ id: 'default/box', uid: 'd', podIP: '10.0.0.2' }));
+  both.upsert(makeRoute({ id: 'team/box', uid: 'e', state: 'creating' }));
+  both.markReady();
+  const agentProcessor = new RequestProcessor({
+    routes: both,
+    answers,
+    metrics: createMetrics(() => both.countByState()),
+    logger: createLogger('silent'),
+    options: {
+      names: { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port', agentSandbox: true },
+      identify: {
+        domains: ['sandbox.test'],
+        defaultPort: 49983,
+        conventions: ['agent-sandbox', 'e2b'],
+        agentSandbox: { defaultNamespace: 'default', defaultPort: 8888, namespaces: ['default', 'team'] },
+      },
+      decide: { wakeEnabled: false, unnamed: 'reject' },
+    },
+  });
+  const agentKey = fc.constantFrom(
+    ':authority',
+    'e2b-sandbox-id',
+    'x-sandbox-id',
+    'x-sandbox-namespace',
+    'x-sandbox-port',
+    'x-sandbox-pod-ip',
+    'x-sandbox-uid',
+  );
+  const text = fc.oneof(fc.string(), fc.string({ maxLength: 2_000 }));
+  const bytes = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a));
+  const agentText = fc.oneof(text, fc.constantFrom('box', 'default', 'team', 'kube-system', 'Box', '10.0.0.9', '8888'));
+  const agentHeader: fc.Arbitrary<HeaderValue> = fc.oneof(
+    fc.record({ key: agentKey, raw_value: agentText.map((t) => Buffer.from(t)) }),
+    fc.record({ key: agentKey, raw_value: bytes }),
+  );
+
+  it(`answers every one of ${CASES} random header lists, forwarding only to a named sandbox's own IP`, () => {
+    fc.assert(
+      fc.property(fc.array(agentHeader, { maxLength: 10 }), (headers) => {
+        const result = agentProcessor.process(headers, () => new AbortController().signal);
+        const decoded = decodeResponse(result as Buffer);
+        const status = decoded.immediate_response?.status?.code;
+        if (status !== undefined) expect([400, 403, 502, 503]).toContain(status);
+        else expect(JSON.stringify(decoded.dynamic_metadata?.fields['envoy.lb.original_dst'])).toMatch(/"10\.0\.0\.[12]:\d+"/);
+      }),
+      { numRuns: CASES },
+    );
+  });
+});

@@ -180,3 +180,89 @@ describe('hostile input (property-based)', () => {
     );
   });
 });
+
+describe("identification by agent-sandbox's headers", () => {
+  const agent = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] as string[] };
+  const both = (over: Partial<typeof agent> = {}, conventions: ('e2b' | 'agent-sandbox')[] = ['agent-sandbox', 'e2b']) => ({
+    ...anyDomain,
+    conventions,
+    agentSandbox: { ...agent, ...over },
+  });
+
+  it('names <namespace>/<name>, with the default namespace and port 8888 when none is sent', () => {
+    expect(identify(facts({ agentSandboxId: 'box' }), both())).toEqual({ kind: 'named', sandboxId: 'default/box', port: 8888 });
+    expect(
+      identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: 'team', agentSandboxPort: '3000' }), both({ namespaces: ['team'] })),
+    ).toEqual({
+      kind: 'named',
+      sandboxId: 'team/box',
+      port: 3000,
+    });
+  });
+
+  it.each(['', 'Box', 'a.b', 'a/b', '-x', 'x-', 'a'.repeat(64), 'x,y', '..'])(
+    'refuses the malformed name %j (a DNS-1123 label)',
+    (name) => {
+      expect(identify(facts({ agentSandboxId: name }), both())).toMatchObject({ kind: 'malformed', code: 'invalid_sandbox_id' });
+    },
+  );
+
+  it.each(['Team', 'a.b', 'a/b', 'x,y', 'a'.repeat(64)])('refuses the malformed namespace %j', (namespace) => {
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: namespace }), both({ namespaces: ['*'] }))).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_namespace',
+    });
+  });
+
+  it('refuses a namespace it may not name, before any lookup: only the default one unless allowed', () => {
+    const other = facts({ agentSandboxId: 'box', agentSandboxNamespace: 'team-b' });
+    expect(identify(other, both())).toMatchObject({ kind: 'malformed', code: 'namespace_not_allowed' });
+    expect(identify(other, both({ namespaces: ['team-a'] }))).toMatchObject({ code: 'namespace_not_allowed' });
+    expect(identify(other, both({ namespaces: ['team-a', 'team-b'] }))).toMatchObject({ kind: 'named', sandboxId: 'team-b/box' });
+    expect(identify(other, both({ namespaces: ['*'] }))).toMatchObject({ kind: 'named', sandboxId: 'team-b/box' });
+    // With a list, the default namespace is allowed only when listed.
+    expect(identify(facts({ agentSandboxId: 'box' }), both({ namespaces: ['team-a'] }))).toMatchObject({ code: 'namespace_not_allowed' });
+  });
+
+  it.each(['0', '65536', '+80', '080', 'x'])('refuses the malformed port %j', (port) => {
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPort: port }), both())).toMatchObject({ code: 'invalid_sandbox_port' });
+  });
+
+  it('with both conventions, takes the first in the configured order whose ID header the request carries; the E2B host form last', () => {
+    const request = facts({ sandboxId: 'e2b-id', agentSandboxId: 'box', authority: '80-host-id.example.com' });
+    expect(identify(request, both({}, ['agent-sandbox', 'e2b']))).toMatchObject({ sandboxId: 'default/box' });
+    expect(identify(request, both({}, ['e2b', 'agent-sandbox']))).toMatchObject({ sandboxId: 'e2b-id' });
+    // No E2B header: the agent-sandbox headers win over the host, whatever the order.
+    expect(
+      identify(facts({ agentSandboxId: 'box', authority: '80-host-id.example.com' }), both({}, ['e2b', 'agent-sandbox'])),
+    ).toMatchObject({
+      sandboxId: 'default/box',
+    });
+    expect(identify(facts({ authority: '80-host-id.example.com' }), both())).toMatchObject({ sandboxId: 'host-id' });
+  });
+
+  it('ignores a convention that is off', () => {
+    expect(identify(facts({ agentSandboxId: 'box' }), anyDomain)).toEqual({ kind: 'none' });
+    expect(identify(facts({ sandboxId: 'e2b-id', authority: '80-host-id.example.com' }), both({}, ['agent-sandbox']))).toEqual({
+      kind: 'none',
+    });
+  });
+
+  it('never names an ID an E2B request could name, and never throws (property-based)', () => {
+    const text = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constant('default'), fc.constant('box'));
+    fc.assert(
+      fc.property(fc.option(text), fc.option(text), fc.option(text), (id, ns, port) => {
+        const result = identify(
+          facts({ agentSandboxId: id ?? undefined, agentSandboxNamespace: ns ?? undefined, agentSandboxPort: port ?? undefined }),
+          both({ namespaces: ['*'] }, ['agent-sandbox']),
+        );
+        expect(['named', 'none', 'malformed']).toContain(result.kind);
+        if (result.kind === 'named') {
+          expect(result.sandboxId).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
+          expect(isValidSandboxId(result.sandboxId)).toBe(false);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});

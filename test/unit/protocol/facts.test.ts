@@ -31,3 +31,33 @@ describe('readFacts', () => {
     expect(facts.sandboxId).toContain('A');
   });
 });
+
+describe("readFacts: agent-sandbox's headers", () => {
+  const both = { ...names, agentSandbox: true };
+  const headers = [
+    raw('x-sandbox-id', 'box'),
+    raw('x-sandbox-namespace', 'team'),
+    raw('x-sandbox-port', '8080'),
+    raw('x-sandbox-pod-ip', '10.9.9.9'),
+    raw('x-sandbox-uid', 'u-1'),
+  ];
+
+  it('reads x-sandbox-id, -namespace and -port when that convention is on, and never a client-chosen pod IP or UID', () => {
+    const facts = readFacts(headers, both);
+    expect(facts).toMatchObject({ agentSandboxId: 'box', agentSandboxNamespace: 'team', agentSandboxPort: '8080' });
+    expect(JSON.stringify(facts)).not.toContain('10.9.9.9');
+    expect(JSON.stringify(facts)).not.toContain('u-1');
+  });
+
+  it('reads none of them when the convention is off', () => {
+    expect(readFacts(headers, names)).toMatchObject({
+      agentSandboxId: undefined,
+      agentSandboxNamespace: undefined,
+      agentSandboxPort: undefined,
+    });
+  });
+
+  it('joins repeated ones, so they fail validation', () => {
+    expect(readFacts([raw('x-sandbox-namespace', 'a'), raw('x-sandbox-namespace', 'b')], both).agentSandboxNamespace).toBe('a,b');
+  });
+});

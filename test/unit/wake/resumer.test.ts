@@ -62,12 +62,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-const route = makeRoute({ id: 'sbx', namespace: 'ns', name: 'sbx' });
+const route = makeRoute({ id: 'sbx', namespace: 'ns', name: 'sbx', kind: openKruiseSandbox });
 
 describe('KubernetesResumer retries', () => {
   it('retries throttling, server errors and conflicts, then succeeds with one merge patch body', async () => {
     const { kubeConfig, seen } = await scripted([429, 503, 409, 500, 200]);
-    await new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, new AbortController().signal);
+    await new KubernetesResumer(kubeConfig).resume(route, new AbortController().signal);
     expect(seen).toHaveLength(5);
     for (const request of seen) {
       expect(request).toEqual({
@@ -81,7 +81,7 @@ describe('KubernetesResumer retries', () => {
 
   it.each([403, 404, 422])('gives up at once on %i: retrying cannot help', async (status) => {
     const { kubeConfig, seen } = await scripted([status]);
-    const resume = new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, new AbortController().signal);
+    const resume = new KubernetesResumer(kubeConfig).resume(route, new AbortController().signal);
     await expect(resume).rejects.toThrow(ResumeError);
     await expect(resume).rejects.toThrow(/resume patch refused/);
     expect(seen).toHaveLength(1);
@@ -91,9 +91,7 @@ describe('KubernetesResumer retries', () => {
     const { kubeConfig, seen } = await scripted([422], {
       details: { causes: [{ reason: 'FieldValueInvalid', message: 'field is immutable', field: 'metadata.uid' }] },
     });
-    const failure = await new KubernetesResumer(kubeConfig, openKruiseSandbox)
-      .resume(route, new AbortController().signal)
-      .catch((e: unknown) => e);
+    const failure = await new KubernetesResumer(kubeConfig).resume(route, new AbortController().signal).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(ResumeError);
     expect((failure as ResumeError).failure).toBe('replaced');
     expect(seen).toHaveLength(1);
@@ -101,7 +99,7 @@ describe('KubernetesResumer retries', () => {
 
   it('keeps retrying server errors until the deadline, then fails naming the last error', async () => {
     const { kubeConfig, seen } = await scripted([500]);
-    const resume = new KubernetesResumer(kubeConfig, openKruiseSandbox).resume(route, AbortSignal.timeout(400));
+    const resume = new KubernetesResumer(kubeConfig).resume(route, AbortSignal.timeout(400));
     await expect(resume).rejects.toThrow(/resume patch failed until the deadline/);
     // Backoff starts at 50 ms and doubles (with jitter): several attempts fit in 400 ms, not hundreds.
     expect(seen.length).toBeGreaterThanOrEqual(2);

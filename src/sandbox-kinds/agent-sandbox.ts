@@ -1,0 +1,152 @@
+// kubernetes-sigs/agent-sandbox's Sandbox (agents.x-k8s.io, v1beta1 or the deprecated v1alpha1): field
+// paths, routing-state rules read from its API types and controller, and the resume patch. Facts (see
+// their api/v1beta1/sandbox_types.go and controllers/sandbox_controller.go):
+// - spec.operatingMode Running|Suspended (v1beta1) or spec.replicas 1|0 (v1alpha1) is the desired state;
+// - condition Ready is the authority on serving: True (reason DependenciesReady) only when the pod runs,
+//   is Ready and has an IP; False with a reason otherwise (DependenciesNotReady, SandboxSuspended,
+//   SandboxExpired, PodSucceeded, PodFailed, ReconcilerError, MultiplePods). There is no Running
+//   condition, and the Suspended condition may linger after a resume, so it is never read here;
+// - status.podIPs (primary first) is cleared while no pod exists (suspended, not yet created);
+// - spec.shutdownTime expires the sandbox (then Ready=False SandboxExpired, or the object is deleted);
+// - a SandboxWarmPool's unclaimed members carry the agents.x-k8s.io/warm-pool-sandbox label, which a
+//   SandboxClaim's adoption removes: until then they are never routable by name (their router, too,
+//   keeps unclaimed pool pods out of its name index).
+// There is no wake opt-in field: sandbox-extproc's own annotations (annotations.ts) provide it.
+import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
+import { accessTokenDigest, LAST_ACTIVITY_ANNOTATION, wakeDeadlineSeconds, WAKE_ON_TRAFFIC_ANNOTATION } from './annotations.ts';
+import { asObj, asStr, conditionTrue, findCondition, Interner, parseTime, rfc3339, type Obj } from './fields.ts';
+import type { ActivityTimer, SandboxKind } from './kind.ts';
+
+export const AGENT_SANDBOX_GROUP = 'agents.x-k8s.io';
+/** Label of an unclaimed warm-pool member (removed when a SandboxClaim adopts it). */
+export const WARM_POOL_LABEL = 'agents.x-k8s.io/warm-pool-sandbox';
+
+/** The sandbox ID of an agent-sandbox Sandbox: always contains '/', which no OpenKruise ID does. */
+export const agentSandboxId = (namespace: string, name: string) => `${namespace}/${name}`;
+
+/** Ready=False reasons after which the sandbox will not serve again by itself. */
+const TERMINAL_REASONS = new Set(['SandboxExpired', 'PodSucceeded', 'PodFailed', 'MultiplePods']);
+
+/** Whether the object asks to be suspended: operatingMode Suspended (v1beta1) or replicas 0 (v1alpha1). */
+function suspendRequested(spec: Obj | undefined): boolean {
+  return spec?.['operatingMode'] === 'Suspended' || spec?.['replicas'] === 0;
+}
+
+function pooled(meta: Obj): boolean {
+  const labels = asObj(meta['labels']);
+  if (labels !== undefined && asStr(labels[WARM_POOL_LABEL]) !== undefined) return true;
+  const owners = meta['ownerReferences'];
+  return Array.isArray(owners) && owners.some((o) => asObj(o)?.['kind'] === 'SandboxWarmPool' && asObj(o)?.['controller'] === true);
+}
+
+/**
+ * The routing state, in order: deleted or terminal -> dead; an unclaimed pool member -> available;
+ * asked to suspend -> paused; Ready with an IP -> running; Ready=False SandboxSuspended while asked to
+ * run -> paused (a resume the controller has not acted on yet); anything else not Ready -> creating.
+ */
+export function deriveAgentSandboxState(meta: Obj, spec: Obj | undefined, status: Obj | undefined, podIP: string): RouteState {
+  if (asStr(meta['deletionTimestamp']) !== undefined) return 'dead';
+  const ready = findCondition(status, 'Ready');
+  const reason = asStr(ready?.['reason']) ?? '';
+  if (conditionTrue(status, 'Finished') || (ready?.['status'] !== 'True' && TERMINAL_REASONS.has(reason))) return 'dead';
+  if (pooled(meta)) return 'available';
+  if (suspendRequested(spec)) return 'paused';
+  if (ready?.['status'] === 'True') return podIP === '' ? 'creating' : 'running';
+  if (reason === 'SandboxSuspended') return 'paused';
+  return 'creating';
+}
+
+/** A new agent-sandbox kind; each instance keeps its own shared-value tables and chosen version. */
+export interface AgentSandboxOptions {
+  /** How stale the last-activity record may grow, as a timeout: refreshed when (1 - fraction) of it has passed. */
+  readonly activityRecordWindowSeconds?: number;
+}
+
+export function createAgentSandboxKind(options: AgentSandboxOptions = {}): SandboxKind {
+  const recordWindowMs = (options.activityRecordWindowSeconds ?? 300) * 1000;
+  const namespaces = new Interner<string>();
+  const policies = new Interner<WakePolicy>();
+  let version = 'v1beta1';
+  const kind: SandboxKind = {
+    name: 'agent-sandbox',
+    group: AGENT_SANDBOX_GROUP,
+    versions: ['v1beta1', 'v1alpha1'],
+    get version() {
+      return version;
+    },
+    useVersion(chosen: string): void {
+      if (!kind.versions.includes(chosen)) throw new Error(`agent-sandbox has no version ${JSON.stringify(chosen)}`);
+      version = chosen;
+    },
+    plural: 'sandboxes',
+
+    toRoute(object: unknown): Route | undefined {
+      const obj = asObj(object);
+      const meta = asObj(obj?.['metadata']);
+      if (meta === undefined) return undefined;
+      const name = asStr(meta['name']);
+      const namespace = asStr(meta['namespace']);
+      const uid = asStr(meta['uid']);
+      if (name === undefined || namespace === undefined || uid === undefined || uid === '') return undefined;
+      const spec = asObj(obj?.['spec']);
+      const status = asObj(obj?.['status']);
+      const annotations = asObj(meta['annotations']);
+      const podIPs = status?.['podIPs'];
+      const firstIP = Array.isArray(podIPs) ? (asStr(podIPs[0]) ?? '') : '';
+      const state = deriveAgentSandboxState(meta, spec, status, firstIP);
+      const token = accessTokenDigest(annotations);
+      // A digest that cannot be read must never mean "no token needed": such a sandbox does not wake.
+      const optedIn = asStr(annotations?.[WAKE_ON_TRAFFIC_ANNOTATION]) === 'true' && token.kind !== 'malformed';
+      const timeoutSeconds = wakeDeadlineSeconds(annotations);
+      return {
+        id: agentSandboxId(namespace, name),
+        uid,
+        namespace: namespaces.get(namespace, () => namespace),
+        name,
+        resourceVersion: asStr(meta['resourceVersion']) ?? '',
+        state,
+        // Only a serving sandbox has an address worth keeping (a suspending pod may still report one).
+        podIP: state === 'running' ? firstIP : '',
+        pauseRequested: suspendRequested(spec),
+        // The controller accepts a resume at any point of a suspension (it recreates the pod once the
+        // old one is gone), so there is never a pause to wait for.
+        pausing: false,
+        shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
+        pauseAt: undefined,
+        activityAt: parseTime(asStr(annotations?.[LAST_ACTIVITY_ANNOTATION])),
+        deleting: asStr(meta['deletionTimestamp']) !== undefined,
+        // No pause timer to re-arm: agent-sandbox suspends only when asked.
+        wake: optedIn ? policies.get(String(timeoutSeconds), () => Object.freeze({ pauseAfterSeconds: 0, timeoutSeconds })) : undefined,
+        accessTokenDigest: token.kind === 'digest' ? token.digest : undefined,
+        kind,
+      };
+    },
+
+    /**
+     * Asks for the desired running state in the served version's own field. metadata.uid makes the
+     * patch a precondition: the API server refuses it (422, uid immutable) if the name now belongs to a
+     * recreated object.
+     */
+    resumePatch(route: Route): Record<string, unknown> {
+      const spec = version === 'v1alpha1' ? { replicas: 1 } : { operatingMode: 'Running' };
+      return { metadata: { uid: route.uid }, spec };
+    },
+
+    /**
+     * agent-sandbox has no idle suspension of its own (upstream's idle policy, PR #1160, proposes
+     * status.lastActivityTime, which is the controller's to write): activity is recorded on the object
+     * in the annotation sandbox-extproc.io/last-activity, for an idle controller to read. For a running
+     * sandbox that opted in to wake, the "timer" is the record going stale: it is refreshed once it is
+     * older than (1 - fraction) of the recording window, the same write rule as OpenKruise's pause timer.
+     */
+    activityTimer(route: Route): ActivityTimer | undefined {
+      if (route.wake === undefined || route.state !== 'running') return undefined;
+      return { deadline: (route.activityAt ?? 0) + recordWindowMs, timeoutMs: recordWindowMs };
+    },
+
+    activityPatch(route: Route, now: Date): Record<string, unknown> {
+      return { metadata: { uid: route.uid, annotations: { [LAST_ACTIVITY_ANNOTATION]: rfc3339(now.getTime()) } } };
+    },
+  };
+  return kind;
+}

@@ -1,0 +1,47 @@
+// Small readers for untyped Kubernetes objects, and a table that lets many routes share one value.
+// Shared by the kinds; nothing here knows a particular CRD.
+
+export type Obj = Record<string, unknown>;
+
+export const asObj = (v: unknown): Obj | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : undefined);
+export const asStr = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The condition of this type in status.conditions, if any. */
+export function findCondition(status: Obj | undefined, type: string): Obj | undefined {
+  const list = status?.['conditions'];
+  if (!Array.isArray(list)) return undefined;
+  for (const item of list) {
+    const condition = asObj(item);
+    if (condition?.['type'] === type) return condition;
+  }
+  return undefined;
+}
+
+export function conditionTrue(status: Obj | undefined, type: string): boolean {
+  const list = status?.['conditions'];
+  if (!Array.isArray(list)) return false;
+  return list.some((c) => asObj(c)?.['type'] === type && asObj(c)?.['status'] === 'True');
+}
+
+/** Epoch ms of an RFC 3339 time, or undefined when absent or malformed. */
+export function parseTime(text: string | undefined): number | undefined {
+  const ms = text === undefined ? NaN : Date.parse(text);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/** RFC 3339 with whole seconds, as metav1.Time writes it. */
+export const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** Keeps one copy of a value per key, so many routes share it; cleared when it grows past a bound. */
+export class Interner<T> {
+  readonly #table = new Map<string, T>();
+  get(key: string, value: () => T): T {
+    let held = this.#table.get(key);
+    if (held === undefined) {
+      if (this.#table.size >= 4096) this.#table.clear();
+      held = value();
+      this.#table.set(key, held);
+    }
+    return held;
+  }
+}

@@ -1,0 +1,280 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isValidSandboxId } from '../../../src/identification/identify.ts';
+import { RouteRegistry } from '../../../src/routes/registry.ts';
+import { createAgentSandboxKind } from '../../../src/sandbox-kinds/agent-sandbox.ts';
+import { chooseVersion } from '../../../src/sandbox-kinds/kind.ts';
+import { createOpenKruiseKind } from '../../../src/sandbox-kinds/openkruise.ts';
+
+type Obj = Record<string, unknown>;
+const condition = (type: string, status: string, reason: string) => ({
+  type,
+  status,
+  reason,
+  message: '',
+  lastTransitionTime: '2026-11-21T10:00:00Z',
+});
+const ready = condition('Ready', 'True', 'DependenciesReady');
+
+/** A running v1beta1 Sandbox as agent-sandbox's controller writes it. */
+function sandbox(over: { meta?: Obj; spec?: Obj; status?: Obj } = {}): Obj {
+  return {
+    metadata: { name: 'box', namespace: 'team', uid: 'u1', resourceVersion: '10', ...over.meta },
+    spec: { podTemplate: { spec: { containers: [] } }, operatingMode: 'Running', ...over.spec },
+    status: { podIPs: ['10.0.0.5', 'fd00::5'], conditions: [ready, condition('Suspended', 'False', 'NotSuspended')], ...over.status },
+  };
+}
+const kind = createAgentSandboxKind();
+const route = (o: unknown) => kind.toRoute(o);
+
+describe('agent-sandbox Sandbox -> route', () => {
+  it('reads a running sandbox: ID <namespace>/<name>, the primary pod IP, and its own kind', () => {
+    expect(route(sandbox())).toMatchObject({
+      id: 'team/box',
+      uid: 'u1',
+      namespace: 'team',
+      name: 'box',
+      state: 'running',
+      podIP: '10.0.0.5',
+      pauseRequested: false,
+      pausing: false,
+      wake: undefined,
+      accessTokenDigest: undefined,
+      kind,
+    });
+  });
+
+  it('returns undefined for an object without uid, name or namespace', () => {
+    expect(route({ metadata: { name: 'x', namespace: 'y' } })).toBeUndefined();
+    expect(route(null)).toBeUndefined();
+  });
+
+  const suspended = {
+    podIPs: undefined,
+    conditions: [condition('Ready', 'False', 'SandboxSuspended'), condition('Suspended', 'True', 'PodTerminated')],
+  };
+  it.each([
+    ['a deletion timestamp', { meta: { deletionTimestamp: '2026-01-01T00:00:00Z' } }, 'dead'],
+    ['operatingMode Suspended (pod gone)', { spec: { operatingMode: 'Suspended' }, status: suspended }, 'paused'],
+    [
+      'operatingMode Suspended, pod still terminating (IP still reported)',
+      { spec: { operatingMode: 'Suspended' }, status: { conditions: [condition('Ready', 'False', 'SandboxSuspended')] } },
+      'paused',
+    ],
+    ['v1alpha1 replicas 0', { spec: { operatingMode: undefined, replicas: 0 }, status: suspended }, 'paused'],
+    ['v1alpha1 replicas 1, Ready', { spec: { operatingMode: undefined, replicas: 1 } }, 'running'],
+    ['asked to run, Ready=False SandboxSuspended (a resume not yet acted on)', { status: suspended }, 'paused'],
+    [
+      'asked to run, pod starting (DependenciesNotReady)',
+      { status: { podIPs: undefined, conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } },
+      'creating',
+    ],
+    ['no conditions yet', { status: { podIPs: undefined, conditions: undefined } }, 'creating'],
+    ['Ready=False ReconcilerError', { status: { conditions: [condition('Ready', 'False', 'ReconcilerError')] } }, 'creating'],
+    ['Ready but no pod IP', { status: { podIPs: [] } }, 'creating'],
+    [
+      'expired (Ready=False SandboxExpired)',
+      { status: { podIPs: undefined, conditions: [condition('Ready', 'False', 'SandboxExpired')] } },
+      'dead',
+    ],
+    [
+      'pod failed',
+      { status: { conditions: [condition('Ready', 'False', 'PodFailed'), condition('Finished', 'True', 'PodFailed')] } },
+      'dead',
+    ],
+    ['pod succeeded', { status: { conditions: [condition('Ready', 'False', 'PodSucceeded')] } }, 'dead'],
+    ['two pods claim it', { status: { conditions: [condition('Ready', 'False', 'MultiplePods')] } }, 'dead'],
+    ['an unclaimed warm-pool member, Ready', { meta: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'abc123' } } }, 'available'],
+    [
+      'an unclaimed warm-pool member, starting',
+      {
+        meta: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'abc123' } },
+        status: { conditions: [condition('Ready', 'False', 'DependenciesNotReady')] },
+      },
+      'available',
+    ],
+    [
+      'owned by a SandboxWarmPool (controller reference)',
+      {
+        meta: {
+          ownerReferences: [
+            { kind: 'SandboxWarmPool', name: 'pool', uid: 'p', apiVersion: 'extensions.agents.x-k8s.io/v1beta1', controller: true },
+          ],
+        },
+      },
+      'available',
+    ],
+    [
+      'adopted by a claim (label removed, owned by the SandboxClaim)',
+      {
+        meta: {
+          labels: { 'agents.x-k8s.io/launch-type': 'warm' },
+          ownerReferences: [{ kind: 'SandboxClaim', name: 'c', uid: 'c', controller: true }],
+        },
+      },
+      'running',
+    ],
+  ])('derives the state of %s', (_what, over, state) => {
+    expect(route(sandbox(over as never))?.state).toBe(state);
+  });
+
+  it('does not count a Suspended condition lingering after a resume: Ready is the authority', () => {
+    const resumed = sandbox({ status: { conditions: [ready, condition('Suspended', 'True', 'PodTerminated')] } });
+    expect(route(resumed)).toMatchObject({ state: 'running', podIP: '10.0.0.5', pauseRequested: false });
+  });
+
+  it('marks a resume under way (asked to run, still reported suspended) as not pause-requested, so a wake sends no patch', () => {
+    expect(route(sandbox({ status: suspended }))).toMatchObject({ state: 'paused', pauseRequested: false, podIP: '' });
+    expect(route(sandbox({ spec: { operatingMode: 'Suspended' }, status: suspended }))).toMatchObject({ pauseRequested: true });
+  });
+
+  it('keeps no address for a sandbox that does not serve (a suspending pod may still report one)', () => {
+    const suspending = sandbox({
+      spec: { operatingMode: 'Suspended' },
+      status: { conditions: [condition('Ready', 'False', 'SandboxSuspended')] },
+    });
+    expect(route(suspending)?.podIP).toBe('');
+  });
+
+  it('reads spec.shutdownTime', () => {
+    expect(route(sandbox({ spec: { shutdownTime: '2026-11-21T11:00:00Z' } }))?.shutdownAt).toBe(Date.parse('2026-11-21T11:00:00Z'));
+  });
+});
+
+describe('wake opt-in and access token (our annotations)', () => {
+  const digest = createHash('sha256').update('s3cret').digest();
+  const annotated = (annotations: Record<string, string>) => route(sandbox({ meta: { annotations } }));
+
+  it('opts in with sandbox-extproc.io/wake-on-traffic: "true" only', () => {
+    expect(annotated({ 'sandbox-extproc.io/wake-on-traffic': 'true' })?.wake).toEqual({ pauseAfterSeconds: 0, timeoutSeconds: 0 });
+    expect(annotated({ 'sandbox-extproc.io/wake-on-traffic': 'yes' })?.wake).toBeUndefined();
+    expect(annotated({})?.wake).toBeUndefined();
+  });
+
+  it('reads the per-sandbox wake deadline', () => {
+    const r = annotated({ 'sandbox-extproc.io/wake-on-traffic': 'true', 'sandbox-extproc.io/wake-deadline-seconds': '7' });
+    expect(r?.wake?.timeoutSeconds).toBe(7);
+  });
+
+  it('keeps the access-token digest (hex, either case), never a token', () => {
+    const r = annotated({
+      'sandbox-extproc.io/wake-on-traffic': 'true',
+      'sandbox-extproc.io/access-token-sha256': digest.toString('hex').toUpperCase(),
+    });
+    expect(r?.accessTokenDigest?.equals(digest)).toBe(true);
+  });
+
+  it.each(['', 'not-hex', digest.toString('hex').slice(1), `${digest.toString('hex')}00`])(
+    'does not let a sandbox with a malformed digest %j wake at all (never "no token needed")',
+    (bad) => {
+      const r = annotated({ 'sandbox-extproc.io/wake-on-traffic': 'true', 'sandbox-extproc.io/access-token-sha256': bad });
+      expect(r?.wake).toBeUndefined();
+    },
+  );
+
+  it('shares one wake policy object between sandboxes with the same one', () => {
+    const a = annotated({ 'sandbox-extproc.io/wake-on-traffic': 'true' });
+    const b = route(sandbox({ meta: { uid: 'u2', name: 'other', annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } } }));
+    expect(a?.wake).toBe(b?.wake);
+  });
+});
+
+describe('resume patch', () => {
+  it('v1beta1: operatingMode Running, with the UID as a precondition', () => {
+    const k = createAgentSandboxKind();
+    expect(k.version).toBe('v1beta1');
+    expect(k.resumePatch(k.toRoute(sandbox()) as never, new Date())).toEqual({
+      metadata: { uid: 'u1' },
+      spec: { operatingMode: 'Running' },
+    });
+  });
+
+  it('v1alpha1 (where only that version is served): replicas 1', () => {
+    const k = createAgentSandboxKind();
+    k.useVersion('v1alpha1');
+    expect(k.resumePatch(k.toRoute(sandbox()) as never, new Date())).toEqual({ metadata: { uid: 'u1' }, spec: { replicas: 1 } });
+    expect(() => k.useVersion('v2')).toThrow(/no version/);
+  });
+
+  it('chooses v1beta1 when served, else v1alpha1, else nothing', () => {
+    expect(chooseVersion(kind, ['v1alpha1', 'v1beta1'])).toBe('v1beta1');
+    expect(chooseVersion(kind, ['v1alpha1'])).toBe('v1alpha1');
+    expect(chooseVersion(kind, [])).toBeUndefined();
+  });
+});
+
+describe('activity recorded for an idle controller (sandbox-extproc.io/last-activity)', () => {
+  const windowed = createAgentSandboxKind({ activityRecordWindowSeconds: 120 });
+  const optedIn = (annotations: Obj = {}) =>
+    windowed.toRoute(sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true', ...annotations } } }));
+
+  it('keeps no record for a sandbox that did not opt in to wake, nor for one not running', () => {
+    expect(windowed.activityTimer(windowed.toRoute(sandbox()) as never)).toBeUndefined();
+    const suspendedRoute = windowed.toRoute(
+      sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } }, spec: { operatingMode: 'Suspended' } }),
+    );
+    expect(windowed.activityTimer(suspendedRoute as never)).toBeUndefined();
+  });
+
+  it('treats a missing record as due at once, and a record as due when the window has run out', () => {
+    expect(windowed.activityTimer(optedIn() as never)).toEqual({ deadline: 120_000, timeoutMs: 120_000 });
+    const recorded = optedIn({ 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' });
+    expect(recorded?.activityAt).toBe(Date.parse('2026-11-21T10:00:00Z'));
+    expect(windowed.activityTimer(recorded as never)).toEqual({ deadline: Date.parse('2026-11-21T10:02:00Z'), timeoutMs: 120_000 });
+  });
+
+  it('writes the record as an annotation, tied to the UID', () => {
+    expect(windowed.activityPatch(optedIn() as never, new Date('2026-11-21T10:00:00.700Z'))).toEqual({
+      metadata: { uid: 'u1', annotations: { 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' } },
+    });
+  });
+});
+
+describe('route IDs never collide across kinds', () => {
+  const openkruise = createOpenKruiseKind();
+  const dnsLabel = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
+  const labelValue = fc.string({ maxLength: 40 });
+
+  it("OpenKruise IDs never contain '/', agent-sandbox IDs always do, for any names and labels", () => {
+    fc.assert(
+      fc.property(dnsLabel, dnsLabel, labelValue, (namespace, name, label) => {
+        const meta = { namespace, name, uid: 'u', labels: { 'agents.kruise.io/sandbox-id': label } };
+        const ok = openkruise.toRoute({ metadata: meta, status: { phase: 'Running' } });
+        const as = kind.toRoute({ metadata: meta, spec: {} });
+        expect(ok?.id.includes('/')).toBe(false);
+        expect(as?.id).toBe(`${namespace}/${name}`);
+        // The E2B convention can never name an agent-sandbox route: its IDs have no '/'.
+        expect(isValidSandboxId(as?.id as string)).toBe(false);
+      }),
+    );
+  });
+
+  it('the same namespace and name in both families are two routes, each served by its own ID', () => {
+    const registry = new RouteRegistry();
+    const ok = openkruise.toRoute({
+      metadata: { namespace: 'team', name: 'box', uid: 'k1', resourceVersion: '1' },
+      status: { phase: 'Running', podInfo: { podIP: '10.0.0.1' }, conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    const as = kind.toRoute(sandbox({ meta: { uid: 'x1' } }));
+    registry.upsert(ok!);
+    registry.upsert(as!);
+    expect(registry.get('team--box')?.kind).toBe(openkruise);
+    expect(registry.get('team/box')?.kind).toBe(kind);
+    expect(registry.conflicts).toBe(0);
+  });
+
+  it("one kind's relist never removes another kind's routes", () => {
+    const registry = new RouteRegistry();
+    const ok = openkruise.toRoute({
+      metadata: { namespace: 'team', name: 'box', uid: 'k1', resourceVersion: '1' },
+      status: { phase: 'Running', podInfo: { podIP: '10.0.0.1' }, conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    registry.upsert(ok!);
+    registry.resync('team', [kind.toRoute(sandbox({ meta: { uid: 'x1' } }))!], kind);
+    registry.resync(undefined, [], kind);
+    expect(registry.get('team--box')).toBe(ok);
+    registry.resync(undefined, [], openkruise);
+    expect(registry.get('team--box')).toBeUndefined();
+  });
+});
