@@ -131,7 +131,7 @@ function floorsTable(a: Artifact): string {
 
 function scaleTable(a: Artifact): string {
   const tiers = a.figures
-    .map((f) => /^([\d,]+ sandboxes): create, last write/.exec(f.name)?.[1])
+    .map((f) => /^((?:agent-sandbox: )?[\d,]+ sandboxes): create, last write/.exec(f.name)?.[1])
     .filter((t): t is string => t !== undefined);
   const rows = tiers.map((tag) => {
     const find = (pattern: RegExp) => a.figures.find((f) => f.name.startsWith(`${tag}: `) && pattern.test(f.name));
@@ -144,7 +144,7 @@ function scaleTable(a: Artifact): string {
       return f === undefined ? '—' : formatNumber(f.value);
     };
     return [
-      tag.replace(' sandboxes', ''),
+      tag.replace(' sandboxes', '').replace('agent-sandbox: ', 'agent-sandbox, '),
       v(/: create, last write/),
       v(/: service RSS$/),
       v(/: pause \d+, last write/),

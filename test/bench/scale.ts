@@ -107,7 +107,10 @@ class Barriers {
       (o) => family.resumeAsked(o as Record<string, unknown>),
       60_000,
     );
-    const headers = Object.entries(family.headers(this.ns, name, `${this.ns}-${name}`)).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+    const headers = Object.entries(family.headers(this.ns, name, `${this.ns}-${name}`)).map(([key, v]) => ({
+      key,
+      raw_value: Buffer.from(v),
+    }));
     const clients = services.map((s) => new ExtProcClient(`127.0.0.1:${s.grpcPort}`));
     const answered: number[] = [];
     const held = services.map(() => Promise.withResolvers<void>());
@@ -383,12 +386,21 @@ async function freshProcess(report: Report, c: ScenarioContext, tag: string): Pr
       throw error;
     }
     const written = performance.now();
-    report.info(`${family.label}status updates written per second (API server bound)`, tiers.updates / ((written - burst) / 1000), 'updates/s');
+    report.info(
+      `${family.label}status updates written per second (API server bound)`,
+      tiers.updates / ((written - burst) / 1000),
+      'updates/s',
+    );
     const [live, drained] = (await held.release(() => {
       fresh.process.child.kill('SIGCONT');
       continued = performance.now();
     })) as [number, number];
-    report.atMost(`${family.label}live status updates: last write -> all applied by the service (barrier answered)`, live - written, 'ms', 1_000);
+    report.atMost(
+      `${family.label}live status updates: last write -> all applied by the service (barrier answered)`,
+      live - written,
+      'ms',
+      1_000,
+    );
     report.atLeast(
       `${family.label}backlog of status updates applied after the pause`,
       changes(await freshMetrics.refresh()) - freshBase,

@@ -152,7 +152,9 @@ async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean
     const answers = Array.from({ length: HERD }, () => get(`${herdEnvoy.url}/herd`, named('herd')));
     const herdId = family.sandboxId(NS, 'herd', `${NS}--herd`);
     const decided = (line: string) =>
-      line.includes('"msg":"request decided"') && line.includes(`"sandboxId":${JSON.stringify(herdId)}`) && line.includes('"outcome":"wake"');
+      line.includes('"msg":"request decided"') &&
+      line.includes(`"sandboxId":${JSON.stringify(herdId)}`) &&
+      line.includes('"outcome":"wake"');
     await herdService.process.waitForLines(decided, HERD, 60_000, 'herd requests held by the wake');
     // Every request is held now (nothing resumes the sandbox but the bench): the gauge must agree.
     const held = await waitersNow(herdService.httpPort);

@@ -81,7 +81,8 @@ const request = () =>
   client.exchange([{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(`${NS}--busy`) }] } } }], {
     closeAfter: 1,
   });
-const writes = async (outcome: string) => (await app.metrics.activityWrites.get()).values.find((v) => v.labels['outcome'] === outcome)?.value ?? 0;
+const writes = async (outcome: string) =>
+  (await app.metrics.activityWrites.get()).values.find((v) => v.labels['outcome'] === outcome)?.value ?? 0;
 
 describe('activity writes while the API server is down', () => {
   it('fail, are logged and counted, and the next activity after it is back writes the timer', async () => {

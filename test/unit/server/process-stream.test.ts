@@ -100,7 +100,16 @@ describe('the ext_proc stream', () => {
     ['before sending anything', [] as ReturnType<typeof headers>[]],
     ['after its answer', [headers({ 'e2b-sandbox-id': 'sbx-1' })]],
   ])('frees the slot of a client that cancels %s', async (_when, sent) => {
-    const limited = await startService(['--route-source', 'file', '--routes-file', routesPath, '--max-streams', '1', '--shutdown-grace', '0s']);
+    const limited = await startService([
+      '--route-source',
+      'file',
+      '--routes-file',
+      routesPath,
+      '--max-streams',
+      '1',
+      '--shutdown-grace',
+      '0s',
+    ]);
     const one = new ExtProcClient(`127.0.0.1:${limited.listening.grpcPort}`);
     try {
       const release = Promise.withResolvers<void>();
