@@ -112,8 +112,10 @@ describe('periodic resync', () => {
     await controller.create({ namespace: NS, name: 'kept', podIP: '10.3.0.4' });
     await waitForRoute(s.app.registry, `${NS}--kept`, (r) => r?.state === 'running');
     // What a missed deletion leaves behind: a route for an object the API server no longer has.
+    // (Of the kind the source watches: a relist answers for its own kind only.)
+    const kind = s.app.registry.get(`${NS}--kept`)?.kind;
     s.app.registry.upsert(
-      makeRoute({ id: `${NS}--missed`, uid: 'uid-of-a-deleted-object', namespace: NS, name: 'missed', podIP: '10.3.0.5' }),
+      makeRoute({ id: `${NS}--missed`, uid: 'uid-of-a-deleted-object', namespace: NS, name: 'missed', podIP: '10.3.0.5', kind }),
     );
     expect(s.app.registry.get(`${NS}--missed`)?.podIP).toBe('10.3.0.5');
     // Nothing but a relist removes it: no watch event names that object.
