@@ -4,7 +4,7 @@
 // sandboxes) and agent-sandbox's (two), the sandboxes being local HTTP servers on loopback IPs. Ctrl-C
 // tears everything down; --once exits after the tour.
 import { performance } from 'node:perf_hooks';
-import { ControlPlane } from '../test/support/controlplane.ts';
+import { ControlPlane, isActivityRecord } from '../test/support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
 import { httpGet, type HttpResult } from '../test/support/http.ts';
 import { AgentSandboxController } from '../test/support/agent-sandbox-controller.ts';
@@ -120,7 +120,12 @@ async function main(): Promise<void> {
   };
   const patchCount = (name: string, group = 'agents.kruise.io') =>
     plane.auditEvents(
-      (e) => e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.apiGroup === group && e.objectRef.subresource === undefined,
+      (e) =>
+        e.verb === 'patch' &&
+        e.objectRef?.name === name &&
+        e.objectRef.apiGroup === group &&
+        e.objectRef.subresource === undefined &&
+        !isActivityRecord(e),
     ).length;
 
   await request('1. A running sandbox, named by headers', { 'e2b-sandbox-id': `${NS}--web`, 'e2b-sandbox-port': String(port) });

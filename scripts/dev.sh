@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm; cached
-# outside the repo), installs dependencies, then runs `npm run <command>`: demo, test, bench, ...
+# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm; a
+# Docker engine and base images for the tests; cached outside the repo), installs dependencies, then
+# runs `npm run <command>`: demo, test, bench, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
@@ -8,10 +9,26 @@ shift || true
 scripts/provision.sh node envoy controlplane helm promtool
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
+# The container suites need a Docker engine (started here if none runs and one can; they skip, saying
+# why, where none can) and the base images the Dockerfile and the chart name. An engine started for
+# this command is stopped after it; one that was running is left alone.
+stop_engine=''
+case "$command" in
+  test | test:containers | test:e2e)
+    docker version >/dev/null 2>&1 || stop_engine=yes
+    scripts/provision.sh docker images
+    ;;
+esac
 # The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
 case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
+fi
+if [ -n "$stop_engine" ]; then
+  status=0
+  npm run "$command" -- "$@" || status=$?
+  scripts/provision.sh docker-stop
+  exit "$status"
 fi
 exec npm run "$command" -- "$@"

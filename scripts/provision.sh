@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
 # so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|helm|all]...
+# `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
+# Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
+# engine only if `docker` started it.
 # Prints nothing on stdout but `export` lines with `env`, so `eval "$(scripts/provision.sh env)"` works.
 set -euo pipefail
 
@@ -9,6 +12,8 @@ ENVOY_VERSION=1.40.0
 KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
 KIND_VERSION=0.32.0
+# npm inside the local stand-in for the Node image (scripts/base-images.sh), from the npm registry.
+NPM_VERSION=11.21.2
 GHZ_VERSION=0.121.0
 VEGETA_VERSION=12.13.0
 # promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
@@ -133,6 +138,69 @@ provision_plot() {
   apt-get install -y -qq librsvg2-bin >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq librsvg2-bin >/dev/null; }
 }
 
+# A Docker engine for the container suites. One that answers is used as is. Else, as root with apt:
+# Debian's docker.io (installed if missing), dockerd started in the background and waited for (its
+# "API listen" line, 60 s deadline), and its PID recorded so that `docker-stop` stops that one and no
+# other. Where no engine can run (not root, no apt), it says so and returns: the container suites then
+# skip, saying why. Any other failure fails.
+docker_state=/run/sandbox-extproc
+provision_docker() {
+  docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "docker: no engine answers and none can be started here (needs root and apt-get); container suites will skip"
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null; then
+    log "docker: Debian package docker.io"
+    apt-get install -y -qq --no-install-recommends docker.io >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends docker.io >/dev/null; }
+  fi
+  mkdir -p "$docker_state"
+  local out="$docker_state/dockerd.log" pid tail_pid
+  log "docker: starting dockerd (log: $out)"
+  : >"$out"
+  setsid dockerd >"$out" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$docker_state/dockerd.pid"
+  exec 3< <(tail -n +1 -F --pid="$pid" "$out" 2>/dev/null)
+  tail_pid=$!
+  if ! timeout 60 grep -q -m1 'API listen on' <&3; then
+    kill "$tail_pid" 2>/dev/null || true
+    exec 3<&-
+    log "docker: dockerd did not come up within 60 s; last lines of $out:"
+    tail -n 20 "$out" >&2
+    stop_docker
+    return 1
+  fi
+  kill "$tail_pid" 2>/dev/null || true
+  exec 3<&-
+  docker version --format 'provision: docker: engine {{.Server.Version}} ready' >&2
+}
+
+# Stops the engine `docker` started (the recorded PID, if it is still that dockerd), nothing else.
+stop_docker() {
+  local pid
+  pid=$(cat "$docker_state/dockerd.pid" 2>/dev/null) || return 0
+  if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
+    log "docker: stopping the dockerd started by provisioning (pid $pid)"
+    kill -TERM "$pid"
+    timeout 60 tail --pid="$pid" -f /dev/null || kill -KILL "$pid"
+  fi
+  rm -f "$docker_state/dockerd.pid"
+}
+
+# The images the Dockerfile builds FROM and the chart runs (scripts/base-images.sh): needs an engine.
+provision_images() {
+  if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+    log "images: no Docker engine answers; container images not made (container suites will skip)"
+    return 0
+  fi
+  provision_node
+  provision_envoy
+  NODE_VERSION=$NODE_VERSION NPM_VERSION=$NPM_VERSION ENVOY_VERSION=$ENVOY_VERSION \
+    NODE_BIN="$node_dir/bin/node" ENVOY_BIN="$envoy_dir/bin/envoy" "$here/scripts/base-images.sh"
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
@@ -158,8 +226,11 @@ for what in "$@"; do
     load) provision_load ;;
     plot) provision_plot ;;
     promtool) provision_promtool ;;
+    docker) provision_docker ;;
+    docker-stop) stop_docker ;;
+    images) provision_images ;;
     all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_promtool; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|promtool|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|promtool|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -77,7 +77,10 @@ export class App {
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
     this.#kinds = config.sandboxKind.map((name) =>
-      sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000, activityRecordWindowSeconds: config.activityRecordWindow / 1000 }),
+      sandboxKind(name, {
+        pauseFloorSeconds: config.minPauseTimeout / 1000,
+        activityRecordWindowSeconds: config.activityRecordWindow / 1000,
+      }),
     );
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
@@ -99,7 +102,7 @@ export class App {
     if (config.wake && this.#kubeConfig !== undefined) {
       this.wakes = new WakeCoordinator({
         registry: this.registry,
-        resumer: new KubernetesResumer(this.#kubeConfig, (outcome) => this.metrics.resumePatches.inc({ outcome })),
+        resumer: new KubernetesResumer(this.#kubeConfig, (outcome) => this.metrics.resumePatches.inc({ outcome }), this.registry),
         metrics: this.metrics,
         logger: this.logger,
         options: {

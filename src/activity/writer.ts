@@ -7,13 +7,24 @@ import type { ActivityWriter } from './tracker.ts';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
+/** Who wrote an activity record, told apart from resumes in managedFields and the audit log. */
+export const ACTIVITY_FIELD_MANAGER = 'sandbox-extproc-activity';
+
 export function kubernetesActivityWriter(kubeConfig: KubeConfig, kindOf: (route: Route) => SandboxKind): ActivityWriter {
   const api = kubeConfig.makeApiClient(CustomObjectsApi);
   return async (route, now) => {
     const kind = kindOf(route);
     const { group, version, plural } = kind;
     await api.patchNamespacedCustomObject(
-      { group, version, plural, namespace: route.namespace, name: route.name, body: kind.activityPatch(route, now) },
+      {
+        group,
+        version,
+        plural,
+        namespace: route.namespace,
+        name: route.name,
+        body: kind.activityPatch(route, now),
+        fieldManager: ACTIVITY_FIELD_MANAGER,
+      },
       mergePatch,
     );
   };

@@ -138,7 +138,7 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
     waiters: new Gauge({ name: 'sandbox_extproc_wake_waiters', help: 'Requests waiting for a sandbox to wake.', registers }),
     resumePatches: new Counter({
       name: 'sandbox_extproc_resume_patches_total',
-      help: 'Resume patches sent, by outcome: applied, refused (403/404/422, webhook), replaced (UID precondition failed), retried (409/429/5xx), unreachable.',
+      help: 'Resume patches sent, by outcome: applied, refused (403/404/422, webhook), replaced (the object was recreated or deleted), conflict (409: it changed since the decision), superseded (after a conflict, another writer had resumed it), retried (429/5xx), unreachable.',
       labelNames: ['outcome'],
       registers,
     }),

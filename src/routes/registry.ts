@@ -135,6 +135,34 @@ export class RouteRegistry implements RouteLookup {
     for (const route of listed.values()) this.upsert(route);
   }
 
+  /**
+   * Resolves with the first observation of `uid` newer than `resourceVersion` (at once if one is held),
+   * or undefined once the object is gone or the signal aborts. Event-driven: it waits on the table's
+   * own changes, which the watch feeds.
+   */
+  awaitNewer(uid: string, resourceVersion: string, signal: AbortSignal): Promise<Route | undefined> {
+    const check = (): { route: Route | undefined } | undefined => {
+      const held = this.#byUid.get(uid);
+      if (held === undefined) return { route: undefined };
+      return isNewerVersion(held.resourceVersion, resourceVersion) ? { route: held } : undefined;
+    };
+    const now = check();
+    if (now !== undefined || signal.aborted) return Promise.resolve(now?.route);
+    return new Promise((resolve) => {
+      const done = (route: Route | undefined) => {
+        unsubscribe();
+        signal.removeEventListener('abort', onAbort);
+        resolve(route);
+      };
+      const onAbort = () => done(undefined);
+      const unsubscribe = this.subscribe(() => {
+        const seen = check();
+        if (seen !== undefined) done(seen.route);
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   subscribe(listener: RouteListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

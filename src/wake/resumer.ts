@@ -29,9 +29,18 @@ export class ResumeError extends Error {
 }
 
 /** Each patch the API server answered (or not), by outcome. */
-export type PatchOutcome = 'applied' | 'refused' | 'replaced' | 'retried' | 'unreachable';
+export type PatchOutcome = 'applied' | 'refused' | 'replaced' | 'retried' | 'conflict' | 'superseded' | 'unreachable';
+
+/** The watch-fed view of objects the resumer needs to resume them first-writer-wins. */
+export interface ObservedRoutes {
+  /** The first observation of `uid` newer than `resourceVersion`, or undefined once it is gone. */
+  awaitNewer(uid: string, resourceVersion: string, signal: AbortSignal): Promise<Route | undefined>;
+}
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** Who wrote a resume, in the object's managedFields and the API server's audit log (requestURI). */
+export const RESUME_FIELD_MANAGER = 'sandbox-extproc';
 
 /** Attempts made when the API server cannot be reached at all: a wake then fails fast. */
 const UNREACHABLE_ATTEMPTS = 3;
@@ -48,16 +57,25 @@ function uidMismatch(error: unknown): boolean {
   return /"field":"metadata\.uid"/.test(text);
 }
 
+/**
+ * With `observed` (the route table), each patch carries the resourceVersion it was decided on, as an
+ * optimistic lock: the first writer wins, as the reference gateway's Get+Update does. A 409 means the
+ * object changed since: the resumer waits for the watch to show the newer version, and stops there when
+ * it is already resumed (another replica, or a person: "superseded"), or patches again from it.
+ */
 export class KubernetesResumer implements Resumer {
   readonly #api: CustomObjectsApi;
   readonly #onPatch: (outcome: PatchOutcome) => void;
+  readonly #observed: ObservedRoutes | undefined;
 
-  constructor(kubeConfig: KubeConfig, onPatch: (outcome: PatchOutcome) => void = () => undefined) {
+  constructor(kubeConfig: KubeConfig, onPatch: (outcome: PatchOutcome) => void = () => undefined, observed?: ObservedRoutes) {
     this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
     this.#onPatch = onPatch;
+    this.#observed = observed;
   }
 
-  async resume(route: Route, signal: AbortSignal): Promise<void> {
+  async resume(decided: Route, signal: AbortSignal): Promise<void> {
+    let route = decided;
     const kind = route.kind;
     // Only Kubernetes routes carry a kind, and only they are ever woken (file routes have no wake policy).
     if (kind === undefined) throw new ResumeError('refused', `sandbox ${route.id} has no Sandbox kind to resume it through`);
@@ -71,9 +89,9 @@ export class KubernetesResumer implements Resumer {
         throw new ResumeError('deadline', `resume patch failed until the deadline: ${last}`, { cause: lastError });
       }
       try {
-        const body = kind.resumePatch(route, new Date());
+        const body = this.#locked(kind.resumePatch(route, new Date()), route);
         await this.#api.patchNamespacedCustomObject(
-          { group, version, plural, namespace: route.namespace, name: route.name, body },
+          { group, version, plural, namespace: route.namespace, name: route.name, body, fieldManager: RESUME_FIELD_MANAGER },
           mergePatch,
         );
         this.#onPatch('applied');
@@ -85,6 +103,22 @@ export class KubernetesResumer implements Resumer {
           throw new ResumeError('replaced', `the sandbox was replaced by another object of the same name: ${describeError(error)}`, {
             cause: error,
           });
+        }
+        if (status === 409 && this.#observed !== undefined) {
+          this.#onPatch('conflict');
+          lastError = error;
+          const newer = await this.#observed.awaitNewer(route.uid, route.resourceVersion, signal);
+          if (signal.aborted) continue;
+          if (newer === undefined) {
+            this.#onPatch('replaced');
+            throw new ResumeError('replaced', 'the sandbox was deleted or recreated while it was being resumed', { cause: error });
+          }
+          if (!newer.pauseRequested) {
+            this.#onPatch('superseded');
+            return;
+          }
+          route = newer;
+          continue;
         }
         // Conflicts, throttling and server errors pass; other refusals (403, 404, 422) will not.
         if (status !== undefined && status !== 409 && status !== 429 && status < 500) {
@@ -100,5 +134,12 @@ export class KubernetesResumer implements Resumer {
         await delay(backoff.next(), signal);
       }
     }
+  }
+
+  /** Adds the optimistic lock (the resourceVersion decided on) when the watch can settle a conflict. */
+  #locked(body: Record<string, unknown>, route: Route): Record<string, unknown> {
+    if (this.#observed === undefined || route.resourceVersion === '') return body;
+    const metadata = { ...(body['metadata'] as Record<string, unknown> | undefined), resourceVersion: route.resourceVersion };
+    return { ...body, metadata };
   }
 }

@@ -4,7 +4,7 @@
 // API server through real Envoy; writes counted from the audit log.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentSandboxController } from '../support/agent-sandbox-controller.ts';
-import type { AuditEvent } from '../support/controlplane.ts';
+import { isActivityRecord, type AuditEvent } from '../support/controlplane.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
@@ -38,7 +38,11 @@ afterAll(async () => {
 const writes = (name: string) =>
   stack.plane.auditEvents(
     (e: AuditEvent) =>
-      e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.apiGroup === 'agents.x-k8s.io' && e.user.username === SERVICE_USER,
+      e.verb === 'patch' &&
+      e.objectRef?.name === name &&
+      e.objectRef.apiGroup === 'agents.x-k8s.io' &&
+      e.user.username === SERVICE_USER &&
+      isActivityRecord(e),
   );
 
 describe('agent-sandbox activity', () => {

@@ -9,7 +9,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOption
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
 import type { AgentSandboxController, NewAgentSandbox } from '../support/agent-sandbox-controller.ts';
-import type { AuditEvent, ControlPlane } from '../support/controlplane.ts';
+import { isActivityRecord, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
@@ -61,6 +61,7 @@ afterAll(async () => {
 });
 
 const agent = (name: string, headers: Record<string, string> = {}, namespace = TEAM) => stack.getAgent(namespace, name, headers);
+/** Resume patches the API server applied (2xx): a conflicting one (first writer wins) changed nothing, and activity records are not resumes. */
 const patches = (name: string, group = 'agents.x-k8s.io') =>
   plane.auditEvents(
     (e: AuditEvent) =>
@@ -68,7 +69,9 @@ const patches = (name: string, group = 'agents.x-k8s.io') =>
       e.objectRef?.name === name &&
       e.objectRef.apiGroup === group &&
       e.objectRef.subresource === undefined &&
-      e.user.username === SERVICE_USER,
+      e.user.username === SERVICE_USER &&
+      !isActivityRecord(e) &&
+      (e.responseStatus?.code ?? 0) < 300,
   );
 
 /** Creates a suspended sandbox in TEAM and waits until the service sees it paused. */

@@ -2,7 +2,16 @@
 // several value sets, apply every rendered object (the API server validates it), then run the service
 // as the chart's own ServiceAccount and prove it routes, wakes, and can do nothing else.
 import { readFileSync } from 'node:fs';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, KubernetesObjectApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Deployment,
+  type V1PodSpec,
+} from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlane, RBAC_RULES_FILE, rbacRules } from '../support/controlplane.ts';
@@ -72,17 +81,12 @@ describe('helm lint and template', () => {
   });
 
   it('runs every container non-root, read-only, without privilege escalation or capabilities', () => {
-    const deployment = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'Deployment') as KubeObject & {
-      spec: {
-        template: {
-          spec: { securityContext: { runAsNonRoot: boolean }; containers: { name: string; securityContext: Record<string, unknown> }[] };
-        };
-      };
-    };
-    const pod = deployment.spec.template.spec;
-    expect(pod.securityContext.runAsNonRoot).toBe(true);
-    expect(pod.containers.map((c) => c.name)).toEqual(['sandbox-extproc', 'envoy']);
-    for (const c of pod.containers) {
+    const pod = podSpec(renderChart('rel', 'sandbox-system'));
+    expect(pod.securityContext?.runAsNonRoot).toBe(true);
+    expect(pod.containers.map((c) => c.name)).toEqual(['sandbox-extproc']);
+    // Envoy is a native sidecar: started first, stopped last (after the service's preStop drained it).
+    expect(pod.initContainers?.map((c) => [c.name, c.restartPolicy])).toEqual([['envoy', 'Always']]);
+    for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
       expect(c.securityContext).toMatchObject({
         allowPrivilegeEscalation: false,
         readOnlyRootFilesystem: true,
@@ -90,9 +94,139 @@ describe('helm lint and template', () => {
       });
     }
   });
+
+  it('gives the ServiceAccount token to the sandbox-extproc container only', () => {
+    for (const values of [{}, { mode: 'standalone' }] as Record<string, string>[]) {
+      const objects = renderChart('rel', 'sandbox-system', values);
+      const pod = podSpec(objects);
+      expect(pod.automountServiceAccountToken).toBe(false);
+      expect(
+        (objects.find((o) => o.kind === 'ServiceAccount') as unknown as { automountServiceAccountToken: boolean })
+          .automountServiceAccountToken,
+      ).toBe(false);
+      const tokenVolumes = (pod.volumes ?? []).filter((v) => v.projected?.sources?.some((s) => s.serviceAccountToken)).map((v) => v.name);
+      expect(tokenVolumes).toEqual(['kube-api-access']);
+      const mountedBy = [...pod.containers, ...(pod.initContainers ?? [])]
+        .filter((c) => c.volumeMounts?.some((m) => m.name === 'kube-api-access'))
+        .map((c) => c.name);
+      expect(mountedBy).toEqual(['sandbox-extproc']);
+    }
+  });
+
+  it("drains the sidecar Envoy in the service container's preStop hook, before any container is signalled", () => {
+    const pod = podSpec(renderChart('rel', 'sandbox-system', { 'envoy.drainSeconds': '7', terminationGracePeriodSeconds: '60' }));
+    const service = pod.containers[0];
+    const hook = service?.lifecycle?.preStop?.exec?.command ?? [];
+    expect(hook.slice(0, 3)).toEqual(['node', '--input-type=module', '-e']);
+    expect(hook[3]).toContain('/drain_listeners?graceful');
+    expect(hook.slice(4)).toEqual(['9901', '7', '55']);
+    const envoy = pod.initContainers?.[0];
+    expect(envoy?.lifecycle).toBeUndefined();
+    expect(envoy?.args).toEqual(expect.arrayContaining(['--drain-time-s', '7', '--drain-strategy', 'immediate']));
+  });
+
+  it('standalone: a headless Service, a NetworkPolicy on the gRPC port, TLS from a Secret', () => {
+    const objects = renderChart('rel', 'sandbox-system', {
+      mode: 'standalone',
+      'grpcTls.secretName': 'extproc-tls',
+      'grpcTls.clientCa': 'true',
+    });
+    const service = objects.find((o) => o.kind === 'Service') as unknown as {
+      spec: { clusterIP?: string; ports: { name: string; appProtocol?: string }[] };
+    };
+    expect(service.spec.clusterIP).toBe('None');
+    expect(service.spec.ports.find((p) => p.name === 'grpc')?.appProtocol).toBeUndefined();
+    const policy = objects.find((o) => o.kind === 'NetworkPolicy') as unknown as {
+      spec: { podSelector: { matchLabels: Record<string, string> }; ingress: { ports: { port: number }[]; from?: unknown[] }[] };
+    };
+    const pod = podSpec(objects);
+    const podLabels = (objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template.metadata?.labels ?? {};
+    expect(podLabels).toMatchObject(policy.spec.podSelector.matchLabels);
+    const grpcRule = policy.spec.ingress.find((r) => r.ports.some((p) => p.port === 9002));
+    expect(grpcRule?.from).toEqual([{ namespaceSelector: {}, podSelector: { matchLabels: { 'sandbox-extproc.io/client': 'true' } } }]);
+    const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      SANDBOX_EXTPROC_GRPC_TLS_CERT: '/etc/sandbox-extproc/tls/tls.crt',
+      SANDBOX_EXTPROC_GRPC_TLS_KEY: '/etc/sandbox-extproc/tls/tls.key',
+      SANDBOX_EXTPROC_GRPC_TLS_CLIENT_CA: '/etc/sandbox-extproc/tls/ca.crt',
+      SANDBOX_EXTPROC_DRAIN_DELAY: '5s',
+    });
+    expect(pod.volumes?.find((v) => v.name === 'grpc-tls')?.secret).toEqual({ secretName: 'extproc-tls', defaultMode: 0o440 });
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'grpc-tls', mountPath: '/etc/sandbox-extproc/tls', readOnly: true });
+    // Sidecar mode: the gRPC port is on localhost; the policy admits the edge and metrics ports only.
+    const sidecar = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'NetworkPolicy') as unknown as typeof policy;
+    expect(sidecar.spec.ingress.flatMap((r) => r.ports.map((p) => p.port)).sort()).toEqual([8080, 9003]);
+  });
+
+  it('refuses values the bundled Envoy or the pod cannot honour, naming them', () => {
+    expect(() => renderChart('rel', 'ns', { 'config.metadataNamespace': 'my.ns' })).toThrow(/config\.metadataNamespace: the bundled Envoy/);
+    expect(() => renderChart('rel', 'ns', { 'config.metadataKey': 'target' })).toThrow(/config\.metadataKey: the bundled Envoy/);
+    expect(() => renderChart('rel', 'ns', { 'grpcTls.secretName': 'x' })).toThrow(/grpcTls\.secretName: in sidecar mode/);
+    expect(() => renderChart('rel', 'ns', { 'envoy.streamIdleTimeout': '300s' })).toThrow(
+      /envoy\.streamIdleTimeout \(300s\) must be longer/,
+    );
+    expect(() => renderChart('rel', 'ns', { 'envoy.maxMessageTimeout': '10m' })).toThrow(/envoy\.streamIdleTimeout/);
+    expect(() => renderChart('rel', 'ns', { terminationGracePeriodSeconds: '8' })).toThrow(/terminationGracePeriodSeconds/);
+    // Standalone: your Envoy reads whatever key you tell the service to write.
+    const env = podSpec(
+      renderChart('rel', 'ns', { mode: 'standalone', 'config.metadataNamespace': 'my.ns', 'config.metadataKey': 'target' }),
+    ).containers[0]?.env;
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { name: 'SANDBOX_EXTPROC_METADATA_NAMESPACE', value: 'my.ns' },
+        { name: 'SANDBOX_EXTPROC_METADATA_KEY', value: 'target' },
+      ]),
+    );
+  });
+
+  it('renders the edge listener limits into the Envoy config', () => {
+    const cm = renderChart('rel', 'ns', {
+      'envoy.requestHeadersTimeout': '7s',
+      'envoy.streamIdleTimeout': '400s',
+      'envoy.websocketIdleTimeout': '2h',
+      'envoy.maxConnections': '1234',
+      'envoy.xffNumTrustedHops': '2',
+    }).find((o) => o.kind === 'ConfigMap') as KubeObject & { data: Record<string, string> };
+    const config = parseYaml(cm.data['envoy.yaml'] as string) as EnvoyBootstrap;
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    expect(hcm).toMatchObject({
+      request_headers_timeout: '7s',
+      stream_idle_timeout: '400s',
+      use_remote_address: true,
+      xff_num_trusted_hops: 2,
+    });
+    expect(hcm.route_config.virtual_hosts[0].routes[1].route.idle_timeout).toBe('2h');
+    expect(config.overload_manager.resource_monitors[0].typed_config.max_active_downstream_connections).toBe(1234);
+    expect(JSON.stringify(hcm.access_log)).toContain('%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%');
+  });
 });
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type EnvoyBootstrap = any;
+
+function podSpec(objects: KubeObject[]): V1PodSpec {
+  const deployment = objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment;
+  return deployment.spec?.template.spec as V1PodSpec;
+}
+
 describe('on the real API server', () => {
+  // The release the ServiceAccount test runs as. A running API server puts a new
+  // ValidatingAdmissionPolicy into effect about a second later (its policy source refreshes on a timer,
+  // with no event to wait on); a starting one loads its policies before it serves. So: create, restart.
+  beforeAll(async () => {
+    await plane.ensureNamespace('sandbox-system');
+    await plane.ensureNamespace('tenants');
+    const api = KubernetesObjectApi.makeApiClient(plane.admin);
+    for (const object of renderChart('edge', 'sandbox-system', { 'watchNamespaces[0]': 'tenants' })) await api.create(object as never);
+    await plane.ensureNamespace('as-system');
+    await plane.ensureNamespace('as-tenants');
+    for (const object of renderChart('as', 'as-system', { 'watchNamespaces[0]': 'as-tenants', 'config.sandboxKind': 'agent-sandbox' })) {
+      await api.create(object as never);
+    }
+    await plane.stopApiserver();
+    await plane.startApiserver();
+  });
+
   it.each(Object.entries(VALUE_SETS))('accepts every object rendered with %s values', async (name, values) => {
     const namespace = `chart-${name.replace(/[^a-z]+/g, '-')}`.replace(/-$/, '');
     await plane.ensureNamespace(namespace);
@@ -107,10 +241,6 @@ describe('on the real API server', () => {
   it("runs the service as the chart's ServiceAccount: it routes and wakes, and can do nothing else", async () => {
     const namespace = 'sandbox-system';
     const sandboxes = 'tenants';
-    await plane.ensureNamespace(namespace);
-    await plane.ensureNamespace(sandboxes);
-    const api = KubernetesObjectApi.makeApiClient(plane.admin);
-    for (const object of renderChart('edge', namespace, { 'watchNamespaces[0]': sandboxes })) await api.create(object as never);
     const kubeconfig = await plane.kubeconfigFor(namespace, 'edge-sandbox-extproc');
 
     const controller = new SandboxController(plane.admin, { resumeDelayMs: 100 });
@@ -151,10 +281,72 @@ describe('on the real API server', () => {
       await expect(
         custom.patchNamespacedCustomObjectStatus({ ...target, name: 'live', body: { status: { phase: 'Failed' } } }, merge),
       ).rejects.toMatchObject({ code: 403 });
+      // No get: the service lists and watches, it never reads one sandbox by name.
+      await expect(custom.getNamespacedCustomObject({ ...target, name: 'live' })).rejects.toMatchObject({ code: 403 });
+
+      // The chart's ValidatingAdmissionPolicy (created with the other objects above): the patch verb
+      // reaches only what a wake and activity write. The wake above passed it; these do not.
+      const patch = (name: string, body: object) => custom.patchNamespacedCustomObject({ ...target, name, body }, merge);
+      const refused = async (name: string, body: object, message: RegExp) => {
+        const error = (await patch(name, body).then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as { code?: number; body?: string } | undefined;
+        expect(error, JSON.stringify(body)).toMatchObject({ code: 403 });
+        expect(error?.body).toMatch(message);
+      };
+      await refused('live', { spec: { paused: true } }, /may resume a sandbox, never pause one/);
+      await refused('live', { metadata: { labels: { 'agents.kruise.io/sandbox-id': 'someone-else' } } }, /labels, annotations/);
+      await refused('live', { metadata: { annotations: { 'agents.kruise.io/runtime-access-token': 'mine' } } }, /labels, annotations/);
+      await refused(
+        'napping',
+        { spec: { autoPausePolicy: { resume: { onIngressTraffic: { pauseTimeout: '1s' } } } } },
+        /only spec\.paused/,
+      );
+      await refused('live', { spec: { shutdownTime: '2030-01-01T00:00:00Z' } }, /only push spec\.shutdownTime later/);
+      await expect(patch('live', { spec: { pauseTime: '2030-01-01T00:00:00Z' } })).resolves.toBeDefined();
+      // Anyone else (here the admin) is not held to it.
+      await expect(controller.pause(sandboxes, 'live')).resolves.toBeDefined();
     } finally {
       client.close();
       await service.stop();
       controller.stop();
     }
+  });
+
+  it('agent-sandbox: the admission policy lets the ServiceAccount resume and record activity, nothing else', async () => {
+    const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: 'as-tenants' };
+    await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      ...target,
+      body: {
+        apiVersion: 'agents.x-k8s.io/v1beta1',
+        kind: 'Sandbox',
+        metadata: { name: 'box', annotations: { owner: 'team' } },
+        spec: { operatingMode: 'Suspended', podTemplate: { spec: { containers: [{ name: 'c', image: 'c' }] } } },
+      },
+    });
+    const identity = new KubeConfig();
+    identity.loadFromFile(await plane.kubeconfigFor('as-system', 'as-sandbox-extproc'));
+    const custom = identity.makeApiClient(CustomObjectsApi);
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    const patch = (body: object) => custom.patchNamespacedCustomObject({ ...target, name: 'box', body }, merge);
+    const refused = async (body: object, message: RegExp) => {
+      const error = (await patch(body).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as { code?: number; body?: string } | undefined;
+      expect(error, JSON.stringify(body)).toMatchObject({ code: 403 });
+      expect(error?.body).toMatch(message);
+    };
+    // What the service writes: the resume, and the activity record.
+    await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
+    await expect(
+      patch({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }),
+    ).resolves.toBeDefined();
+    // Nothing else.
+    await refused({ spec: { operatingMode: 'Suspended' } }, /never suspend one/);
+    await refused({ spec: { shutdownPolicy: 'Delete' } }, /only spec\.operatingMode and spec\.replicas/);
+    await refused({ metadata: { annotations: { owner: 'me' } } }, /only the annotation sandbox-extproc\.io\/last-activity/);
+    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /no label/);
   });
 });

@@ -17,7 +17,8 @@ export interface CertPaths {
 
 const openssl = (dir: string, ...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 
-function signed(dir: string, name: string, subject: string, extensions: string): void {
+/** Writes <name>.key and <name>.crt in dir, signed by the CA there (ca.crt, ca.key). */
+export function signed(dir: string, name: string, subject: string, extensions: string): void {
   openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
   writeFileSync(join(dir, `${name}.ext`), extensions);
   openssl(
@@ -40,7 +41,8 @@ function signed(dir: string, name: string, subject: string, extensions: string):
   );
 }
 
-export function makeCerts(dir: string): CertPaths {
+/** `serverIPs`: the addresses the API server's certificate covers (more than loopback when containers reach it). */
+export function makeCerts(dir: string, serverIPs: readonly string[] = ['127.0.0.1']): CertPaths {
   openssl(
     dir,
     'req',
@@ -57,7 +59,8 @@ export function makeCerts(dir: string): CertPaths {
     '-subj',
     '/CN=sandbox-extproc-test-ca',
   );
-  signed(dir, 'server', '/CN=kube-apiserver', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const ips = [...new Set(['127.0.0.1', ...serverIPs])].map((ip) => `IP:${ip}`).join(',');
+  signed(dir, 'server', '/CN=kube-apiserver', `subjectAltName=${ips},DNS:localhost\nextendedKeyUsage=serverAuth\n`);
   signed(dir, 'admin', '/O=system:masters/CN=test-admin', 'extendedKeyUsage=clientAuth\n');
   openssl(dir, 'genrsa', '-out', 'sa.key', '2048');
   openssl(dir, 'rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub');

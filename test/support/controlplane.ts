@@ -44,6 +44,7 @@ const AUDIT_POLICY = `${REPO_ROOT}test/fixtures/audit-policy.yaml`;
 export interface AuditEvent {
   verb: string;
   stage?: string;
+  /** The request's path and query (fieldManager tells resumes from activity records). */
   requestURI?: string;
   user: { username: string };
   objectRef?: { resource?: string; apiGroup?: string; apiVersion?: string; namespace?: string; name?: string; subresource?: string };
@@ -96,13 +97,18 @@ export class ControlPlane {
    * Starts etcd and kube-apiserver, with the audit log tests count patches from. `auditPolicy` names
    * another policy file (the scale bench records only resumes: every write of 100k objects would fill
    * this process with lines), or false for none. `crds` are the CRD fixtures to install (default:
-   * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox).
+   * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox). `bindAddress`: where
+   * kube-apiserver listens, loopback by default (containers reach a Docker network's gateway address).
    */
-  static async start(options: { auditPolicy?: string | false; crds?: readonly string[] } = {}): Promise<ControlPlane> {
+  static async start(
+    options: { auditPolicy?: string | false; crds?: readonly string[]; bindAddress?: string } = {},
+  ): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
+    // Loopback, or an address containers reach (a Docker network's gateway on this host).
+    const address = options.bindAddress ?? '127.0.0.1';
     const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
-    const certs = makeCerts(dir);
+    const certs = makeCerts(dir, [address]);
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
     const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
       '--data-dir',
@@ -127,8 +133,8 @@ export class ControlPlane {
       `--tls-private-key-file=${certs.serverKey}`,
       `--client-ca-file=${certs.caCert}`,
       `--secure-port=${apiPort}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       '--service-cluster-ip-range=10.0.0.0/24',
       '--authorization-mode=RBAC',
       '--disable-admission-plugins=ServiceAccount',
@@ -142,7 +148,7 @@ export class ControlPlane {
     ];
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
-    const plane = new ControlPlane(dir, certs, `https://127.0.0.1:${apiPort}`, etcd, apiserver, args);
+    const plane = new ControlPlane(dir, certs, `https://${address}:${apiPort}`, etcd, apiserver, args);
     for (const crd of options.crds ?? [CRDS.openkruise, CRDS.agentSandbox]) await plane.installCrd(crd);
     return plane;
   }
@@ -364,3 +370,6 @@ function kubeconfigYaml(server: string, caFile: string, user: { cert?: string; k
     'current-context': 'test',
   });
 }
+
+/** Whether an audited patch was an activity record (its fieldManager), not a resume. */
+export const isActivityRecord = (event: AuditEvent): boolean => (event.requestURI ?? '').includes('fieldManager=sandbox-extproc-activity');

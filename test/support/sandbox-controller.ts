@@ -187,6 +187,9 @@ export class SandboxController {
   /** handlePauseTimeout: spec.paused=true with an optimistic lock; a conflict waits for the next event. */
   async #pauseForTimer(object: SandboxObject): Promise<void> {
     const { namespace, name, resourceVersion } = object.metadata;
+    // Recorded before the patch: its watch event may reach a watcher before the patch call returns.
+    const action = { action: 'pause' as const, namespace, name };
+    this.timerActions.push(action);
     try {
       await this.#api.patchNamespacedCustomObject(
         {
@@ -199,9 +202,9 @@ export class SandboxController {
         },
         mergePatch,
       );
-      this.timerActions.push({ action: 'pause', namespace, name });
     } catch {
       // 409: the object changed since; its next event re-arms the timer from the new state.
+      this.timerActions.splice(this.timerActions.indexOf(action), 1);
     }
   }
 

@@ -51,7 +51,42 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   | replace "${EXTPROC_HOST}" "127.0.0.1"
   | replace "${EXTPROC_PORT}" (toString .Values.service.grpcPort)
   | replace "${MESSAGE_TIMEOUT}" .Values.envoy.messageTimeout
-  | replace "${MAX_MESSAGE_TIMEOUT}" .Values.envoy.maxMessageTimeout -}}
+  | replace "${MAX_MESSAGE_TIMEOUT}" .Values.envoy.maxMessageTimeout
+  | replace "${REQUEST_HEADERS_TIMEOUT}" .Values.envoy.requestHeadersTimeout
+  | replace "${STREAM_IDLE_TIMEOUT}" .Values.envoy.streamIdleTimeout
+  | replace "${WEBSOCKET_IDLE_TIMEOUT}" .Values.envoy.websocketIdleTimeout
+  | replace "${MAX_CONNECTIONS}" (toString .Values.envoy.maxConnections)
+  | replace "${XFF_NUM_TRUSTED_HOPS}" (toString .Values.envoy.xffNumTrustedHops) -}}
+{{- end -}}
+
+{{/* A duration value ("500ms", "90s", "5m", "1h") in milliseconds; the schema admits only these forms. */}}
+{{- define "sandbox-extproc.ms" -}}
+{{- $m := regexFind "^[0-9]+" . | atoi -}}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" .) . -}}
+{{- if eq $unit "ms" }}{{ $m }}{{ else if eq $unit "s" }}{{ mul $m 1000 }}{{ else if eq $unit "m" }}{{ mul $m 60000 }}{{ else }}{{ mul $m 3600000 }}{{ end -}}
+{{- end -}}
+
+{{/* Combinations of values that cannot work, refused at install time with the reason. */}}
+{{- define "sandbox-extproc.validate" -}}
+{{- if eq .Values.mode "sidecar" -}}
+{{- range $setting := list "metadataNamespace" "metadataKey" -}}
+{{- if hasKey $.Values.config $setting -}}
+{{- fail (printf "config.%s: the bundled Envoy (sidecar mode) reads the upstream from envoy.lb.original_dst/host only; set it in standalone mode, with your own Envoy reading the same key" $setting) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.grpcTls.secretName -}}
+{{- fail "grpcTls.secretName: in sidecar mode Envoy reaches sandbox-extproc on localhost in clear text; TLS is for standalone mode" -}}
+{{- end -}}
+{{- if le (include "sandbox-extproc.ms" .Values.envoy.streamIdleTimeout | atoi) (include "sandbox-extproc.ms" .Values.envoy.maxMessageTimeout | atoi) -}}
+{{- fail (printf "envoy.streamIdleTimeout (%s) must be longer than envoy.maxMessageTimeout (%s): a request held while its sandbox wakes sends nothing" .Values.envoy.streamIdleTimeout .Values.envoy.maxMessageTimeout) -}}
+{{- end -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.envoy.drainSeconds) 5) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed envoy.drainSeconds (%v) by more than 5" .Values.terminationGracePeriodSeconds .Values.envoy.drainSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.grpcTls.clientCa (not .Values.grpcTls.secretName) -}}
+{{- fail "grpcTls.clientCa: needs grpcTls.secretName (the Secret's ca.crt)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* An alert's runbook: a link when prometheusRule.runbookUrl is set, else where it lives in the repository. */}}

@@ -224,3 +224,26 @@ describe('listeners and counts', () => {
     expect(registry.ready).toBe(true);
   });
 });
+
+describe('waiting for a newer observation', () => {
+  it('resolves at once with a newer version already held, later with the next one, and undefined once gone', async () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ uid: 'u', resourceVersion: '5' }));
+    expect((await registry.awaitNewer('u', '4', new AbortController().signal))?.resourceVersion).toBe('5');
+    const next = registry.awaitNewer('u', '5', new AbortController().signal);
+    registry.upsert(makeRoute({ uid: 'u', resourceVersion: '6', podIP: '10.0.0.6' }));
+    expect((await next)?.podIP).toBe('10.0.0.6');
+    const gone = registry.awaitNewer('u', '6', new AbortController().signal);
+    registry.remove('u');
+    expect(await gone).toBeUndefined();
+  });
+
+  it('gives up when its signal aborts', async () => {
+    const registry = new RouteRegistry();
+    registry.upsert(makeRoute({ uid: 'u', resourceVersion: '5' }));
+    const abort = new AbortController();
+    const waiting = registry.awaitNewer('u', '5', abort.signal);
+    abort.abort();
+    expect(await waiting).toBeUndefined();
+  });
+});

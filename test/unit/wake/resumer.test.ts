@@ -97,6 +97,41 @@ describe('KubernetesResumer retries', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it('first writer wins: after a 409 it waits for the newer version and stops when someone else resumed it', async () => {
+    const { kubeConfig, seen } = await scripted([409]);
+    const outcomes: string[] = [];
+    const observed = {
+      awaitNewer: async (uid: string, version: string) =>
+        makeRoute({ ...route, uid, resourceVersion: `${version}1`, pauseRequested: false }),
+    };
+    await new KubernetesResumer(kubeConfig, (o) => outcomes.push(o), observed).resume(
+      makeRoute({ ...route, resourceVersion: '7', kind: route.kind }),
+      new AbortController().signal,
+    );
+    expect(seen).toHaveLength(1);
+    expect((seen[0]?.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion).toBe('7');
+    expect(outcomes).toEqual(['conflict', 'superseded']);
+  });
+
+  it('after a 409 for an object still paused, patches again from the newer version', async () => {
+    const { kubeConfig, seen } = await scripted([409, 200]);
+    const observed = { awaitNewer: async () => makeRoute({ ...route, resourceVersion: '8', pauseRequested: true }) };
+    await new KubernetesResumer(kubeConfig, () => undefined, observed).resume(
+      makeRoute({ ...route, resourceVersion: '7' }),
+      new AbortController().signal,
+    );
+    expect(seen.map((r) => (r.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion)).toEqual(['7', '8']);
+  });
+
+  it('after a 409 for an object now gone, fails as replaced', async () => {
+    const { kubeConfig } = await scripted([409]);
+    const observed = { awaitNewer: async () => undefined };
+    const failure = await new KubernetesResumer(kubeConfig, () => undefined, observed)
+      .resume(makeRoute({ ...route, resourceVersion: '7' }), new AbortController().signal)
+      .catch((e: unknown) => e);
+    expect((failure as ResumeError).failure).toBe('replaced');
+  });
+
   it('keeps retrying server errors until the deadline, then fails naming the last error', async () => {
     const { kubeConfig, seen } = await scripted([500]);
     const resume = new KubernetesResumer(kubeConfig).resume(route, AbortSignal.timeout(400));
