@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
 scripts/provision.sh node envoy controlplane helm promtool
-# The benchmark and the chaos suite also drive load with hey, h2load and ghz.
+# The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The container suites need a Docker engine (started here if none runs and one can; they skip, saying
 # why, where none can) and the base images the Dockerfile and the chart name. An engine started for

@@ -15,7 +15,7 @@ KIND_VERSION=0.32.0
 # npm inside the local stand-in for the Node image (scripts/base-images.sh), from the npm registry.
 NPM_VERSION=11.21.2
 GHZ_VERSION=0.121.0
-HEY_VERSION=0.1.5
+VEGETA_VERSION=12.13.0
 # promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
 PROMETHEUS_MODULE_VERSION=0.316.0
 
@@ -29,7 +29,7 @@ envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
 helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
-load_dir="$cache/load-ghz$GHZ_VERSION-hey$HEY_VERSION"
+load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
@@ -101,7 +101,8 @@ provision_kind() {
   KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
 }
 
-# Load generators for `npm run bench`: ghz (gRPC) and hey (HTTP, rate-limited workers), real tools
+# Load generators for `npm run bench` and the chaos suite: ghz (gRPC) and vegeta (HTTP: it records
+# every request it sends with its status or its transport error, so nothing goes uncounted), real tools
 # nobody here wrote.
 provision_load() {
   # h2load (nghttp2) drives gRPC streams at rates ghz cannot reach on 2 cores; Debian packages it.
@@ -113,9 +114,9 @@ provision_load() {
     log "bare Go HTTP/2 reference server (go build)"
     (cd "$bare_go_src" && CGO_ENABLED=0 go build -trimpath -o "$bare_go_dir/bare-go-server" .)
   fi
-  [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/hey" ] && return 0
-  log "ghz $GHZ_VERSION and hey $HEY_VERSION (go install)"
-  go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/rakyll/hey@v$HEY_VERSION"
+  [ -x "$load_dir/bin/ghz" ] && [ -x "$load_dir/bin/vegeta" ] && return 0
+  log "ghz $GHZ_VERSION and vegeta $VEGETA_VERSION (go install)"
+  go_install_into "$load_dir" "github.com/bojand/ghz/cmd/ghz@v$GHZ_VERSION" "github.com/tsenart/vegeta/v12@v$VEGETA_VERSION"
 }
 
 # promtool tests the chart's alerts (promtool test rules). Built without the service-discovery plugins
@@ -209,7 +210,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
   echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
-  echo "export SANDBOX_EXTPROC_HEY=\"$load_dir/bin/hey\""
+  echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
   echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
 }

@@ -106,18 +106,19 @@ export class GrpcServer {
   /**
    * Stops taking new connections and streams (GOAWAY) and lets open streams finish for at most
    * graceMs. Then `answerHeld` answers requests still held (so their clients get a response, not a
-   * reset), and after a last second to flush those answers the remaining sessions are cut.
+   * reset), and after half a second to flush those answers the remaining sessions are cut: all within
+   * grace + 1 s, when the command exits whatever happens (src/cli.ts).
    */
   async shutdown(graceMs: number, answerHeld: () => void = () => undefined): Promise<void> {
     this.setServing(false);
     this.#transport.drain();
     if (!(await within(this.#load.idle(), graceMs))) {
       answerHeld();
-      await within(this.#load.idle(), 1000);
+      await within(this.#load.idle(), 500);
     }
     // Streams are done; their last frames (trailers) still have to leave: sessions close by themselves
-    // once flushed. Whatever is still open after a second is cut.
-    await within(this.#transport.closed(), 1000);
+    // once flushed. Whatever is still open after 400 ms is cut (inside the command's grace + 1 s).
+    await within(this.#transport.closed(), 400);
     this.#transport.destroy();
   }
 }

@@ -2,19 +2,16 @@
 // the service's memory by ~25 MB per running sandbox. Measured in a fresh process: 20 running sandboxes
 // asked for every one of the 65,535 ports must grow RSS by under 20 MB, and the cached default-port
 // answer (the hot path) must stay a lookup.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { IMAGE_NODE_FLAGS } from '../support/service-process.ts';
 import { REPO_ROOT } from '../support/tools.ts';
 import type { Report } from './report.ts';
-
-const run = promisify(execFile);
+import { execTracked } from '../support/process.ts';
 
 export async function measureAnswerMemory(report: Report, quick: boolean): Promise<void> {
   const ports = quick ? 20_000 : 65_535;
   // The image's Node flags (8 MB semi-spaces): the young generation a loaded service settles at.
   const args = ['--expose-gc', ...IMAGE_NODE_FLAGS, `${REPO_ROOT}test/bench/answer-memory-child.ts`, '20', String(ports)];
-  const { stdout } = await run(process.execPath, args, {
+  const { stdout } = await execTracked(process.execPath, args, {
     maxBuffer: 1 << 20,
   });
   const figures = JSON.parse(stdout) as { rssGrowthMB: number; heapGrowthMB: number; uncachedNs: number; hitNs: number };

@@ -7,7 +7,13 @@ const message = process.argv[2] ? Buffer.from(process.argv[2], 'hex') : Buffer.f
 const prefix = Buffer.alloc(5);
 prefix.writeUInt32BE(message.length, 1);
 const reply = Buffer.concat([prefix, message]);
-const server = createServer({ settings: { maxConcurrentStreams: 10_000 } });
+// Envoy resets every finished stream: Node's rapid-reset guard is lifted for this loopback peer, as
+// the service lifts it (src/server/http2-limits.ts), or it would close Envoy's connection.
+const server = createServer({
+  settings: { maxConcurrentStreams: 10_000 },
+  streamResetBurst: 1_000_000_000,
+  streamResetRate: 1_000_000_000,
+});
 server.on('stream', (stream) => {
   stream.respond({ [constants.HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
   stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));

@@ -1,33 +1,46 @@
-// ext_proc streams per second on one core (the server pinned to CPU 0, the load generator to CPU 1):
+// ext_proc streams per second on one core (each server pinned to CPU 0, the load generator to CPU 1):
 // - h2load (nghttp2's HTTP/2 load generator) with gRPC framing, closed loop with 8 streams in flight,
-//   for sandbox-extproc and, side by side, bare reference servers: grpc-js, Node http2 and Go HTTP/2;
+//   for sandbox-extproc and, interleaved with it round by round, bare reference servers (grpc-js, Node
+//   http2, Go HTTP/2) that send the service's exact answer bytes (checked) and do nothing else;
+// - every h2load run is checked: every stream answered HTTP 200 and exactly the answer's bytes (h2load
+//   counts the DATA bytes it received). h2load cannot read HTTP/2 trailers, where gRPC puts its status,
+//   so each run is followed by a status pass: 1,000 more streams of the same message through a real
+//   gRPC client, each of which must end with status OK and the exact bytes;
 // - ghz (a gRPC load generator) at one moderate rate, as a protocol-level cross-check. On 2 cores ghz
 //   itself tops out near 6,000 streams/s with p99 >= 18 ms even against the bare server, so it cannot
 //   judge the capacity target.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import type { ProcessingRequest } from '../../src/protocol/messages.ts';
 import { encodeRequest } from '../../src/protocol/proto.ts';
+import { execTracked } from '../support/process.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { REPO_ROOT, toolPath } from '../support/tools.ts';
+import { differs, rawExchanges } from './answer-bytes.ts';
 import { startBare, type BareServer } from './bare-servers.ts';
+import { Cleanup } from './cleanup.ts';
 import { percentile, type Report } from './report.ts';
 
-const run = promisify(execFile);
 const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 /** A request_headers message naming one sandbox, as Envoy sends it. */
-export const namingMessage = (sandboxId: string) => ({
+export const namingMessage = (sandboxId: string): ProcessingRequest => ({
   request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(sandboxId) }] }, end_of_stream: true },
 });
 const message = namingMessage('bench');
 
-interface Closed {
+export interface Closed {
+  readonly requests: number;
   readonly rps: number;
+  /** Stream durations, sorted, in ms. */
+  readonly durations: number[];
   readonly p50ms: number;
   readonly p99ms: number;
+  /** Streams h2load counts as failed, errored or timed out, or answered other than HTTP 2xx. */
   readonly failed: number;
+  /** DATA bytes received, and what `requests` exact answers would make (when the answer is known). */
+  readonly dataBytes: number;
+  readonly expectedBytes: number | undefined;
 }
 
 /** Closed loop: `clients` connections with `streams` each in flight, `total` requests. */
@@ -37,7 +50,8 @@ export async function h2load(
   total: number,
   clients = 2,
   streams = 4,
-  sent: ReturnType<typeof namingMessage> = message,
+  sent: ProcessingRequest = message,
+  answer?: Buffer,
 ): Promise<Closed> {
   const body = join(dir, `request-${port}.grpc`);
   const encoded = encodeRequest(sent);
@@ -46,7 +60,7 @@ export async function h2load(
   encoded.copy(frame, 5);
   writeFileSync(body, frame);
   const log = join(dir, `h2load-${port}.log`);
-  const { stdout } = await run(
+  const { stdout } = await execTracked(
     'taskset',
     [
       '-c',
@@ -75,12 +89,19 @@ export async function h2load(
     .split('\n')
     .map((l) => Number(l.split('\t')[2]) / 1000)
     .sort((a, b) => a - b);
-  const failed = Number(/(\d+) failed/.exec(stdout)?.[1] ?? 0) + Number(/(\d+) errored/.exec(stdout)?.[1] ?? 0);
+  const count = (pattern: RegExp) => Number(pattern.exec(stdout)?.[1] ?? NaN);
+  const succeeded = count(/(\d+) succeeded/);
+  const ok2xx = count(/status codes: (\d+) 2xx/);
+  const failed = total - Math.min(succeeded, ok2xx);
   return {
-    rps: Number(/([\d.]+) req\/s/.exec(stdout)?.[1] ?? 0),
+    requests: total,
+    rps: count(/([\d.]+) req\/s/),
+    durations,
     p50ms: percentile(durations, 50),
     p99ms: percentile(durations, 99),
-    failed,
+    failed: Number.isNaN(failed) ? total : failed,
+    dataBytes: count(/\((\d+)\) data/),
+    expectedBytes: answer === undefined ? undefined : total * (5 + answer.length),
   };
 }
 
@@ -115,7 +136,7 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
     'json',
     `127.0.0.1:${port}`,
   ];
-  const { stdout } = await run('taskset', ['-c', '1', toolPath('SANDBOX_EXTPROC_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execTracked('taskset', ['-c', '1', toolPath('SANDBOX_EXTPROC_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
   const result = JSON.parse(stdout) as {
     count: number;
     rps: number;
@@ -126,46 +147,82 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
   return { rps: result.rps, p99ms: p99 / 1e6, errors: result.count - (result.statusCodeDistribution['OK'] ?? 0) };
 }
 
-/** Runs one of the bare reference servers pinned to CPU 0 and measures it like the service. */
-async function floorOf(dir: string, script: BareServer, total: number): Promise<Closed> {
-  const bare = await startBare(script, undefined, 0);
-  try {
-    await h2load(dir, bare.port, 10_000); // warm-up
-    return await h2load(dir, bare.port, total);
-  } finally {
-    await bare.stop();
-  }
+interface Server {
+  readonly name: string;
+  readonly port: number;
+  readonly runs: Closed[];
+  /** Streams not answered exactly (h2load's bytes), and streams of the status passes not OK and exact. */
+  wrongBytes: number;
+  wrongStatus: number;
 }
 
 export async function measureStreams(report: Report, quick: boolean): Promise<void> {
+  const cleanup = new Cleanup();
   const dir = mkdtempSync(join(tmpdir(), 'sbx-streams-'));
   const routes = join(dir, 'routes.yaml');
   writeFileSync(routes, 'routes: [{ id: bench, podIP: 10.0.0.1 }]\n');
-  const total = quick ? 30_000 : 150_000;
-
-  const floor = await floorOf(dir, 'bare-grpc-server.ts', total);
-  report.info('bare grpc-js server, one core, 8 in flight: streams/s', floor.rps, 'streams/s');
-  report.info('bare grpc-js server, one core, 8 in flight: p99', floor.p99ms, 'ms');
-  const http2 = await floorOf(dir, 'bare-http2-server.ts', total);
-  report.info('bare Node http2, gRPC framing by hand, one core: streams/s', http2.rps, 'streams/s');
-  report.info('bare Node http2, gRPC framing by hand, one core: p99', http2.p99ms, 'ms');
-  const go = await floorOf(dir, 'bare-go-server', total);
-  report.info('bare Go net/http HTTP/2, gRPC framing by hand, one core: streams/s', go.rps, 'streams/s');
-  report.info('bare Go net/http HTTP/2, gRPC framing by hand, one core: p99', go.p99ms, 'ms');
-
-  const service = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0 });
   try {
-    await h2load(dir, service.grpcPort, 10_000); // warm-up
-    const ours = await h2load(dir, service.grpcPort, total);
-    report.atLeast('sandbox-extproc, one core, 8 in flight: streams/s', ours.rps, 'streams/s', quick ? 4000 : 10_000);
-    report.atMost('sandbox-extproc, one core, 8 in flight: p99', ours.p99ms, 'ms', quick ? 25 : 5);
-    report.equals('sandbox-extproc under h2load: failed streams', ours.failed, 'streams', 0);
-    report.info('sandbox-extproc / bare grpc-js throughput', ours.rps / floor.rps, 'ratio');
+    const service = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0 });
+    cleanup.add(() => service.stop());
+    const [own] = await rawExchanges(service.grpcPort, message);
+    if (own?.status !== 0 || own.answers.length !== 1)
+      throw new Error(`the service did not answer the bench message: ${JSON.stringify(own)}`);
+    const answer = own.answers[0] as Buffer;
+    const server = (name: string, port: number): Server => ({ name, port, runs: [], wrongBytes: 0, wrongStatus: 0 });
+    const servers = [server('sandbox-extproc', service.grpcPort)];
+    for (const [name, script] of [
+      ['bare grpc-js server', 'bare-grpc-server.ts'],
+      ['bare Node http2, gRPC framing by hand', 'bare-http2-server.ts'],
+      ['bare Go net/http HTTP/2, gRPC framing by hand', 'bare-go-server'],
+    ] as [string, BareServer][]) {
+      const bare = await startBare(script, answer, 0);
+      cleanup.add(() => bare.stop());
+      const wrong = differs(await rawExchanges(bare.port, message, 100), answer);
+      if (wrong !== undefined) throw new Error(`${name} does not send the service's answer: ${wrong}`);
+      servers.push(server(name, bare.port));
+    }
+    for (const s of servers) await h2load(dir, s.port, 10_000); // warm-up
+
+    const rounds = quick ? 2 : 3;
+    const perRun = quick ? 15_000 : 50_000;
+    for (let round = 0; round < rounds; round += 1) {
+      for (let i = 0; i < servers.length; i += 1) {
+        const s = servers[(round + i) % servers.length] as Server;
+        const run = await h2load(dir, s.port, perRun, 2, 4, message, answer);
+        s.runs.push(run);
+        if (run.dataBytes !== run.expectedBytes)
+          s.wrongBytes += Math.max(1, Math.round(Math.abs((run.expectedBytes ?? 0) - run.dataBytes) / (5 + answer.length)));
+        const statusPass = await rawExchanges(s.port, message, 1000);
+        s.wrongStatus += statusPass.filter((e) => differs([e], answer) !== undefined).length;
+      }
+    }
+    const rps = (s: Server) => s.runs.reduce((n, r) => n + r.requests, 0) / s.runs.reduce((t, r) => t + r.requests / r.rps, 0);
+    const p99 = (s: Server) =>
+      percentile(
+        s.runs.flatMap((r) => r.durations).sort((a, b) => a - b),
+        99,
+      );
+    const [ours, grpcFloor] = servers as [Server, Server];
+    for (const s of servers) {
+      const failed = s.runs.reduce((n, r) => n + r.failed, 0);
+      const label = `${s.name}, one core, 8 in flight`;
+      if (s === ours) {
+        report.atLeast(`${label}: streams/s`, rps(s), 'streams/s', quick ? 4000 : 10_000);
+        report.atMost(`${label}: p99`, p99(s), 'ms', quick ? 25 : 5);
+      } else {
+        report.info(`${label}: streams/s`, rps(s), 'streams/s');
+        report.info(`${label}: p99`, p99(s), 'ms');
+      }
+      report.equals(`${s.name} under h2load: streams failed or not answered HTTP 200`, failed, 'streams', 0);
+      report.equals(`${s.name} under h2load: streams without exactly the answer's bytes`, s.wrongBytes, 'streams', 0);
+      report.equals(`${s.name}: status passes, streams not ending OK with exactly the answer`, s.wrongStatus, 'streams', 0);
+    }
+    report.info('sandbox-extproc / bare grpc-js throughput', rps(ours) / rps(grpcFloor), 'ratio');
     const cross = await ghz(service.grpcPort, 3000, quick ? 3 : 5);
     report.info('ghz cross-check @3000/s offered: achieved', cross.rps, 'streams/s');
     report.info('ghz cross-check @3000/s offered: p99 (ghz-bound on 2 cores)', cross.p99ms, 'ms');
     report.info('ghz cross-check: non-OK streams', cross.errors, 'streams');
   } finally {
-    await service.stop();
+    await cleanup.run();
   }
 }

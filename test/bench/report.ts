@@ -1,7 +1,8 @@
-// Benchmark figures: each is {name, value, unit, target, pass}, printed as a table and written to
-// test/bench/results/latest.json.
+// Benchmark figures: each is {name, value, unit, target, pass}, printed as a table and written, with the
+// machine's facts and the percentile curves the plots are drawn from, to a results artifact
+// (docs/bench/latest.json for a full run; docs/benchmarks.md is generated from it).
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { REPO_ROOT } from '../support/tools.ts';
+import { dirname } from 'node:path';
 
 export interface Figure {
   readonly name: string;
@@ -12,8 +13,13 @@ export interface Figure {
   readonly pass: boolean;
 }
 
+/** Points [percentile, value] of one series. */
+export type Curve = [number, number][];
+
 export class Report {
   readonly figures: Figure[] = [];
+  /** Plot name -> series label -> percentile curve. */
+  readonly curves: Record<string, Record<string, Curve>> = {};
 
   /** A figure with an upper bound. */
   atMost(name: string, value: number, unit: string, limit: number): void {
@@ -33,15 +39,19 @@ export class Report {
     this.figures.push({ name, value: round(value), unit, target: '', pass: true });
   }
 
+  curve(plot: string, label: string, points: Curve): void {
+    (this.curves[plot] ??= {})[label] = points.map(([x, y]) => [x, round(y)]);
+  }
+
   get passed(): boolean {
     return this.figures.every((f) => f.pass);
   }
 
-  write(): string {
-    const dir = `${REPO_ROOT}test/bench/results`;
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(`${dir}/latest.json`, `${JSON.stringify(this.figures, null, 2)}\n`);
-    return `${dir}/latest.json`;
+  /** Writes the artifact: `meta` (date, machine, versions, ...) with the figures and curves. */
+  write(path: string, meta: Record<string, unknown>): void {
+    mkdirSync(dirname(path), { recursive: true });
+    const artifact = { ...meta, passed: this.passed, figures: this.figures, curves: this.curves };
+    writeFileSync(path, `${JSON.stringify(artifact, null, 2)}\n`);
   }
 
   table(): string {
@@ -60,4 +70,11 @@ export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i] as number;
+}
+
+/** The percentiles the plots show (their x axis is in "nines": 50, 90, 99, 99.9 evenly spaced). */
+export const CURVE_PERCENTILES = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 99.5, 99.9, 100];
+
+export function percentileCurve(sorted: readonly number[]): Curve {
+  return CURVE_PERCENTILES.map((p) => [p, p === 0 ? (sorted[0] ?? NaN) : percentile(sorted, p)]);
 }

@@ -1,13 +1,16 @@
 // Chaos (npm run test:chaos): the API server down for 30 s while traffic flows. Running sandboxes must
 // be served throughout with zero failures; wakes must fail fast with 503 and Retry-After; everything
-// recovers after. Bounded: about 45 s of load at 200 requests/s, on loopback only.
+// recovers after. Every request sent is accounted for (answered, or a transport error such as a refused
+// or reset connection), and none may fail. Bounded: 45 s of load at 200 requests/s, on loopback only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hey } from '../bench/http-load.ts';
+import { describeLoad, httpLoad } from '../bench/http-load.ts';
 import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'chaos';
+const SECONDS = 45;
+const RATE = 200;
 let stack: Stack;
 
 beforeAll(async () => {
@@ -31,7 +34,7 @@ describe('API server down for 30 s under load', () => {
   it('serves running sandboxes throughout, fails wakes fast, and recovers', async () => {
     const { envoy, plane, pool } = stack;
     const headers = { 'e2b-sandbox-id': `${NS}--steady`, 'e2b-sandbox-port': String(pool.port) };
-    const load = hey(envoy.url, headers, { seconds: 45, workers: 4, ratePerWorker: 50 });
+    const load = httpLoad(envoy.url, headers, { seconds: SECONDS, rate: RATE });
     await plane.stopApiserver();
     const outageStarted = Date.now();
     const wakeDuringOutage = await httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(pool.port) });
@@ -44,8 +47,9 @@ describe('API server down for 30 s under load', () => {
     const woken = await httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(pool.port) }, 30_000);
     expect(woken.status, woken.body).toBe(200);
     const result = await load;
-    console.log(JSON.stringify({ chaos: 'api outage', requests: result.requests, failed: result.errors }));
-    expect(result.requests).toBeGreaterThan(8000);
-    expect(result.errors).toBe(0);
+    console.log(`chaos: api outage: ${describeLoad(result)}`);
+    // vegeta paces requests to the rate; a run may end one or two short of rate x seconds.
+    expect(result.sent, describeLoad(result)).toBeGreaterThanOrEqual(SECONDS * RATE * 0.99);
+    expect(result.failed, describeLoad(result)).toBe(0);
   });
 });

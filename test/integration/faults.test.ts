@@ -27,9 +27,13 @@ afterAll(async () => {
 });
 
 const get = (name: string) => stack.get(`${NS}--${name}`);
+/** The service's own count of wakes ended with this outcome (sandbox_extproc_wakes_total). */
+const wakesEnded = async (outcome: string) =>
+  (await stack.service.app.metrics.wakes.get()).values.find((v) => v.labels['outcome'] === outcome)?.value ?? 0;
 
 describe('a controller that never finishes resuming', () => {
   it('honours the deadline for every waiter and frees all wake state', async () => {
+    const timeouts = await wakesEnded('timeout');
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 100 }, () => get('zombie')));
     const elapsed = Date.now() - started;
@@ -40,11 +44,14 @@ describe('a controller that never finishes resuming', () => {
     const wakes = stack.service.app.wakes!;
     expect(wakes.waiting).toBe(0);
     expect(wakes.inFlight).toBe(0);
+    // One wake for the hundred requests, counted once, as timed out.
+    expect(await wakesEnded('timeout')).toBe(timeouts + 1);
   });
 });
 
 describe('the API server goes away', () => {
   it('keeps serving running sandboxes, fails wakes fast with 503 and Retry-After, and wakes again after', async () => {
+    const failed = await wakesEnded('failed');
     await stack.plane.stopApiserver();
     try {
       expect((await get('steady')).status).toBe(200);
@@ -54,6 +61,7 @@ describe('the API server goes away', () => {
       expect(res.json()['error']).toBe('sandbox_wake_failed');
       expect(res.headers['retry-after']).toBe('2');
       expect(Date.now() - started).toBeLessThan(2000);
+      expect(await wakesEnded('failed')).toBe(failed + 1);
       expect((await get('steady')).status).toBe(200);
     } finally {
       await stack.plane.startApiserver();

@@ -44,7 +44,8 @@ afterAll(async () => {
 const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
 
 describe('routing from Sandbox objects', () => {
-  it('is ready only after the first full list', async () => {
+  // (Readiness before the first list completes: test/integration/kubernetes-source.test.ts.)
+  it('is ready once its first list holds every sandbox of the watched namespace', async () => {
     const res = await httpGet(`http://127.0.0.1:${service.listening.httpPort}/readyz`);
     expect(res.status).toBe(200);
     expect(service.app.registry.size).toBe(2);

@@ -121,15 +121,24 @@ describe('limits', () => {
     const service = await startService(['--route-source', 'file', '--routes-file', routes, '--max-streams', '2']);
     const client = new ExtProcClient(`127.0.0.1:${service.listening.grpcPort}`);
     try {
-      // Two streams that stay open (one answered, one that never sent headers) fill the limit.
-      const first = client.exchange([headers('sbx')], { closeAfter: 99, cancelAfterMs: 1500 });
-      const second = client.exchange([], { cancelAfterMs: 1500 });
+      // Two streams that stay open fill the limit; each is known open once the service answered it,
+      // and both are cancelled when the test says so (the cancels reach the service on the same
+      // connection before the next stream does).
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const answered = [0, 1].map(() => Promise.withResolvers<void>());
+      const open = answered.map((a) =>
+        client.exchange([headers('sbx')], { closeAfter: 99, cancelWhen: released, onResponse: () => a.resolve() }),
+      );
+      await Promise.all(answered.map((a) => a.promise));
       const third = await client.exchange([headers('sbx')], { closeAfter: 1 });
       expect(third.responses[0]?.immediate_response?.status?.code).toBe(503);
       expect(third.responses[0]?.immediate_response?.body?.toString()).toContain('overloaded');
-      await Promise.all([first, second]);
+      release();
+      expect((await Promise.all(open)).map((r) => r.status.code)).toEqual([1, 1]); // CANCELLED
       const after = await client.exchange([headers('sbx')], { closeAfter: 1 });
-      expect(after.responses[0]?.immediate_response).toBeUndefined();
+      expect(after.responses).toHaveLength(1);
+      expect(JSON.stringify(after.responses[0]?.dynamic_metadata)).toContain('127.0.0.71:49983');
     } finally {
       client.close();
       await service.stop();

@@ -27,7 +27,8 @@ beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
     ips: ['127.0.0.31', '127.0.0.32', '127.0.0.33'],
-    controller: { resumeDelayMs: (name) => resumeDelays.get(name) ?? 300, resumeIP: (name) => resumeIPs.get(name) },
+    // "Never" is a stuck resume, released explicitly by the test that made it (never a long delay).
+    controller: { resumeDelayMs: (name) => resumeDelays.get(name) ?? 300, resumeIP: (name) => resumeIPs.get(name), stuck: new Set() },
     serviceArgs: ['--wake-timeout', '20s'],
     // Envoy's own timer is 1 s: only override_message_timeout keeps longer holds alive.
     envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
@@ -47,7 +48,7 @@ async function pausedSandbox(name: string, extra: Partial<NewSandbox> = {}): Pro
   return id;
 }
 
-/** Resume patches the API server applied (2xx) for one sandbox: a conflicting one changed nothing. */
+/** Resume patches the API server applied (2xx) for one sandbox: a refused or conflicting one changed nothing. */
 const patches = (name: string) =>
   plane.auditEvents(
     (e: AuditEvent) =>
@@ -57,17 +58,40 @@ const patches = (name: string) =>
       e.user.username === SERVICE_USER &&
       (e.responseStatus?.code ?? 0) < 300,
   );
+/**
+ * Proof that nothing was patched for a sandbox: the audit barrier lets every request answered so far
+ * reach the log, and no wake is still under way that could patch later.
+ */
+async function nothingPatched(name: string): Promise<void> {
+  await plane.auditBarrier();
+  expect(patches(name)).toHaveLength(0);
+  expect(service.app.wakes?.inFlight).toBe(0);
+}
+/** The service's own count of wakes ended with this outcome. */
+const wakesEnded = async (outcome: string) =>
+  (await service.app.metrics.wakes.get()).values.find((v) => v.labels['outcome'] === outcome)?.value ?? 0;
 const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
 
 describe('wake on traffic', () => {
   it('wakes a paused, opted-in sandbox and serves the request, with one patch and the wake duration header', async () => {
     resumeDelays.set('sleepy', 2500); // longer than Envoy's 1 s message_timeout: only the override keeps the request alive
     const id = await pausedSandbox('sleepy');
+    // Wakes never poll: every read the service makes of sandboxes is in the audit log (reads are
+    // logged: its start-up list is there), and none may happen while it holds this request.
+    expect(plane.auditEvents((e) => e.user.username === SERVICE_USER && e.verb === 'list').length).toBeGreaterThan(0);
+    await plane.auditBarrier();
+    const before = plane.auditEvents().length;
     const res = await get(id);
     expect(res.status).toBe(200);
     expect(res.json()['upstream']).toBe('127.0.0.31');
     expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThanOrEqual(2000);
     expect(patches('sleepy')).toHaveLength(1);
+    await plane.auditBarrier();
+    const reads = plane
+      .auditEvents()
+      .slice(before)
+      .filter((e) => e.user.username === SERVICE_USER && ['get', 'list'].includes(e.verb));
+    expect(reads).toEqual([]);
     expect(await envoy.stat('http.edge.ext_proc.override_message_timeout_ignored')).toBe(0);
     const entry = await envoy.waitForAccessLog((e) => e['sandbox_id'] === id && e['decision'] === 'wake');
     expect(Number(entry['wake_ms'])).toBeGreaterThanOrEqual(2000);
@@ -92,14 +116,14 @@ describe('wake on traffic', () => {
     const res = await get(id);
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_running');
-    expect(patches('hermit')).toHaveLength(0);
+    await nothingPatched('hermit');
   });
 
   it('answers a wrong or missing access token with 401 and patches nothing', async () => {
     const id = await pausedSandbox('guarded', { accessToken: 'correct-horse' });
     expect((await get(id, { 'x-access-token': 'wrong' })).status).toBe(401);
     expect((await get(id)).status).toBe(401);
-    expect(patches('guarded')).toHaveLength(0);
+    await nothingPatched('guarded');
     const ok = await get(id, { 'x-access-token': 'correct-horse' });
     expect(ok.status).toBe(200);
     expect(patches('guarded')).toHaveLength(1);
@@ -141,9 +165,15 @@ describe('wake on traffic', () => {
   });
 
   it('frees the slot of a client that disconnects while waiting', async () => {
-    resumeDelays.set('ghost', 60_000);
+    controller.options.stuck?.add('ghost');
     const id = await pausedSandbox('ghost');
     const wakes = service.app.wakes!;
+    const abandoned = await wakesEnded('abandoned');
+    const patched = plane.waitForAudit(
+      (e) => e.verb === 'patch' && e.objectRef?.name === 'ghost' && e.user.username === SERVICE_USER && (e.responseStatus?.code ?? 0) < 300,
+      20_000,
+      'the resume patch of ghost',
+    );
     const joined = new Promise<void>((resolve) => {
       const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
     });
@@ -157,21 +187,34 @@ describe('wake on traffic', () => {
     req.on('error', () => undefined);
     req.end();
     await joined;
+    await patched;
     req.destroy();
     await left;
     expect(wakes.waiting).toBe(0);
+    // Its only waiter gone, the wake ends, counted once as abandoned.
+    expect(wakes.inFlight).toBe(0);
+    expect(await wakesEnded('abandoned')).toBe(abandoned + 1);
+    controller.release(NS, 'ghost');
   });
 });
 
 describe('long holds under traffic', () => {
   // Regression: Node's HTTP/2 rapid-reset limit closed Envoy's connection to the service after about
   // 1,000 completed streams (Envoy resets each one), failing every request held on it with a 500.
+  // The resume is held until the traffic is done, so the request is held across all of it whatever
+  // the machine's speed (a 6 s resume let a slow machine finish the wake before 1,500 had passed).
   it('keeps a held request alive while more than 1,500 other requests pass on the same connection', async () => {
-    resumeDelays.set('patient', 6000);
+    controller.options.stuck?.add('patient');
     const id = await pausedSandbox('patient');
     await controller.create({ namespace: NS, name: 'busy', podIP: '127.0.0.32' });
     await waitForRoute(service.app.registry, `${NS}--busy`, (r) => r?.state === 'running');
+    const connections = await envoy.stat('cluster.sandbox_extproc.upstream_cx_total');
+    const wakes = service.app.wakes!;
+    const joined = new Promise<void>((resolve) => {
+      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
+    });
     const held = get(id);
+    await joined;
     let done = 0;
     await Promise.all(
       Array.from({ length: 20 }, async () => {
@@ -182,6 +225,10 @@ describe('long holds under traffic', () => {
       }),
     );
     expect(done).toBe(1600);
+    // Still held, on the connection it started on: Envoy opened no other to the service.
+    expect(wakes.waiting).toBe(1);
+    expect(await envoy.stat('cluster.sandbox_extproc.upstream_cx_total')).toBe(connections);
+    controller.release(NS, 'patient');
     const res = await held;
     expect(res.status, res.body).toBe(200);
     expect(res.json()['upstream']).toBe('127.0.0.31');
@@ -190,7 +237,7 @@ describe('long holds under traffic', () => {
 
 describe('graceful shutdown', () => {
   it('answers a request held mid-wake before the process stops, within the grace period', async () => {
-    resumeDelays.set('insomniac', 60_000);
+    controller.options.stuck?.add('insomniac');
     const id = await pausedSandbox('insomniac');
     const kubeconfig = await plane.serviceIdentity('second-replica', [NS]);
     const second = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--shutdown-grace', '500ms']);
@@ -211,5 +258,6 @@ describe('graceful shutdown', () => {
     client.close();
     expect(responses[0]?.override_message_timeout, JSON.stringify({ responses, status })).toBeDefined();
     expect(responses[1]?.immediate_response?.status?.code).toBe(503);
+    controller.release(NS, 'insomniac');
   });
 });

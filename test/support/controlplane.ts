@@ -3,12 +3,14 @@
 // deadline. The Sandbox CRDs are installed (OpenKruise's, and agent-sandbox's by default); kubeconfigs are
 // written for an admin and for the service's own ServiceAccount, whose rights come from
 // charts/sandbox-extproc/files/rbac-rules.yaml (the rules of the families it runs).
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ApiextensionsV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   KubeConfig,
   RbacAuthorizationV1Api,
   Watch,
@@ -41,6 +43,7 @@ const AUDIT_POLICY = `${REPO_ROOT}test/fixtures/audit-policy.yaml`;
 
 export interface AuditEvent {
   verb: string;
+  stage?: string;
   /** The request's path and query (fieldManager tells resumes from activity records). */
   requestURI?: string;
   user: { username: string };
@@ -57,6 +60,9 @@ export class ControlPlane {
   etcd: TestProcess;
   apiserver: TestProcess;
   readonly #apiserverArgs: string[];
+  /** Every audit event, kept apart from the process's bounded line buffer, across restarts. */
+  readonly #audit: AuditEvent[] = [];
+  readonly #auditWaiters = new Set<(event: AuditEvent) => void>();
 
   /** etcd's client URL (its JSON gateway serves /v3/kv/...). */
   readonly etcdUrl: string;
@@ -73,6 +79,18 @@ export class ControlPlane {
     writeFileSync(this.adminKubeconfig, kubeconfigYaml(url, certs.caCert, { cert: certs.adminCert, key: certs.adminKey }));
     this.admin = new KubeConfig();
     this.admin.loadFromFile(this.adminKubeconfig);
+    this.#collectAudit(apiserver);
+  }
+
+  #collectAudit(apiserver: TestProcess): void {
+    const take = (line: string) => {
+      if (!line.startsWith('{') || !line.includes('"audit.k8s.io/v1"')) return;
+      const event = JSON.parse(line) as AuditEvent;
+      this.#audit.push(event);
+      for (const waiter of this.#auditWaiters) waiter(event);
+    };
+    for (const line of apiserver.lines) take(line);
+    apiserver.onLine(take);
   }
 
   /**
@@ -147,6 +165,7 @@ export class ControlPlane {
   /** Starts kube-apiserver again on the same port and data. */
   async startApiserver(): Promise<void> {
     this.apiserver = ControlPlane.#spawnApiserver(this.#apiserverArgs);
+    this.#collectAudit(this.apiserver);
     await ControlPlane.#serving(this.apiserver);
   }
 
@@ -187,10 +206,44 @@ export class ControlPlane {
 
   /** Audit events the API server wrote for sandboxes, so far. */
   auditEvents(filter: (event: AuditEvent) => boolean = () => true): AuditEvent[] {
-    return this.apiserver.lines
-      .filter((line) => line.startsWith('{') && line.includes('"audit.k8s.io/v1"'))
-      .map((line) => JSON.parse(line) as AuditEvent)
-      .filter(filter);
+    return this.#audit.filter(filter);
+  }
+
+  /** Resolves with the first audit event (already written or to come) matching the predicate. */
+  waitForAudit(match: (event: AuditEvent) => boolean, timeoutMs: number, what: string): Promise<AuditEvent> {
+    const seen = this.#audit.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = (event: AuditEvent) => {
+        if (!match(event)) return;
+        clearTimeout(timer);
+        this.#auditWaiters.delete(waiter);
+        resolve(event);
+      };
+      const timer = setTimeout(() => {
+        this.#auditWaiters.delete(waiter);
+        reject(new Error(`no audit event for ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#auditWaiters.add(waiter);
+    });
+  }
+
+  /**
+   * An audit barrier: an admin list of sandboxes that names a fresh label, and the wait for its audit
+   * event. The API server writes a request's event before answering it (blocking audit mode), so once
+   * the barrier's event is in, every request that was answered before the barrier was sent is too: a
+   * test can then count what did not happen (no patch, no GET) without waiting on a clock.
+   */
+  async auditBarrier(): Promise<void> {
+    const mark = `audit-barrier-${randomUUID()}`;
+    const seen = this.waitForAudit((e) => e.requestURI?.includes(mark) === true, 30_000, `the audit barrier ${mark}`);
+    await this.admin.makeApiClient(CustomObjectsApi).listClusterCustomObject({
+      group: 'agents.kruise.io',
+      version: 'v1alpha1',
+      plural: 'sandboxes',
+      labelSelector: `${mark}=x`,
+    });
+    await seen;
   }
 
   /**

@@ -31,10 +31,19 @@ export class ExtProcClient {
     this.#raw = new Raw(address, channelCredentials);
   }
 
-  /** Opens a stream, sends the messages, half-closes after `responsesBeforeClose` answers arrive (or at once), and collects the rest. */
+  /**
+   * Opens a stream, sends the messages, and half-closes after `closeAfter` answers arrive (at once when
+   * 0). `cancelWhen` cancels the stream when it settles (an event the test chooses, never a timer);
+   * `onResponse` sees each answer as it arrives.
+   */
   exchange(
     messages: readonly (ProcessingRequest | Buffer)[],
-    options: { raw?: boolean; closeAfter?: number; cancelAfterMs?: number } = {},
+    options: {
+      raw?: boolean;
+      closeAfter?: number;
+      cancelWhen?: Promise<unknown>;
+      onResponse?: (response: ProcessingResponse, index: number) => void;
+    } = {},
   ): Promise<StreamResult> {
     const client = options.raw ? this.#raw : this.#typed;
     return new Promise((resolve) => {
@@ -43,6 +52,7 @@ export class ExtProcClient {
       const closeAfter = options.closeAfter ?? 0;
       call.on('data', (r: ProcessingResponse) => {
         responses.push(r);
+        options.onResponse?.(r, responses.length - 1);
         if (responses.length === closeAfter) call.end();
       });
       call.on('error', (error: ServiceError) => resolve({ responses, status: { code: error.code, details: error.details } }));
@@ -50,8 +60,8 @@ export class ExtProcClient {
         if (s.code === 0) resolve({ responses, status: { code: 0, details: s.details } });
       });
       for (const m of messages) call.write(m);
-      if (closeAfter === 0 && options.cancelAfterMs === undefined) call.end();
-      if (options.cancelAfterMs !== undefined) setTimeout(() => call.cancel(), options.cancelAfterMs);
+      if (closeAfter === 0 && options.cancelWhen === undefined) call.end();
+      void options.cancelWhen?.finally(() => call.cancel());
     });
   }
 

@@ -1,7 +1,74 @@
-// Child processes for tests: output is collected line by line, and waits are on what the process
-// prints (a line matching a pattern), each with a deadline. Nothing here sleeps or polls.
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+// Child processes for tests and benchmarks: output is collected line by line, and waits are on what
+// the process prints (a line matching a pattern), each with a deadline. Nothing here sleeps or polls.
+// Every child is tracked, and none outlives the harness that started it, however that harness ends: a
+// normal exit, a failure (an exception, a missing tool), or SIGINT / SIGTERM.
+import { execFile, spawn, type ChildProcess, type ExecFileOptions, type SpawnOptions } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { isMainThread } from 'node:worker_threads';
+
+const live = new Set<ChildProcess>();
+
+/** Registers a child so that it is killed if the harness ends first. */
+export function track<T extends ChildProcess>(child: T): T {
+  if (child.exitCode === null && child.signalCode === null) {
+    live.add(child);
+    child.once('exit', () => live.delete(child));
+  }
+  return child;
+}
+
+/** execFile, tracked: resolves with the output when the command exits 0, rejects otherwise. */
+export function execTracked(
+  file: string,
+  args: readonly string[],
+  options: ExecFileOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    track(
+      execFile(file, args, { encoding: 'utf8', ...options }, (error, stdout, stderr) => {
+        if (error) reject(Object.assign(error, { stdout: String(stdout), stderr: String(stderr) }));
+        else resolve({ stdout: String(stdout), stderr: String(stderr) });
+      }),
+    );
+  });
+}
+
+/** Children still running (for tests of this very guarantee). */
+export function liveChildren(): number {
+  return live.size;
+}
+
+function killAll(signal: NodeJS.Signals): void {
+  for (const child of live) {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+// 'exit' runs on every way out but a signal or SIGKILL: normal end, process.exit(), an uncaught
+// exception, an unhandled rejection. Only synchronous work is possible there, so SIGKILL.
+process.on('exit', () => killAll('SIGKILL'));
+// A signal's default action ends the process without 'exit': stop the children first (SIGTERM, then
+// SIGKILL for any still there after a moment), then end as the signal would have.
+if (isMainThread) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      killAll('SIGTERM');
+      const exited = [...live].map((c) => new Promise((resolve) => c.once('exit', resolve)));
+      const timer = setTimeout(() => process.exit(code), 3000);
+      void Promise.all(exited).then(() => {
+        clearTimeout(timer);
+        process.exit(code);
+      });
+    });
+  }
+}
 
 export class TestProcess {
   readonly name: string;
@@ -12,7 +79,9 @@ export class TestProcess {
 
   constructor(name: string, command: string, args: readonly string[], options: SpawnOptions = {}) {
     this.name = name;
-    this.child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    this.child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options }));
+    // For tests of the harness itself (test/chaos/no-leftovers.test.ts): say what was started.
+    if (process.env['SANDBOX_EXTPROC_TRACE_CHILDREN']) console.log(`child started: ${name} (pid ${this.child.pid})`);
     for (const stream of [this.child.stdout, this.child.stderr]) {
       if (stream) createInterface({ input: stream }).on('line', (line) => this.#onLine(line));
     }
@@ -51,6 +120,28 @@ export class TestProcess {
       this.child.once('exit', onExit);
       this.#waiters.add(waiter);
     });
+  }
+
+  /** Resolves once `count` lines matching the test have been printed (those already seen count). */
+  waitForLines(test: (line: string) => boolean, count: number, timeoutMs: number, what: string): Promise<void> {
+    let seen = this.lines.filter(test).length;
+    if (seen >= count) return Promise.resolve();
+    const counted = (line: string) => test(line) && (seen += 1) >= count;
+    return new Promise((resolve, reject) => {
+      const waiter = { test: counted, resolve: () => (clearTimeout(timer), this.#waiters.delete(waiter), resolve()) };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error(`${this.name}: ${seen} of ${count} lines (${what}) within ${timeoutMs} ms; last output:\n${this.tail()}`));
+      }, timeoutMs);
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** Calls the listener with every line printed from now on; returns the unsubscribe. */
+  onLine(listener: (line: string) => void): () => void {
+    const waiter = { test: (line: string) => (listener(line), false), resolve: () => undefined };
+    this.#waiters.add(waiter);
+    return () => this.#waiters.delete(waiter);
   }
 
   tail(count = 30): string {

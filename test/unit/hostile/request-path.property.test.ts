@@ -1,103 +1,222 @@
-// Arbitrary header lists, as a hostile client could make Envoy forward them, through the whole request
-// path (facts -> identification -> decision -> encoded answer): never a throw, always one defined answer.
+// Header lists a hostile client could make Envoy forward, through the whole request path (facts ->
+// identification -> decision -> encoded answer, with waking on: the real wake coordinator), drawn so
+// that every branch of the decision is reached many times, each counted (a run that misses a branch
+// fails). Checked for every case: one defined answer, never a throw; an error answer is the
+// catalogue's, with its status; a forward goes only to a running sandbox's own IP; a request that is
+// not a wake never starts one (an unauthorized request never wakes a sandbox).
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ERRORS, type ErrorCode } from '../../../src/core/errors.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { createMetrics } from '../../../src/observability/metrics.ts';
 import { Answers } from '../../../src/protocol/answers.ts';
 import type { HeaderValue } from '../../../src/protocol/messages.ts';
 import { decodeResponse } from '../../../src/protocol/proto.ts';
 import { RouteRegistry } from '../../../src/routes/registry.ts';
-import { RequestProcessor } from '../../../src/server/processor.ts';
+import type { Route } from '../../../src/routes/route.ts';
+import { RequestProcessor, type PendingAnswer } from '../../../src/server/processor.ts';
+import { WakeCoordinator } from '../../../src/wake/coordinator.ts';
+import type { Resumer } from '../../../src/wake/resumer.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 export const CASES = 20_000;
+const TOKEN = 'the-right-token';
+const wake = { pauseAfterSeconds: 0, timeoutSeconds: 0 };
 
 const registry = new RouteRegistry();
-registry.upsert(makeRoute({ id: 'sbx', uid: 'a' }));
-registry.upsert(makeRoute({ id: 'ns--name', uid: 'b', state: 'paused', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 } }));
-registry.upsert(makeRoute({ id: 'a.b_c', uid: 'c', state: 'creating' }));
+const routes: Route[] = [
+  makeRoute({ id: 'sbx', uid: 'a', podIP: '10.0.0.1' }),
+  makeRoute({ id: 'other', uid: 'b', podIP: '10.0.0.2' }),
+  makeRoute({ id: 'ns--name', uid: 'c', state: 'paused', podIP: '', pauseRequested: true, wake }),
+  makeRoute({
+    id: 'guarded',
+    uid: 'd',
+    state: 'paused',
+    podIP: '',
+    pauseRequested: true,
+    wake,
+    accessTokenDigest: createHash('sha256').update(TOKEN).digest(),
+  }),
+  makeRoute({ id: 'sleepy', uid: 'e', state: 'paused', podIP: '', pauseRequested: true }),
+  makeRoute({ id: 'a.b_c', uid: 'f', state: 'creating', podIP: '' }),
+  makeRoute({ id: 'gone', uid: 'g', state: 'dead', podIP: '' }),
+  makeRoute({ id: 'pool-member', uid: 'h', state: 'available', podIP: '10.0.0.8' }),
+  makeRoute({ id: 'dup', uid: 'i', podIP: '10.0.0.3' }),
+  makeRoute({ id: 'dup', uid: 'j', podIP: '10.0.0.4' }),
+];
+for (const route of routes) registry.upsert(route);
 registry.markReady();
+
+/** The Kubernetes API is the one part missing here: resumes are counted and succeed at once. */
+let resumes = 0;
+const resumer: Resumer = { resume: () => ((resumes += 1), Promise.resolve()) };
+const metrics = createMetrics(() => registry.countByState());
+const logger = createLogger('silent');
+const coordinator = new WakeCoordinator({
+  registry,
+  resumer,
+  metrics,
+  logger,
+  options: { timeoutMs: 60_000, maxHoldMs: 300_000, maxWaitersPerSandbox: 3, maxWaiters: 10_000 },
+});
 const answers = new Answers({
   metadataNamespace: 'envoy.lb.original_dst',
   metadataKey: 'host',
   strippedHeaders: ['x-envoy-original-dst-host'],
 });
-const processor = new RequestProcessor({
-  routes: registry,
+const options = {
+  names: { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port' },
+  identify: { domains: ['sandbox.test'], defaultPort: 49983 },
+  decide: { wakeEnabled: true, unnamed: 'reject' as const },
+};
+const processor = new RequestProcessor({ routes: registry, answers, metrics, logger, waker: coordinator, options });
+// One in twenty requests meets a replica whose first list has not completed.
+const unready = new RouteRegistry();
+const unreadyProcessor = new RequestProcessor({
+  routes: unready,
   answers,
-  metrics: createMetrics(() => registry.countByState()),
-  logger: createLogger('silent'),
-  options: {
-    names: { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port' },
-    identify: { domains: ['sandbox.test'], defaultPort: 49983 },
-    decide: { wakeEnabled: false, unnamed: 'reject' },
-  },
+  metrics: createMetrics(() => unready.countByState()),
+  logger,
+  waker: coordinator,
+  options,
 });
 
-const key = fc.constantFrom(
-  ':authority',
-  'host',
-  'e2b-sandbox-id',
-  'e2b-sandbox-port',
-  'x-access-token',
-  'x-request-id',
-  'x-envoy-original-dst-host',
-  'other',
+const ids = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom(...new Set(routes.map((r) => r.id))) },
+  { weight: 2, arbitrary: fc.constantFrom('nope', 'unknown-id', 'ns--other') },
+  { weight: 2, arbitrary: fc.constantFrom('../etc/passwd', 'a/b', '%2e%2e', 'sbx\u0000', '', '-x', 'x..y', 'x'.repeat(400)) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
 );
-const text = fc.oneof(
-  fc.string(),
-  fc.string({ maxLength: 20_000 }),
-  fc.constantFrom(
-    'sbx',
-    'ns--name',
-    'a.b_c',
-    '../etc/passwd',
-    'a/b',
-    '%2e%2e',
-    '80-sbx.sandbox.test',
-    '99999-sbx.sandbox.test',
-    '[::1]:80',
-    '0',
-    '65536',
-    '-1',
-    'sbx\u0000',
-    '',
-  ),
+const ports = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('8080', '49983', '1', '65535') },
+  { weight: 2, arbitrary: fc.constantFrom('0', '65536', '0080', '-1', 'abc', '99999') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 8 }) },
 );
-const bytes = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a));
-const header: fc.Arbitrary<HeaderValue> = fc.oneof(
-  fc.record({ key, raw_value: text.map((t) => Buffer.from(t)) }),
-  fc.record({ key, raw_value: bytes }),
-  fc.record({ key, value: text }),
-  fc.record({ key: fc.string(), raw_value: bytes }),
-  fc.record({}, { requiredKeys: [] }) as fc.Arbitrary<HeaderValue>,
+const hosts = fc.oneof(
+  { weight: 6, arbitrary: fc.tuple(ports, ids).map(([p, i]) => `${p}-${i}.sandbox.test`) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom('sandbox.test', 'nodash.sandbox.test', 'x-.sandbox.test', '80-SBX.sandbox.test', '80-sbx.sandbox.test.'),
+  },
+  { weight: 1, arbitrary: fc.constantFrom('www.elsewhere.test', '[::1]:80', 'localhost') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+);
+// A header list as Envoy sends it: maybe an ID and port header (sometimes twice), maybe a host, a
+// token, a spoofed upstream, and junk, in any order; sometimes raw garbage.
+const headerList: fc.Arbitrary<HeaderValue[]> = fc.oneof(
+  {
+    weight: 9,
+    arbitrary: fc
+      .record({
+        id: fc.option(fc.array(ids, { minLength: 1, maxLength: 2 }), { freq: 3 }),
+        port: fc.option(ports, { freq: 2 }),
+        host: fc.option(hosts, { freq: 2 }),
+        token: fc.option(fc.constantFrom(TOKEN, 'wrong', ''), { freq: 2 }),
+        spoof: fc.boolean(),
+        junk: fc.array(
+          fc.record({ key: fc.string({ maxLength: 12 }), raw_value: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)) }),
+          {
+            maxLength: 3,
+          },
+        ),
+      })
+      .chain((r) => {
+        const list: HeaderValue[] = [
+          ...(r.id ?? []).map((v) => ({ key: 'e2b-sandbox-id', raw_value: Buffer.from(v) })),
+          ...(r.port === null ? [] : [{ key: 'e2b-sandbox-port', raw_value: Buffer.from(r.port) }]),
+          ...(r.host === null ? [] : [{ key: ':authority', raw_value: Buffer.from(r.host) }]),
+          ...(r.token === null ? [] : [{ key: 'x-access-token', raw_value: Buffer.from(r.token) }]),
+          ...(r.spoof ? [{ key: 'x-envoy-original-dst-host', raw_value: Buffer.from('169.254.169.254:80') }] : []),
+          ...r.junk,
+        ];
+        // Any order: a permutation of them all.
+        return fc.shuffledSubarray(list, { minLength: list.length, maxLength: list.length });
+      }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.array(
+      fc.oneof(
+        fc.record({ key: fc.string(), raw_value: fc.uint8Array({ maxLength: 100 }).map((a) => Buffer.from(a)) }),
+        fc.record({ key: fc.constantFrom('e2b-sandbox-id', ':authority', 'host'), value: fc.string() }),
+        fc.record({}, { requiredKeys: [] }) as fc.Arbitrary<HeaderValue>,
+      ),
+      { maxLength: 8 },
+    ),
+  },
 );
 
-describe('the request path under arbitrary headers', () => {
-  it(`answers every one of ${CASES} random header lists with a decodable answer, never a throw`, () => {
-    let errors = 0;
+/** What a request got: the error code, 'forward', or 'wake' (held). */
+function outcomeOf(result: Buffer | PendingAnswer): string {
+  if (!Buffer.isBuffer(result)) {
+    expect(result.overrideMs).toBeGreaterThan(0);
+    return 'wake';
+  }
+  const decoded = decodeResponse(result);
+  const immediate = decoded.immediate_response;
+  if (immediate !== undefined) {
+    const body = JSON.parse(immediate.body?.toString() ?? '') as { error: ErrorCode; message: string };
+    expect(ERRORS[body.error], body.error).toBeDefined();
+    expect(immediate.status?.code).toBe(ERRORS[body.error].status);
+    expect(body.message.length).toBeLessThan(400);
+    return body.error;
+  }
+  // A forward: to the named sandbox's own pod IP, and that sandbox is running.
+  const fields = decoded.dynamic_metadata?.fields ?? {};
+  const host = (fields['envoy.lb.original_dst'] as { structValue: { fields: { host: { stringValue: string } } } } | undefined)?.structValue
+    .fields.host.stringValue;
+  const id = (fields['sandbox-extproc'] as { structValue: { fields: Record<string, { stringValue: string }> } } | undefined)?.structValue
+    .fields['sandbox_id']?.stringValue;
+  const route = registry.get(id ?? '');
+  expect(route?.state, `forwarded to ${id} at ${host}`).toBe('running');
+  expect(host).toMatch(new RegExp(`^${(route?.podIP ?? '').replaceAll('.', '\\.')}:([1-9][0-9]{0,4})$`));
+  return 'forward';
+}
+
+describe('the request path under hostile header lists, with waking on', () => {
+  it(`answers each of ${CASES} header lists as the rules say, reaching every branch`, () => {
+    const counts: Record<string, number> = {};
+    const held: AbortController[] = [];
     fc.assert(
-      fc.property(fc.array(header, { maxLength: 12 }), (headers) => {
-        const result = processor.process(headers, () => new AbortController().signal);
-        expect(Buffer.isBuffer(result)).toBe(true);
-        const decoded = decodeResponse(result as Buffer);
-        const status = decoded.immediate_response?.status?.code;
-        if (status !== undefined) {
-          errors += 1;
-          expect([400, 401, 502, 503]).toContain(status);
-          const body = JSON.parse(decoded.immediate_response?.body?.toString() ?? '') as { error: string; message: string };
-          expect(body.error).toMatch(/^[a-z_]+$/);
-          expect(body.message.length).toBeLessThan(400);
+      fc.property(headerList, fc.integer({ min: 0, max: 19 }), (headers, pick) => {
+        const abort = new AbortController();
+        const before = resumes;
+        const waitingBefore = coordinator.waiting;
+        const result = (pick === 0 ? unreadyProcessor : processor).process(headers, () => abort.signal);
+        const outcome = outcomeOf(result);
+        counts[outcome] = (counts[outcome] ?? 0) + 1;
+        if (outcome === 'wake') {
+          // Held requests stay a while (so capacity is reached), then their clients go away.
+          held.push(abort);
+          if (held.length > 4) held.shift()?.abort();
         } else {
-          // Only a known running sandbox is ever forwarded, and only to its own IP.
-          const upstream = decoded.dynamic_metadata?.fields['envoy.lb.original_dst'];
-          expect(JSON.stringify(upstream)).toMatch(/"10\.0\.0\.1:\d+"/);
+          expect(coordinator.waiting, `${outcome} must not wait`).toBe(waitingBefore);
+          expect(resumes, `${outcome} must not resume anything`).toBe(before);
         }
       }),
       { numRuns: CASES },
     );
-    expect(errors).toBeGreaterThan(CASES / 2);
+    for (const h of held) h.abort();
+    console.log(`fuzz: request path, ${CASES} header lists: ${JSON.stringify(counts)}`);
+    expect(coordinator.waiting).toBe(0);
+    for (const branch of [
+      'forward',
+      'wake',
+      'wake_capacity_exceeded',
+      'unauthorized',
+      'missing_sandbox',
+      'invalid_sandbox_id',
+      'invalid_sandbox_port',
+      'invalid_host',
+      'sandbox_not_found',
+      'sandbox_id_conflict',
+      'sandbox_not_running',
+      'sandbox_not_ready',
+      'routes_not_ready',
+    ]) {
+      expect(counts[branch] ?? 0, `branch "${branch}" reached`).toBeGreaterThanOrEqual(CASES / 200);
+    }
   });
 });
 
@@ -132,6 +251,8 @@ describe('the request path under arbitrary headers, both conventions on', () => 
     'x-sandbox-pod-ip',
     'x-sandbox-uid',
   );
+  const text = fc.oneof(fc.string(), fc.string({ maxLength: 2_000 }));
+  const bytes = fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a));
   const agentText = fc.oneof(text, fc.constantFrom('box', 'default', 'team', 'kube-system', 'Box', '10.0.0.9', '8888'));
   const agentHeader: fc.Arbitrary<HeaderValue> = fc.oneof(
     fc.record({ key: agentKey, raw_value: agentText.map((t) => Buffer.from(t)) }),

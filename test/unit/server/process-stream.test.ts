@@ -11,6 +11,7 @@ import { startService, type RunningService } from '../../support/service.ts';
 let service: RunningService;
 let client: ExtProcClient;
 let socketPath: string;
+let routesPath: string;
 
 const headers = (pairs: Record<string, string>) => ({
   request_headers: {
@@ -21,7 +22,7 @@ const headers = (pairs: Record<string, string>) => ({
 
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-stream-'));
-  const routes = join(dir, 'routes.yaml');
+  const routes = (routesPath = join(dir, 'routes.yaml'));
   writeFileSync(routes, 'routes:\n  - { id: sbx-1, podIP: 10.1.2.3 }\n');
   socketPath = join(dir, 'extproc.sock');
   service = await startService([
@@ -92,11 +93,40 @@ describe('the ext_proc stream', () => {
     expect(responses).toHaveLength(1);
   });
 
-  it('survives a client that cancels before sending anything', async () => {
-    const { status: s } = await client.exchange([], { cancelAfterMs: 5 });
-    expect(s.code).toBe(status.CANCELLED);
-    const { responses } = await client.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
-    expect(responses).toHaveLength(1);
+  // With room for one stream, whether a cancelled stream still counts is visible from outside: the
+  // next stream is either served or answered 503 overloaded. Streams on one connection reach the server
+  // in order, so the first is counted before the second arrives, and its cancel before the third.
+  it.each([
+    ['before sending anything', [] as ReturnType<typeof headers>[]],
+    ['after its answer', [headers({ 'e2b-sandbox-id': 'sbx-1' })]],
+  ])('frees the slot of a client that cancels %s', async (_when, sent) => {
+    const limited = await startService([
+      '--route-source',
+      'file',
+      '--routes-file',
+      routesPath,
+      '--max-streams',
+      '1',
+      '--shutdown-grace',
+      '0s',
+    ]);
+    const one = new ExtProcClient(`127.0.0.1:${limited.listening.grpcPort}`);
+    try {
+      const release = Promise.withResolvers<void>();
+      const answered = Promise.withResolvers<void>();
+      const first = one.exchange(sent, { closeAfter: 99, cancelWhen: release.promise, onResponse: () => answered.resolve() });
+      if (sent.length > 0) await answered.promise;
+      const second = await one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
+      expect(second.responses[0]?.immediate_response?.body?.toString()).toContain('overloaded');
+      release.resolve();
+      expect((await first).status.code).toBe(status.CANCELLED);
+      const third = await one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
+      expect(third.responses).toHaveLength(1);
+      expect(JSON.stringify(third.responses[0]?.dynamic_metadata)).toContain('10.1.2.3:49983');
+    } finally {
+      one.close();
+      await limited.stop();
+    }
   });
 
   it('stays silent in observability mode', async () => {

@@ -1,0 +1,74 @@
+// Two replicas of the service behind one Envoy deployment receive requests for the same paused sandbox
+// at the same moment, through the real API server: the sandbox is resumed by exactly one applied patch
+// (counted from the API server's audit log: patches it answered 2xx; a patch refused because another
+// replica's went first changed nothing), and every request on either replica is served.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../support/controlplane.ts';
+import { ExtProcClient } from '../support/extproc-client.ts';
+import { waitForRoute } from '../support/registry-events.ts';
+import { startService, type RunningService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
+
+const NS = 'replicas';
+let stack: Stack;
+let second: RunningService;
+
+beforeAll(async () => {
+  stack = await startStack({
+    namespaces: [NS],
+    ips: ['127.0.0.41'],
+    controller: { resumeDelayMs: 500 },
+    sandboxes: [{ namespace: NS, name: 'shared', podIP: '127.0.0.41', paused: true, wake: { by: 'policy' } }],
+  });
+  second = await startService(['--kubeconfig', stack.kubeconfig, '--namespaces', NS]);
+  for (const replica of [stack.service, second]) {
+    await waitForRoute(replica.app.registry, `${NS}--shared`, (r) => r?.state === 'paused' && !r.pausing);
+  }
+});
+
+afterAll(async () => {
+  await second?.stop();
+  await stack?.stop();
+});
+
+describe('two replicas waking one sandbox', () => {
+  it('resume it with one applied patch and serve every request on both', async () => {
+    const id = `${NS}--shared`;
+    const clients = [stack.service, second].map((r) => new ExtProcClient(`127.0.0.1:${r.listening.grpcPort}`));
+    // Both replicas hold requests before either patch lands: they race for the resume.
+    const joined = [stack.service, second].map(
+      (r) =>
+        new Promise<void>((resolve) => {
+          const off = r.app.wakes!.onWaitersChange((n) => n > 0 && (off(), resolve()));
+        }),
+    );
+    try {
+      const answers = clients.flatMap((client) =>
+        Array.from({ length: 25 }, () =>
+          client.exchange([{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }], {
+            closeAfter: 2,
+          }),
+        ),
+      );
+      await Promise.all(joined);
+      const results = await Promise.all(answers);
+      const forwarded = results.filter((r) => JSON.stringify(r.responses.at(-1)?.dynamic_metadata).includes('127.0.0.41:'));
+      expect(forwarded).toHaveLength(50);
+    } finally {
+      for (const c of clients) c.close();
+    }
+    await stack.plane.auditBarrier();
+    const patches = stack.plane.auditEvents(
+      (e: AuditEvent) =>
+        e.verb === 'patch' &&
+        e.objectRef?.name === 'shared' &&
+        e.objectRef.subresource === undefined &&
+        e.user.username.includes('sandbox-extproc'),
+    );
+    const applied = patches.filter((e) => (e.responseStatus?.code ?? 0) < 300);
+    expect(
+      applied.map((e) => e.responseStatus?.code),
+      `every patch the replicas sent: ${patches.map((e) => e.responseStatus?.code).join(', ')}`,
+    ).toEqual([200]);
+  });
+});
