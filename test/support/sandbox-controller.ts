@@ -304,14 +304,15 @@ export class SandboxController {
     } else if (phase === 'Paused' && !paused) {
       if (this.options.stuck?.has(name)) return;
       this.#busy.add(k);
-      void this.setStatus(namespace, name, {
+      // Deleted or replaced meanwhile: the later Running write fails the same way and is dropped too.
+      this.setStatus(namespace, name, {
         phase: 'Resuming',
         podInfo: { podIP: '' },
         conditions: [
           { type: 'Ready', status: 'False' },
           { type: 'SandboxPaused', status: 'False' },
         ],
-      });
+      }).catch(() => undefined);
       const delayMs =
         typeof this.options.resumeDelayMs === 'function' ? this.options.resumeDelayMs(name) : (this.options.resumeDelayMs ?? 0);
       this.#later(delayMs, async () => {
