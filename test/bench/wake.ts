@@ -92,6 +92,9 @@ async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean
     const latencies: number[] = [];
     // The floor: how long the API server itself takes to deliver the same status change to a watch.
     const delivery: number[] = [];
+    // The service's own share of each wake: the held request reaching the upstream after the API server
+    // delivered the Running status to a plain watch (the floor above is the API server's, not ours).
+    const shares: number[] = [];
     for (let i = 0; i < wakes; i += 1) {
       const name = `w${i}`;
       const resumed = waitForObject(
@@ -128,16 +131,21 @@ async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean
       const arrived = upstream.arrivals.get(`/${name}`);
       if (arrived === undefined) throw new Error(`no arrival for ${name}`);
       latencies.push(arrived - sent);
+      shares.push(arrived - delivered);
     }
     latencies.sort((a, b) => a - b);
     delivery.sort((a, b) => a - b);
+    shares.sort((a, b) => a - b);
     if (family.name === 'openkruise') {
       report.curve('wake', `${latencies.length} wakes through Envoy and the real API server`, percentileCurve(latencies));
     }
     report.info(`${label}floor: Running status written -> a plain watch sees it, p50`, percentile(delivery, 50), 'ms');
     report.info(`${label}floor: Running status written -> a plain watch sees it, p99`, percentile(delivery, 99), 'ms');
-    report.atMost(`${label}wake: Running status written -> request at upstream, p50`, percentile(latencies, 50), 'ms', quick ? 25 : 5);
+    report.info(`${label}wake: Running status written -> request at upstream, p50`, percentile(latencies, 50), 'ms');
     report.atMost(`${label}wake: Running status written -> request at upstream, p99`, percentile(latencies, 99), 'ms', quick ? 100 : 20);
+    // Gated on the service's share: the API server's delivery alone is ~5 ms at the median here.
+    report.atMost(`${label}wake: watch delivered -> request at upstream (the service's share), p50`, percentile(shares, 50), 'ms', quick ? 10 : 2);
+    report.atMost(`${label}wake: watch delivered -> request at upstream (the service's share), p99`, percentile(shares, 99), 'ms', quick ? 50 : 10);
     await envoy.stop();
     await service.stop();
 
