@@ -144,8 +144,18 @@ async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean
     report.info(`${label}wake: Running status written -> request at upstream, p50`, percentile(latencies, 50), 'ms');
     report.atMost(`${label}wake: Running status written -> request at upstream, p99`, percentile(latencies, 99), 'ms', quick ? 100 : 20);
     // Gated on the service's share: the API server's delivery alone is ~5 ms at the median here.
-    report.atMost(`${label}wake: watch delivered -> request at upstream (the service's share), p50`, percentile(shares, 50), 'ms', quick ? 10 : 2);
-    report.atMost(`${label}wake: watch delivered -> request at upstream (the service's share), p99`, percentile(shares, 99), 'ms', quick ? 50 : 10);
+    report.atMost(
+      `${label}wake: watch delivered -> request at upstream (the service's share), p50`,
+      percentile(shares, 50),
+      'ms',
+      quick ? 10 : 2,
+    );
+    report.atMost(
+      `${label}wake: watch delivered -> request at upstream (the service's share), p99`,
+      percentile(shares, 99),
+      'ms',
+      quick ? 50 : 10,
+    );
     await envoy.stop();
     await service.stop();
 
