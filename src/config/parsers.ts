@@ -77,14 +77,18 @@ export function oneOf<const T extends string>(...choices: T[]): Parser<T> {
   );
 }
 
+/** The items of a comma-separated list, trimmed, empty ones dropped. */
+const splitList = (text: string): string[] =>
+  text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+
 /** A comma-separated list; empty text is an empty list. Each item must match `item`. */
 export function list(item: RegExp, what: string): Parser<readonly string[]> {
   return parser(
     (text) => {
-      const items = text
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s !== '');
+      const items = splitList(text);
       for (const value of items) if (!item.test(value)) throw new Error(`${JSON.stringify(value)} is not ${what}`);
       return Object.freeze(items);
     },
@@ -100,10 +104,7 @@ export function choiceList<const T extends string>(required: boolean, ...choices
   const one = `(${choices.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`;
   return parser(
     (text) => {
-      const items = text
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s !== '');
+      const items = splitList(text);
       if (required && items.length === 0) throw new Error(`expected one or more of ${choices.join(', ')}, comma-separated`);
       for (const value of items) {
         if (!(choices as string[]).includes(value)) throw new Error(`${JSON.stringify(value)} is not one of ${choices.join(', ')}`);

@@ -14,7 +14,7 @@
 // There is no wake opt-in field: sandbox-extproc's own annotations (annotations.ts) provide it.
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { accessTokenDigest, LAST_ACTIVITY_ANNOTATION, wakeDeadlineSeconds, WAKE_ON_TRAFFIC_ANNOTATION } from './annotations.ts';
-import { asObj, asStr, conditionTrue, findCondition, Interner, parseTime, rfc3339, type Obj } from './fields.ts';
+import { asObj, asStr, conditionTrue, findCondition, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 export const AGENT_SANDBOX_GROUP = 'agents.x-k8s.io';
@@ -81,16 +81,9 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
     plural: 'sandboxes',
 
     toRoute(object: unknown): Route | undefined {
-      const obj = asObj(object);
-      const meta = asObj(obj?.['metadata']);
-      if (meta === undefined) return undefined;
-      const name = asStr(meta['name']);
-      const namespace = asStr(meta['namespace']);
-      const uid = asStr(meta['uid']);
-      if (name === undefined || namespace === undefined || uid === undefined || uid === '') return undefined;
-      const spec = asObj(obj?.['spec']);
-      const status = asObj(obj?.['status']);
-      const annotations = asObj(meta['annotations']);
+      const parts = objectParts(object);
+      if (parts === undefined) return undefined;
+      const { meta, name, namespace, uid, spec, status, annotations } = parts;
       const podIPs = status?.['podIPs'];
       const firstIP = Array.isArray(podIPs) ? (asStr(podIPs[0]) ?? '') : '';
       const state = deriveAgentSandboxState(meta, spec, status, firstIP);

@@ -6,6 +6,36 @@ export type Obj = Record<string, unknown>;
 export const asObj = (v: unknown): Obj | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : undefined);
 export const asStr = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** The parts of an object every kind reads; undefined when it lacks a name, namespace or UID. */
+export interface ObjectParts {
+  readonly meta: Obj;
+  readonly name: string;
+  readonly namespace: string;
+  readonly uid: string;
+  readonly spec: Obj | undefined;
+  readonly status: Obj | undefined;
+  readonly annotations: Obj | undefined;
+}
+
+export function objectParts(object: unknown): ObjectParts | undefined {
+  const obj = asObj(object);
+  const meta = asObj(obj?.['metadata']);
+  if (meta === undefined) return undefined;
+  const name = asStr(meta['name']);
+  const namespace = asStr(meta['namespace']);
+  const uid = asStr(meta['uid']);
+  if (name === undefined || namespace === undefined || uid === undefined || uid === '') return undefined;
+  return {
+    meta,
+    name,
+    namespace,
+    uid,
+    spec: asObj(obj?.['spec']),
+    status: asObj(obj?.['status']),
+    annotations: asObj(meta['annotations']),
+  };
+}
+
 /** The condition of this type in status.conditions, if any. */
 export function findCondition(status: Obj | undefined, type: string): Obj | undefined {
   const list = status?.['conditions'];

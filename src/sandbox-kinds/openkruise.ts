@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { wakeDeadlineSeconds } from './annotations.ts';
-import { asObj, asStr, conditionTrue, Interner, parseTime, rfc3339, type Obj } from './fields.ts';
+import { asObj, asStr, conditionTrue, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
@@ -92,17 +92,10 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
     plural: 'sandboxes',
 
     toRoute(object: unknown): Route | undefined {
-      const obj = asObj(object);
-      const meta = asObj(obj?.['metadata']);
-      if (meta === undefined) return undefined;
-      const name = asStr(meta['name']);
-      const namespace = asStr(meta['namespace']);
-      const uid = asStr(meta['uid']);
-      if (name === undefined || namespace === undefined || uid === undefined || uid === '') return undefined;
-      const spec = asObj(obj?.['spec']);
-      const status = asObj(obj?.['status']);
+      const parts = objectParts(object);
+      if (parts === undefined) return undefined;
+      const { meta, name, namespace, uid, spec, status, annotations } = parts;
       const labels = asObj(meta['labels']);
-      const annotations = asObj(meta['annotations']);
       const podIP = asStr(asObj(status?.['podInfo'])?.['podIP']) || asStr(status?.['sandboxIp']) || '';
       const phase = asStr(status?.['phase']);
       const token = asStr(annotations?.[TOKEN_ANNOTATION]);
