@@ -119,10 +119,7 @@ export class App {
         {
           // Each route's own kind says whether it has a timer to push, and how.
           timerOf: (route) => route.kind?.activityTimer(route),
-          write: kubernetesActivityWriter(this.#kubeConfig, (route) => {
-            if (route.kind === undefined) throw new Error(`sandbox ${route.id} has no Sandbox kind`);
-            return route.kind;
-          }),
+          write: kubernetesActivityWriter(this.#kubeConfig),
           onWrite: (outcome, remainingMs, error) => {
             this.metrics.activityWrites.inc({ outcome });
             this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);

@@ -1,8 +1,6 @@
 // Sends a kind's activity patch: one JSON merge patch, tied to the object's UID, no retries (the next
 // activity writes again; a missed push only means the sandbox may pause a little early).
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import type { Route } from '../routes/route.ts';
-import type { SandboxKind } from '../sandbox-kinds/kind.ts';
 import type { ActivityWriter } from './tracker.ts';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -10,10 +8,12 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 /** Who wrote an activity record, told apart from resumes in managedFields and the audit log. */
 export const ACTIVITY_FIELD_MANAGER = 'sandbox-extproc-activity';
 
-export function kubernetesActivityWriter(kubeConfig: KubeConfig, kindOf: (route: Route) => SandboxKind): ActivityWriter {
+/** Writes through each route's own kind (only Kubernetes routes, which carry one, have activity timers). */
+export function kubernetesActivityWriter(kubeConfig: KubeConfig): ActivityWriter {
   const api = kubeConfig.makeApiClient(CustomObjectsApi);
   return async (route, now) => {
-    const kind = kindOf(route);
+    const kind = route.kind;
+    if (kind === undefined) throw new Error(`sandbox ${route.id} has no Sandbox kind`);
     const { group, version, plural } = kind;
     await api.patchNamespacedCustomObject(
       {

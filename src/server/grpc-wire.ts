@@ -10,8 +10,8 @@ export const Status = {
   INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
-  FAILED_PRECONDITION: 9,
   RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -28,9 +28,6 @@ export function frame(message: Buffer): Buffer {
   message.copy(framed, 5);
   return framed;
 }
-
-export type ReadResult =
-  { readonly kind: 'message'; readonly message: Buffer } | { readonly kind: 'error'; readonly code: number; readonly details: string };
 
 /**
  * Reassembles messages from DATA frames: a frame may hold part of a message, several messages, or

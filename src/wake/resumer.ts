@@ -1,7 +1,7 @@
-// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the resume patch of the route's own
-// kind, at the version that kind speaks, which carries the object's UID as a precondition), retried with backoff on conflicts, throttling, server
-// errors and network errors, until the signal (the wake deadline) aborts. The patch is absolute and
-// idempotent, so several replicas may each send one.
+// Resumes a sandbox through the Kubernetes API: one JSON merge patch (the resume patch of the route's
+// own kind, at the version that kind speaks, carrying the object's UID as a precondition), retried with
+// backoff on conflicts, throttling, server errors and network errors, until the signal (the wake
+// deadline) aborts. The patch is absolute and idempotent, so several replicas may each send one.
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { Backoff, delay } from '../routes/backoff.ts';
 import { describeError } from '../observability/describe-error.ts';
