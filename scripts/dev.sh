@@ -6,16 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane helm promtool
+scripts/provision.sh node envoy controlplane helm
+# promtool checks the chart's alert rules in the integration suite.
+case "$command" in test | test:integration) scripts/provision.sh promtool ;; esac
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The container suites need a Docker engine (started here if none runs and one can; they skip, saying
 # why, where none can) and the base images the Dockerfile and the chart name. An engine started for
-# this command is stopped after it; one that was running is left alone.
+# this command is stopped when it ends, however it ends; one that was running is left alone.
 stop_engine=''
 case "$command" in
   test | test:containers | test:e2e)
-    docker version >/dev/null 2>&1 || stop_engine=yes
+    if ! docker version >/dev/null 2>&1; then
+      stop_engine=yes
+      trap 'scripts/provision.sh docker-stop' EXIT
+    fi
     scripts/provision.sh docker images
     ;;
 esac
@@ -25,10 +30,9 @@ eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+# exec would skip the trap that stops an engine started here.
 if [ -n "$stop_engine" ]; then
-  status=0
-  npm run "$command" -- "$@" || status=$?
-  scripts/provision.sh docker-stop
-  exit "$status"
+  npm run "$command" -- "$@"
+  exit
 fi
 exec npm run "$command" -- "$@"

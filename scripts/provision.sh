@@ -90,6 +90,11 @@ provision_helm() {
   go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
+# Installs Debian packages (root with apt), refreshing the package lists only when the first try fails.
+apt_install() {
+  apt-get install -y -qq "$@" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$@" >/dev/null; }
+}
+
 # kind is only needed by the e2e suite, which runs where a Docker engine is available; so is its node
 # image, built offline from the control plane's wrapper module (scripts/kind-node-image.sh).
 provision_kind() {
@@ -98,6 +103,14 @@ provision_kind() {
     go_install_into "$kind_dir" "sigs.k8s.io/kind@v$KIND_VERSION"
   fi
   provision_controlplane
+  # The node image's build runs these on the host: Debian bootstraps, the static pause binary, the
+  # containerd spec edit.
+  local tool missing=()
+  for tool in mmdebstrap jq gcc strip; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "kind node image tools: ${missing[*]} (Debian packages)"
+    apt_install --no-install-recommends mmdebstrap jq gcc libc6-dev binutils
+  fi
   KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
 }
 
@@ -108,7 +121,7 @@ provision_load() {
   # h2load (nghttp2) drives gRPC streams at rates ghz cannot reach on 2 cores; Debian packages it.
   if ! command -v h2load >/dev/null; then
     log "h2load (Debian package nghttp2-client)"
-    apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq nghttp2-client >/dev/null; }
+    apt_install nghttp2-client
   fi
   if [ ! -x "$bare_go_dir/bare-go-server" ]; then
     log "bare Go HTTP/2 reference server (go build)"
@@ -135,7 +148,7 @@ provision_promtool() {
 provision_plot() {
   command -v rsvg-convert >/dev/null && return 0
   log "rsvg-convert (Debian package librsvg2-bin)"
-  apt-get install -y -qq librsvg2-bin >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq librsvg2-bin >/dev/null; }
+  apt_install librsvg2-bin
 }
 
 # A Docker engine for the container suites. One that answers is used as is. Else, as root with apt:
@@ -152,8 +165,7 @@ provision_docker() {
   fi
   if ! command -v dockerd >/dev/null; then
     log "docker: Debian package docker.io"
-    apt-get install -y -qq --no-install-recommends docker.io >/dev/null 2>&1 ||
-      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends docker.io >/dev/null; }
+    apt_install --no-install-recommends docker.io
   fi
   mkdir -p "$docker_state"
   local out="$docker_state/dockerd.log" pid tail_pid

@@ -2,8 +2,9 @@
 // on loopback only. Fails (exit 1) when any request is lost or answered wrongly, or when memory, heap or
 // handles grow without bound: a least-squares slope over the settled part of the run (its last two
 // thirds) above the thresholds below. Short runs (under 10 minutes, as in CI) cannot tell a slope from
-// warm-up, so they gate growth in absolute terms instead. Writes test/soak/results/latest.{json,svg,png};
-// --record also writes docs/soak/latest.json and docs/img/soak.png (the figures in docs/operations.md).
+// warm-up, so they gate growth in absolute terms instead. Writes test/soak/results/latest.{json,svg};
+// --record also writes docs/soak/latest.json and docs/img/soak.png (the figures in docs/operations.md;
+// the PNG needs rsvg-convert, which `bash scripts/dev.sh soak` provisions).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -142,17 +143,18 @@ const summary = {
 const dir = `${REPO_ROOT}test/soak/results`;
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}/latest.json`, `${JSON.stringify(summary, null, 2)}\n`);
-drawSoak(samples, `${dir}/latest`, `sandbox-extproc soak: ${values.duration} at ${rate} req/s (dashed: API server restart)`, [
-  result.restartAt,
-]);
-if (values.record) {
-  mkdirSync(`${REPO_ROOT}docs/soak`, { recursive: true });
-  mkdirSync(`${REPO_ROOT}docs/img`, { recursive: true });
-  writeFileSync(`${REPO_ROOT}docs/soak/latest.json`, `${JSON.stringify({ ...summary, samples }, null, 2)}\n`);
-  copyFileSync(`${dir}/latest.png`, `${REPO_ROOT}docs/img/soak.png`);
-}
 const width = Math.max(...checks.map((c) => c.name.length));
 for (const c of checks)
   console.log(`${c.name.padEnd(width)}  ${String(c.value).padStart(10)}  ${c.limit.padEnd(18)} ${c.pass ? 'pass' : 'FAIL'}`);
 console.log(`sent ${tally.sent}, answered ${tally.answered}, changes ${JSON.stringify(result.changes)}, written to ${dir}`);
+// The PNG (for docs/operations.md) only when recording: it needs rsvg-convert (`bash scripts/dev.sh soak`
+// provisions it); the SVG is always written.
+const title = `sandbox-extproc soak: ${values.duration} at ${rate} req/s (dashed: API server restart)`;
+drawSoak(samples, `${dir}/latest`, title, [result.restartAt], values.record === true);
+if (values.record) {
+  mkdirSync(`${REPO_ROOT}docs/soak`, { recursive: true });
+  mkdirSync(`${REPO_ROOT}docs/img`, { recursive: true });
+  writeFileSync(`${REPO_ROOT}docs/soak/latest.json`, `${JSON.stringify(summary, null, 2)}\n`);
+  copyFileSync(`${dir}/latest.png`, `${REPO_ROOT}docs/img/soak.png`);
+}
 process.exit(checks.every((c) => c.pass) ? 0 : 1);

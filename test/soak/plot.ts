@@ -52,7 +52,8 @@ function panel(p: Panel, samples: readonly Sample[], ox: number, oy: number, mar
 }
 
 /** Writes `<base>.svg` and `<base>.png`; `marks` are times (s) drawn as dashed lines (the API server restart). */
-export function drawSoak(samples: readonly Sample[], base: string, title: string, marks: readonly number[]): void {
+/** Writes `<base>.svg`, and `<base>.png` with `png` (rsvg-convert: `scripts/provision.sh plot`). */
+export function drawSoak(samples: readonly Sample[], base: string, title: string, marks: readonly number[], png: boolean): void {
   const panels: Panel[] = [
     {
       title: 'Memory',
@@ -83,5 +84,5 @@ export function drawSoak(samples: readonly Sample[], base: string, title: string
     '</svg>',
   ].join('\n');
   writeFileSync(`${base}.svg`, svg);
-  execFileSync('rsvg-convert', ['-o', `${base}.png`, `${base}.svg`]);
+  if (png) execFileSync('rsvg-convert', ['-o', `${base}.png`, `${base}.svg`]);
 }
