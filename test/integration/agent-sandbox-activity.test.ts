@@ -66,6 +66,7 @@ describe('agent-sandbox activity', () => {
   it('writes nothing for a sandbox that did not opt in to wake', async () => {
     for (let i = 0; i < 5; i += 1) expect((await stack.getAgent(NS, 'plain')).status).toBe(200);
     expect((await agents.get(NS, 'plain')).metadata.annotations?.['sandbox-extproc.io/last-activity']).toBeUndefined();
+    await stack.plane.auditBarrier();
     expect(writes('plain')).toEqual([]);
   });
 });

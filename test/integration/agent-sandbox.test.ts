@@ -156,6 +156,7 @@ describe('routing by agent-sandbox router headers', () => {
     expect(retained.status).toBe(502);
     expect(retained.json()['error']).toBe('sandbox_not_running');
     expect((await agent('ephemeral')).json()['error']).toBe('sandbox_not_found');
+    await plane.auditBarrier();
     expect(patches('mayfly')).toHaveLength(0);
   });
 
@@ -165,6 +166,7 @@ describe('routing by agent-sandbox router headers', () => {
     await agents.finish(TEAM, 'crashed', 'PodFailed');
     await waitForRoute(service.app.registry, `${TEAM}/crashed`, (r) => r?.state === 'dead');
     expect((await agent('crashed')).json()['error']).toBe('sandbox_not_running');
+    await plane.auditBarrier();
     expect(patches('crashed')).toHaveLength(0);
   });
 });
@@ -215,6 +217,7 @@ describe('security, through the real Envoy', () => {
       const res = await agent(name);
       expect(res.status).toBe(502);
       expect(res.json()).toMatchObject({ error: 'sandbox_not_running', message: 'the sandbox is an unclaimed pool member' });
+      await plane.auditBarrier();
       expect(patches(name)).toHaveLength(0);
     }
     await agents.adopt(TEAM, 'pool-x7k2p', 'my-claim');
@@ -268,6 +271,7 @@ describe('wake on traffic', () => {
     const res = await agent('hermit');
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_running');
+    await plane.auditBarrier();
     expect(patches('hermit')).toHaveLength(0);
   });
 
@@ -275,6 +279,7 @@ describe('wake on traffic', () => {
     await suspended('guarded', { accessToken: 'correct-horse' });
     expect((await agent('guarded', { 'x-access-token': 'wrong' })).status).toBe(401);
     expect((await agent('guarded')).status).toBe(401);
+    await plane.auditBarrier();
     expect(patches('guarded')).toHaveLength(0);
     const ok = await agent('guarded', { 'x-access-token': 'correct-horse' });
     expect(ok.status).toBe(200);
@@ -360,6 +365,7 @@ describe('wake on traffic', () => {
     await suspended('expiring', { shutdownTime: new Date(Date.now() + 1000).toISOString() });
     await waitForRoute(service.app.registry, `${TEAM}/expiring`, (r) => r?.state === 'dead');
     expect((await agent('expiring')).json()['error']).toBe('sandbox_not_running');
+    await plane.auditBarrier();
     expect(patches('expiring')).toHaveLength(0);
   });
 

@@ -73,7 +73,8 @@ describe('access tokens', () => {
     expect((await get(`${NS}--worker`, TOKENS[1])).status).toBe(200);
     expect((await get(`${NS}--sleeper`, TOKENS[0])).status).toBe(200);
     // A change to the object with the token on it travels through the watch too.
-    await controller.setPodIP(NS, 'worker', '127.0.0.77');
+    await controller.setPodIP(NS, 'worker', '127.0.0.78');
+    await waitForRoute(app.registry, `${NS}--worker`, (r) => r?.podIP === '127.0.0.78');
     const metrics = await (await fetch(`http://127.0.0.1:${app.listening?.httpPort}/metrics`)).text();
     await new Promise<void>((resolve) => app.logger.flush(() => resolve()));
     const logs = lines.join('');

@@ -33,11 +33,6 @@ export function execTracked(
   });
 }
 
-/** Children still running (for tests of this very guarantee). */
-export function liveChildren(): number {
-  return live.size;
-}
-
 function killAll(signal: NodeJS.Signals): void {
   for (const child of live) {
     try {
