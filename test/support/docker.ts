@@ -8,6 +8,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { GenericContainer, getContainerRuntimeClient, Wait, type StartedTestContainer } from 'testcontainers';
+import { track } from './process.ts';
 
 process.env['TESTCONTAINERS_RYUK_DISABLED'] = 'true';
 
@@ -175,7 +176,8 @@ export async function waitForExit(id: string): Promise<number> {
 /** Resolves with the first line of the container's log (past or to come) matching the pattern. */
 export function waitForContainerLog(id: string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const follower = spawn('docker', ['logs', '--follow', id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Tracked, so a harness that dies mid-wait leaves no `docker logs --follow` behind.
+    const follower = track(spawn('docker', ['logs', '--follow', id], { stdio: ['ignore', 'pipe', 'pipe'] }));
     const seen: string[] = [];
     const finish = (fn: () => void) => {
       clearTimeout(timer);
