@@ -38,7 +38,7 @@ beforeAll(async () => {
     pauseTime: rfc3339(Date.now() + 60_000),
   });
   const args = ['--kubeconfig', kubeconfig, '--namespaces', NS, '--grpc-port', '0', '--http-port', '0'];
-  args.push('--min-pause-timeout', '1s', '--activity-min-interval', '1s', '--activity-fraction', '0.5');
+  args.push('--min-pause-timeout', '1s', '--activity-min-interval', '1s', '--activity-fraction', '0.5', '--log-level', 'debug');
   const loaded = loadConfig(args, TEST_UPSTREAM_ENV);
   const sink = new Writable({
     write: (chunk: Buffer, _e, done) => {
@@ -108,6 +108,8 @@ describe('activity writes while the API server is down', () => {
     })();
     await pushed;
     await traffic;
+    // The audit event is written before the API server answers: wait for the service to have its answer.
+    await logged('sandbox activity recorded', 20_000);
     expect(await writes('applied')).toBeGreaterThanOrEqual(1);
   });
 });
