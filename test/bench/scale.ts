@@ -20,7 +20,7 @@ import { Answers } from '../../src/protocol/answers.ts';
 import { readFacts } from '../../src/protocol/facts.ts';
 import { RouteRegistry } from '../../src/routes/registry.ts';
 import { ROUTE_STATES } from '../../src/routes/route.ts';
-import { ControlPlane, waitForObject } from '../support/controlplane.ts';
+import { ControlPlane, isActivityRecord, waitForObject } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { makeRoute } from '../support/routes.ts';
 import { REPO_ROOT } from '../support/tools.ts';
@@ -319,6 +319,7 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
         e.objectRef?.namespace === ns &&
         e.objectRef.subresource === undefined &&
         !Barriers.isBarrier(e.objectRef.name ?? '') &&
+        !isActivityRecord(e) &&
         (e.responseStatus?.code ?? 0) < 300,
     );
     report.equals(`${tag}: wake ${wakes}: resume patches the API server applied`, patches.length, 'patches', wakes);

@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { AgentSandboxController } from '../support/agent-sandbox-controller.ts';
-import { ControlPlane, waitForObject, type AuditEvent } from '../support/controlplane.ts';
+import { ControlPlane, isActivityRecord, waitForObject, type AuditEvent } from '../support/controlplane.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { SandboxController } from '../support/sandbox-controller.ts';
 import { startServiceProcess } from '../support/service-process.ts';
@@ -41,6 +41,8 @@ export function appliedPatches(plane: ControlPlane, name: string): AuditEvent[] 
       e.objectRef?.name === name &&
       e.objectRef.subresource === undefined &&
       e.user.username === SERVICE_USER &&
+      // Activity records (agent-sandbox's last-activity, once the woken sandbox serves) are not resumes.
+      !isActivityRecord(e) &&
       (e.responseStatus?.code ?? 0) >= 200 &&
       (e.responseStatus?.code ?? 0) < 300,
   );
