@@ -316,7 +316,7 @@ describe('wake on traffic', () => {
   });
 
   it('frees the slot of a client that disconnects while waiting', async () => {
-    startDelays.set('ghost', 60_000);
+    stuck.add('ghost'); // its pod never starts until released below
     await suspended('ghost');
     const wakes = service.app.wakes!;
     const joined = new Promise<void>((resolve) => {
@@ -338,6 +338,7 @@ describe('wake on traffic', () => {
     req.destroy();
     await left;
     expect(wakes.waiting).toBe(0);
+    agents.release(TEAM, 'ghost');
   });
 
   it('forwards to the new pod IP when the pod comes back elsewhere', async () => {
