@@ -47,6 +47,7 @@ function pooled(meta: Obj): boolean {
 export function deriveAgentSandboxState(meta: Obj, spec: Obj | undefined, status: Obj | undefined, podIP: string): RouteState {
   if (asStr(meta['deletionTimestamp']) !== undefined) return 'dead';
   const ready = findCondition(status, 'Ready');
+  // Stryker disable next-line StringLiteral: equivalent; no reason and any reason that is not a known one read the same
   const reason = asStr(ready?.['reason']) ?? '';
   if (conditionTrue(status, 'Finished') || (ready?.['status'] !== 'True' && TERMINAL_REASONS.has(reason))) return 'dead';
   if (pooled(meta)) return 'available';

@@ -126,6 +126,7 @@ export class WakeCoordinator implements Waker {
       this.#fail(wake, 'sandbox_not_found');
       wake = undefined;
     }
+    // Stryker disable next-line ConditionalExpression: equivalent; while a wake runs, no refusal of that object version is remembered, or it has expired
     if (wake === undefined) {
       const remembered = this.#recentFailure(route);
       if (remembered !== undefined) return { kind: 'reject', code: 'sandbox_wake_failed', sandboxId: route.id, retryAfter: remembered };
@@ -219,6 +220,7 @@ export class WakeCoordinator implements Waker {
         clearTimeout(deadline);
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
         this.#failures.delete(wake.uid);
+        // Stryker disable next-line ConditionalExpression: equivalent; a patch settles in phase 'patching', and #end is idempotent
         if (wake.phase !== 'patching') return;
         wake.phase = 'patched';
         wake.patchedAt = this.#now();
@@ -296,6 +298,7 @@ export class WakeCoordinator implements Waker {
 
   #takeWaiters(wake: Wake): Waiter[] {
     const waiters = [...wake.waiters];
+    // Stryker disable next-line CallExpression: equivalent; the wake ends at once, its waiters already detached
     wake.waiters.clear();
     for (const waiter of waiters) this.#detach(waiter);
     return waiters;
