@@ -112,6 +112,21 @@ describe('traffic access tokens', () => {
     expect(await verifier().verify(huge, route)).toMatchObject({ ok: false, reason: expect.stringContaining('longer') });
   });
 
+  it('checks the times and the binding of a token it has verified before, on every request', async () => {
+    let clock = NOW;
+    const v = new TrafficTokenVerifier({ audience: '', clockSkewSeconds: 0, now: () => clock });
+    v.publish({ keys, issuer: ISSUER });
+    const t = await token({ claims: { exp: s + 60 } });
+    expect(await v.verify(t, route)).toEqual({ ok: true });
+    expect(await v.verify(t, route)).toEqual({ ok: true });
+    expect(await v.verify(t, { id: route.id, uid: 'another-object' })).toMatchObject({ ok: false, mismatch: true });
+    clock = NOW + 61_000;
+    expect(await v.verify(t, route)).toMatchObject({ ok: false, reason: 'the token has expired' });
+    // A forged copy is not the remembered token: its signature is checked.
+    const [head, body] = t.split('.');
+    expect(await v.verify(`${head}.${body}.${'A'.repeat(342)}`, route)).toMatchObject({ ok: false });
+  });
+
   it('refuses everything until keys are published, and takes them only once', async () => {
     const v = new TrafficTokenVerifier({ audience: '', clockSkewSeconds: 60, now: () => NOW });
     expect(v.ready).toBe(false);
