@@ -21,6 +21,9 @@ import { kubernetesActivityWriter } from './activity/writer.ts';
 import { WakeCoordinator } from './wake/coordinator.ts';
 import { KubernetesResumer } from './wake/resumer.ts';
 import type { DestinationStream } from 'pino';
+import { readFileSync } from 'node:fs';
+import { discoverUntilLoaded, keysFromFile } from './auth/traffic-token-source.ts';
+import { TrafficTokenVerifier } from './auth/traffic-token-verifier.ts';
 
 interface RouteSource {
   stop(): Promise<void>;
@@ -47,6 +50,9 @@ export class App {
   /** Keeps sandboxes in use awake, when --activity is on (Kubernetes routes). */
   readonly activity: ActivityTracker | undefined;
   readonly #kubeConfig: KubeConfig | undefined;
+  /** Checks traffic access tokens (JWTs), when keys are configured (a JWKS file or OIDC discovery). */
+  readonly trafficTokens: TrafficTokenVerifier | undefined;
+  readonly #stopDiscovery = new AbortController();
   #sources: RouteSource[] = [];
   #stopping = false;
   /** Where the service listens, once started. */
@@ -85,9 +91,19 @@ export class App {
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
-      strippedHeaders: config.stripHeaders,
+      // The traffic access token is a credential for this gateway, never for the sandbox: always removed.
+      strippedHeaders: [...new Set([...config.stripHeaders, config.trafficTokenHeader])],
       defaultPort: config.defaultPort,
     });
+    if (config.trafficTokenJwksFile !== '' || config.trafficTokenDiscoveryUrl !== '') {
+      this.trafficTokens = new TrafficTokenVerifier({
+        audience: config.trafficTokenAudience,
+        clockSkewSeconds: config.trafficTokenClockSkew / 1000,
+      });
+      if (config.trafficTokenJwksFile !== '') {
+        this.trafficTokens.publish(keysFromFile(config.trafficTokenJwksFile, config.trafficTokenIssuer));
+      }
+    }
     if (config.routeSource === 'kubernetes') {
       this.#kubeConfig = new KubeConfig();
       if (config.kubeconfig === '') this.#kubeConfig.loadFromDefault();
@@ -137,14 +153,17 @@ export class App {
       logger: this.logger,
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       ...(this.activity === undefined ? {} : { activity: this.activity }),
+      ...(this.trafficTokens === undefined ? {} : { trafficTokens: this.trafficTokens }),
       options: {
         names: {
           sandboxIdHeader: config.sandboxIdHeader,
           sandboxPortHeader: config.sandboxPortHeader,
           agentSandbox: conventions.includes('agent-sandbox'),
+          trafficTokenHeader: config.trafficTokenHeader,
         },
         identify: {
           domains: config.domains,
+          kruisePath: config.kruisePathRouting,
           defaultPort: config.defaultPort,
           conventions,
           agentSandbox: {
@@ -153,7 +172,7 @@ export class App {
             namespaces: config.agentSandboxNamespaces,
           },
         },
-        decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests },
+        decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests, accessTokenCheck: config.accessTokenCheck },
       },
     });
     const activity = this.activity;
@@ -191,6 +210,7 @@ export class App {
       socketMode: c.grpcSocketMode,
       untrustedResetLimit: c.grpcStreamResetLimit,
     });
+    this.#startTrafficTokenDiscovery();
     await this.#startSources();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
     this.listening = listening;
@@ -211,6 +231,7 @@ export class App {
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
     this.activity?.stop();
+    this.#stopDiscovery.abort();
     await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
     this.logger.info('stopped');
@@ -219,12 +240,35 @@ export class App {
   #notReadyReason(): string | undefined {
     if (this.#stopping) return 'shutting down';
     if (!this.registry.ready) return 'routes not loaded yet';
+    // As OpenKruise's gateway: a replica that cannot check traffic access tokens yet is not ready.
+    if (this.trafficTokens?.ready === false) return 'traffic access token keys not loaded yet';
     return undefined;
+  }
+
+  /** gRPC health says SERVING once the routes are loaded and, when configured, the token keys. */
+  #serveWhenReady(): void {
+    if (this.#notReadyReason() === undefined) this.#grpc.setServing(true);
+  }
+
+  #startTrafficTokenDiscovery(): void {
+    const c = this.config;
+    const verifier = this.trafficTokens;
+    if (verifier === undefined || c.trafficTokenDiscoveryUrl === '') return;
+    const ca = c.trafficTokenCaFile === '' ? undefined : readFileSync(c.trafficTokenCaFile, 'utf8');
+    void discoverUntilLoaded(
+      { discoveryUrl: c.trafficTokenDiscoveryUrl, ca, issuer: c.trafficTokenIssuer },
+      (keys) => {
+        verifier.publish(keys);
+        this.#serveWhenReady();
+      },
+      this.logger.child({ component: 'traffic-tokens' }),
+      this.#stopDiscovery.signal,
+    );
   }
 
   async #startSources(): Promise<void> {
     const c = this.config;
-    const onReady = () => this.#grpc.setServing(true);
+    const onReady = () => this.#serveWhenReady();
     if (c.routeSource === 'file') {
       const source = new FileRouteSource(c.routesFile, this.registry, this.#addressPolicy, this.logger);
       await source.start();

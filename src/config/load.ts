@@ -63,6 +63,19 @@ function checkCombinations(config: Config): void {
       'invalid --wake-timeout (SANDBOX_EXTPROC_WAKE_TIMEOUT): it must be at least 1s shorter than --max-message-timeout, or Envoy would time held requests out first',
     );
   }
+  if (config.trafficTokenHeader === 'x-access-token') {
+    throw new ConfigError('invalid --traffic-token-header (SANDBOX_EXTPROC_TRAFFIC_TOKEN_HEADER): it must differ from x-access-token');
+  }
+  if (config.trafficTokenDiscoveryUrl !== '' && config.trafficTokenJwksFile !== '') {
+    throw new ConfigError(
+      'invalid --traffic-token-jwks-file (SANDBOX_EXTPROC_TRAFFIC_TOKEN_JWKS_FILE): set it or --traffic-token-discovery-url, not both',
+    );
+  }
+  if (config.trafficTokenJwksFile !== '' && config.trafficTokenIssuer === '') {
+    throw new ConfigError(
+      'missing --traffic-token-issuer (SANDBOX_EXTPROC_TRAFFIC_TOKEN_ISSUER): required with --traffic-token-jwks-file (discovery names its own)',
+    );
+  }
   if (config.sandboxIdHeader === config.sandboxPortHeader) {
     throw new ConfigError('invalid --sandbox-port-header (SANDBOX_EXTPROC_SANDBOX_PORT_HEADER): it must differ from --sandbox-id-header');
   }

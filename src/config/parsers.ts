@@ -133,6 +133,22 @@ export const cidrList: Parser<readonly Cidr[]> = parser(
   { type: 'string', description: 'comma-separated IP networks such as 10.244.0.0/16' },
 );
 
+/** An absolute https URL, or empty for none. */
+export const httpsUrl: Parser<string> = parser(
+  (text) => {
+    if (text === '') return text;
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new Error('expected an absolute https URL');
+    }
+    if (url.protocol !== 'https:' || url.host === '') throw new Error('expected an absolute https URL');
+    return text;
+  },
+  { type: 'string', pattern: '^(https://.+)?$' },
+);
+
 export const headerName: Parser<string> = parser(
   (text) => {
     if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(text)) throw new Error('expected a lower-case HTTP header name');

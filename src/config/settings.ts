@@ -118,6 +118,12 @@ export const SETTINGS = {
     p.integer(1, 65535),
     'Sandbox port when an agent-sandbox request names none (x-sandbox-port).',
   ),
+  kruisePathRouting: setting(
+    'kruise-path-routing',
+    'true',
+    p.boolean,
+    "Serve OpenKruise's gateway path form /kruise/<sandboxID>/<port>/<rest> (E2B convention; the sandbox gets /<rest>); it wins over the headers and host, as in the gateway.",
+  ),
   domains: setting(
     'domains',
     '',
@@ -142,6 +148,54 @@ export const SETTINGS = {
     'x-envoy-original-dst-host,x-sandbox-pod-ip,x-sandbox-uid',
     p.list(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, 'a lower-case header name'),
     'Headers removed from every forwarded request, so clients cannot steer Envoy or a proxy behind it (agent-sandbox clients may send x-sandbox-pod-ip and x-sandbox-uid, which its router honours).',
+  ),
+  accessTokenCheck: setting(
+    'access-token-check',
+    'every-request',
+    p.oneOf('every-request', 'wake-only'),
+    "When a sandbox's credentials are checked (x-access-token; the traffic access token of OpenKruise sandboxes with JWT auth): on every request, as OpenKruise's gateway does, or only on requests that wake it.",
+  ),
+  trafficTokenHeader: setting(
+    'traffic-token-header',
+    'e2b-traffic-access-token',
+    p.headerName,
+    "Request header carrying the traffic access token (a JWT) of OpenKruise sandboxes annotated security.agents.kruise.io/enable-jwt-auth (the gateway's traffic-access-token-header); never forwarded to a sandbox.",
+  ),
+  trafficTokenDiscoveryUrl: setting(
+    'traffic-token-discovery-url',
+    '',
+    p.httpsUrl,
+    "OIDC discovery document (https) whose issuer and jwks_uri verify traffic access tokens, fetched once at start (the gateway's OIDC_DISCOVERY_URL); empty: none.",
+  ),
+  trafficTokenCaFile: setting(
+    'traffic-token-ca-file',
+    '',
+    p.string,
+    "PEM CA bundle trusted for the discovery and JWKS fetches (the gateway's OIDC CA ConfigMap, mounted as a file); empty: the system's roots.",
+  ),
+  trafficTokenJwksFile: setting(
+    'traffic-token-jwks-file',
+    '',
+    p.string,
+    'Local JWKS (JSON) verifying traffic access tokens, instead of discovery; needs traffic-token-issuer.',
+  ),
+  trafficTokenIssuer: setting(
+    'traffic-token-issuer',
+    '',
+    p.string,
+    "Issuer (iss) traffic access tokens must carry; with discovery, empty takes the discovery document's (a different one is refused).",
+  ),
+  trafficTokenAudience: setting(
+    'traffic-token-audience',
+    '',
+    p.string,
+    'Audience (aud) traffic access tokens must name; empty: not checked (the gateway does not check it).',
+  ),
+  trafficTokenClockSkew: setting(
+    'traffic-token-clock-skew',
+    '60s',
+    p.duration(0, 3_600_000),
+    "Clock skew allowed on a traffic access token's exp, nbf and iat (the gateway's OIDC_CLOCK_SKEW).",
   ),
   wake: setting('wake', 'true', p.boolean, 'Wake paused sandboxes that opted in to wake on traffic.'),
   wakeTimeout: setting(

@@ -10,6 +10,11 @@ import type { WakesInProgress } from './waker.ts';
 export type Decision =
   | { readonly kind: 'forward'; readonly route: Route; readonly port: number }
   | { readonly kind: 'wake'; readonly route: Route; readonly port: number }
+  /**
+   * The route needs a traffic access token (JWT) checked first: the caller verifies it (an async
+   * signature check, see core/traffic-tokens.ts) against this route's ID and UID, then forwards or wakes.
+   */
+  | { readonly kind: 'verify'; readonly route: Route; readonly port: number; readonly then: 'forward' | 'wake' }
   | { readonly kind: 'pass' }
   | { readonly kind: 'reject'; readonly code: ErrorCode; readonly sandboxId?: string; readonly reason?: string };
 
@@ -17,12 +22,19 @@ export interface DecideOptions {
   readonly wakeEnabled: boolean;
   /** What a request that names no sandbox gets: passed through untouched, or rejected with 400. */
   readonly unnamed: 'pass' | 'reject';
+  /**
+   * When credentials are checked: on every request (OpenKruise's gateway with auth on), or only on a
+   * request that would wake the sandbox. Default every-request.
+   */
+  readonly accessTokenCheck?: 'every-request' | 'wake-only';
 }
 
 export interface RequestContext {
   readonly now: number;
   /** The x-access-token the request carried, if any. */
   readonly accessToken: string | undefined;
+  /** Whether traffic access tokens can be verified now (keys configured and loaded). */
+  readonly trafficTokensReady?: boolean;
 }
 
 const PASS: Decision = { kind: 'pass' };
@@ -55,7 +67,7 @@ export function decide(
   if (route.state === 'dead' || !isResumable(route, request.now)) return { kind: 'reject', code: 'sandbox_not_running', sandboxId };
   switch (route.state) {
     case 'running':
-      return { kind: 'forward', route, port };
+      return authorize(route, port, request, options, 'forward');
     case 'creating':
       // A sandbox being woken may pass through "creating" (agent-sandbox reports DependenciesNotReady
       // while the new pod starts): a request for it joins the wake, on the same terms as the first.
@@ -78,10 +90,25 @@ function decidePaused(route: Route, port: number, request: RequestContext, optio
     };
   }
   // Authorization comes before anything that has an effect: an unauthorized request never wakes.
+  return authorize(route, port, request, options, 'wake');
+}
+
+/**
+ * The gateway's rule, in its order: a sandbox that requires a traffic access token (JWT) needs that and
+ * only that (refused with 503 while no verifier can check it, never let through); any other sandbox
+ * with an access token needs it in x-access-token. With wake-only checks, a running sandbox is
+ * forwarded unchecked.
+ */
+function authorize(route: Route, port: number, request: RequestContext, options: DecideOptions, then: 'forward' | 'wake'): Decision {
+  if (then === 'forward' && options.accessTokenCheck === 'wake-only') return { kind: 'forward', route, port };
+  if (route.trafficAuth === true) {
+    if (request.trafficTokensReady !== true) return { kind: 'reject', code: 'jwt_verifier_not_ready', sandboxId: route.id };
+    return { kind: 'verify', route, port, then };
+  }
   if (!tokenMatches(route.accessTokenDigest, request.accessToken)) {
     return { kind: 'reject', code: 'unauthorized', sandboxId: route.id };
   }
-  return { kind: 'wake', route, port };
+  return { kind: then, route, port };
 }
 
 /**

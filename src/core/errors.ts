@@ -1,10 +1,14 @@
 // The closed set of answers the service gives in place of the upstream. Every code is documented in the
 // README's status table; test/unit/core/errors.test.ts keeps the two in step. Status codes follow the
-// E2B-compatible gateway: 502 for a sandbox that cannot serve, 503 for one that may serve soon.
+// E2B-compatible gateway: 502 for a sandbox that cannot serve, 503 for one that may serve soon. Where
+// OpenKruise's sandbox-gateway answers the same case, the message is its text, word for word (E2B SDKs
+// show clients the message; scripts match on it), and the code is its response code detail.
 
 export interface ErrorSpec {
   readonly status: number;
   readonly message: string;
+  /** The message ends with ": <sandbox ID>" when the answer names one (as the gateway's do). */
+  readonly namesSandbox?: true;
   /** Seconds a client should wait before retrying; set on answers that may succeed later. */
   readonly retryAfter?: number;
 }
@@ -15,17 +19,20 @@ export const ERRORS = {
   invalid_sandbox_port: { status: 400, message: 'the sandbox port is malformed' },
   invalid_host: { status: 400, message: 'the host does not have the form <port>-<sandboxID>.<domain>' },
   invalid_sandbox_namespace: { status: 400, message: 'the sandbox namespace is malformed' },
-  unauthorized: { status: 401, message: 'the access token is missing or wrong' },
+  invalid_path: { status: 400, message: 'the path does not have the form /kruise/<sandboxID>/<port>/<rest>' },
+  unauthorized: { status: 401, message: 'unauthorized: invalid or missing access token' },
+  forbidden: { status: 403, message: 'forbidden: invalid or missing traffic access token' },
   namespace_not_allowed: { status: 403, message: 'requests may not name sandboxes in this namespace' },
-  sandbox_not_found: { status: 502, message: 'no sandbox has this ID' },
+  sandbox_not_found: { status: 502, message: 'sandbox not found', namesSandbox: true },
   sandbox_id_conflict: { status: 502, message: 'more than one sandbox claims this ID, so none is served' },
-  sandbox_not_running: { status: 502, message: 'the sandbox is not running and may not be woken' },
+  sandbox_not_running: { status: 502, message: 'healthy sandbox not found', namesSandbox: true },
   sandbox_not_ready: { status: 503, message: 'the sandbox is starting', retryAfter: 1 },
   sandbox_wake_timeout: { status: 503, message: 'the sandbox did not start within the wake deadline', retryAfter: 2 },
   sandbox_wake_failed: { status: 503, message: 'the sandbox could not be woken', retryAfter: 2 },
   wake_capacity_exceeded: { status: 503, message: 'too many requests are waiting for sandboxes to wake', retryAfter: 1 },
   overloaded: { status: 503, message: 'the service is at its limit of concurrent requests', retryAfter: 1 },
-  routes_not_ready: { status: 503, message: 'the route table is not loaded yet', retryAfter: 1 },
+  routes_not_ready: { status: 503, message: 'sandbox gateway is not ready', retryAfter: 1 },
+  jwt_verifier_not_ready: { status: 503, message: 'service unavailable: traffic access token verifier is not ready' },
   internal_error: { status: 500, message: 'the request could not be processed' },
 } as const satisfies Record<string, ErrorSpec>;
 

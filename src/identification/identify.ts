@@ -1,5 +1,6 @@
 // Which sandbox a request names. Two conventions, each naming one Sandbox family:
-// - E2B (OpenKruise sandboxes): the e2b-sandbox-id / e2b-sandbox-port headers, or else the host
+// - E2B (OpenKruise sandboxes): OpenKruise's gateway path `/kruise/<sandboxID>/<port>/<rest>` (which
+//   wins, as in the gateway's adapter), the e2b-sandbox-id / e2b-sandbox-port headers, or else the host
 //   `<port>-<sandboxID>.<domain>`;
 // - agent-sandbox (its router's contract): x-sandbox-id (the Sandbox name, a DNS-1123 label),
 //   x-sandbox-namespace and x-sandbox-port, naming the sandbox `<namespace>/<name>`.
@@ -34,6 +35,8 @@ export interface IdentifyOptions {
   readonly conventions?: readonly Convention[];
   /** Required when the agent-sandbox convention is on. */
   readonly agentSandbox?: AgentSandboxIdentifyOptions;
+  /** Serve OpenKruise's gateway path form /kruise/<id>/<port>/<rest> (E2B convention; default off). */
+  readonly kruisePath?: boolean;
 }
 
 /** The few request facts identification reads, already taken from the header list. */
@@ -41,6 +44,8 @@ export interface IdentityFacts {
   readonly authority: string | undefined;
   readonly sandboxId: string | undefined;
   readonly sandboxPort: string | undefined;
+  /** :path, read only when the path form is on. */
+  readonly path?: string | undefined;
   /** agent-sandbox's x-sandbox-id, x-sandbox-namespace, x-sandbox-port (read only when that convention is on). */
   readonly agentSandboxId?: string | undefined;
   readonly agentSandboxNamespace?: string | undefined;
@@ -48,7 +53,13 @@ export interface IdentityFacts {
 }
 
 export type Identification =
-  | { readonly kind: 'named'; readonly sandboxId: string; readonly port: number }
+  | {
+      readonly kind: 'named';
+      readonly sandboxId: string;
+      readonly port: number;
+      /** The :path the sandbox gets instead of the request's (the path form's rest). */
+      readonly path?: string;
+    }
   | { readonly kind: 'none' }
   | { readonly kind: 'malformed'; readonly code: ErrorCode; readonly reason: string; readonly sandboxId?: string };
 
@@ -81,6 +92,7 @@ export function identify(facts: IdentityFacts, options: IdentifyOptions): Identi
   // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,BlockStatement: equivalent; the fast path answers what the loop below answers
   if (conventions.length === 1 && conventions[0] === 'e2b') {
     // The common case, kept as short as it was before there were two conventions.
+    if (options.kruisePath === true && isKruisePath(facts.path)) return fromKruisePath(facts.path as string);
     if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
     return facts.authority !== undefined ? fromHost(facts.authority, options) : NONE;
   }
@@ -88,6 +100,7 @@ export function identify(facts: IdentityFacts, options: IdentifyOptions): Identi
   for (const convention of conventions) {
     if (convention === 'e2b') {
       e2b = true;
+      if (options.kruisePath === true && isKruisePath(facts.path)) return fromKruisePath(facts.path as string);
       if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
     } else if (facts.agentSandboxId !== undefined && options.agentSandbox !== undefined) {
       return fromAgentSandboxHeaders(facts, options.agentSandbox);
@@ -139,6 +152,52 @@ function fromAgentSandboxHeaders(facts: IdentityFacts, options: AgentSandboxIden
     port = parsed;
   }
   return { kind: 'named', sandboxId: `${namespace}/${name}`, port };
+}
+
+const KRUISE_PREFIX = '/kruise';
+
+/**
+ * Whether the path is in OpenKruise's gateway path form: the /kruise segment claims its whole URL
+ * space (/kruise, /kruise/..., /kruise?...), so a malformed one is refused, never routed otherwise.
+ * /kruisefoo is not the form (the gateway's adapter would read it as one, with the ID's first letter cut).
+ */
+function isKruisePath(path: string | undefined): boolean {
+  if (path === undefined || !path.startsWith(KRUISE_PREFIX)) return false;
+  const next = path.charCodeAt(KRUISE_PREFIX.length);
+  return Number.isNaN(next) || next === 0x2f /* / */ || next === 0x3f; /* ? */
+}
+
+/**
+ * OpenKruise's gateway path form, `/kruise/<sandboxID>/<port>/<rest>`: the sandbox gets `/<rest>`, byte
+ * for byte (query string included, nothing decoded: %2F stays %2F). `/kruise/<id>/<port>` and
+ * `/kruise/<id>/<port>/` give `/`; `/kruise/<id>/<port>?q` gives `/?q` (the gateway's adapter cannot
+ * parse that port and lets the request through unrouted). ID and port are checked as in the header form.
+ */
+function fromKruisePath(path: string): Identification {
+  const idStart = KRUISE_PREFIX.length + 1;
+  const idEnd = path.indexOf('/', idStart);
+  if (path.charCodeAt(KRUISE_PREFIX.length) !== 0x2f || idEnd === -1) {
+    return { kind: 'malformed', code: 'invalid_path', reason: `path ${describe(path)} names no sandbox ID and port` };
+  }
+  const id = path.slice(idStart, idEnd);
+  let portEnd = idEnd + 1;
+  while (portEnd < path.length && path[portEnd] !== '/' && path[portEnd] !== '?') portEnd += 1;
+  const portText = path.slice(idEnd + 1, portEnd);
+  if (!isValidSandboxId(id)) {
+    return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `sandbox ID ${describe(id)} is not a valid ID` };
+  }
+  if (portText === '') return { kind: 'malformed', code: 'invalid_path', reason: `path ${describe(path)} names no port`, sandboxId: id };
+  const port = parsePort(portText);
+  if (port === undefined) {
+    return {
+      kind: 'malformed',
+      code: 'invalid_sandbox_port',
+      reason: `sandbox port ${describe(portText)} is not a number from 1 to 65535`,
+      sandboxId: id,
+    };
+  }
+  const rest = path.slice(portEnd);
+  return { kind: 'named', sandboxId: id, port, path: rest.startsWith('/') ? rest : `/${rest}` };
 }
 
 function namespaceAllowed(namespace: string, options: AgentSandboxIdentifyOptions): boolean {

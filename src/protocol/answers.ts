@@ -4,7 +4,7 @@
 // holds at most two ports per route (the default one, and the last other one asked for); any other
 // port is encoded per request. Memory is thus bounded by the route table, never by what clients ask.
 import { ERRORS, type ErrorCode, type ErrorSpec } from '../core/errors.ts';
-import { describe, E2B_DEFAULT_PORT } from '../identification/identify.ts';
+import { E2B_DEFAULT_PORT } from '../identification/identify.ts';
 import type { Route } from '../routes/route.ts';
 import type { HeaderMutation, ProcessingResponse, RequestKind, StructValue } from './messages.ts';
 import { encodeResponse } from './proto.ts';
@@ -74,8 +74,13 @@ export class Answers {
     };
   }
 
-  /** Continue to the sandbox: the upstream goes in dynamic metadata, never in a header a client could forge. */
-  forward(route: Route, port: number): Buffer {
+  /**
+   * Continue to the sandbox: the upstream goes in dynamic metadata, never in a header a client could
+   * forge. `path`, when given, replaces the request's :path (OpenKruise's /kruise/<id>/<port>/<rest>
+   * form reaches the sandbox as /<rest>); such answers are made per request, never cached.
+   */
+  forward(route: Route, port: number, path?: string): Buffer {
+    if (path !== undefined) return encodeResponse(this.#forwardMessage(route, port, undefined, path));
     let prepared = this.#forward.get(route);
     if (prepared === undefined) {
       prepared = { defaultAnswer: undefined, otherPort: 0, otherAnswer: undefined };
@@ -92,8 +97,8 @@ export class Answers {
   }
 
   /** Continue to a sandbox that was just woken, telling the client how long the wake took. */
-  forwardAfterWake(route: Route, port: number, wakeMs: number): Buffer {
-    return encodeResponse(this.#forwardMessage(route, port, wakeMs));
+  forwardAfterWake(route: Route, port: number, wakeMs: number, path?: string): Buffer {
+    return encodeResponse(this.#forwardMessage(route, port, wakeMs, path));
   }
 
   /** The harmless reply to a message the processor did not ask for. */
@@ -111,7 +116,7 @@ export class Answers {
     const spec: ErrorSpec = ERRORS[answer.code];
     const body = JSON.stringify({
       error: answer.code,
-      message: answer.reason ?? messageFor(answer.code, spec, answer.sandboxId),
+      message: messageFor(spec, answer.sandboxId, answer.reason),
       // Stryker disable next-line ConditionalExpression: equivalent; JSON.stringify drops an undefined sandboxId
       ...(answer.sandboxId === undefined ? {} : { sandboxId: answer.sandboxId }),
     });
@@ -131,12 +136,18 @@ export class Answers {
     return encodeResponse(response);
   }
 
-  #forwardMessage(route: Route, port: number, wakeMs: number | undefined): ProcessingResponse {
+  #forwardMessage(route: Route, port: number, wakeMs: number | undefined, path?: string): ProcessingResponse {
     const { metadataNamespace, metadataKey } = this.#options;
     const upstream = `${route.podIP.includes(':') ? `[${route.podIP}]` : route.podIP}:${port}`;
     const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs, route.uid);
     metadata.fields[metadataNamespace] = { structValue: { fields: { [metadataKey]: str(upstream) } } };
-    return { request_headers: { response: { header_mutation: this.#strip } }, dynamic_metadata: metadata };
+    // Envoy lets an ext_proc set :path by default (only Host, :authority, :scheme and :method need
+    // allow_all_routing); no clear_route_cache, so the route already chosen stays.
+    const mutation: HeaderMutation =
+      path === undefined
+        ? this.#strip
+        : { ...this.#strip, set_headers: [{ header: { key: ':path', raw_value: Buffer.from(path, 'latin1') } }] };
+    return { request_headers: { response: { header_mutation: mutation } }, dynamic_metadata: metadata };
   }
 
   #logMetadata(decision: string, sandboxId: string | undefined, wakeMs?: number, uid?: string): StructValue {
@@ -149,10 +160,11 @@ export class Answers {
 }
 
 /**
- * The catalogue message, naming the sandbox where that is the whole point: E2B SDKs show clients only
- * the message, and "no sandbox has this ID" without the ID sends them hunting.
+ * The catalogue message, naming the sandbox where the gateway's does ("sandbox not found: <id>": E2B
+ * SDKs show clients only the message, and one without the ID sends them hunting), then the reason for
+ * this very answer, if any. IDs reach here only once identification has validated them.
  */
-function messageFor(code: ErrorCode, spec: ErrorSpec, sandboxId: string | undefined): string {
-  if (code === 'sandbox_not_found' && sandboxId !== undefined) return `no sandbox has the ID ${describe(sandboxId)}`;
-  return spec.message;
+function messageFor(spec: ErrorSpec, sandboxId: string | undefined, reason: string | undefined): string {
+  const base = spec.namesSandbox === true && sandboxId !== undefined ? `${spec.message}: ${sandboxId}` : spec.message;
+  return reason === undefined ? base : `${base} (${reason})`;
 }

@@ -4,12 +4,16 @@ import type { HeaderValue } from './messages.ts';
 
 export interface RequestFacts {
   authority: string | undefined;
+  /** :path, decoded byte for byte (latin1), so a rewrite of it returns the very bytes the client sent. */
+  path: string | undefined;
   sandboxId: string | undefined;
   sandboxPort: string | undefined;
   agentSandboxId: string | undefined;
   agentSandboxNamespace: string | undefined;
   agentSandboxPort: string | undefined;
   accessToken: string | undefined;
+  /** The traffic access token (a JWT; OpenKruise's e2b-traffic-access-token), when its header is named. */
+  trafficToken: string | undefined;
   requestId: string | undefined;
 }
 
@@ -18,6 +22,8 @@ export interface FactNames {
   readonly sandboxPortHeader: string;
   /** Read agent-sandbox's x-sandbox-id / x-sandbox-namespace / x-sandbox-port too. */
   readonly agentSandbox?: boolean;
+  /** Header carrying the traffic access token (JWT); unset: not read. */
+  readonly trafficTokenHeader?: string;
 }
 
 const ACCESS_TOKEN = 'x-access-token';
@@ -29,6 +35,11 @@ const AGENT_PORT = 'x-sandbox-port';
 function valueOf(header: HeaderValue): string {
   const raw = header.raw_value;
   return raw !== undefined && raw.length > 0 ? raw.toString('utf8') : (header.value ?? '');
+}
+
+function pathOf(header: HeaderValue): string {
+  const raw = header.raw_value;
+  return raw !== undefined && raw.length > 0 ? raw.toString('latin1') : (header.value ?? '');
 }
 
 /** A header sent twice is joined with ',' as HTTP does, so a repeated ID fails validation, never picks one. */
@@ -44,7 +55,9 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     agentSandboxId: undefined,
     agentSandboxNamespace: undefined,
     agentSandboxPort: undefined,
+    path: undefined,
     accessToken: undefined,
+    trafficToken: undefined,
     requestId: undefined,
   };
   if (headers === undefined) return facts;
@@ -53,9 +66,11 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
   for (const header of headers) {
     const key = header.key;
     if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
+    else if (key === ':path') facts.path ??= pathOf(header);
     else if (key === names.sandboxIdHeader) facts.sandboxId = join(facts.sandboxId, valueOf(header));
     else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
     else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
+    else if (key === names.trafficTokenHeader) facts.trafficToken = join(facts.trafficToken, valueOf(header));
     else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
   }
   return facts;
@@ -69,9 +84,11 @@ function readWithAgentSandbox(headers: readonly HeaderValue[], names: FactNames,
   for (const header of headers) {
     const key = header.key;
     if (key === ':authority' || key === 'host') facts.authority ??= valueOf(header);
+    else if (key === ':path') facts.path ??= pathOf(header);
     else if (key === names.sandboxIdHeader) facts.sandboxId = join(facts.sandboxId, valueOf(header));
     else if (key === names.sandboxPortHeader) facts.sandboxPort = join(facts.sandboxPort, valueOf(header));
     else if (key === ACCESS_TOKEN) facts.accessToken = join(facts.accessToken, valueOf(header));
+    else if (key === names.trafficTokenHeader) facts.trafficToken = join(facts.trafficToken, valueOf(header));
     else if (key === REQUEST_ID) facts.requestId ??= valueOf(header);
     else if (key === AGENT_ID) facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
     else if (key === AGENT_NAMESPACE) facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));

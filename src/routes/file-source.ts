@@ -60,6 +60,7 @@ export function parseRoutesFile(
       // A file has no controller to resume a sandbox, so file routes never wake.
       wake: undefined,
       accessTokenDigest: undefined,
+      trafficAuth: false,
       kind: undefined,
     } satisfies Route;
   });

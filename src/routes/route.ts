@@ -48,6 +48,11 @@ export interface Route {
   /** SHA-256 of the sandbox's access token, when it has one: the token itself is never kept. */
   readonly accessTokenDigest: Buffer | undefined;
   /**
+   * Requests must carry a traffic access token (a JWT) whose sandbox claims name this route's ID and UID,
+   * in place of the access token (OpenKruise's security.agents.kruise.io/enable-jwt-auth). Absent: false.
+   */
+  readonly trafficAuth?: boolean;
+  /**
    * The Sandbox family the object belongs to (one shared instance per process, so a pointer per route):
    * resumes, activity and relists dispatch on it. Undefined for file routes, which have no controller.
    */

@@ -112,6 +112,7 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
         // No pause timer to re-arm: agent-sandbox suspends only when asked.
         wake: optedIn ? policies.get(String(timeoutSeconds), () => Object.freeze({ pauseAfterSeconds: 0, timeoutSeconds })) : undefined,
         accessTokenDigest: token.kind === 'digest' ? token.digest : undefined,
+        trafficAuth: false,
         kind,
       };
     },

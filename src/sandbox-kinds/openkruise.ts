@@ -10,6 +10,10 @@ const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
 const WAKE_ANNOTATION = 'agents.kruise.io/wake-on-traffic';
 const WAKE_TIMEOUT_ANNOTATION = 'agents.kruise.io/wake-timeout-seconds';
 const TOKEN_ANNOTATION = 'agents.kruise.io/runtime-access-token';
+/** The older annotation of the same token, read when the newer one is absent or empty (as upstream's GetAccessToken). */
+const LEGACY_TOKEN_ANNOTATION = 'e2b.agents.kruise.io/envd-access-token';
+/** Exactly "true": requests need a traffic access token (JWT) bound to this sandbox (upstream's IsAccessTokenRequested). */
+const JWT_AUTH_ANNOTATION = 'security.agents.kruise.io/enable-jwt-auth';
 /** The reference gateway never re-arms a pause timer sooner than this after a wake. */
 export const DEFAULT_PAUSE_FLOOR_SECONDS = 300;
 
@@ -98,7 +102,7 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       const labels = asObj(meta['labels']);
       const podIP = asStr(asObj(status?.['podInfo'])?.['podIP']) || asStr(status?.['sandboxIp']) || '';
       const phase = asStr(status?.['phase']);
-      const token = asStr(annotations?.[TOKEN_ANNOTATION]);
+      const token = asStr(annotations?.[TOKEN_ANNOTATION]) || asStr(annotations?.[LEGACY_TOKEN_ANNOTATION]);
       const pauseRequested = spec?.['paused'] === true;
       const label = asStr(labels?.[SANDBOX_ID_LABEL]);
       return {
@@ -118,6 +122,7 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         wake: wakePolicy(spec, annotations, policies, floorSeconds),
         accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),
+        trafficAuth: asStr(annotations?.[JWT_AUTH_ANNOTATION]) === 'true',
         kind,
       };
     },

@@ -9,7 +9,7 @@ import type { ProcessingRequest } from '../protocol/messages.ts';
 import { decodeRequest } from '../protocol/proto.ts';
 import type { CallHandlers, GrpcCall } from './grpc-transport.ts';
 import { Status } from './grpc-wire.ts';
-import type { RequestProcessor } from './processor.ts';
+import type { ProcessResult, RequestProcessor } from './processor.ts';
 
 export interface StreamDeps {
   readonly processor: RequestProcessor;
@@ -66,12 +66,30 @@ export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandl
     finished = true;
     deps.load.leave();
     deps.metrics.streamsActive.dec();
-    abort?.abort();
+    // A pending answer may still ask for the signal (a token checked, then a wake): it must find it
+    // aborted. Other streams pay for an abort only when a signal was made.
+    if (pending) (abort ??= new AbortController()).abort();
+    else abort?.abort();
   };
   const fail = (code: number, details: string) => {
     deps.logger.debug({ details }, 'ext_proc stream ended for a protocol error');
     call.fail(code, details);
     cleanup();
+  };
+  // Sends an answer, or waits for a pending one (extending Envoy's timer first when asked), which may
+  // itself lead to another (a token checked, then a wake).
+  const deliver = (result: ProcessResult): void => {
+    if (Buffer.isBuffer(result)) {
+      pending = false;
+      return call.send(result);
+    }
+    pending = true;
+    if (result.overrideMs !== undefined) call.send(deps.answers.overrideTimeout(result.overrideMs));
+    result.answer.then(deliver, (error: unknown) => {
+      pending = false;
+      deps.logger.error({ err: error }, 'held request failed');
+      call.send(deps.answers.error({ code: 'internal_error' }));
+    });
   };
   const onMessage = (message: ProcessingRequest) => {
     const kind = message.request;
@@ -89,20 +107,7 @@ export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandl
       deps.logger.error({ err: error }, 'processing request headers failed');
       return call.send(deps.answers.error({ code: 'internal_error' }));
     }
-    if (Buffer.isBuffer(result)) return call.send(result);
-    pending = true;
-    call.send(deps.answers.overrideTimeout(result.overrideMs));
-    result.answer.then(
-      (answer) => {
-        pending = false;
-        call.send(answer);
-      },
-      (error: unknown) => {
-        pending = false;
-        deps.logger.error({ err: error }, 'held request failed');
-        call.send(deps.answers.error({ code: 'internal_error' }));
-      },
-    );
+    deliver(result);
   };
   return {
     message: (bytes) => {

@@ -11,14 +11,25 @@ import type { HeaderValue } from '../protocol/messages.ts';
 import type { RouteLookup } from '../routes/registry.ts';
 import type { ActivityNotes } from '../core/activity.ts';
 import type { WakeResult, Waker } from '../core/waker.ts';
+import type { TrafficTokens } from '../core/traffic-tokens.ts';
+import type { Decision } from '../core/decide.ts';
 
-/** An answer that is not ready yet: Envoy's timer is extended by overrideMs, then the answer follows. */
+/**
+ * An answer that is not ready yet: Envoy's timer is extended by overrideMs first (when given: a wake's
+ * hold; a token check needs no more than Envoy's own timer), then the answer follows, which may itself
+ * be pending (a token checked, then a wake).
+ */
 export interface PendingAnswer {
-  readonly overrideMs: number;
-  readonly answer: Promise<Buffer>;
+  readonly overrideMs?: number;
+  readonly answer: Promise<ProcessResult>;
 }
 
 export type ProcessResult = Buffer | PendingAnswer;
+
+interface Acted {
+  readonly result: ProcessResult;
+  readonly outcome: string;
+}
 
 export interface ProcessorOptions {
   readonly names: FactNames;
@@ -34,6 +45,7 @@ export class RequestProcessor {
   readonly #log: Logger;
   readonly #waker: Waker | undefined;
   readonly #activity: ActivityNotes | undefined;
+  readonly #trafficTokens: TrafficTokens | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -46,6 +58,8 @@ export class RequestProcessor {
     waker?: Waker;
     /** Told of every request forwarded to a sandbox, so a sandbox in use stays awake. */
     activity?: ActivityNotes;
+    /** Checks traffic access tokens (JWTs); without it, sandboxes that require one are refused (503). */
+    trafficTokens?: TrafficTokens;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -54,6 +68,7 @@ export class RequestProcessor {
     this.#log = deps.logger;
     this.#waker = deps.waker;
     this.#activity = deps.activity;
+    this.#trafficTokens = deps.trafficTokens;
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
@@ -62,37 +77,26 @@ export class RequestProcessor {
     const started = performance.now();
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
-    const decision = decide(identity, this.#routes, { now: Date.now(), accessToken: facts.accessToken }, this.#options.decide, this.#waker);
+    const decision = decide(
+      identity,
+      this.#routes,
+      { now: Date.now(), accessToken: facts.accessToken, trafficTokensReady: this.#trafficTokens?.ready === true },
+      this.#options.decide,
+      this.#waker,
+    );
+    const path = identity.kind === 'named' ? identity.path : undefined;
     let result: ProcessResult;
     let outcome: string;
-    switch (decision.kind) {
-      case 'forward':
-        result = this.#answers.forward(decision.route, decision.port);
-        outcome = 'forward';
-        this.#activity?.note(decision.route);
-        break;
-      case 'pass':
-        result = this.#answers.pass;
-        outcome = 'pass';
-        break;
-      case 'wake': {
-        // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
-        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());
-        if ('result' in held) {
-          result = { overrideMs: held.overrideMs, answer: held.result.then((r) => this.#encodeWake(r)) };
-          outcome = 'wake';
-        } else {
-          result = this.#encodeWake(held);
-          outcome = held.kind === 'forward' ? 'forward' : held.code;
-        }
-        break;
-      }
-      case 'reject':
-        result = this.#answers.error(decision);
-        outcome = decision.code;
-        break;
+    if (decision.kind === 'verify') {
+      // Counted once the check is done, by what it led to.
+      result = { answer: this.#verifyThen(decision, facts.trafficToken, path, signal) };
+      outcome = 'verify';
+    } else {
+      const acted = this.#act(decision, path, signal);
+      result = acted.result;
+      outcome = acted.outcome;
+      this.#count(outcome);
     }
-    this.#count(outcome);
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug(
@@ -103,9 +107,58 @@ export class RequestProcessor {
     return result;
   }
 
-  #encodeWake(result: WakeResult): Buffer {
+  /** The answer to a decision other than 'verify', and the outcome it is counted as. */
+  #act(decision: Exclude<Decision, { kind: 'verify' }>, path: string | undefined, signal: () => AbortSignal): Acted {
+    switch (decision.kind) {
+      case 'forward':
+        this.#activity?.note(decision.route);
+        return { result: this.#answers.forward(decision.route, decision.port, path), outcome: 'forward' };
+      case 'pass':
+        return { result: this.#answers.pass, outcome: 'pass' };
+      case 'wake': {
+        // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
+        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());
+        if ('result' in held) {
+          return { result: { overrideMs: held.overrideMs, answer: held.result.then((r) => this.#encodeWake(r, path)) }, outcome: 'wake' };
+        }
+        return { result: this.#encodeWake(held, path), outcome: held.kind === 'forward' ? 'forward' : held.code };
+      }
+      case 'reject':
+        return { result: this.#answers.error(decision), outcome: decision.code };
+    }
+  }
+
+  /**
+   * Checks the traffic access token (decide() returns 'verify' only while a checker is ready), then
+   * forwards or wakes as decided: a request that fails the check never wakes anything.
+   */
+  async #verifyThen(
+    decision: Extract<Decision, { kind: 'verify' }>,
+    token: string | undefined,
+    path: string | undefined,
+    signal: () => AbortSignal,
+  ): Promise<ProcessResult> {
+    const { route, port } = decision;
+    const verdict = await (this.#trafficTokens as TrafficTokens).verify(token, route);
+    if (!verdict.ok) {
+      this.#count('forbidden');
+      this.#log.debug({ sandboxId: route.id, reason: verdict.reason }, 'traffic access token refused');
+      return this.#answers.error({
+        code: 'forbidden',
+        sandboxId: route.id,
+        ...(verdict.mismatch ? { reason: 'the traffic access token does not match the sandbox' } : {}),
+      });
+    }
+    // The client left while its token was checked: nothing to answer, and nothing to wake for it.
+    if (signal().aborted) return this.#answers.error({ code: 'internal_error' });
+    const acted = this.#act({ kind: decision.then, route, port }, path, signal);
+    this.#count(acted.outcome);
+    return acted.result;
+  }
+
+  #encodeWake(result: WakeResult, path: string | undefined): Buffer {
     return result.kind === 'forward'
-      ? this.#answers.forwardAfterWake(result.route, result.port, result.waitedMs)
+      ? this.#answers.forwardAfterWake(result.route, result.port, result.waitedMs, path)
       : this.#answers.error(result);
   }
 

@@ -216,7 +216,10 @@ describe('security, through the real Envoy', () => {
     for (const name of ['pool-x7k2p', 'pool-q9w3e']) {
       const res = await agent(name);
       expect(res.status).toBe(502);
-      expect(res.json()).toMatchObject({ error: 'sandbox_not_running', message: 'the sandbox is an unclaimed pool member' });
+      expect(res.json()).toMatchObject({
+        error: 'sandbox_not_running',
+        message: `healthy sandbox not found: ${TEAM}/${name} (the sandbox is an unclaimed pool member)`,
+      });
       await plane.auditBarrier();
       expect(patches(name)).toHaveLength(0);
     }

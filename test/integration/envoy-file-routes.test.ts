@@ -74,7 +74,7 @@ describe('routing through Envoy', () => {
     const res = await httpGet(`${envoy.url}/`, byHeader('nobody-here', upstreamA.port));
     expect(res.status).toBe(502);
     expect(res.headers['content-type']).toBe('application/json');
-    expect(res.json()).toEqual({ error: 'sandbox_not_found', message: 'no sandbox has the ID "nobody-here"', sandboxId: 'nobody-here' });
+    expect(res.json()).toEqual({ error: 'sandbox_not_found', message: 'sandbox not found: nobody-here', sandboxId: 'nobody-here' });
     const entry = await envoy.waitForAccessLog((e) => e['sandbox_id'] === 'nobody-here');
     expect(entry['details']).toBe('sandbox_extproc_sandbox_not_found');
     expect(entry['status']).toBe(502);

@@ -77,6 +77,14 @@ describe('loadConfig', () => {
     [['--agent-sandbox-namespaces', 'team-a,Team_B'], '--agent-sandbox-namespaces'],
     [['--agent-sandbox-default-namespace', 'a.b'], '--agent-sandbox-default-namespace'],
     [['--no-such-flag', 'x'], 'no-such-flag'],
+    [['--access-token-check', 'never'], '--access-token-check'],
+    [['--traffic-token-header', 'x-access-token'], '--traffic-token-header'],
+    [['--traffic-token-discovery-url', 'http://idp.example/.well-known/openid-configuration'], '--traffic-token-discovery-url'],
+    [['--traffic-token-jwks-file', 'keys.json'], '--traffic-token-issuer'],
+    [
+      ['--traffic-token-jwks-file', 'k.json', '--traffic-token-issuer', 'i', '--traffic-token-discovery-url', 'https://i/d'],
+      '--traffic-token-jwks-file',
+    ],
   ])('stops on %j naming the setting', (argv, named) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(named);

@@ -167,3 +167,65 @@ describe('a sandbox being woken that passes through "creating"', () => {
     expect(decide(named, routes, { now, accessToken: 'tok' }, options)).toMatchObject({ code: 'sandbox_not_ready' });
   });
 });
+
+describe('access rules of a running sandbox (OpenKruise gateway with auth on)', () => {
+  const guarded = makeRoute({ accessTokenDigest: sha('tok') });
+  const jwt = makeRoute({ trafficAuth: true, accessTokenDigest: sha('tok') });
+  const pausedJwt = makeRoute({ state: 'paused', podIP: '', trafficAuth: true, wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 } });
+  const ctx = (over: { accessToken?: string; trafficTokensReady?: boolean } = {}) => ({ now, accessToken: over.accessToken, ...over });
+
+  it('checks x-access-token on every request to a running sandbox by default', () => {
+    expect(ask(table(guarded), options, 'tok')).toEqual({ kind: 'forward', route: guarded, port: 8080 });
+    expect(ask(table(guarded), options, 'wrong')).toMatchObject({ kind: 'reject', code: 'unauthorized', sandboxId: 'sbx' });
+    expect(ask(table(guarded), options, undefined)).toMatchObject({ kind: 'reject', code: 'unauthorized' });
+    expect(ask(table(guarded), { ...options, accessTokenCheck: 'every-request' }, undefined)).toMatchObject({ code: 'unauthorized' });
+  });
+
+  it('forwards a running sandbox unchecked with wake-only checks, and still checks a wake', () => {
+    const wakeOnly: DecideOptions = { ...options, accessTokenCheck: 'wake-only' };
+    expect(ask(table(guarded), wakeOnly, undefined)).toMatchObject({ kind: 'forward' });
+    expect(decide(named, table(jwt), ctx(), wakeOnly)).toMatchObject({ kind: 'forward' });
+    const pausedGuarded = makeRoute({ state: 'paused', wake: { pauseAfterSeconds: 0, timeoutSeconds: 0 }, accessTokenDigest: sha('tok') });
+    expect(ask(table(pausedGuarded), wakeOnly, undefined)).toMatchObject({ code: 'unauthorized' });
+    expect(decide(named, table(pausedJwt), ctx({ trafficTokensReady: true }), wakeOnly)).toMatchObject({ kind: 'verify', then: 'wake' });
+  });
+
+  it('asks for the traffic access token of a sandbox that requires one, in place of x-access-token', () => {
+    expect(decide(named, table(jwt), ctx({ trafficTokensReady: true }), options)).toEqual({
+      kind: 'verify',
+      route: jwt,
+      port: 8080,
+      then: 'forward',
+    });
+    // The access token neither opens nor closes it: the JWT alone decides (the gateway does not fall back).
+    expect(decide(named, table(jwt), ctx({ accessToken: 'tok', trafficTokensReady: true }), options)).toMatchObject({ kind: 'verify' });
+  });
+
+  it('refuses a sandbox that requires a traffic access token with 503 while none can be checked, and never wakes it', () => {
+    expect(decide(named, table(jwt), ctx({ accessToken: 'tok' }), options)).toMatchObject({
+      kind: 'reject',
+      code: 'jwt_verifier_not_ready',
+    });
+    expect(decide(named, table(pausedJwt), ctx({ trafficTokensReady: false }), options)).toMatchObject({ code: 'jwt_verifier_not_ready' });
+    expect(decide(named, table(pausedJwt), ctx({ trafficTokensReady: true }), options)).toEqual({
+      kind: 'verify',
+      route: pausedJwt,
+      port: 8080,
+      then: 'wake',
+    });
+  });
+
+  it('answers not-running states before any credential, as the gateway does', () => {
+    expect(decide(named, table(makeRoute({ state: 'dead', trafficAuth: true })), ctx(), options)).toMatchObject({
+      code: 'sandbox_not_running',
+    });
+    expect(ask(table(makeRoute({ state: 'creating', accessTokenDigest: sha('tok') })))).toMatchObject({ code: 'sandbox_not_ready' });
+  });
+
+  it('applies the same rule to an agent-sandbox route with a token digest', () => {
+    const agent = makeRoute({ id: 'team/box', accessTokenDigest: sha('tok') });
+    const id: Identification = { kind: 'named', sandboxId: 'team/box', port: 8888 };
+    expect(decide(id, table(agent), ctx(), options)).toMatchObject({ code: 'unauthorized' });
+    expect(decide(id, table(agent), ctx({ accessToken: 'tok' }), options)).toMatchObject({ kind: 'forward' });
+  });
+});

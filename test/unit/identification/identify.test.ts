@@ -386,3 +386,74 @@ describe('short names and empty labels', () => {
     expect(identify(facts({ authority: '.sandbox.example.com' }), anyDomain)).toEqual({ kind: 'none' });
   });
 });
+
+describe("OpenKruise's gateway path form /kruise/<id>/<port>/<rest>", () => {
+  const kruise = { ...e2b, kruisePath: true };
+  const byPath = (path: string, more: Partial<IdentityFacts> = {}) => identify(facts({ path, ...more }), kruise);
+
+  it.each([
+    ['/kruise/sbx-1/3000/api/v1?x=1&y=%2F', 3000, '/api/v1?x=1&y=%2F'],
+    ['/kruise/sbx-1/3000', 3000, '/'],
+    ['/kruise/sbx-1/3000/', 3000, '/'],
+    ['/kruise/sbx-1/3000?q=1', 3000, '/?q=1'],
+    ['/kruise/sbx-1/49983//double/slash', 49983, '//double/slash'],
+    ['/kruise/sbx-1/80/a%2Fb/%C3%A9', 80, '/a%2Fb/%C3%A9'],
+  ])('names the sandbox in %j and gives it the rest of the path, byte for byte', (path, port, rest) => {
+    expect(byPath(path)).toEqual({ kind: 'named', sandboxId: 'sbx-1', port, path: rest });
+  });
+
+  it('wins over the ID headers and the host, as in the gateway, whose adapter is chosen by the path first', () => {
+    expect(byPath('/kruise/from-path/80/x', { sandboxId: 'from-header', authority: '81-from-host.sandbox.example.com' })).toEqual({
+      kind: 'named',
+      sandboxId: 'from-path',
+      port: 80,
+      path: '/x',
+    });
+    // With both conventions on, within the E2B convention too.
+    const both = {
+      ...kruise,
+      conventions: ['e2b', 'agent-sandbox'] as const,
+      agentSandbox: { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] },
+    };
+    expect(identify(facts({ path: '/kruise/from-path/80', sandboxId: 'h' }), both)).toMatchObject({ sandboxId: 'from-path' });
+  });
+
+  it.each([
+    ['/kruise', 'invalid_path'],
+    ['/kruise/', 'invalid_path'],
+    ['/kruise?x=1', 'invalid_path'],
+    ['/kruise/sbx-1', 'invalid_path'],
+    ['/kruise/sbx-1/', 'invalid_path'],
+    ['/kruise/sbx-1/?x', 'invalid_path'],
+    ['/kruise//80/x', 'invalid_sandbox_id'],
+    ['/kruise/a..b/80', 'invalid_sandbox_id'],
+    ['/kruise/%73bx/80', 'invalid_sandbox_id'],
+    ['/kruise/sbx?x/80', 'invalid_sandbox_id'],
+    ['/kruise/sbx-1/0080/x', 'invalid_sandbox_port'],
+    ['/kruise/sbx-1/+80/x', 'invalid_sandbox_port'],
+    ['/kruise/sbx-1/65536', 'invalid_sandbox_port'],
+    ['/kruise/sbx-1/http/x', 'invalid_sandbox_port'],
+  ])('refuses the malformed %j with %s, never routing it another way', (path, code) => {
+    expect(byPath(path, { sandboxId: 'fallback' })).toMatchObject({ kind: 'malformed', code });
+  });
+
+  it('leaves other paths, /kruisefoo among them, to the headers and the host', () => {
+    expect(byPath('/kruisefoo/80/x', { sandboxId: 'h' })).toEqual({ kind: 'named', sandboxId: 'h', port: 49983 });
+    expect(byPath('/api/kruise/sbx/80', { authority: '80-h.sandbox.example.com' })).toEqual({ kind: 'named', sandboxId: 'h', port: 80 });
+  });
+
+  it('is not read when the path form is off', () => {
+    expect(identify(facts({ path: '/kruise/sbx/80/x', sandboxId: 'h' }), e2b)).toEqual({ kind: 'named', sandboxId: 'h', port: 49983 });
+  });
+});
+
+describe('the case rule of the path form', () => {
+  it('matches an ID in the path exactly, capitals included, as a header ID', () => {
+    expect(identify(facts({ path: '/kruise/AbC/80/x' }), { ...e2b, kruisePath: true })).toEqual({
+      kind: 'named',
+      sandboxId: 'AbC',
+      port: 80,
+      path: '/x',
+    });
+  });
+});

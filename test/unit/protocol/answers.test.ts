@@ -115,18 +115,26 @@ describe('error answers', () => {
     expect(headersOf(answers.error({ code: 'sandbox_wake_failed', sandboxId: 'x', retryAfter: 17 }))['retry-after']).toBe('17');
   });
 
-  it('name the sandbox a not-found answer was looking for, in the message the client reads', () => {
+  it('name the sandbox where the gateway does, in the message the client reads', () => {
     expect(bodyOf(answers.error({ code: 'sandbox_not_found', sandboxId: 'my-box' }))).toEqual({
       error: 'sandbox_not_found',
-      message: 'no sandbox has the ID "my-box"',
+      message: 'sandbox not found: my-box',
       sandboxId: 'my-box',
     });
-    expect(bodyOf(answers.error({ code: 'sandbox_not_found' }))).toEqual({ error: 'sandbox_not_found', message: 'no sandbox has this ID' });
+    expect(bodyOf(answers.error({ code: 'sandbox_not_found' }))).toEqual({ error: 'sandbox_not_found', message: 'sandbox not found' });
+    expect(bodyOf(answers.error({ code: 'sandbox_not_ready', sandboxId: 'my-box' }))).toEqual({
+      error: 'sandbox_not_ready',
+      message: 'the sandbox is starting',
+      sandboxId: 'my-box',
+    });
   });
 
-  it('give the reason in place of the catalogue message when there is one, and log the code as the decision', () => {
+  it('add the reason to the catalogue message when there is one, and log the code as the decision', () => {
     const answer = answers.error({ code: 'invalid_host', reason: 'host "x" is not <port>-<sandboxID>.example.com' });
-    expect(bodyOf(answer)).toEqual({ error: 'invalid_host', message: 'host "x" is not <port>-<sandboxID>.example.com' });
+    expect(bodyOf(answer)).toEqual({
+      error: 'invalid_host',
+      message: 'the host does not have the form <port>-<sandboxID>.<domain> (host "x" is not <port>-<sandboxID>.example.com)',
+    });
     expect(logFieldsOf(answer)).toEqual({ decision: 'invalid_host' });
     expect(decodeResponse(answer).immediate_response?.status?.code).toBe(400);
   });

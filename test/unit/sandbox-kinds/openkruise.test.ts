@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createOpenKruiseKind, parseGoDurationSeconds } from '../../../src/sandbox-kinds/openkruise.ts';
 
@@ -224,4 +225,31 @@ describe('Go durations', () => {
   ])('parses %s', (text, seconds) => expect(parseGoDurationSeconds(text)).toBeCloseTo(seconds));
 
   it.each(['', 's', '10', '10x', '1h garbage'])('rejects %j', (text) => expect(parseGoDurationSeconds(text)).toBeUndefined());
+});
+
+describe("OpenKruise access rules, read as upstream's route projection reads them", () => {
+  const sha = (s: string) => createHash('sha256').update(s).digest();
+  const annotated = (annotations: Record<string, string>) => route(sandbox({ meta: { annotations } }));
+
+  it('falls back to the legacy e2b.agents.kruise.io/envd-access-token when the runtime token is absent or empty', () => {
+    expect(annotated({ 'e2b.agents.kruise.io/envd-access-token': 'legacy' })?.accessTokenDigest).toEqual(sha('legacy'));
+    expect(
+      annotated({ 'agents.kruise.io/runtime-access-token': '', 'e2b.agents.kruise.io/envd-access-token': 'legacy' })?.accessTokenDigest,
+    ).toEqual(sha('legacy'));
+  });
+
+  it('prefers agents.kruise.io/runtime-access-token over the legacy one', () => {
+    expect(
+      annotated({ 'agents.kruise.io/runtime-access-token': 'runtime', 'e2b.agents.kruise.io/envd-access-token': 'legacy' })
+        ?.accessTokenDigest,
+    ).toEqual(sha('runtime'));
+    expect(annotated({})?.accessTokenDigest).toBeUndefined();
+  });
+
+  it('requires a traffic access token only for enable-jwt-auth exactly "true"', () => {
+    expect(annotated({ 'security.agents.kruise.io/enable-jwt-auth': 'true' })?.trafficAuth).toBe(true);
+    for (const value of ['True', '1', 'yes', ''])
+      expect(annotated({ 'security.agents.kruise.io/enable-jwt-auth': value })?.trafficAuth).toBe(false);
+    expect(annotated({})?.trafficAuth).toBe(false);
+  });
 });
