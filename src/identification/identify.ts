@@ -181,6 +181,7 @@ function fromKruisePath(path: string): Identification {
   }
   const id = path.slice(idStart, idEnd);
   let portEnd = idEnd + 1;
+  // Stryker disable next-line EqualityOperator: equivalent; one step past the end slices the same port and rest
   while (portEnd < path.length && path[portEnd] !== '/' && path[portEnd] !== '?') portEnd += 1;
   const portText = path.slice(idEnd + 1, portEnd);
   if (!isValidSandboxId(id)) {

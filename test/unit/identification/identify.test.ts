@@ -457,3 +457,38 @@ describe('the case rule of the path form', () => {
     });
   });
 });
+
+describe('the path form, to its edges', () => {
+  const kruise = { ...e2b, kruisePath: true };
+  const both = (kruisePath: boolean) => ({
+    ...e2b,
+    kruisePath,
+    conventions: ['e2b', 'agent-sandbox'] as const,
+    agentSandbox: agentDefaults,
+  });
+
+  it('is not read with both conventions on when the path form is off', () => {
+    expect(identify(facts({ path: '/kruise/p/80/x', sandboxId: 'h' }), both(false))).toEqual({
+      kind: 'named',
+      sandboxId: 'h',
+      port: 49983,
+    });
+    expect(identify(facts({ path: '/api', sandboxId: 'h' }), both(true))).toEqual({ kind: 'named', sandboxId: 'h', port: 49983 });
+  });
+
+  it('needs a / right after /kruise: /kruise?a/80/x names nothing', () => {
+    expect(identify(facts({ path: '/kruise?a/80/x' }), kruise)).toMatchObject({ kind: 'malformed', code: 'invalid_path' });
+  });
+
+  it.each([
+    ['/kruise/sbx', { code: 'invalid_path', reason: 'path "/kruise/sbx" names no sandbox ID and port' }],
+    ['/kruise/sbx/', { code: 'invalid_path', reason: 'path "/kruise/sbx/" names no port', sandboxId: 'sbx' }],
+    ['/kruise/a..b/80', { code: 'invalid_sandbox_id', reason: 'sandbox ID "a..b" is not a valid ID' }],
+    [
+      '/kruise/sbx/0080/x',
+      { code: 'invalid_sandbox_port', reason: 'sandbox port "0080" is not a number from 1 to 65535', sandboxId: 'sbx' },
+    ],
+  ])('says why %j is refused', (path, expected) => {
+    expect(identify(facts({ path }), kruise)).toStrictEqual({ kind: 'malformed', ...expected });
+  });
+});

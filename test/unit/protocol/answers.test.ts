@@ -77,6 +77,18 @@ describe('forward answers', () => {
     expect(envoyYaml).toContain(`key: x-sandbox-wake-ms, value: "%DYNAMIC_METADATA(${LOG_METADATA_NAMESPACE}:${WAKE_MS_KEY})%"`);
   });
 
+  it("rewrite :path for OpenKruise's path form (the sandbox gets the rest), never from the per-route cache", () => {
+    const route = makeRoute({ podIP: '10.0.0.5' });
+    const cached = answers.forward(route, 49983);
+    const rewritten = answers.forward(route, 49983, '/api/x?y=1');
+    expect(rewritten).not.toBe(cached);
+    const mutation = decodeResponse(rewritten).request_headers?.response?.header_mutation;
+    expect(mutation?.remove_headers).toEqual(['x-envoy-original-dst-host', 'x-sandbox-pod-ip']);
+    expect(mutation?.set_headers?.map((h) => [h.header?.key, h.header?.raw_value?.toString('latin1')])).toEqual([[':path', '/api/x?y=1']]);
+    expect(upstreamOf(rewritten)).toBe('10.0.0.5:49983');
+    expect(decodeResponse(cached).request_headers?.response?.header_mutation?.set_headers ?? []).toEqual([]);
+  });
+
   it('remove the steering headers, as the pass answer does', () => {
     const strip = { remove_headers: ['x-envoy-original-dst-host', 'x-sandbox-pod-ip'] };
     expect(decodeResponse(answers.forward(makeRoute(), 49983)).request_headers).toEqual({ response: { header_mutation: strip } });

@@ -1,6 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { isNewerVersion, RouteRegistry } from '../../../src/routes/registry.ts';
+import type { Route } from '../../../src/routes/route.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 describe('resourceVersion ordering', () => {
@@ -19,6 +20,9 @@ describe('resourceVersion ordering', () => {
     expect(isNewerVersion('a1', 'b1')).toBe(true);
     expect(isNewerVersion('1a', '1b')).toBe(true);
     expect(isNewerVersion('9', '10')).toBe(false);
+    expect(isNewerVersion('-5', '10')).toBe(true);
+    expect(isNewerVersion('10', 'a5')).toBe(true);
+    expect(isNewerVersion('10', '1a')).toBe(true);
   });
 
   it('treats a different opaque version as newer', () => {
@@ -226,6 +230,11 @@ describe('resync', () => {
     expect(registry.get('a')?.uid).toBe('ua');
     expect(registry.get('b')?.uid).toBe('ub');
     expect(seen).toEqual([]);
+    // A newer observation of the same ID replaces the route in one change, never through "gone".
+    registry.resync(undefined, [{ ...(held[0] as Route), resourceVersion: '9', podIP: '10.0.0.9' }, held[1] as Route]);
+    expect(registry.get('a')?.podIP).toBe('10.0.0.9');
+    expect(seen).toEqual(['a']);
+    seen.length = 0;
     // A new object in the list is simply added.
     registry.resync(undefined, [...held, makeRoute({ id: 'c', uid: 'uc', resourceVersion: '7' })]);
     expect(registry.get('c')?.uid).toBe('uc');

@@ -52,8 +52,13 @@ describe('agent-sandbox: the rules, to their edges', () => {
     expect(route({ meta: { ownerReferences: [owner('SandboxClaim', true)] } })?.state).toBe('running');
   });
 
-  it('reads only a string as the primary pod IP', () => {
+  it('reads only a string as the primary pod IP, and none when there is no list', () => {
     expect(route({ status: { podIPs: [42] } })).toMatchObject({ state: 'creating', podIP: '' });
+    expect(route({ status: { podIPs: undefined } })).toMatchObject({ state: 'creating', podIP: '' });
+  });
+
+  it("never asks for OpenKruise's traffic token (the JWT rule is OpenKruise's)", () => {
+    expect(route({ meta: { annotations: { 'security.agents.kruise.io/enable-jwt-auth': 'true' } } })?.trafficAuth).toBe(false);
   });
 
   it('reads a deletion in progress, and an object without a resourceVersion', () => {
@@ -92,7 +97,8 @@ describe('OpenKruise: the rules, to their edges', () => {
     expect(route({ meta: { resourceVersion: undefined } })?.resourceVersion).toBe('');
   });
 
-  it('requires no token when the token annotation is empty', () => {
+  it('requires no token when the token annotations are empty', () => {
+    expect(route({ meta: { annotations: { 'e2b.agents.kruise.io/envd-access-token': '' } } })?.accessTokenDigest).toBeUndefined();
     expect(route({ meta: { annotations: { 'agents.kruise.io/runtime-access-token': '' } } })?.accessTokenDigest).toBeUndefined();
     expect(route({ meta: { annotations: { 'agents.kruise.io/runtime-access-token': 't' } } })?.accessTokenDigest).toEqual(
       createHash('sha256').update('t').digest(),

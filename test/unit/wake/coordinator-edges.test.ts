@@ -2,6 +2,7 @@
 // testing (docs/testing.md): what it logs and measures, when it patches and when it must not, the
 // patch deadline, and the bounded memory of refused resumes. Same harness as coordinator.test.ts:
 // fake timers, the real registry as the feed, a resumer whose outcome each test decides.
+import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { HeldRequest, WakeResult } from '../../../src/core/waker.ts';
 import { createMetrics } from '../../../src/observability/metrics.ts';
@@ -376,5 +377,48 @@ describe('the memory of refused resumes', () => {
     expect(await refusedAgain(old[5_000] as Route)).toBe(2);
     expect(await refusedAgain(old[5_001] as Route)).toBe(4);
     expect(retryAfterOf(remembered(fresh[0] as Route))).toBe(2);
+  });
+});
+
+describe('waiters, to the last one', () => {
+  it('keeps the wake going for the others when one client leaves after the patch was sent', async () => {
+    registry.upsert(paused());
+    const leaving = new AbortController();
+    hold(registry.get('sbx') as Route, 80, leaving.signal);
+    const staying = hold(registry.get('sbx') as Route);
+    await vi.advanceTimersByTimeAsync(0);
+    leaving.abort();
+    expect(coordinator.inFlight).toBe(1);
+    registry.upsert(running('10.0.0.5'));
+    expect(upstreamOf(await staying.result)).toBe('10.0.0.5:8080');
+  });
+
+  it("leaves no listener on a client's signal once its request is answered", async () => {
+    registry.upsert(paused());
+    const client = new AbortController();
+    const pending = hold(registry.get('sbx') as Route, 80, client.signal);
+    expect(getEventListeners(client.signal, 'abort')).toHaveLength(1);
+    registry.upsert(running('10.0.0.5'));
+    await pending.result;
+    expect(getEventListeners(client.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('keeps the waiters gauge in step', async () => {
+    const gauge = async () => (await metrics.registry.getSingleMetric('sandbox_extproc_wake_waiters')?.get())?.values[0]?.value;
+    registry.upsert(paused());
+    const pending = [hold(registry.get('sbx') as Route), hold(registry.get('sbx') as Route)];
+    expect(await gauge()).toBe(2);
+    registry.upsert(running('10.0.0.5'));
+    await Promise.all(pending.map((p) => p.result));
+    expect(await gauge()).toBe(0);
+  });
+
+  it('cuts the patch retries short when the wake ends first (the sandbox ran while the patch was in flight)', async () => {
+    resumer.mode = 'held';
+    registry.upsert(paused());
+    const pending = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.5'));
+    await pending.result;
+    expect(resumer.signals[0]?.aborted).toBe(true);
   });
 });
