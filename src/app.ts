@@ -83,10 +83,7 @@ export class App {
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
     this.#kinds = config.sandboxKind.map((name) =>
-      sandboxKind(name, {
-        pauseFloorSeconds: config.minPauseTimeout / 1000,
-        activityRecordWindowSeconds: config.activityRecordWindow / 1000,
-      }),
+      sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }),
     );
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
@@ -135,6 +132,7 @@ export class App {
         {
           // Each route's own kind says whether it has a timer to push, and how.
           timerOf: (route) => route.kind?.activityTimer(route),
+          latest: (uid) => this.registry.byUid(uid),
           write: kubernetesActivityWriter(this.#kubeConfig),
           onWrite: (outcome, remainingMs, error) => {
             this.metrics.activityWrites.inc({ outcome });

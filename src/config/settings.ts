@@ -222,12 +222,6 @@ export const SETTINGS = {
     p.fraction,
     'Push a pause timer only once the time left on it falls below this fraction of its timeout.',
   ),
-  activityRecordWindow: setting(
-    'activity-record-window',
-    '300s',
-    p.duration(2_000, 86_400_000),
-    'agent-sandbox: how stale the sandbox-extproc.io/last-activity annotation may grow; refreshed once (1 - activity-fraction) of it has passed.',
-  ),
   activityMinInterval: setting(
     'activity-min-interval',
     '30s',

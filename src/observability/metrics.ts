@@ -144,7 +144,7 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
     }),
     activityWrites: new Counter({
       name: 'sandbox_extproc_activity_writes_total',
-      help: 'Pause timers pushed because a sandbox was in use, by outcome: applied, failed.',
+      help: 'Pause timers pushed because a sandbox was in use, by outcome: applied, superseded (the object changed since it was observed: decided again on the next activity), failed.',
       labelNames: ['outcome'],
       registers,
     }),

@@ -143,7 +143,14 @@ describe('helm lint and template', () => {
     const podLabels = (objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template.metadata?.labels ?? {};
     expect(podLabels).toMatchObject(policy.spec.podSelector.matchLabels);
     const grpcRule = policy.spec.ingress.find((r) => r.ports.some((p) => p.port === 9002));
-    expect(grpcRule?.from).toEqual([{ namespaceSelector: {}, podSelector: { matchLabels: { 'sandbox-extproc.io/client': 'true' } } }]);
+    // By default the gateway's namespace (here the release's), by the label only the API server sets:
+    // never a pod label, which any tenant can put on its own pods.
+    expect(grpcRule?.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'sandbox-system' } } }]);
+    const elsewhere = renderChart('rel', 'sandbox-system', { mode: 'standalone', 'networkPolicy.gatewayNamespace': 'edge' });
+    const elsewherePolicy = elsewhere.find((o) => o.kind === 'NetworkPolicy') as unknown as typeof policy;
+    expect(elsewherePolicy.spec.ingress.find((r) => r.ports.some((p) => p.port === 9002))?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } } },
+    ]);
     const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
     expect(env).toMatchObject({
       SANDBOX_EXTPROC_GRPC_TLS_CERT: '/etc/sandbox-extproc/tls/tls.crt',
@@ -304,7 +311,12 @@ describe('on the real API server', () => {
         /only spec\.paused/,
       );
       await refused('live', { spec: { shutdownTime: '2030-01-01T00:00:00Z' } }, /only push spec\.shutdownTime later/);
-      await expect(patch('live', { spec: { pauseTime: '2030-01-01T00:00:00Z' } })).resolves.toBeDefined();
+      // pauseTime only later (a past one would make the controller pause it: "never pause one"), and
+      // never added, except in the resume itself, which re-arms or clears it.
+      await refused('live', { spec: { pauseTime: '2030-01-01T00:00:00Z' } }, /only push spec\.pauseTime later/);
+      await expect(patch('timed', { spec: { pauseTime: '2041-01-01T00:00:00Z' } })).resolves.toBeDefined();
+      await refused('timed', { spec: { pauseTime: '2020-01-01T00:00:00Z' } }, /only push spec\.pauseTime later/);
+      await refused('timed', { spec: { pauseTime: null } }, /only push spec\.pauseTime later/);
       // Anyone else (here the admin) is not held to it.
       await expect(controller.pause(sandboxes, 'live')).resolves.toBeDefined();
     } finally {
@@ -314,7 +326,7 @@ describe('on the real API server', () => {
     }
   });
 
-  it('agent-sandbox: the admission policy lets the ServiceAccount resume and record activity, nothing else', async () => {
+  it('agent-sandbox: the admission policy lets the ServiceAccount resume, nothing else', async () => {
     const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: 'as-tenants' };
     await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
       ...target,
@@ -338,15 +350,13 @@ describe('on the real API server', () => {
       expect(error, JSON.stringify(body)).toMatchObject({ code: 403 });
       expect(error?.body).toMatch(message);
     };
-    // What the service writes: the resume, and the activity record.
+    // What the service writes: the resume.
     await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
-    await expect(
-      patch({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }),
-    ).resolves.toBeDefined();
     // Nothing else.
     await refused({ spec: { operatingMode: 'Suspended' } }, /never suspend one/);
     await refused({ spec: { shutdownPolicy: 'Delete' } }, /only spec\.operatingMode and spec\.replicas/);
-    await refused({ metadata: { annotations: { owner: 'me' } } }, /only the annotation sandbox-extproc\.io\/last-activity/);
-    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /no label/);
+    await refused({ metadata: { annotations: { owner: 'me' } } }, /labels, annotations/);
+    await refused({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }, /labels, annotations/);
+    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /labels, annotations/);
   });
 });

@@ -12,6 +12,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
+  loadYaml,
   RbacAuthorizationV1Api,
   Watch,
   type V1CustomResourceDefinition,
@@ -101,7 +102,7 @@ export class ControlPlane {
    * kube-apiserver listens, loopback by default (containers reach a Docker network's gateway address).
    */
   static async start(
-    options: { auditPolicy?: string | false; crds?: readonly string[]; bindAddress?: string } = {},
+    options: { auditPolicy?: string | false; crds?: readonly (string | object)[]; bindAddress?: string } = {},
   ): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
     // Loopback, or an address containers reach (a Docker network's gateway on this host).
@@ -299,9 +300,11 @@ export class ControlPlane {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Installs a CRD fixture and waits (on a watch) until the API server has established it. */
-  async installCrd(file: string): Promise<void> {
-    const crd = parseYaml(readFileSync(file, 'utf8')) as V1CustomResourceDefinition;
+  /** Installs a CRD (a fixture file, or the object) and waits (on a watch) until the API server has established it. */
+  async installCrd(source: string | object): Promise<void> {
+    // Through client-node's own YAML loader, which maps the schema's x-kubernetes-* keys to its model: a
+    // plain parse would have the typed client drop them on the way out.
+    const crd = loadYaml<V1CustomResourceDefinition>(typeof source === 'string' ? readFileSync(source, 'utf8') : JSON.stringify(source));
     const api = this.admin.makeApiClient(ApiextensionsV1Api);
     const name = crd.metadata?.name as string;
     const established = waitForObject(
@@ -318,7 +321,7 @@ export class ControlPlane {
 
 /**
  * Resolves with the first object on a watch of `path` that satisfies the predicate (the initial
- * ADDED events included); rejects at the deadline.
+ * ADDED events included); rejects at the deadline. A watch the API server ends early is started again.
  */
 export function waitForObject(
   config: KubeConfig,
@@ -326,6 +329,7 @@ export function waitForObject(
   query: Record<string, string>,
   predicate: (object: unknown) => boolean,
   timeoutMs: number,
+  what = `an object at ${path}`,
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let controller: AbortController | undefined;
@@ -337,25 +341,28 @@ export function waitForObject(
       controller?.abort();
       fn();
     };
-    const timer = setTimeout(() => finish(() => reject(new Error(`no object at ${path} matched within ${timeoutMs} ms`))), timeoutMs);
-    new Watch(config)
-      .watch(
-        path,
-        query,
-        (type, object) => {
-          if ((type === 'ADDED' || type === 'MODIFIED') && predicate(object)) finish(() => resolve(object));
-        },
-        (error) => {
-          if (!done && error) finish(() => reject(error instanceof Error ? error : new Error(String(error))));
-        },
-      )
-      .then(
-        (c) => {
-          controller = c;
-          if (done) c.abort();
-        },
-        (error: unknown) => finish(() => reject(error as Error)),
-      );
+    const timer = setTimeout(() => finish(() => reject(new Error(`${what}: not seen within ${timeoutMs} ms`))), timeoutMs);
+    const start = (): void => {
+      new Watch(config)
+        .watch(
+          path,
+          query,
+          (type, object) => {
+            if ((type === 'ADDED' || type === 'MODIFIED') && predicate(object)) finish(() => resolve(object));
+          },
+          () => {
+            if (!done) start();
+          },
+        )
+        .then(
+          (c) => {
+            controller = c;
+            if (done) c.abort();
+          },
+          (error: unknown) => finish(() => reject(error instanceof Error ? error : new Error(String(error)))),
+        );
+    };
+    start();
   });
 }
 

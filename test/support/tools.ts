@@ -25,7 +25,11 @@ export type Tool =
   | 'SANDBOX_EXTPROC_GHZ'
   | 'SANDBOX_EXTPROC_VEGETA'
   | 'SANDBOX_EXTPROC_BARE_GO'
-  | 'SANDBOX_EXTPROC_PROMTOOL';
+  | 'SANDBOX_EXTPROC_PROMTOOL'
+  | 'SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'
+  | 'SANDBOX_EXTPROC_KWOK'
+  | 'SANDBOX_EXTPROC_OPENKRUISE'
+  | 'SANDBOX_EXTPROC_AGENT_SANDBOX';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

@@ -24,9 +24,11 @@ class Cluster {
           const deadline = this.deadlines.get(route.uid);
           return deadline === undefined ? undefined : { deadline, timeoutMs: TIMEOUT_MS };
         },
+        latest: (uid) => this.route(uid),
         write: async (route, now) => {
           this.writes.push({ uid: route.uid, at: now.getTime() });
           this.deadlines.set(route.uid, now.getTime() + TIMEOUT_MS);
+          return 'applied';
         },
       },
     );
@@ -89,7 +91,8 @@ describe('when to push a pause timer', () => {
       { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
       {
         timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
-        write: async (route, now) => void cluster.writes.push({ uid: route.uid, at: now.getTime() }),
+        latest: (uid) => cluster.route(uid),
+        write: async (route, now) => (cluster.writes.push({ uid: route.uid, at: now.getTime() }), 'applied'),
       },
     );
     for (let ms = 0; ms < 20_000; ms += 100) {
