@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm; a
+# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm, the
+# Sandbox families' own controllers with kwok and kube-controller-manager; a
 # Docker engine and base images for the tests; cached outside the repo), installs dependencies, then
 # runs `npm run <command>`: demo, test, bench, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane helm
+scripts/provision.sh node envoy controlplane controllers helm
 # promtool checks the chart's alert rules in the integration suite.
 case "$command" in test | test:integration) scripts/provision.sh promtool ;; esac
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.

@@ -5,7 +5,7 @@
 // server's audit log.
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEvent, ControlPlane } from '../support/controlplane.ts';
+import { SERVICE_USER, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { waitForRoute } from '../support/registry-events.ts';
@@ -15,7 +15,6 @@ import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'wake';
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 let stack: Stack;
 let plane: ControlPlane;
 let sandboxes: OpenKruiseSandboxes;
