@@ -5,12 +5,12 @@
 // loopback where a small HTTP server answers as that pod. Ctrl-C tears everything down; --once exits
 // after the tour.
 import { performance } from 'node:perf_hooks';
-import { AgentSandboxController, AgentSandboxes } from '../test/support/agent-sandbox.ts';
+import { AgentSandboxController, AgentSandboxes, podIPOf } from '../test/support/agent-sandbox.ts';
 import { addressesOf, Cluster, DEFAULT_POD_CIDR } from '../test/support/cluster.ts';
 import { ControlPlane, isActivityRecord, SERVICE_USER } from '../test/support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
 import { httpGet, type HttpResult } from '../test/support/http.ts';
-import { OpenKruiseController, OpenKruiseSandboxes } from '../test/support/openkruise.ts';
+import { OpenKruiseController, OpenKruiseSandboxes, podIP } from '../test/support/openkruise.ts';
 import { waitForRoute } from '../test/support/registry-events.ts';
 import { UpstreamPool } from '../test/support/sandboxes.ts';
 import { startService, type RunningService } from '../test/support/service.ts';
@@ -64,19 +64,20 @@ async function main(): Promise<void> {
   for (const controller of controllers) cleanups.push(() => controller.stop());
   const sandboxes = new OpenKruiseSandboxes(plane, cluster);
   const agents = new AgentSandboxes(plane, cluster);
-  await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () => {
-    await Promise.all([
+  const [web] = await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () =>
+    Promise.all([
       sandboxes.create({ namespace: NS, name: 'web' }),
       sandboxes.create({ namespace: NS, name: 'sleeper', paused: true, readyDelay: READY_DELAY, wake: { by: 'policy', pauseTimeout: '10m' } }),
       sandboxes.create({ namespace: NS, name: 'vault', paused: true, wake: { by: 'annotation' }, accessToken: 'open-sesame' }),
-    ]);
-  });
-  await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () => {
-    await Promise.all([
+    ]),
+  );
+  const [notebook] = await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () =>
+    Promise.all([
       agents.create({ namespace: NS, name: 'notebook' }),
       agents.create({ namespace: NS, name: 'lab', suspended: true, wake: true, readyDelay: READY_DELAY }),
-    ]);
-  });
+    ]),
+  );
+  say(dim(`  pods: web at ${podIP(web)}, notebook at ${podIPOf(notebook)}`));
   const service: RunningService = await timed(
     'sandbox-extproc started for both families as ServiceAccount sandbox-extproc (get/list/watch/patch sandboxes only)',
     () =>
