@@ -4,13 +4,13 @@
 // k8s/crds), and the calls a test makes of it as its users and SDKs do. Pods are kwok's
 // (test/support/cluster.ts); every state a Sandbox shows is the controller's.
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
 import { TestProcess } from './process.ts';
 import { toolPath } from './tools.ts';
+import { agentSandboxCrds } from './crds.ts';
 
 export const AS_GROUP = 'agents.x-k8s.io';
 export const AS_VERSION = 'v1beta1';
@@ -77,13 +77,9 @@ export class AgentSandboxController {
     this.process = process;
   }
 
-  /** The module's own CRD files. */
+  /** The module's own CRD files (test/support/crds.ts). */
   static crds(): string[] {
-    const dir = join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'crds');
-    return readdirSync(dir)
-      .filter((f) => f.endsWith('.yaml'))
-      .sort()
-      .map((f) => join(dir, f));
+    return agentSandboxCrds();
   }
 
   static async start(plane: ControlPlane): Promise<AgentSandboxController> {

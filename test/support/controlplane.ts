@@ -20,17 +20,13 @@ import {
 } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { makeCerts, type CertPaths } from './certs.ts';
+import { familyCrds } from './crds.ts';
 import { freePort } from './ports.ts';
 import { TestProcess } from './process.ts';
 import { REPO_ROOT, toolPath } from './tools.ts';
 
 export const RBAC_RULES_FILE = `${REPO_ROOT}charts/sandbox-extproc/files/rbac-rules.yaml`;
-/** CRD fixtures: OpenKruise's; agent-sandbox's with v1beta1 and v1alpha1 served; agent-sandbox's v1alpha1 only. */
-export const CRDS = {
-  openkruise: `${REPO_ROOT}test/fixtures/sandbox-crd.yaml`,
-  agentSandbox: `${REPO_ROOT}test/fixtures/agent-sandbox-crd.yaml`,
-  agentSandboxV1alpha1: `${REPO_ROOT}test/fixtures/agent-sandbox-crd-v1alpha1.yaml`,
-} as const;
+
 /** The rules rbac-rules.yaml grants each Sandbox family. */
 export function rbacRules(kinds: readonly string[]): V1PolicyRule[] {
   const all = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')) as Record<string, V1PolicyRule[]>;
@@ -97,8 +93,8 @@ export class ControlPlane {
   /**
    * Starts etcd and kube-apiserver, with the audit log tests count patches from. `auditPolicy` names
    * another policy file (the scale bench records only resumes: every write of 100k objects would fill
-   * this process with lines), or false for none. `crds` are the CRD fixtures to install (default:
-   * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox). `bindAddress`: where
+   * this process with lines), or false for none. `crds` are the CRDs to install (default: both
+   * families' own, test/support/crds.ts). `bindAddress`: where
    * kube-apiserver listens, loopback by default (containers reach a Docker network's gateway address).
    */
   static async start(
@@ -150,7 +146,7 @@ export class ControlPlane {
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
     const plane = new ControlPlane(dir, certs, `https://${address}:${apiPort}`, etcd, apiserver, args);
-    for (const crd of options.crds ?? [CRDS.openkruise, CRDS.agentSandbox]) await plane.installCrd(crd);
+    for (const crd of options.crds ?? familyCrds()) await plane.installCrd(crd);
     return plane;
   }
 

@@ -2,20 +2,15 @@
 // source snapshot in ../shared/peers) run against the test control plane, and the calls a test makes
 // of it as its users do: create a Sandbox from a pod template, pause it, claim from a SandboxSet,
 // recycle. Pods are kwok's (test/support/cluster.ts); every state a Sandbox shows is the controller's.
-//
-// Its CRDs are its own (config/crd/bases of the snapshot). That snapshot predates
-// spec.autoPausePolicy (upstream added it a week later and its CRD would prune the field), so the
-// Sandbox CRD gets that one property grafted on from test/fixtures/sandbox-crd.yaml: the controller
-// ignores it either way; only sandbox-extproc reads it.
-import { readdirSync, readFileSync } from 'node:fs';
+// Its CRDs are its own (test/support/crds.ts).
 import { join } from 'node:path';
 import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { parse as parseYaml } from 'yaml';
 import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
 import { freePort } from './ports.ts';
 import { TestProcess } from './process.ts';
-import { REPO_ROOT, toolPath } from './tools.ts';
+import { toolPath } from './tools.ts';
+import { openKruiseCrds } from './crds.ts';
 
 export const GROUP = 'agents.kruise.io';
 export const VERSION = 'v1alpha1';
@@ -88,19 +83,9 @@ export class OpenKruiseController {
     this.process = process;
   }
 
-  /** The snapshot's CRDs: the Sandbox one with autoPausePolicy grafted on (see the header). */
+  /** Its CRDs (test/support/crds.ts). */
   static crds(): object[] {
-    const dir = join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'crds');
-    const fixture = parseYaml(readFileSync(`${REPO_ROOT}test/fixtures/sandbox-crd.yaml`, 'utf8')) as CrdShape;
-    const autoPausePolicy = specProperties(fixture)['autoPausePolicy'];
-    return readdirSync(dir)
-      .filter((f) => f.endsWith('.yaml'))
-      .sort()
-      .map((f) => {
-        const crd = parseYaml(readFileSync(join(dir, f), 'utf8')) as CrdShape;
-        if (crd.metadata.name === `${PLURAL}.${GROUP}`) specProperties(crd)['autoPausePolicy'] = autoPausePolicy;
-        return crd;
-      });
+    return openKruiseCrds();
   }
 
   static async start(plane: ControlPlane, options: { recycleGracePeriod?: string } = {}): Promise<OpenKruiseController> {
@@ -124,15 +109,6 @@ export class OpenKruiseController {
   stop(): Promise<void> {
     return this.process.stop();
   }
-}
-
-interface CrdShape {
-  metadata: { name: string };
-  spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: { properties: Record<string, unknown> } } } } }[] };
-}
-
-function specProperties(crd: CrdShape): Record<string, unknown> {
-  return (crd.spec.versions[0] as CrdShape['spec']['versions'][number]).schema.openAPIV3Schema.properties.spec.properties;
 }
 
 const isTrue = (object: SandboxObject, type: string) => object.status?.conditions?.some((c) => c.type === type && c.status === 'True') === true;
