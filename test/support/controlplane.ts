@@ -378,5 +378,8 @@ function kubeconfigYaml(server: string, caFile: string, user: { cert?: string; k
   });
 }
 
+/** The service's own identity, as ControlPlane.serviceIdentity('sandbox-extproc') makes it. */
+export const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+
 /** Whether an audited patch was an activity record (its fieldManager), not a resume. */
 export const isActivityRecord = (event: AuditEvent): boolean => (event.requestURI ?? '').includes('fieldManager=sandbox-extproc-activity');
