@@ -29,6 +29,14 @@ export interface StackOptions {
   readonly podCIDR?: string;
   /** OpenKruise's --recycle-grace-period. */
   readonly recycleGracePeriod?: string;
+  /** CRDs installed at start instead of the families' own (a suite that installs another CRD itself). */
+  readonly crds?: readonly (string | object)[];
+  /**
+   * Whether agent-sandbox's real controller runs when that kind is on (default true). Off only where it
+   * cannot: v1.0.1 serves v1beta1 alone, so the v1alpha1 suite brings its own stand-in (stack.agent is
+   * then undefined).
+   */
+  readonly agentSandboxController?: boolean;
 }
 
 export interface Stack {
@@ -53,8 +61,12 @@ export interface Stack {
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const kinds = options.kinds ?? ['openkruise'];
-  const agentOn = kinds.includes('agent-sandbox');
-  const plane = await ControlPlane.start({ crds: [...OpenKruiseController.crds(), ...(agentOn ? AgentSandboxController.crds() : [])] });
+  const agentOn = kinds.includes('agent-sandbox') && options.agentSandboxController !== false;
+  const ownCrds: readonly (string | object)[] = [
+    ...(OpenKruiseController.crds() as object[]),
+    ...(agentOn ? AgentSandboxController.crds() : []),
+  ];
+  const plane = await ControlPlane.start({ crds: options.crds ?? ownCrds });
   const parts: {
     cluster?: Cluster;
     controllers: { stop(): Promise<void> }[];
