@@ -82,9 +82,7 @@ export class App {
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kinds = config.sandboxKind.map((name) =>
-      sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }),
-    );
+    this.#kinds = config.sandboxKind.map((name) => sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }));
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,

@@ -107,7 +107,10 @@ export function createAgentSandboxKind(): SandboxKind {
       const asked = !suspendRequested(spec);
       // Asked to run again after a suspension and not serving yet: the resume is under way.
       const resuming =
-        asked && state !== 'running' && state !== 'dead' && (drainingIP !== '' || history?.state === 'paused' || history?.resuming === true);
+        asked &&
+        state !== 'running' &&
+        state !== 'dead' &&
+        (drainingIP !== '' || history?.state === 'paused' || history?.resuming === true);
       const token = accessTokenDigest(annotations);
       // A digest that cannot be read must never mean "no token needed": such a sandbox does not wake.
       const optedIn = asStr(annotations?.[WAKE_ON_TRAFFIC_ANNOTATION]) === 'true' && token.kind !== 'malformed';

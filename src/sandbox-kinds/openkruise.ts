@@ -190,7 +190,8 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
       const pauseAt = Date.parse(rfc3339(now.getTime() + timeoutSeconds * 1000));
       const spec: Record<string, unknown> = { pauseTime: rfc3339(pauseAt) };
-      if (route.shutdownAt !== undefined && route.pauseAt !== undefined) spec['shutdownTime'] = rfc3339(route.shutdownAt + (pauseAt - route.pauseAt));
+      if (route.shutdownAt !== undefined && route.pauseAt !== undefined)
+        spec['shutdownTime'] = rfc3339(route.shutdownAt + (pauseAt - route.pauseAt));
       return { metadata: { uid: route.uid }, spec };
     },
   };

@@ -289,7 +289,13 @@ export class WakeCoordinator implements Waker {
         waiters: wake.waiters.size,
         ...(route === undefined
           ? {}
-          : { state: route.state, phase: route.phase, deleting: route.deleting, pauseRequested: route.pauseRequested, resourceVersion: route.resourceVersion }),
+          : {
+              state: route.state,
+              phase: route.phase,
+              deleting: route.deleting,
+              pauseRequested: route.pauseRequested,
+              resourceVersion: route.resourceVersion,
+            }),
       },
       `sandbox wake failed: ${why}`,
     );

@@ -10,7 +10,8 @@
 // as the real one does); every v1beta1 scenario runs on the real controller (agent-sandbox.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSandboxController, type AgentSandboxObject } from '../support/agent-sandbox-controller.ts';
-import { CRDS, SERVICE_USER, waitForObject, type AuditEvent } from '../support/controlplane.ts';
+import { SERVICE_USER, waitForObject, type AuditEvent } from '../support/controlplane.ts';
+import { AGENT_SANDBOX_V1ALPHA1_CRD } from '../support/crds.ts';
 import { httpGet } from '../support/http.ts';
 import { OpenKruiseController } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
@@ -55,7 +56,7 @@ describe('agent-sandbox served as v1alpha1 only', () => {
     expect(before.status).toBe(503);
     expect(before.body).toContain('routes not loaded yet');
     expect((await httpGet(`${stack.envoy.url}/`, { 'x-sandbox-id': 'web' })).json()['error']).toBe('routes_not_ready');
-    await stack.plane.installCrd(CRDS.agentSandboxV1alpha1);
+    await stack.plane.installCrd(AGENT_SANDBOX_V1ALPHA1_CRD);
     await agents.start();
     await agents.create({ namespace: NS, name: 'web', podIP: IP1 });
     const route = await waitForRoute(stack.service.app.registry, `${NS}/web`, (r) => r?.state === 'running', 30_000);
