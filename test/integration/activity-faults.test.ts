@@ -204,8 +204,8 @@ describe('an activity write that waits or is on its way when the sandbox is recy
     } finally {
       proxy.release();
     }
-    // The held write arrives now, and the service has its answer.
-    await logged('sandbox activity recorded', 20_000, from);
+    // The held write arrives now, and the service has its answer: refused, the sandbox changed since.
+    await logged('sandbox activity not recorded: it changed since', 20_000, from);
     const after = await sandboxes.get(NS, name);
     expect(after.spec?.pauseTime, 'the pooled sandbox was given a pause timer again').toBeUndefined();
     expect(after.metadata.labels?.[CLAIMED_LABEL]).toBe('false');
