@@ -8,7 +8,7 @@
 // Holding a pod: a pod whose spec lists the readiness gate HOLD_GATE stays un-Ready (as the kubelet
 // keeps it) until release() sets that condition, as the gate's owning controller would. Only this, and
 // waiting on pods, is test code; everything else a pod does here is kwok's and the API server's.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
 import { REPO_ROOT, toolPath } from './tools.ts';
 import { TestProcess } from './process.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
@@ -133,6 +133,41 @@ export class Cluster {
       timeoutMs,
       what,
     ) as Promise<V1Pod>;
+  }
+
+  /**
+   * Resolves once no pod of this name is left in the namespace (at once when there is none): a list,
+   * then a watch from the list's version for its deletion. A pod's address is free for another pod
+   * only from then on (kwok hands it out again when it sees the deletion).
+   */
+  async waitForPodGone(namespace: string, name: string, timeoutMs: number): Promise<void> {
+    const listed = await this.#core.listNamespacedPod({ namespace, fieldSelector: `metadata.name=${name}` });
+    if (listed.items.length === 0) return;
+    await new Promise<void>((resolve, reject) => {
+      let controller: AbortController | undefined;
+      const finish = (error?: Error) => {
+        clearTimeout(timer);
+        controller?.abort();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const timer = setTimeout(() => finish(new Error(`pod ${namespace}/${name} still there after ${timeoutMs} ms`)), timeoutMs);
+      new Watch(this.plane.admin)
+        .watch(
+          `/api/v1/namespaces/${namespace}/pods`,
+          { fieldSelector: `metadata.name=${name}`, resourceVersion: listed.metadata?.resourceVersion ?? '' },
+          (type) => {
+            if (type === 'DELETED') finish();
+          },
+          (error: unknown) => {
+            if (error !== undefined && error !== null) finish(new Error(`the watch for pod ${namespace}/${name} ended: ${String(error)}`));
+          },
+        )
+        .then(
+          (c) => (controller = c),
+          (error: unknown) => finish(error instanceof Error ? error : new Error(String(error))),
+        );
+    });
   }
 
   /** Releases a held pod: sets its hold gate's condition True; kwok then makes it Ready. */

@@ -89,7 +89,7 @@ export class OpenKruiseController {
   }
 
   /** The snapshot's CRDs: the Sandbox one with autoPausePolicy grafted on (see the header). */
-  static crds(): unknown[] {
+  static crds(): object[] {
     const dir = join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'crds');
     const fixture = parseYaml(readFileSync(`${REPO_ROOT}test/fixtures/sandbox-crd.yaml`, 'utf8')) as CrdShape;
     const autoPausePolicy = specProperties(fixture)['autoPausePolicy'];
