@@ -37,6 +37,8 @@ export interface StackOptions {
    * then undefined).
    */
   readonly agentSandboxController?: boolean;
+  /** Receives the service's log lines (see ServiceOptions.logs): for a test that reads them. */
+  readonly serviceLogs?: (line: string) => void;
 }
 
 export interface Stack {
@@ -100,14 +102,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.sandboxes ?? []).map((s) => openkruise.create(s)),
       ...(options.agentSandboxes ?? []).map((s) => (agent as AgentSandboxes).create(s)),
     ]);
-    const service = (parts.service = await startService([
-      '--kubeconfig',
-      kubeconfig,
-      '--namespaces',
-      options.namespaces.join(','),
-      ...(options.kinds === undefined ? [] : ['--sandbox-kind', kinds.join(',')]),
-      ...(options.serviceArgs ?? []),
-    ]));
+    const service = (parts.service = await startService(
+      [
+        '--kubeconfig',
+        kubeconfig,
+        '--namespaces',
+        options.namespaces.join(','),
+        ...(options.kinds === undefined ? [] : ['--sandbox-kind', kinds.join(',')]),
+        ...(options.serviceArgs ?? []),
+      ],
+      {},
+      options.serviceLogs === undefined ? {} : { logs: options.serviceLogs },
+    ));
     const envoy = (parts.envoy = await startEnvoy({ ...options.envoy, extprocPort: service.listening.grpcPort as number }));
     const get = (id: string, headers: Record<string, string> = {}) =>
       httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port), ...headers }, 30_000);
