@@ -355,6 +355,8 @@ describe('traffic access token keys from OIDC discovery (the gateway operatorsâ€
 
   it('stays not ready and refuses JWT sandboxes with 503 until the provider answers, then verifies its tokens', async () => {
     await logged(/loading traffic access token keys failed/);
+    // The routes loaded (the other reason not to be ready), the keys alone keep it not ready.
+    await logged(/routes synced from Kubernetes/);
     const readyz = await fetch(`http://127.0.0.1:${app.listening.httpPort}/readyz`);
     expect(readyz.status).toBe(503);
     expect(await readyz.text()).toContain('traffic access token keys not loaded yet');

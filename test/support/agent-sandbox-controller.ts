@@ -265,7 +265,13 @@ export class AgentSandboxController {
         plural: AS_PLURAL,
         namespace: object.metadata.namespace,
         name: object.metadata.name,
-        body: { status: { conditions: status.conditions, podIPs: (status.podIPs ?? []).length === 0 ? null : status.podIPs } },
+        // Locked on the version computed from, as the real controller's status Update is: a status
+        // computed from an older spec (replicas 0, say) never lands on a newer one; the newer version's
+        // own event reconciles again.
+        body: {
+          metadata: { resourceVersion: object.metadata.resourceVersion },
+          status: { conditions: status.conditions, podIPs: (status.podIPs ?? []).length === 0 ? null : status.podIPs },
+        },
       },
       mergePatch,
     )) as AgentSandboxObject;
