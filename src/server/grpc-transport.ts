@@ -246,6 +246,8 @@ export class GrpcTransport {
       }
     });
     stream.on('end', () => {
+      // Node ends the readable side of a reset stream too: that is no half-close ('close' follows).
+      if (stream.aborted) return;
       // The peer did its part (a call may carry no message at all): not an empty stream.
       if (!call.started) this.#start(call);
       if (call.ended) return;

@@ -121,6 +121,8 @@ export interface RawOptions {
   readonly settings?: readonly [number, number][];
   /** Answer the server's PINGs (on by default); off, the peer looks dead to a keepalive. */
   readonly answerPings?: boolean;
+  /** Give the server back the window its DATA used (on by default); off, a peer that reads nothing. */
+  readonly replenish?: boolean;
 }
 
 export class RawH2Connection {
@@ -128,6 +130,7 @@ export class RawH2Connection {
   readonly frames: Frame[] = [];
   readonly closed: Promise<void>;
   answerPings: boolean;
+  readonly #replenish: boolean;
   /** What the server lets us send: the connection's window and each stream's (RFC 9113 §6.9). */
   #connectionWindow = 65_535;
   #initialStreamWindow = 65_535;
@@ -139,6 +142,7 @@ export class RawH2Connection {
   private constructor(socket: Socket, options: RawOptions) {
     this.socket = socket;
     this.answerPings = options.answerPings ?? true;
+    this.#replenish = options.replenish ?? true;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', () => undefined);
     this.closed = new Promise((resolve) =>
@@ -314,6 +318,10 @@ export class RawH2Connection {
       this.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
     } else if (f.type === FrameType.PING && (f.flags & Flag.ACK) === 0 && this.answerPings) {
       this.write(ping(f.payload, true));
+    } else if (f.type === FrameType.DATA && f.payload.length > 0 && this.#replenish) {
+      const taken = [windowUpdate(0, f.payload.length)];
+      if ((f.flags & Flag.END_STREAM) === 0) taken.push(windowUpdate(f.streamId, f.payload.length));
+      this.write(Buffer.concat(taken));
     } else if (f.type === FrameType.WINDOW_UPDATE) {
       const increment = f.payload.readUInt32BE(0) & 0x7fffffff;
       if (f.streamId === 0) this.#connectionWindow += increment;
