@@ -14,6 +14,7 @@ import http2, {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from 'node:http2';
+import { Server as NetServer } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { ByteBudget } from './byte-budget.ts';
 import { answerTrailersOnly, Http2Call, type CallHandlers, type GrpcCall } from './grpc-call.ts';
@@ -133,7 +134,9 @@ export class GrpcTransport {
    * GOAWAY with the real last stream. Open streams go on; each session closes when they are done.
    */
   drain(): void {
-    for (const server of this.#servers) server.close();
+    // Stop listening only: Http2Server.close() would also close every session at once, with one
+    // GOAWAY naming the last stream seen, which is what the sequence below exists to avoid.
+    for (const server of this.#servers) NetServer.prototype.close.call(server);
     for (const session of this.#connections.keys()) {
       if (session.closed || session.destroyed) continue;
       session.goaway(NGHTTP2_NO_ERROR, GOAWAY_NOTICE_STREAM_ID);
@@ -145,7 +148,11 @@ export class GrpcTransport {
         if (!session.closed && !session.destroyed) session.close();
       };
       const timer = setTimeout(close, GOAWAY_PING_TIMEOUT_MS);
-      if (!session.ping(close)) close();
+      // Once the GOAWAY has left (nghttp2 would otherwise send the PING first), so that its answer
+      // proves the peer has seen it.
+      setImmediate(() => {
+        if (!session.closed && !session.destroyed && !session.ping(close)) close();
+      });
     }
   }
 

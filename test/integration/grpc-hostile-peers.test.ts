@@ -252,20 +252,24 @@ describe('rapid reset, and resets the server is provoked into (CVE-2023-44487, C
   const port = () => service.listening.grpcPort as number;
   /** The connection is closed within 5 s by the empty-stream guard (GOAWAY ENHANCE_YOUR_CALM, if it arrives before the socket closes). */
   const closedForCalm = async (peer: RawH2Connection, before: number) => {
-    await Promise.race([peer.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('connection not closed within 5 s')), 5000))]);
+    await Promise.race([
+      peer.closed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('connection not closed within 5 s')), 5000)),
+    ]);
     const goaway = peer.frames.find(isGoaway);
     if (goaway !== undefined) expect(goawayOf(goaway).code).toBe(ErrorCode.ENHANCE_YOUR_CALM);
     expect(await emptyStreamCuts()).toBe(before + 1);
   };
-  const emptyStreamCuts = () =>
-    metric(service.listening.httpPort, /^sandbox_extproc_grpc_limited_total\{limit="empty_streams"\} (\d+)/m);
+  const emptyStreamCuts = () => metric(service.listening.httpPort, /^sandbox_extproc_grpc_limited_total\{limit="empty_streams"\} (\d+)/m);
 
   it('a connection that opens and resets streams (HEADERS, RST_STREAM) is closed with GOAWAY ENHANCE_YOUR_CALM', async () => {
     const before = await emptyStreamCuts();
     const peer = await RawH2Connection.open(port());
     peer.write(
       Buffer.concat(
-        Array.from({ length: 500 }, (_, i) => Buffer.concat([headers(1 + 2 * i, grpcRequest(PROCESS)), rstStream(1 + 2 * i, ErrorCode.CANCEL)])),
+        Array.from({ length: 500 }, (_, i) =>
+          Buffer.concat([headers(1 + 2 * i, grpcRequest(PROCESS)), rstStream(1 + 2 * i, ErrorCode.CANCEL)]),
+        ),
       ),
     );
     await closedForCalm(peer, before);
@@ -275,7 +279,9 @@ describe('rapid reset, and resets the server is provoked into (CVE-2023-44487, C
     const before = await emptyStreamCuts();
     const peer = await RawH2Connection.open(port());
     const request = grpcRequest(PROCESS);
-    peer.write(Buffer.concat(Array.from({ length: 500 }, (_, i) => Buffer.concat([headers(1 + 2 * i, request), headers(1 + 2 * i, request)]))));
+    peer.write(
+      Buffer.concat(Array.from({ length: 500 }, (_, i) => Buffer.concat([headers(1 + 2 * i, request), headers(1 + 2 * i, request)]))),
+    );
     await closedForCalm(peer, before);
   });
 
@@ -295,4 +301,213 @@ describe('rapid reset, and resets the server is provoked into (CVE-2023-44487, C
       peer.destroy();
     }
   }, 60_000);
+});
+
+describe('protocol edges (item 6) and the process staying up (item 4)', () => {
+  let app: App;
+  let port: number;
+  let httpPort: number;
+  const logLines: string[] = [];
+  beforeAll(async () => {
+    const loaded = loadConfig(
+      [
+        '--route-source',
+        'file',
+        '--routes-file',
+        routes,
+        '--grpc-port',
+        '0',
+        '--http-port',
+        '0',
+        '--grpc-keepalive-interval',
+        '300ms',
+        '--grpc-keepalive-timeout',
+        '300ms',
+        '--grpc-max-connections',
+        '5',
+        '--shutdown-grace',
+        '5s',
+      ],
+      TEST_UPSTREAM_ENV,
+    );
+    const sink = new Writable({ write: (chunk: Buffer, _e, done) => (logLines.push(chunk.toString()), done()) });
+    app = new App((loaded as { config: Config }).config, sink);
+    const listening = await app.start();
+    port = listening.grpcPort as number;
+    httpPort = listening.httpPort;
+  });
+  afterAll(() => app?.stop());
+
+  it('an absurd grpc-timeout (99,999,999 hours, past what a timer holds) is no deadline: the call stays open, no TimeoutOverflowWarning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const watch = session.request({
+        ':method': 'POST',
+        ':path': '/grpc.health.v1.Health/Watch',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': '99999999H',
+      });
+      watch.on('error', () => undefined);
+      let ended = false;
+      watch.on('close', () => (ended = true));
+      await new Promise<void>((resolve) => {
+        watch.once('data', () => resolve());
+        watch.end(grpcMessage(Buffer.alloc(0)));
+      });
+      // A later call on the same connection answered: the Watch would have ended before it.
+      expect((await ordinary(port)).forwarded).toBe(true);
+      await new Promise((resolve) => session.ping(resolve));
+      expect(ended).toBe(false);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+      watch.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      process.off('warning', onWarning);
+      session.destroy();
+    }
+  });
+
+  it('an exception in a handler ends that call INTERNAL, is logged and counted, and the process serves on', async () => {
+    const gauge = app.metrics.streamsActive;
+    const real = gauge.inc.bind(gauge);
+    let thrown = 0;
+    gauge.inc = () => {
+      thrown += 1;
+      gauge.inc = real;
+      throw new Error('injected bug in a handler');
+    };
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    try {
+      const statusOf = await new Promise<string | undefined>((resolve) => {
+        const stream = session.request({ ':method': 'POST', ':path': PROCESS, 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('error', () => undefined);
+        let found: string | undefined;
+        stream.on('response', (h) => (found ??= h['grpc-status'] as string | undefined));
+        stream.on('trailers', (h) => (found ??= h['grpc-status'] as string | undefined));
+        stream.on('close', () => resolve(found));
+        stream.resume();
+        stream.end(REQUEST);
+      });
+      expect(thrown).toBe(1);
+      expect(statusOf).toBe(String(status.INTERNAL));
+      expect(logLines.join('')).toContain('injected bug in a handler');
+      expect(
+        await metric(
+          httpPort,
+          /^sandbox_extproc_grpc_handler_errors_total\{method="\/envoy\.service\.ext_proc\.v3\.ExternalProcessor\/Process"\} (\d+)/m,
+        ),
+      ).toBe(1);
+      expect((await ordinary(port)).forwarded).toBe(true);
+    } finally {
+      gauge.inc = real;
+      session.destroy();
+    }
+  });
+
+  it('garbage in place of HTTP/2, or in a frame, closes that connection only', async () => {
+    const garbage = await RawH2Connection.open(port);
+    garbage.write(Buffer.from('GET / HTTP/1.1\r\n\r\n\x00\xff\x13garbage'.repeat(10)));
+    await garbage.closed;
+    const broken = await RawH2Connection.open(port);
+    broken.write(Buffer.from([0, 0, 4, 0xfe, 0xff, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 1, FrameType.SETTINGS, 0, 0, 0, 0, 1, 9]));
+    await broken.closed;
+    expect((await ordinary(port)).forwarded).toBe(true);
+  });
+
+  it('after trailers, a peer still sending is told RST_STREAM NO_ERROR; one whose END_STREAM is in gets nothing more', async () => {
+    const peer = await RawH2Connection.open(port);
+    try {
+      // Stream 1 breaks the protocol (request_headers twice) and keeps its side open; stream 3 ends its side.
+      peer.write(Buffer.concat([headers(1, grpcRequest(PROCESS)), data(1, Buffer.concat([REQUEST, REQUEST]))]));
+      peer.write(Buffer.concat([headers(3, grpcRequest(PROCESS)), data(3, REQUEST, true)]));
+      const rst = await peer.waitFor((f) => f.streamId === 1 && f.type === FrameType.RST_STREAM, 5000, 'RST_STREAM on stream 1');
+      const onOne = peer.frames.filter((f) => f.streamId === 1).map((f) => f.type);
+      expect(onOne).toEqual([FrameType.HEADERS, FrameType.DATA, FrameType.HEADERS, FrameType.RST_STREAM]);
+      expect(rstCodeOf(rst)).toBe(ErrorCode.NO_ERROR);
+      await peer.waitFor(endsStream(3), 5000, 'trailers on stream 3');
+      await peer.barrier();
+      expect(peer.frames.filter((f) => f.streamId === 3).map((f) => f.type)).toEqual([
+        FrameType.HEADERS,
+        FrameType.DATA,
+        FrameType.HEADERS,
+      ]);
+    } finally {
+      peer.destroy();
+    }
+  });
+
+  it('a peer that stops answering PINGs is noticed and cut (--grpc-keepalive-*); one that answers stays', async () => {
+    const dead = await RawH2Connection.open(port, { answerPings: false });
+    const alive = await RawH2Connection.open(port);
+    try {
+      const started = Date.now();
+      await Promise.race([
+        dead.closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('a silent peer was not cut within 3 s')), 3000)),
+      ]);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(dead.frames.some((f) => f.type === FrameType.PING)).toBe(true);
+      await alive.barrier();
+      expect(alive.ended).toBe(false);
+      expect(await metric(httpPort, /^sandbox_extproc_grpc_limited_total\{limit="keepalive"\} (\d+)/m)).toBeGreaterThan(0);
+    } finally {
+      dead.destroy();
+      alive.destroy();
+    }
+  });
+
+  it('connections past --grpc-max-connections are closed as they arrive; those within are served', async () => {
+    const within = await Promise.all(Array.from({ length: 5 }, () => RawH2Connection.open(port)));
+    try {
+      await Promise.all(within.map((peer) => peer.barrier()));
+      const beyond = await RawH2Connection.open(port);
+      await beyond.closed;
+      expect(beyond.frames).toHaveLength(0);
+      await Promise.all(within.map((peer) => peer.barrier()));
+      expect(within.every((peer) => !peer.ended)).toBe(true);
+      expect(await metric(httpPort, /^sandbox_extproc_grpc_limited_total\{limit="connections"\} (\d+)/m)).toBeGreaterThan(0);
+    } finally {
+      for (const peer of within) peer.destroy();
+    }
+  });
+});
+
+describe('graceful shutdown (item 6)', () => {
+  let service: RunningService;
+  beforeAll(async () => {
+    service = await startService(['--route-source', 'file', '--routes-file', routes, '--shutdown-grace', '5s']);
+  });
+  afterAll(() => service?.stop());
+
+  it('graceful shutdown: GOAWAY naming stream 2^31-1, a PING, then GOAWAY with the real last stream; an open call finishes', async () => {
+    const peer = await RawH2Connection.open(service.listening.grpcPort as number, { answerPings: false });
+    try {
+      // Stream 1: a call the peer keeps open (answered, not half-closed) through the shutdown.
+      peer.write(Buffer.concat([headers(1, grpcRequest(PROCESS)), data(1, REQUEST)]));
+      await peer.waitFor((f) => f.streamId === 1 && f.type === FrameType.DATA, 5000, 'the answer on stream 1');
+      const stopped = service.stop();
+      const notice = await peer.waitFor(isGoaway, 5000, 'the first GOAWAY');
+      expect(goawayOf(notice)).toEqual({ lastStreamId: 2 ** 31 - 1, code: ErrorCode.NO_ERROR });
+      const probe = await peer.waitFor((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) === 0, 5000, 'the PING after it');
+      // nghttp2, as Node drives it, takes no new stream once any GOAWAY is out (Node does not expose
+      // nghttp2_submit_shutdown_notice): a stream raced in now is not served, and the final GOAWAY
+      // says so (last stream 1), so the peer may safely retry it elsewhere.
+      peer.write(Buffer.concat([headers(3, grpcRequest(PROCESS)), data(3, REQUEST, true), ping(probe.payload, true)]));
+      const last = await peer.waitFor((f) => isGoaway(f) && f !== notice, 5000, 'the second GOAWAY');
+      expect(goawayOf(last)).toEqual({ lastStreamId: 1, code: ErrorCode.NO_ERROR });
+      expect(peer.frames.indexOf(notice)).toBeLessThan(peer.frames.indexOf(probe));
+      expect(peer.frames.indexOf(probe)).toBeLessThan(peer.frames.indexOf(last));
+      // The open call is still served after both, then ends normally.
+      peer.write(data(1, Buffer.alloc(0), true));
+      await peer.waitFor(endsStream(1), 5000, 'the trailers of stream 1');
+      expect(peer.frames.some((f) => f.streamId === 3)).toBe(false);
+      await stopped;
+    } finally {
+      peer.destroy();
+    }
+  });
 });
