@@ -50,6 +50,17 @@ export function answerTrailersOnly(stream: ServerHttp2Stream, headers: http2.Out
   if (!peerEnded(stream)) stopPeer(stream);
 }
 
+const NOT_GRPC = Buffer.from('gRPC only: POST with content-type application/grpc\n');
+
+/** The answer to a request that is not gRPC: 415, with a line saying what is served here. */
+export function answerNotGrpc(stream: ServerHttp2Stream): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond({ ':status': 415, 'content-type': 'text/plain' });
+  stream.end(NOT_GRPC);
+  stream.resume();
+  if (!peerEnded(stream)) stopPeer(stream);
+}
+
 /**
  * RST_STREAM NO_ERROR once our last frame has left, for a peer that has not ended its side. Asked
  * for at once, Node would send the reset in place of the trailers still queued.

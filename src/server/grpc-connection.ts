@@ -70,7 +70,7 @@ export class Connection {
   cut(limit: Limit): void {
     if (this.session.destroyed) return;
     this.#onLimit(limit);
-    this.session.destroy(NGHTTP2_ENHANCE_YOUR_CALM);
+    this.session.destroy(new Error(`gRPC connection cut: ${limit}`), NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /** The stream-level counterpart: a limit was hit on one stream (counted; the caller resets it). */

@@ -17,7 +17,7 @@ import http2, {
 import { Server as NetServer } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { ByteBudget } from './byte-budget.ts';
-import { answerTrailersOnly, Http2Call, type CallHandlers, type GrpcCall } from './grpc-call.ts';
+import { answerNotGrpc, answerTrailersOnly, Http2Call, type CallHandlers, type GrpcCall } from './grpc-call.ts';
 import { Connection, type ConnectionLimits, type Limit } from './grpc-connection.ts';
 import { isAcceptedEncoding, isGrpcContentType, parseGrpcTimeout, Status } from './grpc-wire.ts';
 
@@ -186,9 +186,8 @@ export class GrpcTransport {
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: Connection): void {
     stream.on('error', () => undefined);
     if (headers[':method'] !== 'POST' || !isGrpcContentType(headers['content-type'])) {
-      // Not gRPC at all: HTTP's own answer, as the gRPC spec asks.
-      answerTrailersOnly(stream, { ':status': 415 });
-      stream.resume();
+      // Not gRPC at all: HTTP's own answer, as the gRPC spec asks, saying what is served here.
+      answerNotGrpc(stream);
       return;
     }
     if (!isAcceptedEncoding(headers['grpc-encoding'])) {

@@ -25,7 +25,8 @@ export type Tool =
   | 'SANDBOX_EXTPROC_GHZ'
   | 'SANDBOX_EXTPROC_VEGETA'
   | 'SANDBOX_EXTPROC_BARE_GO'
-  | 'SANDBOX_EXTPROC_PROMTOOL';
+  | 'SANDBOX_EXTPROC_PROMTOOL'
+  | 'SANDBOX_EXTPROC_H2SPEC';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
