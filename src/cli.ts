@@ -1,17 +1,10 @@
 #!/usr/bin/env node
 // The sandbox-extproc command: runs main() and turns signals into a graceful stop, with a deadline.
+// First: refuses a runtime too old before anything else loads.
+import './runtime-guard.ts';
 import type { App } from './app.ts';
-import { runtimeProblem } from './runtime.ts';
-
-// Before anything else loads (in the bundle, the modules imported below run only when imported): on a
-// runtime too old, a dependency may fail in a way that says nothing of the cause.
-const problem = runtimeProblem(process.versions.node);
-if (problem !== undefined) {
-  process.stderr.write(`sandbox-extproc: ${problem}\n`);
-  process.exit(1);
-}
-const { main } = await import('./main.ts');
-const { flushLogs } = await import('./observability/logger.ts');
+import { main } from './main.ts';
+import { flushLogs } from './observability/logger.ts';
 
 /** Time past drain + grace for the last closes and log lines; after it the process exits regardless. */
 const STOP_MARGIN_MS = 1000;

@@ -25,9 +25,14 @@ export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=8'];
 /** Set by the benchmark after it builds: run the bundle in dist/ the image ships, not the sources. */
 export const runBuilt = { value: false };
 
-export async function startServiceProcess(args: readonly string[], options: { cpu?: number } = {}): Promise<ServiceProcess> {
-  const entry = runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`;
-  const command = [process.execPath, ...(runBuilt.value ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
+/** `bundle`: run this bundle (another build of the service, such as the bench's --baseline) instead. */
+export async function startServiceProcess(
+  args: readonly string[],
+  options: { cpu?: number; bundle?: string } = {},
+): Promise<ServiceProcess> {
+  const built = runBuilt.value || options.bundle !== undefined;
+  const entry = options.bundle ?? (runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`);
+  const command = [process.execPath, ...(built ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
   const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
   const proc = new TestProcess('sandbox-extproc', file as string, rest, { env: { ...process.env, ...TEST_UPSTREAM_ENV } });
   const line = await proc.waitForLine(/"msg":"sandbox-extproc listening"/, 30_000);
