@@ -4,7 +4,6 @@
 // before this issue broke: CPU, resident memory, the answer time of an ordinary request on another
 // connection, the process alive. The service runs as its own process (src/cli.ts) wherever CPU or
 // memory is measured, so the test's own allocations do not count.
-import { readFileSync } from 'node:fs';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -50,12 +49,6 @@ const TINY = grpcMessage(encodeRequest({ request_body: { body: Buffer.alloc(0), 
 const endsStream = (id: number) => (f: Frame) =>
   f.streamId === id && (f.type === FrameType.RST_STREAM || (f.type === FrameType.HEADERS && (f.flags & Flag.END_STREAM) !== 0));
 const isGoaway = (f: Frame) => f.type === FrameType.GOAWAY;
-
-/** CPU time (user + system) a process has used, in ms (Linux: /proc/<pid>/stat, in clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 /** An ordinary ext_proc request on its own connection, as Envoy sends it; resolves with its answer time and whether it was forwarded. */
 async function ordinary(port: number): Promise<{ ms: number; forwarded: boolean; overloaded: boolean }> {
@@ -106,7 +99,7 @@ describe('a peer that sends a large message in tiny DATA frames (item 1: quadrat
     expect(big.length).toBeGreaterThan(2 * 1024 * 1024);
     const peer = await RawH2Connection.open(service.grpcPort);
     try {
-      const cpuBefore = cpuMs(service.process.child.pid as number);
+      const cpuBefore = service.cpuMs();
       peer.write(headers(1, grpcRequest(PROCESS)));
       let uploading = true;
       const upload = peer.sendData(1, grpcMessage(big), 64, true, 10_000).finally(() => (uploading = false));
@@ -115,7 +108,7 @@ describe('a peer that sends a large message in tiny DATA frames (item 1: quadrat
       while (uploading) answers.push((await ordinary(service.grpcPort)).ms);
       expect(await upload).toBe(big.length + 5);
       await peer.waitFor(endsStream(1), 10_000, 'the answer to the 2 MiB message');
-      const cpu = cpuMs(service.process.child.pid as number) - cpuBefore;
+      const cpu = service.cpuMs() - cpuBefore;
       expect(peer.frames.some((f) => f.streamId === 1 && f.type === FrameType.DATA)).toBe(true);
       expect(answers.length).toBeGreaterThan(0);
       expect(Math.max(...answers)).toBeLessThan(1000);

@@ -11,6 +11,8 @@ export interface ServiceProcess {
   readonly httpPort: number;
   /** Resident and peak resident memory, in bytes (from /proc). */
   memory(): { rss: number; peak: number };
+  /** CPU time used so far (user + system), in ms (from /proc, in 10 ms ticks). */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -45,6 +47,10 @@ export async function startServiceProcess(
       const status = readFileSync(`/proc/${proc.child.pid}/status`, 'utf8');
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
       return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+    },
+    cpuMs() {
+      const fields = readFileSync(`/proc/${proc.child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(fields[11]) + Number(fields[12])) * 10;
     },
     stop: () => proc.stop(15_000),
   };
