@@ -74,7 +74,8 @@ function raw(
         frames.push(all.subarray(offset + 5, offset + 5 + length));
         offset += 5 + length;
       }
-      const messages = path === PROCESS ? frames.map((f) => decodeResponse(f)) : [];
+      // Only a gRPC answer (HTTP 200) carries messages; a 415 carries a line of text.
+      const messages = path === PROCESS && responseHeaders[':status'] === 200 ? frames.map((f) => decodeResponse(f)) : [];
       resolve({ headers: responseHeaders, messages, frames, trailers, closeCode: stream.rstCode ?? 0 });
     });
     Promise.resolve(drive(stream)).catch(reject);
