@@ -75,7 +75,7 @@ function raw(
         offset += 5 + length;
       }
       // Only a gRPC answer (HTTP 200) carries messages; a 415 carries a line of text.
-      const messages = path === PROCESS && responseHeaders[':status'] === 200 ? frames.map((f) => decodeResponse(f)) : [];
+      const messages = path === PROCESS && Number(responseHeaders[':status']) === 200 ? frames.map((f) => decodeResponse(f)) : [];
       resolve({ headers: responseHeaders, messages, frames, trailers, closeCode: stream.rstCode ?? 0 });
     });
     Promise.resolve(drive(stream)).catch(reject);
