@@ -91,19 +91,20 @@ export class Http2Call implements GrpcCall {
   #ended = false;
   #trailers: Record<string, string> = OK_TRAILERS;
   #timer: NodeJS.Timeout | undefined;
-  /** Bytes charged to the budget for writes the peer has not taken yet, and how many writes those are. */
+  /** The first answer's charge, held until the stream closes (no callback: most calls write once). */
+  #first = 0;
+  /** Charges of later writes the peer has not taken yet, and how many writes those are. */
   #queued = 0;
   #writes = 0;
   #paused = false;
   #closed = false;
-  readonly #written: () => void;
+  #written: (() => void) | undefined;
 
   constructor(stream: ServerHttp2Stream, connection: Connection, path: string, maxMessageBytes: number) {
     this.stream = stream;
     this.connection = connection;
     this.path = path;
     this.reader = new MessageReader(maxMessageBytes, connection.budget);
-    this.#written = () => this.#onWritten();
   }
 
   get ended(): boolean {
@@ -118,9 +119,15 @@ export class Http2Call implements GrpcCall {
     // Past the connection's (or the server's) budget the peer is not reading what it asked for:
     // RESOURCE_EXHAUSTED, told as RST_STREAM ENHANCE_YOUR_CALM (trailers would queue behind the data).
     if (!this.connection.budget.reserve(charge)) return this.#overflow();
+    if (this.#first === 0) {
+      // Envoy's calls write one answer: charged until the stream closes, with no write callback.
+      this.#first = charge;
+      this.stream.write(framed);
+      return;
+    }
     this.#queued += charge;
     this.#writes += 1;
-    this.stream.write(framed, this.#written);
+    this.stream.write(framed, (this.#written ??= () => this.#onWritten()));
     // Past the stream's high-water mark, stop reading its input until the peer takes our answers:
     // HTTP/2 flow control then stops the peer, so it cannot make us queue more.
     if (this.#queued > STREAM_HIGH_WATER && !this.#paused) {
@@ -152,9 +159,9 @@ export class Http2Call implements GrpcCall {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.reader.dispose();
-    if (this.#queued > 0) {
-      this.connection.budget.release(this.#queued);
-      this.#queued = 0;
+    if (this.#first + this.#queued > 0) {
+      this.connection.budget.release(this.#first + this.#queued);
+      this.#first = this.#queued = 0;
     }
   }
 
@@ -162,6 +169,7 @@ export class Http2Call implements GrpcCall {
   #onWritten(): void {
     if (this.#closed) return;
     this.#writes -= 1;
+    // Writes complete in order, so the first (uncounted here) has left before any later one calls back.
     const left = this.stream.writableLength + this.#writes * WRITE_OVERHEAD;
     if (left < this.#queued) {
       this.connection.budget.release(this.#queued - left);
