@@ -220,6 +220,26 @@ describe('a peer that opens 10,000 streams and sends nothing on them (item 5: id
     }
   }, 60_000);
 
+  it('the bounds leave Envoy its room: 9,990 concurrent calls on one connection (held requests) are all served', async () => {
+    // Health Watch calls stay open once answered, as held wakes do; none may be refused by the
+    // connection's memory bounds (Node's maxSessionMemory, the buffers) or taken for idle streams.
+    const peer = await RawH2Connection.open(service.grpcPort);
+    try {
+      const watch = grpcRequest('/grpc.health.v1.Health/Watch');
+      const empty = grpcMessage(Buffer.alloc(0));
+      for (let batch = 0; batch < 10; batch += 1) {
+        const ids = Array.from({ length: 999 }, (_, i) => 1 + 2 * (batch * 999 + i));
+        peer.write(Buffer.concat(ids.flatMap((id) => [headers(id, watch), data(id, empty, true)])));
+        await peer.barrier(20_000);
+      }
+      expect(peer.frames.filter((f) => f.type === FrameType.RST_STREAM)).toHaveLength(0);
+      expect(peer.frames.filter((f) => f.type === FrameType.DATA)).toHaveLength(9990);
+      expect(peer.ended).toBe(false);
+    } finally {
+      peer.destroy();
+    }
+  }, 60_000);
+
   it('a connection may hold at most 1,000 streams waiting for their first message: more are refused (REFUSED_STREAM)', async () => {
     const peer = await RawH2Connection.open(service.grpcPort);
     try {
