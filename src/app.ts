@@ -178,6 +178,17 @@ export class App {
       logger: this.logger,
       metrics: this.metrics,
       maxStreams: config.maxStreams,
+      limits: {
+        bufferBytes: config.grpcConnectionBuffer,
+        serverBufferBytes: config.grpcBuffer,
+        maxConnections: config.grpcMaxConnections,
+        firstMessageTimeoutMs: config.grpcFirstMessageTimeout,
+        emptyStreamsPerSecond: config.grpcEmptyStreamLimit,
+        keepaliveIntervalMs: config.grpcKeepaliveInterval,
+        keepaliveTimeoutMs: config.grpcKeepaliveTimeout,
+        maxExtProcMessageBytes: config.grpcMaxExtProcMessage,
+        maxAccessLogMessageBytes: config.grpcMaxAccessLogMessage,
+      },
       ...(activity === undefined
         ? {}
         : {
