@@ -136,7 +136,11 @@ export class App {
             this.metrics.activityWrites.inc({ outcome });
             this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
             if (error !== undefined) this.logger.warn({ err: (error as Error).message }, 'recording sandbox activity failed');
-            else this.logger.debug({ remainingMs, outcome }, outcome === 'applied' ? 'sandbox activity recorded' : 'sandbox activity not recorded: it changed since');
+            else
+              this.logger.debug(
+                { remainingMs, outcome },
+                outcome === 'applied' ? 'sandbox activity recorded' : 'sandbox activity not recorded: it changed since',
+              );
           },
         },
       );

@@ -221,7 +221,10 @@ describe('a pod that is going away is never served (resumed during its grace per
   const reusedDying = (ip = '10.0.0.5', rv = '12') =>
     sandbox({
       meta: { resourceVersion: rv },
-      status: { podIPs: [ip], conditions: [condition('Suspended', 'False', 'NotSuspended'), condition('Ready', 'True', 'DependenciesReady')] },
+      status: {
+        podIPs: [ip],
+        conditions: [condition('Suspended', 'False', 'NotSuspended'), condition('Ready', 'True', 'DependenciesReady')],
+      },
     });
 
   it('remembers the terminating pod, and does not serve it when the controller reports it Ready again', () => {
@@ -238,7 +241,10 @@ describe('a pod that is going away is never served (resumed during its grace per
     // Resumed: operatingMode Running while the status still says PodTerminating / SandboxSuspended.
     const asked = kind.toRoute(
       sandbox({
-        status: { podIPs: ['10.0.0.5'], conditions: [condition('Suspended', 'False', 'PodTerminating'), condition('Ready', 'False', 'SandboxSuspended')] },
+        status: {
+          podIPs: ['10.0.0.5'],
+          conditions: [condition('Suspended', 'False', 'PodTerminating'), condition('Ready', 'False', 'SandboxSuspended')],
+        },
       }),
       terminating,
     );
@@ -249,7 +255,10 @@ describe('a pod that is going away is never served (resumed during its grace per
   it('serves the new pod once the controller reports the old one gone (no address), or another address', () => {
     const terminating = kind.toRoute(suspended('PodTerminating'));
     const resumed = kind.toRoute(reusedDying(), terminating);
-    const starting = kind.toRoute(sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }), resumed);
+    const starting = kind.toRoute(
+      sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }),
+      resumed,
+    );
     expect(starting).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
     // The new pod may well get the freed address back: it is served.
     expect(kind.toRoute(reusedDying('10.0.0.5', '14'), starting)).toMatchObject({ state: 'running', podIP: '10.0.0.5', drainingIP: '' });
@@ -257,7 +266,9 @@ describe('a pod that is going away is never served (resumed during its grace per
   });
 
   it('needs no history once the pod is gone (PodTerminated), nor for a sandbox never suspended', () => {
-    const gone = kind.toRoute(sandbox({ spec: { operatingMode: 'Suspended' }, status: { conditions: [condition('Suspended', 'True', 'PodTerminated')] } }));
+    const gone = kind.toRoute(
+      sandbox({ spec: { operatingMode: 'Suspended' }, status: { conditions: [condition('Suspended', 'True', 'PodTerminated')] } }),
+    );
     expect(gone?.drainingIP).toBe('');
     expect(kind.toRoute(reusedDying(), gone)).toMatchObject({ state: 'running', drainingIP: '' });
     expect(kind.toRoute(reusedDying())).toMatchObject({ state: 'running', resuming: false });
