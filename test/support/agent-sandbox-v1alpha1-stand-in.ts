@@ -2,7 +2,7 @@
 // its real controller cannot go: agent-sandbox's v1alpha1 API (spec.replicas 0|1), served by releases
 // before v1beta1. The real controller is built from sigs.k8s.io/agent-sandbox v1.0.1, the only version
 // on the Go module proxy, which serves v1beta1 alone; every v1beta1 suite runs that real controller
-// (test/support/agent-sandbox.ts). The scale bench also uses create() to write settled objects.
+// (test/support/agent-sandbox.ts).
 //
 // Never kinder than the real one: it follows v1.0.1's controllers/sandbox_controller.go (reconcilePod,
 // computeSuspendedCondition, computeReadyCondition) where the service depends on it, with spec.replicas
@@ -89,7 +89,7 @@ const POD_TEMPLATE = { spec: { containers: [{ name: 'sandbox', image: 'sandbox:t
 const newer = (a: AgentSandboxObject, b: AgentSandboxObject | undefined) =>
   b === undefined || Number(a.metadata.resourceVersion ?? 0) >= Number(b.metadata.resourceVersion ?? 0);
 
-export class AgentSandboxController {
+export class AgentSandboxV1alpha1StandIn {
   readonly options: AgentControllerOptions;
   readonly version: AgentSandboxVersion;
   readonly #api: CustomObjectsApi;
