@@ -4,9 +4,7 @@
 // framing across and within DATA frames, grpc-timeout, RST_STREAM from either side, trailers and
 // trailers-only errors, GOAWAY and graceful shutdown, pings, flow control with large messages, unknown
 // methods, bad content types, compressed messages.
-import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +13,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
+import { LineFifo } from '../support/line-fifo.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { startService, type RunningService } from '../support/service.ts';
 
@@ -296,30 +295,9 @@ describe('with real Envoy', () => {
   it('Envoy’s gRPC health check sees the service SERVING, and NOT_SERVING once it drains', async () => {
     const own = await startService(['--route-source', 'file', '--routes-file', routes, '--drain-delay', '10s']);
     // Envoy writes health-check events to a file: a FIFO, read line by line as they come.
-    const fifo = join(dir, 'health-events');
-    execFileSync('mkfifo', [fifo]);
-    const events: string[] = [];
-    const waiters = new Set<() => void>();
-    createInterface({ input: createReadStream(fifo) }).on('line', (line) => {
-      events.push(line);
-      for (const wake of waiters) wake();
-    });
-    const event = (pattern: RegExp, timeoutMs: number) =>
-      new Promise<string>((resolve, reject) => {
-        const check = () => {
-          const found = events.find((e) => pattern.test(e));
-          if (found === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(found);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no health event matching ${pattern} within ${timeoutMs} ms: ${events.join('\n')}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
+    const health = new LineFifo(join(dir, 'health-events'));
+    const fifo = health.path;
+    const event = (pattern: RegExp, timeoutMs: number) => health.waitFor((e) => pattern.test(e), timeoutMs, `health event ${pattern}`);
     const envoy = await startEnvoy({
       extprocPort: own.listening.grpcPort as number,
       transform: (yaml) => {
