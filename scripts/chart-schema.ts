@@ -85,6 +85,7 @@ export function chartSchema(): Record<string, unknown> {
         networkPolicy: obj({
           enabled: { type: 'boolean' },
           grpcFrom: { type: 'array' },
+          gatewayNamespace: { type: 'string', pattern: `^$|${DNS_LABEL.slice(1)}` },
           metricsFrom: { type: 'array' },
           edgeFrom: { type: 'array' },
         }),

@@ -1,15 +1,17 @@
 // `npm run demo`: the whole stack on this machine, and a walk through it in the terminal.
 // A real kube-apiserver + etcd, the real Envoy, sandbox-extproc under its own least-privilege identity
-// running both Sandbox families, and small test controllers playing OpenKruise's controller (three demo
-// sandboxes) and agent-sandbox's (two), the sandboxes being local HTTP servers on loopback IPs. Ctrl-C
-// tears everything down; --once exits after the tour.
+// running both Sandbox families, and the families' own controllers: OpenKruise agents' (three demo
+// sandboxes) and agent-sandbox's (two). Their pods are kwok's (no kubelet here): each gets an address on
+// loopback where a small HTTP server answers as that pod. Ctrl-C tears everything down; --once exits
+// after the tour.
 import { performance } from 'node:perf_hooks';
-import { ControlPlane, isActivityRecord } from '../test/support/controlplane.ts';
+import { AgentSandboxController, AgentSandboxes, podIPOf } from '../test/support/agent-sandbox.ts';
+import { addressesOf, Cluster, DEFAULT_POD_CIDR } from '../test/support/cluster.ts';
+import { ControlPlane, isActivityRecord, SERVICE_USER } from '../test/support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
 import { httpGet, type HttpResult } from '../test/support/http.ts';
-import { AgentSandboxController } from '../test/support/agent-sandbox-controller.ts';
+import { OpenKruiseController, OpenKruiseSandboxes, podIP } from '../test/support/openkruise.ts';
 import { waitForRoute } from '../test/support/registry-events.ts';
-import { SandboxController } from '../test/support/sandbox-controller.ts';
 import { UpstreamPool } from '../test/support/sandboxes.ts';
 import { startService, type RunningService } from '../test/support/service.ts';
 
@@ -19,7 +21,8 @@ const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const dim = (s: string) => (tty ? `\x1b[2m${s}\x1b[0m` : s);
 const say = (s = '') => console.log(s);
 const NS = 'demo';
-const RESUME_MS = 1500;
+/** How long a woken sandbox's new pod takes to turn Ready (kwok), so the held request shows. */
+const READY_DELAY = '1500ms';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 async function teardown(): Promise<void> {
@@ -43,42 +46,44 @@ function show(res: HttpResult, ms: number): void {
 async function main(): Promise<void> {
   say(bold('sandbox-extproc demo'));
   say('Starting a real control plane, Envoy and the service on loopback.\n');
-  const plane = await timed('etcd + kube-apiserver up, Sandbox CRDs installed (agents.kruise.io, agents.x-k8s.io)', () =>
-    ControlPlane.start(),
+  const plane = await timed("etcd + kube-apiserver up, the families' own CRDs installed (agents.kruise.io, agents.x-k8s.io)", () =>
+    ControlPlane.start({ crds: [...OpenKruiseController.crds(), ...AgentSandboxController.crds()] }),
   );
   cleanups.push(() => plane.stop());
+  const cluster = await timed('kube-controller-manager (garbage collector) and kwok (pods, on 127.1.0.0/24) up', () =>
+    Cluster.start(plane),
+  );
+  cleanups.push(() => cluster.stop());
+  const pool = await UpstreamPool.start(addressesOf(DEFAULT_POD_CIDR));
+  cleanups.push(() => pool.close());
   await plane.ensureNamespace(NS);
   const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS], ['openkruise', 'agent-sandbox']);
-  const pool = await UpstreamPool.start(['127.0.0.41', '127.0.0.42', '127.0.0.43', '127.0.0.44', '127.0.0.45']);
-  cleanups.push(() => pool.close());
-  const controller = new SandboxController(plane.admin, { resumeDelayMs: RESUME_MS });
-  await controller.start();
-  cleanups.push(() => controller.stop());
-  const agents = new AgentSandboxController(plane.admin, { startDelayMs: RESUME_MS });
-  await agents.start();
-  cleanups.push(() => agents.stop());
-  await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () => {
-    await controller.create({ namespace: NS, name: 'web', podIP: '127.0.0.41' });
-    await controller.create({
-      namespace: NS,
-      name: 'sleeper',
-      podIP: '127.0.0.42',
-      paused: true,
-      wake: { by: 'policy', pauseTimeout: '10m' },
-    });
-    await controller.create({
-      namespace: NS,
-      name: 'vault',
-      podIP: '127.0.0.43',
-      paused: true,
-      wake: { by: 'annotation' },
-      accessToken: 'open-sesame',
-    });
-  });
-  await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () => {
-    await agents.create({ namespace: NS, name: 'notebook', podIP: '127.0.0.44' });
-    await agents.create({ namespace: NS, name: 'lab', podIP: '127.0.0.45', suspended: true, wake: true });
-  });
+  const controllers = await timed("OpenKruise agents' controller and agent-sandbox's controller started", () =>
+    Promise.all([OpenKruiseController.start(plane), AgentSandboxController.start(plane)]),
+  );
+  for (const controller of controllers) cleanups.push(() => controller.stop());
+  const sandboxes = new OpenKruiseSandboxes(plane, cluster);
+  const agents = new AgentSandboxes(plane, cluster);
+  const [web] = await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () =>
+    Promise.all([
+      sandboxes.create({ namespace: NS, name: 'web' }),
+      sandboxes.create({
+        namespace: NS,
+        name: 'sleeper',
+        paused: true,
+        readyDelay: READY_DELAY,
+        wake: { by: 'policy', pauseTimeout: '10m' },
+      }),
+      sandboxes.create({ namespace: NS, name: 'vault', paused: true, wake: { by: 'annotation' }, accessToken: 'open-sesame' }),
+    ]),
+  );
+  const [notebook] = await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () =>
+    Promise.all([
+      agents.create({ namespace: NS, name: 'notebook' }),
+      agents.create({ namespace: NS, name: 'lab', suspended: true, wake: true, readyDelay: READY_DELAY }),
+    ]),
+  );
+  say(dim(`  pods: web at ${podIP(web)}, notebook at ${podIPOf(notebook)}`));
   const service: RunningService = await timed(
     'sandbox-extproc started for both families as ServiceAccount sandbox-extproc (get/list/watch/patch sandboxes only)',
     () =>
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
     plane.auditEvents(
       (e) =>
         e.verb === 'patch' &&
+        e.user.username === SERVICE_USER &&
         e.objectRef?.name === name &&
         e.objectRef.apiGroup === group &&
         e.objectRef.subresource === undefined &&
@@ -134,9 +140,11 @@ async function main(): Promise<void> {
   await request('3. A client trying to pick the upstream itself (x-envoy-original-dst-host) gets the sandbox it named', {
     'e2b-sandbox-id': `${NS}--web`,
     'e2b-sandbox-port': String(port),
-    'x-envoy-original-dst-host': `127.0.0.43:${port}`,
+    'x-envoy-original-dst-host': `127.1.0.250:${port}`,
   });
-  say(`\n${bold('4. A paused sandbox, woken by traffic')} ${dim(`(the test controller takes ${RESUME_MS} ms to resume it)`)}`);
+  say(
+    `\n${bold('4. A paused sandbox, woken by traffic')} ${dim(`(OpenKruise's controller makes a new pod; it turns Ready ${READY_DELAY} later)`)}`,
+  );
   say(`  state before: ${service.app.registry.get(`${NS}--sleeper`)?.state}`);
   await request('   request to sleeper', { 'e2b-sandbox-id': `${NS}--sleeper`, 'e2b-sandbox-port': String(port) });
   say(
@@ -159,7 +167,7 @@ async function main(): Promise<void> {
   const agentHeaders = (name: string) => ({ 'x-sandbox-id': name, 'x-sandbox-namespace': NS, 'x-sandbox-port': String(port) });
   await request('6. A running agent-sandbox Sandbox', agentHeaders('notebook'));
   say(
-    `\n${bold('7. A suspended agent-sandbox Sandbox, woken by traffic')} ${dim(`(spec.operatingMode: Running; the pod takes ${RESUME_MS} ms)`)}`,
+    `\n${bold('7. A suspended agent-sandbox Sandbox, woken by traffic')} ${dim(`(spec.operatingMode: Running; the new pod turns Ready ${READY_DELAY} later)`)}`,
   );
   say(`  state before: ${service.app.registry.get(`${NS}/lab`)?.state}`);
   await request('   request to lab', agentHeaders('lab'));
@@ -168,7 +176,7 @@ async function main(): Promise<void> {
   );
   await request('8. Its router lets clients pick the pod (x-sandbox-pod-ip); here it is ignored and removed', {
     ...agentHeaders('notebook'),
-    'x-sandbox-pod-ip': '127.0.0.43',
+    'x-sandbox-pod-ip': '127.1.0.250',
   });
   await request('9. A namespace requests may not name', { ...agentHeaders('notebook'), 'x-sandbox-namespace': 'kube-system' });
 

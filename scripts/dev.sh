@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm; a
+# The README's quick start: provisions what is missing (Node 24, Envoy, kube-apiserver, etcd, helm, the
+# Sandbox families' own controllers with kwok and kube-controller-manager; a
 # Docker engine and base images for the tests; cached outside the repo), installs dependencies, then
 # runs `npm run <command>`: demo, test, bench, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
-scripts/provision.sh node envoy controlplane helm
-# promtool checks the chart's alert rules in the integration suite.
-case "$command" in test | test:integration) scripts/provision.sh promtool ;; esac
+scripts/provision.sh node envoy controlplane controllers helm
+# promtool checks the chart's alert rules in the integration suite; h2spec checks the gRPC port's HTTP/2.
+case "$command" in test | test:integration) scripts/provision.sh promtool h2spec ;; esac
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The container suites need a Docker engine (started here if none runs and one can; they skip, saying
@@ -24,7 +25,8 @@ case "$command" in
     scripts/provision.sh docker images
     ;;
 esac
-# The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
+# The e2e suite needs kind, its node image and the Sandbox controllers' images, which need a Docker engine
+# (without one it skips).
 case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

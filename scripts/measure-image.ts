@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { ControlPlane } from '../test/support/controlplane.ts';
 import { buildImage, createNetwork, docker, inspect, removeLabelled, runLabels, waitForContainerLog } from '../test/support/docker.ts';
-import { SandboxController } from '../test/support/sandbox-controller.ts';
+import { writeSandbox } from '../test/support/sandbox-objects.ts';
 import { REPO_ROOT } from '../test/support/tools.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, sandboxes: { type: 'string', default: '100' } } });
@@ -76,9 +76,15 @@ try {
   try {
     await plane.ensureNamespace('tenants');
     await plane.serviceIdentity('sandbox-extproc', ['tenants']);
-    const controller = new SandboxController(plane.admin);
-    for (let i = 0; i < sandboxCount; i++)
-      await controller.create({ namespace: 'tenants', name: `s${i}`, podIP: `10.2.${i >> 8}.${i & 255}` });
+    // Routes to hold at start-up, written as OpenKruise's controller leaves running sandboxes.
+    for (let i = 0; i < sandboxCount; i++) {
+      await writeSandbox(plane.admin, {
+        family: 'openkruise',
+        namespace: 'tenants',
+        name: `s${i}`,
+        state: { running: `10.2.${i >> 8}.${i & 255}` },
+      });
+    }
     const token = await plane.admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
       name: 'sandbox-extproc',
       namespace: 'sandbox-extproc-system',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|helm|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -16,8 +16,17 @@ KIND_VERSION=0.32.0
 NPM_VERSION=11.21.2
 GHZ_VERSION=0.121.0
 VEGETA_VERSION=12.13.0
+# h2spec, the HTTP/2 conformance tool, run against the gRPC port by the integration suite.
+H2SPEC_MODULE_VERSION=2.2.1+incompatible
 # promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
 PROMETHEUS_MODULE_VERSION=0.316.0
+# The Sandbox families' own controllers, run in the integration, chaos and e2e suites. OpenKruise agents is
+# not on the Go module proxy: its source snapshot comes from ../shared/peers (sha256 checked); its
+# dependencies come from the proxy. agent-sandbox is on the proxy. kwok plays the kubelet's pod lifecycle.
+OPENKRUISE_AGENTS_COMMIT=0b72c83
+OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd086ebc83a2
+AGENT_SANDBOX_VERSION=1.0.1
+KWOK_VERSION=0.8.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -31,6 +40,11 @@ helm_dir="$cache/helm-$HELM_VERSION"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
+openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
+agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
+kwok_dir="$cache/kwok-$KWOK_VERSION"
+peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
+h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -64,16 +78,71 @@ provision_envoy() {
 # kube-apiserver and etcd are built from the Go module proxy through the wrapper module in
 # test/controlplane/tools (see its go.mod for why a wrapper is needed).
 provision_controlplane() {
-  [ -x "$kube_dir/bin/kube-apiserver" ] && [ -x "$kube_dir/bin/etcd" ] && return 0
-  log "kube-apiserver $KUBE_VERSION and etcd (go build; the first build takes several minutes)"
+  local missing=() c
+  for c in kube-apiserver kube-controller-manager etcd; do [ -x "$kube_dir/bin/$c" ] || missing+=("$c"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "${missing[*]} $KUBE_VERSION (go build; the first build takes several minutes)"
   local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
   ld="$ld -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   rm -rf "$kube_dir.partial" && mkdir -p "$kube_dir.partial/bin"
-  (cd "$here/test/controlplane/tools" &&
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$kube_dir.partial/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver &&
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$kube_dir.partial/bin/etcd" go.etcd.io/etcd/server/v3)
-  mv "$kube_dir.partial" "$kube_dir"
+  [ -d "$kube_dir/bin" ] && cp -a "$kube_dir/bin/." "$kube_dir.partial/bin/"
+  for c in "${missing[@]}"; do
+    local pkg="k8s.io/kubernetes/cmd/$c" flags=$ld
+    [ "$c" = etcd ] && pkg=go.etcd.io/etcd/server/v3 flags="-s -w"
+    (cd "$here/test/controlplane/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$flags" -o "$kube_dir.partial/bin/$c" "$pkg")
+  done
+  rm -rf "$kube_dir" && mv "$kube_dir.partial" "$kube_dir"
+}
+
+# The real controllers of both Sandbox families, their CRDs, and kwok (pod lifecycles without a kubelet).
+provision_controllers() {
+  if [ ! -x "$openkruise_dir/bin/agent-sandbox-controller" ]; then
+    local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SANDBOX_EXTPROC_PEERS)"; return 1; }
+    echo "$OPENKRUISE_AGENTS_SHA256  $tarball" | sha256sum -c --quiet - || { log "OpenKruise agents: $tarball has the wrong sha256"; return 1; }
+    log "OpenKruise agents $OPENKRUISE_AGENTS_COMMIT: agent-sandbox-controller and sandbox-manager (go build; ~5 min cold)"
+    rm -rf "$openkruise_dir.partial" && mkdir -p "$openkruise_dir.partial/src" "$openkruise_dir.partial/bin"
+    tar -xzf "$tarball" -C "$openkruise_dir.partial/src" --strip-components=1
+    (cd "$openkruise_dir.partial/src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$openkruise_dir.partial/bin/" \
+      ./cmd/agent-sandbox-controller ./cmd/sandbox-manager)
+    cp -r "$openkruise_dir.partial/src/config/crd/bases" "$openkruise_dir.partial/crds"
+    mkdir -p "$openkruise_dir.partial/config"
+    cp -r "$openkruise_dir.partial/src/config/rbac" "$openkruise_dir.partial/src/config/manager" "$openkruise_dir.partial/config/"
+    rm -rf "$openkruise_dir.partial/src"
+    mv "$openkruise_dir.partial" "$openkruise_dir"
+  fi
+  # Its own RBAC and Deployment (config/rbac, config/manager), which the kind e2e suite deploys; added
+  # to a cache made before they were kept.
+  if [ ! -f "$openkruise_dir/config/rbac/role.yaml" ]; then
+    local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SANDBOX_EXTPROC_PEERS)"; return 1; }
+    mkdir -p "$openkruise_dir/config"
+    tar -xzf "$tarball" -C "$openkruise_dir/config" --strip-components=2 --wildcards '*/config/rbac/*' '*/config/manager/*'
+  fi
+  if [ ! -x "$agent_sandbox_dir/bin/agent-sandbox-controller" ]; then
+    log "agent-sandbox $AGENT_SANDBOX_VERSION: agent-sandbox-controller and sandbox-router (go install)"
+    rm -rf "$agent_sandbox_dir.partial" && mkdir -p "$agent_sandbox_dir.partial"
+    local module="sigs.k8s.io/agent-sandbox@v$AGENT_SANDBOX_VERSION" dir
+    for pkg in cmd/agent-sandbox-controller sandbox-router/cmd; do
+      CGO_ENABLED=0 GOBIN="$agent_sandbox_dir.partial/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/agent-sandbox/$pkg@v$AGENT_SANDBOX_VERSION"
+    done
+    mv "$agent_sandbox_dir.partial/bin/cmd" "$agent_sandbox_dir.partial/bin/sandbox-router"
+    dir=$(go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    cp -r "$dir/k8s/crds" "$agent_sandbox_dir.partial/crds" && chmod -R u+w "$agent_sandbox_dir.partial/crds"
+    mv "$agent_sandbox_dir.partial" "$agent_sandbox_dir"
+  fi
+  # Its own manifests (k8s/controller.yaml, k8s/rbac.generated.yaml, ...), which the kind e2e suite
+  # deploys; added to a cache made before they were kept.
+  if [ ! -f "$agent_sandbox_dir/k8s/controller.yaml" ]; then
+    local manifests
+    manifests=$(go mod download -json "sigs.k8s.io/agent-sandbox@v$AGENT_SANDBOX_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    mkdir -p "$agent_sandbox_dir/k8s" && cp "$manifests"/k8s/*.yaml "$agent_sandbox_dir/k8s/" && chmod -R u+w "$agent_sandbox_dir/k8s"
+  fi
+  if [ ! -x "$kwok_dir/bin/kwok" ]; then
+    log "kwok $KWOK_VERSION (go install)"
+    go_install_into "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  fi
 }
 
 # Installs Go commands (module/path@version ...) into <dir>/bin; a failed build leaves no <dir> behind.
@@ -112,6 +181,15 @@ provision_kind() {
     apt_install --no-install-recommends mmdebstrap jq gcc libc6-dev binutils
   fi
   KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
+  # The Sandbox families' own controllers run in the kind cluster too, from images of the binaries
+  # `controllers` builds (scripts/controller-images.sh).
+  provision_controllers
+  controller_images build
+}
+
+controller_images() {
+  OPENKRUISE_AGENTS_COMMIT=$OPENKRUISE_AGENTS_COMMIT AGENT_SANDBOX_VERSION=$AGENT_SANDBOX_VERSION \
+    OPENKRUISE_DIR="$openkruise_dir" AGENT_SANDBOX_DIR="$agent_sandbox_dir" "$here/scripts/controller-images.sh" "$@"
 }
 
 # Load generators for `npm run bench` and the chaos suite: ghz (gRPC) and vegeta (HTTP: it records
@@ -142,6 +220,14 @@ provision_promtool() {
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.${PROMETHEUS_MODULE_VERSION#0.3}" \
     "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_MODULE_VERSION"
   mv "$promtool_dir.partial" "$promtool_dir"
+}
+
+# h2spec (github.com/summerwind/h2spec): HTTP/2 conformance cases against the gRPC port
+# (test/integration/h2spec.test.ts); its results are recorded in docs/h2spec.md.
+provision_h2spec() {
+  [ -x "$h2spec_dir/bin/h2spec" ] && return 0
+  log "h2spec $H2SPEC_MODULE_VERSION (go install)"
+  go_install_into "$h2spec_dir" "github.com/summerwind/h2spec/cmd/h2spec@v$H2SPEC_MODULE_VERSION"
 }
 
 # rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
@@ -225,6 +311,14 @@ print_env() {
   echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
   echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
+  echo "export SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER=\"$kube_dir/bin/kube-controller-manager\""
+  echo "export SANDBOX_EXTPROC_OPENKRUISE=\"$openkruise_dir\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX=\"$agent_sandbox_dir\""
+  echo "export SANDBOX_EXTPROC_KWOK=\"$kwok_dir/bin/kwok\""
+  echo "export SANDBOX_EXTPROC_H2SPEC=\"$h2spec_dir/bin/h2spec\""
+  local images; read -r -a images < <(controller_images ref)
+  echo "export SANDBOX_EXTPROC_OPENKRUISE_IMAGE=\"${images[0]}\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -238,11 +332,13 @@ for what in "$@"; do
     load) provision_load ;;
     plot) provision_plot ;;
     promtool) provision_promtool ;;
+    controllers) provision_controllers ;;
+    h2spec) provision_h2spec ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_helm; provision_promtool; provision_load ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|helm|kind|load|plot|promtool|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -82,12 +82,7 @@ export class App {
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kinds = config.sandboxKind.map((name) =>
-      sandboxKind(name, {
-        pauseFloorSeconds: config.minPauseTimeout / 1000,
-        activityRecordWindowSeconds: config.activityRecordWindow / 1000,
-      }),
-    );
+    this.#kinds = config.sandboxKind.map((name) => sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }));
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
@@ -135,12 +130,17 @@ export class App {
         {
           // Each route's own kind says whether it has a timer to push, and how.
           timerOf: (route) => route.kind?.activityTimer(route),
+          latest: (uid) => this.registry.byUid(uid),
           write: kubernetesActivityWriter(this.#kubeConfig),
           onWrite: (outcome, remainingMs, error) => {
             this.metrics.activityWrites.inc({ outcome });
             this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
             if (error !== undefined) this.logger.warn({ err: (error as Error).message }, 'recording sandbox activity failed');
-            else this.logger.debug({ remainingMs }, 'sandbox activity recorded');
+            else
+              this.logger.debug(
+                { remainingMs, outcome },
+                outcome === 'applied' ? 'sandbox activity recorded' : 'sandbox activity not recorded: it changed since',
+              );
           },
         },
       );
@@ -182,6 +182,17 @@ export class App {
       logger: this.logger,
       metrics: this.metrics,
       maxStreams: config.maxStreams,
+      limits: {
+        bufferBytes: config.grpcConnectionBuffer,
+        serverBufferBytes: config.grpcBuffer,
+        maxConnections: config.grpcMaxConnections,
+        firstMessageTimeoutMs: config.grpcFirstMessageTimeout,
+        emptyStreamsPerSecond: config.grpcEmptyStreamLimit,
+        keepaliveIntervalMs: config.grpcKeepaliveInterval,
+        keepaliveTimeoutMs: config.grpcKeepaliveTimeout,
+        maxExtProcMessageBytes: config.grpcMaxExtProcMessage,
+        maxAccessLogMessageBytes: config.grpcMaxAccessLogMessage,
+      },
       ...(activity === undefined
         ? {}
         : {

@@ -21,13 +21,24 @@ export interface ActivityOptions {
   readonly concurrency?: number;
 }
 
-/** Records activity for a sandbox (the kind's activity patch); rejects when it cannot. */
-export type ActivityWriter = (route: Route, now: Date) => Promise<void>;
+/**
+ * Records activity for a sandbox (the kind's activity patch), as of this observation of it: the write
+ * must not apply to a later version of the object (a recycled or re-paused sandbox). Resolves with
+ * 'applied', or 'superseded' when the object changed since (the next activity decides again, on the
+ * newer version); rejects when it cannot write.
+ */
+export type ActivityWriter = (route: Route, now: Date) => Promise<'applied' | 'superseded'>;
 
-export type ActivityOutcome = 'applied' | 'failed';
+export type ActivityOutcome = 'applied' | 'superseded' | 'failed';
 
 export interface ActivityHooks {
   readonly timerOf: (route: Route) => ActivityTimer | undefined;
+  /**
+   * The latest observation of an object (by UID), undefined once it is gone. A write waits in a queue;
+   * by the time it goes out the sandbox may have been recycled, paused or deleted, so it is decided
+   * again on what the watch shows then, never on what was noted.
+   */
+  readonly latest: (uid: string) => Route | undefined;
   readonly write: ActivityWriter;
   readonly onWrite?: (outcome: ActivityOutcome, remainingMs: number, error?: unknown) => void;
   readonly now?: () => number;
@@ -44,7 +55,8 @@ export class ActivityTracker {
   readonly #now: () => number;
   /** Last write (epoch ms) per UID, oldest first. */
   readonly #lastWrite = new Map<string, number>();
-  readonly #pending = new Map<string, Route>();
+  /** UIDs noted for a write, in order; the write is decided on the latest observation when it goes out. */
+  readonly #pending = new Set<string>();
   #inFlight = 0;
   #scheduled = false;
   #stopped = false;
@@ -73,7 +85,7 @@ export class ActivityTracker {
     if (timer.deadline - now > this.#threshold * timer.timeoutMs) return;
     const last = this.#lastWrite.get(route.uid);
     if (last !== undefined && now - last < this.#minIntervalMs) return;
-    this.#pending.set(route.uid, route);
+    this.#pending.add(route.uid);
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#drain());
@@ -89,16 +101,19 @@ export class ActivityTracker {
 
   #drain(): void {
     this.#scheduled = false;
-    for (const [uid, route] of this.#pending) {
+    for (const uid of this.#pending.keys()) {
       if (this.#stopped || this.#inFlight >= this.#concurrency) break;
       this.#pending.delete(uid);
-      this.#write(route);
+      const route = this.#hooks.latest(uid);
+      // Gone, or no timer to push any more (paused, recycled into its pool, timer cleared): nothing to do.
+      const timer = route === undefined ? undefined : this.#hooks.timerOf(route);
+      if (route !== undefined && timer !== undefined) this.#write(route, timer);
     }
   }
 
-  #write(route: Route): void {
+  #write(route: Route, timer: ActivityTimer): void {
     const now = this.#now();
-    const remainingMs = (this.#hooks.timerOf(route)?.deadline ?? now) - now;
+    const remainingMs = timer.deadline - now;
     this.#lastWrite.delete(route.uid);
     this.#lastWrite.set(route.uid, now);
     // Stryker disable next-line CallExpression: equivalent; bounds memory only (keptAwake prunes before counting, and a pruned entry is past the interval)
@@ -107,7 +122,11 @@ export class ActivityTracker {
     this.#hooks
       .write(route, new Date(now))
       .then(
-        () => this.#hooks.onWrite?.('applied', remainingMs),
+        (outcome) => {
+          // The object changed between the observation and the write: let the next activity try at once.
+          if (outcome === 'superseded') this.#lastWrite.delete(route.uid);
+          this.#hooks.onWrite?.(outcome, remainingMs);
+        },
         (error: unknown) => this.#hooks.onWrite?.('failed', remainingMs, error),
       )
       .finally(() => {

@@ -1,5 +1,7 @@
-// Sends a kind's activity patch: one JSON merge patch, tied to the object's UID, no retries (the next
-// activity writes again; a missed push only means the sandbox may pause a little early).
+// Sends a kind's activity patch: one JSON merge patch, tied to the object's UID and locked on the
+// resourceVersion it was decided on (a write queued before the sandbox was recycled or paused must not
+// re-arm it), no retries (the next activity writes again; a missed push only means the sandbox may
+// pause a little early).
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { ActivityWriter } from './tracker.ts';
 
@@ -15,17 +17,25 @@ export function kubernetesActivityWriter(kubeConfig: KubeConfig): ActivityWriter
     const kind = route.kind;
     if (kind === undefined) throw new Error(`sandbox ${route.id} has no Sandbox kind`);
     const { group, version, plural } = kind;
-    await api.patchNamespacedCustomObject(
-      {
-        group,
-        version,
-        plural,
-        namespace: route.namespace,
-        name: route.name,
-        body: kind.activityPatch(route, now),
-        fieldManager: ACTIVITY_FIELD_MANAGER,
-      },
-      mergePatch,
-    );
+    const patch = kind.activityPatch(route, now);
+    const metadata = { ...(patch['metadata'] as Record<string, unknown>), resourceVersion: route.resourceVersion };
+    try {
+      await api.patchNamespacedCustomObject(
+        {
+          group,
+          version,
+          plural,
+          namespace: route.namespace,
+          name: route.name,
+          body: { ...patch, metadata },
+          fieldManager: ACTIVITY_FIELD_MANAGER,
+        },
+        mergePatch,
+      );
+      return 'applied';
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 409) return 'superseded';
+      throw error;
+    }
   };
 }

@@ -69,9 +69,12 @@ export function decide(
     case 'running':
       return authorize(route, port, request, options, 'forward');
     case 'creating':
-      // A sandbox being woken may pass through "creating" (agent-sandbox reports DependenciesNotReady
-      // while the new pod starts): a request for it joins the wake, on the same terms as the first.
-      if (wakes?.waking(route) === true) return decidePaused(route, port, request, options);
+      // A sandbox being woken passes through "creating" (the new pod starts, then the runtime is
+      // initialised): a request for it joins the wake, on the same terms as the first. So does one for
+      // a sandbox whose resume another replica (or a person) started, when it may be woken.
+      if (wakes?.waking(route) === true || (route.resuming && route.wake !== undefined && options.wakeEnabled)) {
+        return decidePaused(route, port, request, options);
+      }
       return { kind: 'reject', code: 'sandbox_not_ready', sandboxId };
     case 'available':
       return { kind: 'reject', code: 'sandbox_not_running', sandboxId, reason: 'the sandbox is an unclaimed pool member' };

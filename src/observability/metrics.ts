@@ -20,6 +20,8 @@ export interface Metrics {
   readonly activityWrites: Counter<'outcome'>;
   readonly activityRemainingSeconds: Histogram;
   readonly accessLogEntries: Counter<'result'>;
+  readonly grpcHandlerErrors: Counter<'method'>;
+  readonly grpcLimited: Counter<'limit'>;
 }
 
 export interface MetricSources {
@@ -99,7 +101,11 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
       registers,
     }),
-    streamsActive: new Gauge({ name: 'sandbox_extproc_streams_active', help: 'ext_proc streams open now.', registers }),
+    streamsActive: new Gauge({
+      name: 'sandbox_extproc_streams_active',
+      help: 'ext_proc streams open now that sent their request (what --max-streams bounds).',
+      registers,
+    }),
     watchRestarts: new Counter({
       name: 'sandbox_extproc_watch_restarts_total',
       help: 'Kubernetes watch restarts, by reason: expired (410), error, idle, closed.',
@@ -144,7 +150,7 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
     }),
     activityWrites: new Counter({
       name: 'sandbox_extproc_activity_writes_total',
-      help: 'Pause timers pushed because a sandbox was in use, by outcome: applied, failed.',
+      help: 'Pause timers pushed because a sandbox was in use, by outcome: applied, superseded (the object changed since it was observed: decided again on the next activity), failed.',
       labelNames: ['outcome'],
       registers,
     }),
@@ -158,6 +164,18 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_access_log_entries_total',
       help: 'Envoy access log entries received for routed requests, by result: activity (credited to its sandbox), unknown (no such sandbox now).',
       labelNames: ['result'],
+      registers,
+    }),
+    grpcHandlerErrors: new Counter({
+      name: 'sandbox_extproc_grpc_handler_errors_total',
+      help: 'gRPC calls ended INTERNAL because their handler threw (a bug: logged, the process goes on), by method path.',
+      labelNames: ['method'],
+      registers,
+    }),
+    grpcLimited: new Counter({
+      name: 'sandbox_extproc_grpc_limited_total',
+      help: 'gRPC connections or streams cut short by a transport bound, by limit: connections (grpc-max-connections), empty_streams (rapid-reset guard: connection closed), idle_streams (no first message in time, or too many waiting), buffers (a peer not taking its answers: stream reset), keepalive (PING unanswered: connection closed).',
+      labelNames: ['limit'],
       registers,
     }),
     addressesRefused: new Counter({

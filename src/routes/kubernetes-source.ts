@@ -212,6 +212,8 @@ class ScopeLoop {
         ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}),
       });
       for (const item of page.items ?? []) {
+        // A list is not history: what happened between two observations the watch did not see. Facts
+        // that follow from history (a pod seen terminating) are dropped rather than kept forever.
         const route = this.#o.kind.toRoute(item);
         if (route !== undefined) routes.push(this.#o.screen.admit(route));
       }
@@ -303,6 +305,12 @@ class ScopeLoop {
     });
   }
 
+  /** The route held for this object's UID, if any: its history, for the kind. */
+  #previous(object: unknown): Route | undefined {
+    const uid = (object as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid;
+    return typeof uid === 'string' ? this.#o.registry.byUid(uid) : undefined;
+  }
+
   /** Applies one watch event; returns why the watch must end, if it must. */
   #apply(type: string, object: unknown): WatchEnd | undefined {
     const meta = (object as { metadata?: { resourceVersion?: string } } | undefined)?.metadata;
@@ -314,7 +322,7 @@ class ScopeLoop {
       if (meta?.resourceVersion) this.#resourceVersion = meta.resourceVersion;
       return undefined;
     }
-    const observed = this.#o.kind.toRoute(object);
+    const observed = this.#o.kind.toRoute(object, this.#previous(object));
     if (observed === undefined) return undefined;
     const route = this.#o.screen.admit(observed);
     if (type === 'DELETED') this.#o.registry.remove(route.uid);

@@ -35,6 +35,19 @@ export interface Route {
   readonly pauseRequested: boolean;
   /** The controller is still pausing; a resume now would be refused. */
   readonly pausing: boolean;
+  /**
+   * A resume is under way: asked to run again after a pause, not serving yet (the controller is bringing
+   * up the new pod). Requests for a sandbox that may be woken wait for it, as they would for a wake.
+   */
+  readonly resuming: boolean;
+  /**
+   * The address of a pod that is going away (terminating) and must never be routed to, though the
+   * controller may report it as serving ('' when none): agent-sandbox reuses a terminating pod when
+   * resumed during its grace period, and reports it Ready.
+   */
+  readonly drainingIP: string;
+  /** The controller's own word for the object's state (its phase, or its Ready reason), for logs. */
+  readonly phase: string;
   /** Epoch ms after which the sandbox is dead (spec.shutdownTime), or undefined. */
   readonly shutdownAt: number | undefined;
   /** Epoch ms at which the controller pauses the sandbox (spec.pauseTime), or undefined. */

@@ -27,6 +27,16 @@ export const agentSandboxId = (namespace: string, name: string) => `${namespace}
 /** Ready=False reasons after which the sandbox will not serve again by itself. */
 const TERMINAL_REASONS = new Set(['SandboxExpired', 'PodSucceeded', 'PodFailed', 'MultiplePods']);
 
+/**
+ * The pod is terminating: asked to suspend and the controller reports Suspended=False PodTerminating
+ * (computeSuspendedCondition). Asked to run again meanwhile, the controller reports NotSuspended, and
+ * Ready=True for that same pod: only the route's history tells it apart from a new one.
+ */
+function podTerminating(spec: Obj | undefined, status: Obj | undefined): boolean {
+  const suspended = findCondition(status, 'Suspended');
+  return suspendRequested(spec) && suspended?.['status'] !== 'True' && suspended?.['reason'] === 'PodTerminating';
+}
+
 /** Whether the object asks to be suspended: operatingMode Suspended (v1beta1) or replicas 0 (v1alpha1). */
 function suspendRequested(spec: Obj | undefined): boolean {
   return spec?.['operatingMode'] === 'Suspended' || spec?.['replicas'] === 0;
@@ -58,15 +68,10 @@ export function deriveAgentSandboxState(meta: Obj, spec: Obj | undefined, status
 }
 
 /** A new agent-sandbox kind; each instance keeps its own shared-value tables and chosen version. */
-export interface AgentSandboxOptions {
-  /** How stale the last-activity record may grow, as a timeout: refreshed when (1 - fraction) of it has passed. */
-  readonly activityRecordWindowSeconds?: number;
-}
-
-export function createAgentSandboxKind(options: AgentSandboxOptions = {}): SandboxKind {
-  const recordWindowMs = (options.activityRecordWindowSeconds ?? 300) * 1000;
+export function createAgentSandboxKind(): SandboxKind {
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
+  const phases = new Interner<string>();
   let version = 'v1beta1';
   const kind: SandboxKind = {
     name: 'agent-sandbox',
@@ -81,17 +86,38 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
     },
     plural: 'sandboxes',
 
-    toRoute(object: unknown): Route | undefined {
+    toRoute(object: unknown, previous?: Route): Route | undefined {
       const parts = objectParts(object);
       if (parts === undefined) return undefined;
       const { meta, name, namespace, uid, spec, status, annotations } = parts;
       const podIPs = status?.['podIPs'];
       const firstIP = Array.isArray(podIPs) ? (asStr(podIPs[0]) ?? '') : '';
-      const state = deriveAgentSandboxState(meta, spec, status, firstIP);
+      let state = deriveAgentSandboxState(meta, spec, status, firstIP);
+      const history = previous?.uid === uid ? previous : undefined;
+      // A pod seen terminating stays "draining" for as long as the object still reports its address:
+      // resumed during the grace period, the controller reuses that pod and reports it Ready with its
+      // IP. Once the pod is gone the controller reports no address (the reconcile that sees it gone
+      // creates the new pod, which has none yet); from then on an address is a new pod's, even the
+      // same one handed out again.
+      const drainingIP = podTerminating(spec, status)
+        ? firstIP
+        : history !== undefined && history.drainingIP !== '' && firstIP === history.drainingIP
+          ? history.drainingIP
+          : '';
+      if (state === 'running' && drainingIP !== '') state = 'creating';
+      const asked = !suspendRequested(spec);
+      // Asked to run again after a suspension and not serving yet: the resume is under way.
+      const resuming =
+        asked &&
+        state !== 'running' &&
+        state !== 'dead' &&
+        (drainingIP !== '' || history?.state === 'paused' || history?.resuming === true);
       const token = accessTokenDigest(annotations);
       // A digest that cannot be read must never mean "no token needed": such a sandbox does not wake.
       const optedIn = asStr(annotations?.[WAKE_ON_TRAFFIC_ANNOTATION]) === 'true' && token.kind !== 'malformed';
       const timeoutSeconds = wakeDeadlineSeconds(annotations);
+      const readiness = findCondition(status, 'Ready');
+      const phase = `Ready=${asStr(readiness?.['status']) ?? 'Unknown'}/${asStr(readiness?.['reason']) ?? ''}`;
       return {
         id: agentSandboxId(namespace, name),
         uid,
@@ -103,8 +129,11 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
         podIP: state === 'running' ? firstIP : '',
         pauseRequested: suspendRequested(spec),
         // The controller accepts a resume at any point of a suspension (it recreates the pod once the
-        // old one is gone), so there is never a pause to wait for.
+        // old one is gone, or reuses it: see drainingIP), so there is never a pause to wait for.
         pausing: false,
+        resuming,
+        drainingIP,
+        phase: phases.get(phase, () => phase),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: undefined,
         activityAt: parseTime(asStr(annotations?.[LAST_ACTIVITY_ANNOTATION])),
@@ -128,15 +157,11 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
     },
 
     /**
-     * agent-sandbox has no idle suspension of its own (upstream's idle policy, PR #1160, proposes
-     * status.lastActivityTime, which is the controller's to write): activity is recorded on the object
-     * in the annotation sandbox-extproc.io/last-activity, for an idle controller to read. For a running
-     * sandbox that opted in to wake, the "timer" is the record going stale: it is refreshed once it is
-     * older than (1 - fraction) of the recording window, the same write rule as OpenKruise's pause timer.
+     * agent-sandbox has no idle suspension of its own, and nothing reads a record of activity: so
+     * nothing is written (each write would also cost the controller a full reconcile).
      */
-    activityTimer(route: Route): ActivityTimer | undefined {
-      if (route.wake === undefined || route.state !== 'running') return undefined;
-      return { deadline: (route.activityAt ?? 0) + recordWindowMs, timeoutMs: recordWindowMs };
+    activityTimer(): ActivityTimer | undefined {
+      return undefined;
     },
 
     activityPatch(route: Route, now: Date): Record<string, unknown> {

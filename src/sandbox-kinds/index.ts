@@ -6,13 +6,11 @@ import { createOpenKruiseKind } from './openkruise.ts';
 export interface KindOptions {
   /** Least pause timeout a wake or activity sets, in seconds (kinds with a pause timer). */
   readonly pauseFloorSeconds?: number;
-  /** agent-sandbox: the window of its last-activity record, in seconds. */
-  readonly activityRecordWindowSeconds?: number;
 }
 
 const KINDS: Record<SandboxKindName, (options: KindOptions) => SandboxKind> = {
   openkruise: createOpenKruiseKind,
-  'agent-sandbox': (options) => createAgentSandboxKind(options),
+  'agent-sandbox': () => createAgentSandboxKind(),
 };
 
 /** A new instance of the named kind (each owns its caches; make one per process and share it). */

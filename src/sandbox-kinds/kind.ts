@@ -27,8 +27,12 @@ export interface SandboxKind {
   readonly version: string;
   useVersion(version: string): void;
   readonly plural: string;
-  /** Reads the routing facts of one object; undefined when the object is not usable (no uid, say). */
-  toRoute(object: unknown): Route | undefined;
+  /**
+   * Reads the routing facts of one object; undefined when the object is not usable (no uid, say).
+   * `previous` is the route last held for the same object (same UID), when there is one: a few facts
+   * (a pod seen terminating, a resume under way) follow from the object's history, not its present.
+   */
+  toRoute(object: unknown, previous?: Route): Route | undefined;
   /** The JSON merge patch that resumes this sandbox (with metadata.uid as a precondition). */
   resumePatch(route: Route, now: Date): Record<string, unknown>;
   /**

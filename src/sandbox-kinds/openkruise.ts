@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { wakeDeadlineSeconds } from './annotations.ts';
-import { asObj, asStr, conditionTrue, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
+import { asObj, asStr, conditionTrue, findCondition, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
@@ -57,7 +57,24 @@ function wakePolicy(
   return policies.get(`${pauseAfterSeconds}/${timeoutSeconds}`, () => Object.freeze({ pauseAfterSeconds, timeoutSeconds }));
 }
 
-/** The reference gateway's classification, in its order. */
+/**
+ * Whether the object shows a resume the controller is carrying out: phase Paused asked to run, phase
+ * Resuming, or phase Running with the post-resume runtime initialisation not done yet
+ * (RuntimeInitialized present and not True: the controller sets it Pending when the new pod runs).
+ */
+function resumeUnderWay(phase: string, status: Obj | undefined): boolean {
+  if (phase === 'Paused' || phase === 'Resuming') return true;
+  const initialised = findCondition(status, 'RuntimeInitialized');
+  return phase === 'Running' && initialised !== undefined && initialised['status'] !== 'True';
+}
+
+/**
+ * The reference gateway's classification, in its order, with one difference: phase Running without
+ * Ready is a sandbox coming up ('creating'), where the gateway says dead. The real controller shows
+ * exactly that after every resume (the new pod runs, then Ready=True only once the runtime is
+ * initialised), and its own resume waits through it; so do wakes here, and other requests get 503
+ * with Retry-After rather than 502.
+ */
 export function deriveState(meta: Obj, spec: Obj | undefined, status: Obj | undefined, podIP: string): RouteState {
   if (asStr(meta['deletionTimestamp']) !== undefined) return 'dead';
   const phase = asStr(status?.['phase']) ?? '';
@@ -68,7 +85,7 @@ export function deriveState(meta: Obj, spec: Obj | undefined, status: Obj | unde
   const pooled = Array.isArray(owners) && owners.some((o) => asObj(o)?.['kind'] === 'SandboxSet');
   let state: RouteState;
   if (pooled) state = ready ? 'available' : 'creating';
-  else if (phase === 'Running') state = spec?.['paused'] === true ? 'paused' : ready ? 'running' : 'dead';
+  else if (phase === 'Running') state = spec?.['paused'] === true ? 'paused' : ready ? 'running' : 'creating';
   else state = 'paused';
   // A sandbox that should serve but has no address yet is still coming up.
   if ((state === 'running' || state === 'available') && podIP === '') return 'creating';
@@ -85,6 +102,7 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
   const floorSeconds = options.pauseFloorSeconds ?? DEFAULT_PAUSE_FLOOR_SECONDS;
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
+  const phases = new Interner<string>();
   const kind: SandboxKind = {
     name: 'openkruise',
     group: 'agents.kruise.io',
@@ -101,10 +119,11 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       const { meta, name, namespace, uid, spec, status, annotations } = parts;
       const labels = asObj(meta['labels']);
       const podIP = asStr(asObj(status?.['podInfo'])?.['podIP']) || asStr(status?.['sandboxIp']) || '';
-      const phase = asStr(status?.['phase']);
+      const phase = asStr(status?.['phase']) ?? '';
       const token = asStr(annotations?.[TOKEN_ANNOTATION]) || asStr(annotations?.[LEGACY_TOKEN_ANNOTATION]);
       const pauseRequested = spec?.['paused'] === true;
       const label = asStr(labels?.[SANDBOX_ID_LABEL]);
+      const state = deriveState(meta, spec, status, podIP);
       return {
         // Never a '/' (the API server refuses one in a label value anyway): '/' marks agent-sandbox IDs.
         id: label && !label.includes('/') ? label : `${namespace}--${name}`,
@@ -112,10 +131,16 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         namespace: namespaces.get(namespace, () => namespace),
         name,
         resourceVersion: asStr(meta['resourceVersion']) ?? '',
-        state: deriveState(meta, spec, status, podIP),
-        podIP,
+        state,
+        // Only a serving sandbox has an address worth keeping: paused, the controller keeps reporting
+        // the old pod's IP, which may already belong to another pod.
+        podIP: state === 'running' ? podIP : '',
         pauseRequested,
         pausing: (phase === 'Running' && pauseRequested) || (phase === 'Paused' && !conditionTrue(status, 'SandboxPaused')),
+        resuming: !pauseRequested && state !== 'running' && state !== 'dead' && resumeUnderWay(phase, status),
+        // The controller never resumes while the old pod terminates ("still in the terminating state").
+        drainingIP: '',
+        phase: phases.get(phase, () => phase),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),
         activityAt: undefined,
@@ -155,9 +180,19 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
       return { deadline: route.pauseAt, timeoutMs: timeoutSeconds * 1000 };
     },
 
+    /**
+     * Pushes spec.pauseTime to now + the pause timeout. When the sandbox also has a shutdownTime, it moves
+     * by the same amount: E2B's auto-pause sets shutdownTime = pauseTime + the paused retention, and the
+     * controller deletes a running sandbox once shutdownTime passes (unless pauseTime has passed too,
+     * which activity prevents), so a sandbox in continuous use would otherwise be deleted.
+     */
     activityPatch(route: Route, now: Date): Record<string, unknown> {
       const timeoutSeconds = route.wake?.pauseAfterSeconds ?? 0;
-      return { metadata: { uid: route.uid }, spec: { pauseTime: rfc3339(now.getTime() + timeoutSeconds * 1000) } };
+      const pauseAt = Date.parse(rfc3339(now.getTime() + timeoutSeconds * 1000));
+      const spec: Record<string, unknown> = { pauseTime: rfc3339(pauseAt) };
+      if (route.shutdownAt !== undefined && route.pauseAt !== undefined)
+        spec['shutdownTime'] = rfc3339(route.shutdownAt + (pauseAt - route.pauseAt));
+      return { metadata: { uid: route.uid }, spec };
     },
   };
   return kind;

@@ -14,7 +14,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import type { HeldRequest, WakeResult, Waker } from '../core/waker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { RouteRegistry } from '../routes/registry.ts';
+import { isNewerVersion, type RouteRegistry } from '../routes/registry.ts';
 import type { Route } from '../routes/route.ts';
 import { ResumeError, type Resumer } from './resumer.ts';
 
@@ -34,7 +34,7 @@ export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
 const FAILURE_MEMORY_CAPACITY = 10_000;
 
 type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
-type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
+export type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
 
 interface Waiter {
   readonly port: number;
@@ -52,6 +52,8 @@ interface Wake {
   phase: 'awaiting-pause' | 'patching' | 'patched';
   readonly startedAt: number;
   patchedAt: number | undefined;
+  /** The object version that asked it to run (our patch, or the one found already resumed). */
+  resumedVersion: string | undefined;
   readonly waiters: Set<Waiter>;
   /** Aborts patch retries: at the wake deadline, or when the wake ends. */
   readonly abort: AbortController;
@@ -77,6 +79,7 @@ export class WakeCoordinator implements Waker {
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
   readonly #listeners = new Set<(waiting: number) => void>();
+  readonly #endListeners = new Set<(outcome: Outcome) => void>();
   #waiting = 0;
 
   constructor(deps: {
@@ -107,6 +110,12 @@ export class WakeCoordinator implements Waker {
   /** Sandboxes being woken now. */
   get inFlight(): number {
     return this.#wakes.size;
+  }
+
+  /** Tells the listener each wake's outcome as it ends (once per wake, where it is counted). */
+  onWakeEnd(listener: (outcome: Outcome) => void): () => void {
+    this.#endListeners.add(listener);
+    return () => this.#endListeners.delete(listener);
   }
 
   /** Tells the listener the number of waiting requests each time it changes (metrics, the demo). */
@@ -182,6 +191,7 @@ export class WakeCoordinator implements Waker {
       phase: 'awaiting-pause',
       startedAt: this.#now(),
       patchedAt: undefined,
+      resumedVersion: undefined,
       waiters: new Set(),
       abort: new AbortController(),
       lastLeft: undefined,
@@ -191,6 +201,7 @@ export class WakeCoordinator implements Waker {
       // spec.paused is already false: a resume is under way (another replica, or a person); just wait.
       wake.phase = 'patched';
       wake.patchedAt = wake.startedAt;
+      wake.resumedVersion = route.resourceVersion;
     } else if (!route.pausing) {
       this.#patch(wake);
     }
@@ -217,7 +228,7 @@ export class WakeCoordinator implements Waker {
     // Retries of the patch stop at the wake deadline, whether or not anyone still waits.
     const deadline = setTimeout(() => wake.abort.abort(), this.#deadlineMs(wake.route));
     this.#resumer.resume(wake.route, wake.abort.signal).then(
-      () => {
+      (resumedVersion) => {
         clearTimeout(deadline);
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
         this.#failures.delete(wake.uid);
@@ -225,6 +236,7 @@ export class WakeCoordinator implements Waker {
         if (wake.phase !== 'patching') return;
         wake.phase = 'patched';
         wake.patchedAt = this.#now();
+        wake.resumedVersion = resumedVersion;
         if (wake.waiters.size === 0) this.#end(wake, wake.lastLeft ?? 'abandoned');
       },
       (error: unknown) => {
@@ -240,22 +252,63 @@ export class WakeCoordinator implements Waker {
     );
   }
 
+  /**
+   * Follows the woken object through the watch, as the reference gateway's resume does: it waits until
+   * the sandbox is Ready, through every state of a resume (new pod, Running not yet Ready while the
+   * runtime is initialised), and fails only when the sandbox can no longer run: deleted or gone, a
+   * terminal phase, or asked to pause again after it was asked to run.
+   */
   #onRouteChange(wake: Wake, route: Route | undefined): void {
     if (route === undefined || route.uid !== wake.uid) {
       // Gone, or the ID now names another object (relabelled, recreated, or claimed twice).
-      this.#fail(wake, this.#registry.conflicted(wake.id) ? 'sandbox_id_conflict' : 'sandbox_not_found');
+      const conflict = this.#registry.conflicted(wake.id);
+      this.#failOn(wake, route, conflict ? 'the sandbox ID is claimed by more than one object' : 'the sandbox was deleted or its ID moved');
+      this.#fail(wake, conflict ? 'sandbox_id_conflict' : 'sandbox_not_found');
       return;
     }
     wake.route = route;
     if (route.state === 'running') {
       this.#release(wake, route);
     } else if (route.state === 'dead' || route.deleting) {
+      this.#failOn(wake, route, route.deleting ? 'the sandbox is being deleted' : 'the sandbox can no longer run');
       this.#fail(wake, 'sandbox_not_running');
+    } else if (wake.phase === 'patched' && route.pauseRequested && this.#pausedSinceResume(wake, route)) {
+      this.#failOn(wake, route, 'the sandbox was asked to pause again while it was being woken');
+      this.#fail(wake, 'sandbox_wake_failed');
     } else if (wake.phase === 'awaiting-pause' && !route.pausing) {
       // The pause completed: now a resume will be accepted.
       if (route.pauseRequested) this.#patch(wake);
-      else wake.phase = 'patched';
+      else {
+        wake.phase = 'patched';
+        wake.resumedVersion = route.resourceVersion;
+      }
     }
+  }
+
+  /** Whether this observation, asking for a pause, is newer than the version that asked the sandbox to run. */
+  #pausedSinceResume(wake: Wake, route: Route): boolean {
+    return wake.resumedVersion !== undefined && isNewerVersion(route.resourceVersion, wake.resumedVersion);
+  }
+
+  /** Logs a wake that the sandbox's own state failed, with that state. */
+  #failOn(wake: Wake, route: Route | undefined, why: string): void {
+    this.#log.warn(
+      {
+        sandboxId: wake.id,
+        uid: wake.uid,
+        waiters: wake.waiters.size,
+        ...(route === undefined
+          ? {}
+          : {
+              state: route.state,
+              phase: route.phase,
+              deleting: route.deleting,
+              pauseRequested: route.pauseRequested,
+              resourceVersion: route.resourceVersion,
+            }),
+      },
+      `sandbox wake failed: ${why}`,
+    );
   }
 
   #release(wake: Wake, route: Route): void {
@@ -324,5 +377,6 @@ export class WakeCoordinator implements Waker {
     this.#wakes.delete(wake.id);
     wake.abort.abort();
     this.#metrics.wakes.inc({ outcome });
+    for (const listener of this.#endListeners) listener(outcome);
   }
 }

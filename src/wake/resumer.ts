@@ -7,9 +7,13 @@ import { Backoff, delay } from '../routes/backoff.ts';
 import { describeError } from '../observability/describe-error.ts';
 import type { Route } from '../routes/route.ts';
 
-/** Sends the resume for one sandbox; rejects with a ResumeError when it cannot. */
+/**
+ * Sends the resume for one sandbox; resolves with the resourceVersion of the object as resumed (our
+ * patch's, or that of the newer version another writer resumed), rejects with a ResumeError when it
+ * cannot.
+ */
 export interface Resumer {
-  resume(route: Route, signal: AbortSignal): Promise<void>;
+  resume(route: Route, signal: AbortSignal): Promise<string | undefined>;
 }
 
 /**
@@ -74,7 +78,7 @@ export class KubernetesResumer implements Resumer {
     this.#observed = observed;
   }
 
-  async resume(decided: Route, signal: AbortSignal): Promise<void> {
+  async resume(decided: Route, signal: AbortSignal): Promise<string | undefined> {
     let route = decided;
     const kind = route.kind;
     // Only Kubernetes routes carry a kind, and only they are ever woken (file routes have no wake policy).
@@ -90,12 +94,12 @@ export class KubernetesResumer implements Resumer {
       }
       try {
         const body = this.#locked(kind.resumePatch(route, new Date()), route);
-        await this.#api.patchNamespacedCustomObject(
+        const patched = (await this.#api.patchNamespacedCustomObject(
           { group, version, plural, namespace: route.namespace, name: route.name, body, fieldManager: RESUME_FIELD_MANAGER },
           mergePatch,
-        );
+        )) as { metadata?: { resourceVersion?: string } } | undefined;
         this.#onPatch('applied');
-        return;
+        return patched?.metadata?.resourceVersion;
       } catch (error) {
         const status = httpStatus(error);
         if (status === 422 && uidMismatch(error)) {
@@ -115,7 +119,7 @@ export class KubernetesResumer implements Resumer {
           }
           if (!newer.pauseRequested) {
             this.#onPatch('superseded');
-            return;
+            return newer.resourceVersion;
           }
           route = newer;
           continue;

@@ -1,11 +1,13 @@
 // Activity writes under heavy traffic (issue #16): one sandbox with a pause timer receives requests as
 // fast as h2load can send them straight to the service's ext_proc port; the API server's audit log
 // counts the pause-timer writes. The rule writes once per (1 - fraction) x timeout, whatever the rate.
+// OpenKruise's own controller runs the sandbox, so a timer that ran out would pause it for real.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlPlane, type AuditEvent } from '../support/controlplane.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
+import { Cluster } from '../support/cluster.ts';
+import { ControlPlane, SERVICE_USER, type AuditEvent } from '../support/controlplane.ts';
+import { OpenKruiseController, OpenKruiseSandboxes } from '../support/openkruise.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { h2load, namingMessage } from './grpc-load.ts';
 import type { Report } from './report.ts';
@@ -13,24 +15,21 @@ import type { Report } from './report.ts';
 const NS = 'activity';
 const TIMEOUT_S = 6;
 const FRACTION = 0.5;
-const USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 
 export async function measureActivity(report: Report, quick: boolean): Promise<void> {
-  const plane = await ControlPlane.start();
+  const plane = await ControlPlane.start({ crds: OpenKruiseController.crds() });
   const dir = mkdtempSync(join(tmpdir(), 'sbx-activity-'));
+  const cluster = await Cluster.start(plane);
+  const controller = await OpenKruiseController.start(plane);
   try {
     await plane.ensureNamespace(NS);
     const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-    const controller = new SandboxController(plane.admin);
-    await controller.start();
+    const sandboxes = new OpenKruiseSandboxes(plane, cluster);
+    await sandboxes.create({ namespace: NS, name: 'hot', wake: { by: 'policy', pauseTimeout: `${TIMEOUT_S}s` } });
+    // The timer starts once it runs, as E2B's auto-pause sets it.
     const pauseTime = new Date(Date.now() + TIMEOUT_S * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    await controller.create({
-      namespace: NS,
-      name: 'hot',
-      podIP: '10.244.0.9',
-      wake: { by: 'policy', pauseTimeout: `${TIMEOUT_S}s` },
-      pauseTime,
-    });
+    await sandboxes.patch(NS, 'hot', { spec: { pauseTime } });
+    const seen = await sandboxes.record(NS, 'hot');
     const service = await startServiceProcess(
       [
         '--kubeconfig',
@@ -53,7 +52,7 @@ export async function measureActivity(report: Report, quick: boolean): Promise<v
       const load = await h2load(dir, service.grpcPort, total, 2, 8, namingMessage(`${NS}--hot`));
       const seconds = (Date.now() - started) / 1000;
       const writes = plane.auditEvents(
-        (e: AuditEvent) => e.verb === 'patch' && e.objectRef?.name === 'hot' && e.user.username === USER,
+        (e: AuditEvent) => e.verb === 'patch' && e.objectRef?.name === 'hot' && e.user.username === SERVICE_USER,
       ).length;
       const bound = Math.ceil(seconds / ((1 - FRACTION) * TIMEOUT_S)) + 1;
       report.info('activity: requests/s to one sandbox', load.rps, 'req/s');
@@ -65,12 +64,15 @@ export async function measureActivity(report: Report, quick: boolean): Promise<v
         bound,
       );
       report.info('activity: writes per (1 - fraction) x timeout', writes / (seconds / ((1 - FRACTION) * TIMEOUT_S)), 'writes');
-      report.equals('activity: paused while in use', controller.timerActions.filter((a) => a.name === 'hot').length, 'pauses', 0);
+      seen.stop();
+      // The controller pauses a sandbox by setting spec.paused when its pauseTime passes.
+      report.equals('activity: paused while in use', seen.versions.filter((v) => v.spec?.paused === true).length, 'pauses', 0);
     } finally {
-      controller.stop();
       await service.stop();
     }
   } finally {
+    await controller.stop();
+    await cluster.stop();
     await plane.stop();
   }
 }

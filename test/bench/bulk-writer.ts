@@ -5,7 +5,7 @@
 import { connect, type ClientHttp2Session } from 'node:http2';
 import { readFileSync } from 'node:fs';
 import type { ControlPlane } from '../support/controlplane.ts';
-import { GROUP, PLURAL, VERSION } from '../support/sandbox-controller.ts';
+import { OPENKRUISE } from '../support/sandbox-objects.ts';
 
 /** Which resource the writer writes: OpenKruise's Sandbox unless told otherwise. */
 export interface WriterTarget {
@@ -18,7 +18,7 @@ export class BulkWriter {
   readonly #session: ClientHttp2Session;
   readonly #target: WriterTarget;
 
-  constructor(plane: ControlPlane, target: WriterTarget = { group: GROUP, version: VERSION, plural: PLURAL }) {
+  constructor(plane: ControlPlane, target: WriterTarget = OPENKRUISE) {
     this.#target = target;
     this.#session = connect(plane.url, {
       ca: readFileSync(plane.certs.caCert),
@@ -29,12 +29,7 @@ export class BulkWriter {
     this.#session.on('error', () => undefined);
   }
 
-  static path(
-    namespace: string,
-    name = '',
-    subresource = '',
-    target: WriterTarget = { group: GROUP, version: VERSION, plural: PLURAL },
-  ): string {
+  static path(namespace: string, name = '', subresource = '', target: WriterTarget = OPENKRUISE): string {
     const { group, version, plural } = target;
     return `/apis/${group}/${version}/namespaces/${namespace}/${plural}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
   }

@@ -2,7 +2,7 @@
 // what a controller writes for running and paused, how the bench (playing the controller) recognises a
 // resume patch, and how a request names the sandbox. The wake and scale scenarios run once per family;
 // OpenKruise's figures keep their names, agent-sandbox's are prefixed "agent-sandbox: ".
-import { runningStatus as kruiseRunning, pausedStatus as kruisePaused } from '../support/sandbox-controller.ts';
+import { agentSandboxRunning, agentSandboxSuspended, openKruisePaused, openKruiseRunning } from '../support/sandbox-objects.ts';
 
 export type FamilyName = 'openkruise' | 'agent-sandbox';
 
@@ -35,13 +35,6 @@ export interface BenchFamily {
 type Obj = Record<string, unknown>;
 const spec = (o: Obj) => (o['spec'] ?? {}) as Obj;
 const conditions = (o: Obj) => (((o['status'] ?? {}) as Obj)['conditions'] ?? []) as Obj[];
-const condition = (type: string, status: string, reason: string, message: string) => ({
-  type,
-  status,
-  reason,
-  message,
-  lastTransitionTime: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-});
 
 export const OPENKRUISE: BenchFamily = {
   name: 'openkruise',
@@ -56,9 +49,9 @@ export const OPENKRUISE: BenchFamily = {
     metadata: { name, labels: { 'agents.kruise.io/sandbox-id': id }, annotations: { 'agents.kruise.io/wake-on-traffic': 'true' } },
     spec: { paused: false },
   }),
-  runningStatus: (ip) => kruiseRunning(ip) as Obj,
+  runningStatus: (ip) => openKruiseRunning(ip),
   pauseSpec: () => ({ paused: true }),
-  pausedStatus: () => kruisePaused() as Obj,
+  pausedStatus: () => openKruisePaused(),
   podIPStatus: (ip) => ({ podInfo: { podIP: ip } }),
   resumeAsked: (o) => spec(o)['paused'] === false && ((o['status'] ?? {}) as Obj)['phase'] === 'Paused',
   running: (o) => ((o['status'] ?? {}) as Obj)['phase'] === 'Running',
@@ -79,21 +72,9 @@ export const AGENT_SANDBOX: BenchFamily = {
     metadata: { name, annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } },
     spec: { podTemplate: { spec: { containers: [{ name: 'sandbox', image: 'sandbox:bench' }] } }, operatingMode: 'Running' },
   }),
-  runningStatus: (ip) => ({
-    podIPs: [ip],
-    conditions: [
-      condition('Suspended', 'False', 'NotSuspended', 'Sandbox is not suspended'),
-      condition('Ready', 'True', 'DependenciesReady', 'Pod is Ready'),
-    ],
-  }),
+  runningStatus: (ip) => agentSandboxRunning(ip),
   pauseSpec: () => ({ operatingMode: 'Suspended' }),
-  pausedStatus: () => ({
-    podIPs: null,
-    conditions: [
-      condition('Suspended', 'True', 'PodTerminated', 'Pod has been terminated. Sandbox is suspended'),
-      condition('Ready', 'False', 'SandboxSuspended', 'Sandbox is suspended'),
-    ],
-  }),
+  pausedStatus: () => agentSandboxSuspended(),
   podIPStatus: (ip) => ({ podIPs: [ip] }),
   resumeAsked: (o) =>
     spec(o)['operatingMode'] === 'Running' && conditions(o).some((c) => c['type'] === 'Ready' && c['reason'] === 'SandboxSuspended'),

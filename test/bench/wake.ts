@@ -7,10 +7,9 @@
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { AgentSandboxController } from '../support/agent-sandbox-controller.ts';
-import { ControlPlane, isActivityRecord, waitForObject, type AuditEvent } from '../support/controlplane.ts';
+import { ControlPlane, isActivityRecord, SERVICE_USER, waitForObject, type AuditEvent } from '../support/controlplane.ts';
 import { startEnvoy } from '../support/envoy.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
+import { writeSandbox } from '../support/sandbox-objects.ts';
 import { startServiceProcess } from '../support/service-process.ts';
 import { startUpstream } from '../support/upstream.ts';
 import { Cleanup } from './cleanup.ts';
@@ -18,7 +17,6 @@ import { FAMILIES, type BenchFamily } from './families.ts';
 import { percentile, percentileCurve, type Report } from './report.ts';
 
 const NS = 'bench';
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 const HERD = 1000;
 
 function get(url: string, headers: Record<string, string>): Promise<number> {
@@ -52,13 +50,12 @@ export async function measureWake(report: Report, quick: boolean): Promise<void>
   for (const family of FAMILIES) await measureWakeOf(family, report, quick);
 }
 
-/** Creates a paused sandbox opted in to wake, settled, with no controller acting on it afterwards. */
-async function createPaused(family: BenchFamily, plane: ControlPlane, name: string, podIP: string): Promise<void> {
-  if (family.name === 'openkruise') {
-    await new SandboxController(plane.admin).create({ namespace: NS, name, podIP, paused: true, wake: { by: 'policy' } });
-  } else {
-    await new AgentSandboxController(plane.admin).create({ namespace: NS, name, podIP, suspended: true, wake: true });
-  }
+/**
+ * Creates a paused sandbox opted in to wake, settled, with no controller acting on it afterwards: the
+ * bench plays the controller, so that it knows the exact moment "running" is written (see the header).
+ */
+async function createPaused(family: BenchFamily, plane: ControlPlane, name: string): Promise<void> {
+  await writeSandbox(plane.admin, { family: family.name, namespace: NS, name, state: 'paused', wake: true });
 }
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -83,8 +80,8 @@ async function measureWakeOf(family: BenchFamily, report: Report, quick: boolean
     await plane.ensureNamespace(NS);
     const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS], [family.name]);
     const wakes = quick ? 20 : 100;
-    for (let i = 0; i < wakes; i += 1) await createPaused(family, plane, `w${i}`, '127.0.0.61');
-    await createPaused(family, plane, 'herd', '127.0.0.61');
+    for (let i = 0; i < wakes; i += 1) await createPaused(family, plane, `w${i}`);
+    await createPaused(family, plane, 'herd');
     const serviceArgs = ['--kubeconfig', kubeconfig, '--namespaces', NS, ...family.serviceArgs];
     const service = await startServiceProcess(serviceArgs);
     cleanup.add(() => service.stop());

@@ -1,6 +1,7 @@
 // The Helm chart, checked by the real helm and the real API server: lint and render in both modes and
 // several value sets, apply every rendered object (the API server validates it), then run the service
-// as the chart's own ServiceAccount and prove it routes, wakes, and can do nothing else.
+// as the chart's own ServiceAccount and prove it routes, wakes (OpenKruise's own controller resuming
+// the sandbox, kwok's pods), and can do nothing else.
 import { readFileSync } from 'node:fs';
 import {
   CoreV1Api,
@@ -14,11 +15,13 @@ import {
 } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentSandboxController } from '../support/agent-sandbox.ts';
+import { Cluster } from '../support/cluster.ts';
 import { ControlPlane, RBAC_RULES_FILE, rbacRules } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { CHART, helm, renderChart, type KubeObject } from '../support/helm.ts';
+import { GROUP, OpenKruiseController, OpenKruiseSandboxes, PLURAL, podIP, VERSION } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import { GROUP, PLURAL, SandboxController, VERSION } from '../support/sandbox-controller.ts';
 import { startService } from '../support/service.ts';
 
 const VALUE_SETS: Record<string, Record<string, string>> = {
@@ -35,12 +38,16 @@ const VALUE_SETS: Record<string, Record<string, string>> = {
 };
 
 let plane: ControlPlane;
+let cluster: Cluster | undefined;
+let controller: OpenKruiseController | undefined;
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
+  plane = await ControlPlane.start({ crds: [...OpenKruiseController.crds(), ...AgentSandboxController.crds()] });
 });
 
 afterAll(async () => {
+  await controller?.stop();
+  await cluster?.stop();
   await plane?.stop();
 });
 
@@ -143,7 +150,14 @@ describe('helm lint and template', () => {
     const podLabels = (objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template.metadata?.labels ?? {};
     expect(podLabels).toMatchObject(policy.spec.podSelector.matchLabels);
     const grpcRule = policy.spec.ingress.find((r) => r.ports.some((p) => p.port === 9002));
-    expect(grpcRule?.from).toEqual([{ namespaceSelector: {}, podSelector: { matchLabels: { 'sandbox-extproc.io/client': 'true' } } }]);
+    // By default the gateway's namespace (here the release's), by the label only the API server sets:
+    // never a pod label, which any tenant can put on its own pods.
+    expect(grpcRule?.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'sandbox-system' } } }]);
+    const elsewhere = renderChart('rel', 'sandbox-system', { mode: 'standalone', 'networkPolicy.gatewayNamespace': 'edge' });
+    const elsewherePolicy = elsewhere.find((o) => o.kind === 'NetworkPolicy') as unknown as typeof policy;
+    expect(elsewherePolicy.spec.ingress.find((r) => r.ports.some((p) => p.port === 9002))?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } } },
+    ]);
     const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
     expect(env).toMatchObject({
       SANDBOX_EXTPROC_GRPC_TLS_CERT: '/etc/sandbox-extproc/tls/tls.crt',
@@ -225,6 +239,8 @@ describe('on the real API server', () => {
     }
     await plane.stopApiserver();
     await plane.startApiserver();
+    cluster = await Cluster.start(plane);
+    controller = await OpenKruiseController.start(plane);
   });
 
   it.each(Object.entries(VALUE_SETS))('accepts every object rendered with %s values', async (name, values) => {
@@ -243,10 +259,12 @@ describe('on the real API server', () => {
     const sandboxes = 'tenants';
     const kubeconfig = await plane.kubeconfigFor(namespace, 'edge-sandbox-extproc');
 
-    const controller = new SandboxController(plane.admin, { resumeDelayMs: 100 });
-    await controller.start();
-    await controller.create({ namespace: sandboxes, name: 'live', podIP: '10.9.0.1' });
-    await controller.create({ namespace: sandboxes, name: 'napping', podIP: '10.9.0.2', paused: true, wake: { by: 'policy' } });
+    const admin = new OpenKruiseSandboxes(plane, cluster as Cluster);
+    const [live] = await Promise.all([
+      admin.create({ namespace: sandboxes, name: 'live' }),
+      admin.create({ namespace: sandboxes, name: 'napping', paused: true, wake: { by: 'policy' } }),
+      admin.create({ namespace: sandboxes, name: 'timed', pauseTime: '2040-01-01T00:00:00Z' }),
+    ]);
     const service = await startService(['--kubeconfig', kubeconfig, '--namespaces', sandboxes]);
     const client = new ExtProcClient(`127.0.0.1:${service.listening.grpcPort}`);
     try {
@@ -257,10 +275,10 @@ describe('on the real API server', () => {
             closeAfter: answers,
           })
         ).responses;
-      expect(JSON.stringify((await ask(`${sandboxes}--live`, 1))[0]?.dynamic_metadata)).toContain('10.9.0.1:49983');
-      // A wake answers twice: the timer extension, then the forward.
+      expect(JSON.stringify((await ask(`${sandboxes}--live`, 1))[0]?.dynamic_metadata)).toContain(`${podIP(live)}:49983`);
+      // A wake answers twice: the timer extension, then the forward, to the new pod.
       const woken = await ask(`${sandboxes}--napping`, 2);
-      expect(JSON.stringify(woken[1]?.dynamic_metadata)).toContain('10.9.0.2:49983');
+      expect(JSON.stringify(woken[1]?.dynamic_metadata)).toContain(`${podIP(await admin.get(sandboxes, 'napping'))}:49983`);
 
       const identity = new KubeConfig();
       identity.loadFromFile(kubeconfig);
@@ -304,17 +322,21 @@ describe('on the real API server', () => {
         /only spec\.paused/,
       );
       await refused('live', { spec: { shutdownTime: '2030-01-01T00:00:00Z' } }, /only push spec\.shutdownTime later/);
-      await expect(patch('live', { spec: { pauseTime: '2030-01-01T00:00:00Z' } })).resolves.toBeDefined();
+      // pauseTime only later (a past one would make the controller pause it: "never pause one"), and
+      // never added, except in the resume itself, which re-arms or clears it.
+      await refused('live', { spec: { pauseTime: '2030-01-01T00:00:00Z' } }, /only push spec\.pauseTime later/);
+      await expect(patch('timed', { spec: { pauseTime: '2041-01-01T00:00:00Z' } })).resolves.toBeDefined();
+      await refused('timed', { spec: { pauseTime: '2020-01-01T00:00:00Z' } }, /only push spec\.pauseTime later/);
+      await refused('timed', { spec: { pauseTime: null } }, /only push spec\.pauseTime later/);
       // Anyone else (here the admin) is not held to it.
-      await expect(controller.pause(sandboxes, 'live')).resolves.toBeDefined();
+      await expect(admin.pause(sandboxes, 'live')).resolves.toBeDefined();
     } finally {
       client.close();
       await service.stop();
-      controller.stop();
     }
   });
 
-  it('agent-sandbox: the admission policy lets the ServiceAccount resume and record activity, nothing else', async () => {
+  it('agent-sandbox: the admission policy lets the ServiceAccount resume, nothing else', async () => {
     const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: 'as-tenants' };
     await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
       ...target,
@@ -338,15 +360,13 @@ describe('on the real API server', () => {
       expect(error, JSON.stringify(body)).toMatchObject({ code: 403 });
       expect(error?.body).toMatch(message);
     };
-    // What the service writes: the resume, and the activity record.
+    // What the service writes: the resume.
     await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
-    await expect(
-      patch({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }),
-    ).resolves.toBeDefined();
     // Nothing else.
     await refused({ spec: { operatingMode: 'Suspended' } }, /never suspend one/);
     await refused({ spec: { shutdownPolicy: 'Delete' } }, /only spec\.operatingMode and spec\.replicas/);
-    await refused({ metadata: { annotations: { owner: 'me' } } }, /only the annotation sandbox-extproc\.io\/last-activity/);
-    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /no label/);
+    await refused({ metadata: { annotations: { owner: 'me' } } }, /labels, annotations/);
+    await refused({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }, /labels, annotations/);
+    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /labels, annotations/);
   });
 });

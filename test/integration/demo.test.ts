@@ -9,7 +9,11 @@ describe('npm run demo', () => {
     await demo.waitForLine(/^Done\.$/, 120_000);
     expect(await demo.exited).toBe(0);
     const out = demo.lines.join('\n');
-    expect(out).toMatch(/-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.41"/);
+    // The pods' addresses are kwok's: the demo says which each running sandbox got.
+    const [, web, notebook] = /pods: web at ([\d.]+), notebook at ([\d.]+)/.exec(out) ?? [];
+    expect(web).toMatch(/^127\.1\.0\.\d+$/);
+    expect(out).toContain(`-> 200 in`);
+    expect(out).toContain(`"upstream":"${web}"`);
     expect(out).toContain('"error":"sandbox_not_found"');
     expect(out).toMatch(/-> 200 in \d+ ms, x-sandbox-wake-ms: \d+/);
     expect(out).toContain('resume patches the API server received: 1');
@@ -17,9 +21,11 @@ describe('npm run demo', () => {
     expect(out).toContain('resume patches for vault: 0');
     expect(out).toContain('"decision":"wake"');
     // agent-sandbox: routed by its router's headers, woken with one patch, a client-chosen pod IP ignored.
-    expect(out).toMatch(/6\. A running agent-sandbox Sandbox[^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toMatch(
+      new RegExp(`6\\. A running agent-sandbox Sandbox[^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`),
+    );
     expect(out).toContain('operatingMode: Running; resume patches for lab: 1');
-    expect(out).toMatch(/8\. [^\n]*\n.*\n {2}-> 200 in \d+ ms\n.*"upstream":"127\.0\.0\.44"/);
+    expect(out).toMatch(new RegExp(`8\\. [^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`));
     expect(out).toContain('"error":"namespace_not_allowed"');
     expect(out).toContain('"sandbox_id":"demo/lab"');
   });

@@ -1,52 +1,55 @@
 // Wake on traffic on the real stack: Envoy holds the request (override_message_timeout past its 1 s
-// message_timeout), the service patches the Sandbox through the real API server, the test controller
-// resumes it, the watch releases the request. Patches are counted from the API server's audit log.
+// message_timeout), the service patches the Sandbox through the real API server, OpenKruise's own
+// controller resumes it (a new pod, from kwok: phase Running with Ready=False first, then Ready once
+// the runtime is initialised), the watch releases the request. Patches are counted from the API
+// server's audit log.
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEvent, ControlPlane } from '../support/controlplane.ts';
+import { SERVICE_USER, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
-import { waitForRoute } from '../support/registry-events.ts';
-import type { NewSandbox, SandboxController } from '../support/sandbox-controller.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
+import { isPaused, isRunning, podIP, type NewSandbox, type OpenKruiseSandboxes, type SandboxObject } from '../support/openkruise.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'wake';
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 let stack: Stack;
 let plane: ControlPlane;
-let controller: SandboxController;
+let sandboxes: OpenKruiseSandboxes;
 let pool: UpstreamPool;
 let service: RunningService;
 let envoy: RunningEnvoy;
-const resumeDelays = new Map<string, number>();
-const resumeIPs = new Map<string, string>();
 
 beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
-    ips: ['127.0.0.31', '127.0.0.32', '127.0.0.33'],
-    // "Never" is a stuck resume, released explicitly by the test that made it (never a long delay).
-    controller: { resumeDelayMs: (name) => resumeDelays.get(name) ?? 300, resumeIP: (name) => resumeIPs.get(name), stuck: new Set() },
     serviceArgs: ['--wake-timeout', '20s'],
     // Envoy's own timer is 1 s: only override_message_timeout keeps longer holds alive.
     envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
   });
-  ({ plane, controller, pool, service, envoy } = stack);
+  ({ plane, openkruise: sandboxes, pool, service, envoy } = stack);
 });
 
 afterAll(async () => {
   await stack?.stop();
 });
 
-/** Creates a sandbox already paused (pod IP cleared) and waits until the service sees it paused. */
+/**
+ * Creates a sandbox, runs it, pauses it (the controller deletes its pod) and waits until the service
+ * sees it paused. A slow resume is a pod slow to turn Ready (readyDelay); a resume that does not end
+ * until the test says so is a held pod (hold), released explicitly: never a long delay.
+ */
 async function pausedSandbox(name: string, extra: Partial<NewSandbox> = {}): Promise<string> {
-  await controller.create({ namespace: NS, name, podIP: '127.0.0.31', wake: { by: 'policy' }, paused: true, ...extra });
+  await sandboxes.create({ namespace: NS, name, wake: { by: 'policy' }, paused: true, ...extra });
   const id = `${NS}--${name}`;
   await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused' && !r.pausing);
   return id;
 }
+
+/** The address the sandbox serves on now, as its controller reports it. */
+const servingIP = async (name: string) => podIP(await sandboxes.waitFor(NS, name, isRunning, 30_000, 'running'));
 
 /** Resume patches the API server applied (2xx) for one sandbox: a refused or conflicting one changed nothing. */
 const patches = (name: string) =>
@@ -74,18 +77,23 @@ const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, 
 
 describe('wake on traffic', () => {
   it('wakes a paused, opted-in sandbox and serves the request, with one patch and the wake duration header', async () => {
-    resumeDelays.set('sleepy', 2500); // longer than Envoy's 1 s message_timeout: only the override keeps the request alive
-    const id = await pausedSandbox('sleepy');
+    // Its pod turns Ready 2.5 s after it is created: longer than Envoy's 1 s message_timeout, so only
+    // the override keeps the request alive, through "Running, not Ready yet".
+    const id = await pausedSandbox('sleepy', { readyDelay: '2500ms' });
+    const seen = await sandboxes.record(NS, 'sleepy');
     // Wakes never poll: every read the service makes of sandboxes is in the audit log (reads are
     // logged: its start-up list is there), and none may happen while it holds this request.
     expect(plane.auditEvents((e) => e.user.username === SERVICE_USER && e.verb === 'list').length).toBeGreaterThan(0);
     await plane.auditBarrier();
     const before = plane.auditEvents().length;
     const res = await get(id);
-    expect(res.status).toBe(200);
-    expect(res.json()['upstream']).toBe('127.0.0.31');
+    seen.stop();
+    expect(res.status, res.body).toBe(200);
+    expect(res.json()['upstream']).toBe(await servingIP('sleepy'));
     expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThanOrEqual(2000);
     expect(patches('sleepy')).toHaveLength(1);
+    // The controller did show the state that failed every wake before: Running, not Ready yet.
+    expect(seen.versions.some((v: SandboxObject) => v.status?.phase === 'Running' && !isRunning(v) && v.spec?.paused === false)).toBe(true);
     await plane.auditBarrier();
     const reads = plane
       .auditEvents()
@@ -102,15 +110,14 @@ describe('wake on traffic', () => {
   });
 
   it('serves 200 concurrent requests to one paused sandbox with a single patch', async () => {
-    resumeDelays.set('crowd', 1000);
-    const id = await pausedSandbox('crowd');
+    const id = await pausedSandbox('crowd', { readyDelay: '1s' });
     const results = await Promise.all(Array.from({ length: 200 }, () => get(id)));
     expect(results.map((r) => r.status)).toEqual(Array(200).fill(200));
     expect(patches('crowd')).toHaveLength(1);
   });
 
   it('answers a sandbox that did not opt in with 502 and patches nothing', async () => {
-    await controller.create({ namespace: NS, name: 'hermit', podIP: '127.0.0.31', paused: true });
+    await sandboxes.create({ namespace: NS, name: 'hermit', paused: true });
     const id = `${NS}--hermit`;
     await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused');
     const res = await get(id);
@@ -130,8 +137,7 @@ describe('wake on traffic', () => {
   });
 
   it('answers 503 with Retry-After when the wake outlasts its deadline, and the sandbox is reachable afterwards', async () => {
-    resumeDelays.set('slowpoke', 3500);
-    const id = await pausedSandbox('slowpoke', { wake: { by: 'annotation', deadlineSeconds: 2 } });
+    const id = await pausedSandbox('slowpoke', { readyDelay: '3500ms', wake: { by: 'annotation', deadlineSeconds: 2 } });
     const running = waitForRoute(service.app.registry, id, (r) => r?.state === 'running', 20_000);
     const res = await get(id);
     expect(res.status).toBe(503);
@@ -142,31 +148,39 @@ describe('wake on traffic', () => {
     expect(patches('slowpoke')).toHaveLength(1);
   });
 
-  it('forwards to the new pod IP when the IP changed across the wake', async () => {
-    resumeIPs.set('mover', '127.0.0.33');
+  it("forwards to the new pod's IP, read from the watch, not the one it had before the pause", async () => {
     const id = await pausedSandbox('mover');
+    const before = await sandboxes.get(NS, 'mover');
+    // Paused, the controller keeps reporting the old pod's address: never routed to.
+    expect(service.app.registry.get(id)?.podIP).toBe('');
     const res = await get(id);
-    expect(res.json()['upstream']).toBe('127.0.0.33');
+    const after = await sandboxes.get(NS, 'mover');
+    expect(after.status?.podInfo?.podUID).not.toBe(before.status?.podInfo?.podUID);
+    expect(res.json()['upstream']).toBe(podIP(after));
   });
 
-  it('waits for a pause in progress to complete, then resumes', async () => {
-    controller.options.pauseDelayMs = 1500;
-    await controller.create({ namespace: NS, name: 'drowsy', podIP: '127.0.0.32', wake: { by: 'policy' } });
+  it('waits for a pause in progress to complete, then resumes: the resume never reaches the controller mid-pause', async () => {
+    // Its container takes 1.5 s to stop: the controller shows phase Paused, SandboxPaused=False until then.
+    await sandboxes.create({ namespace: NS, name: 'drowsy', wake: { by: 'policy' }, stopDelay: '1500ms' });
     const id = `${NS}--drowsy`;
     await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
-    await controller.pause(NS, 'drowsy');
+    const seen = await sandboxes.record(NS, 'drowsy');
+    await sandboxes.pause(NS, 'drowsy');
     await waitForRoute(service.app.registry, id, (r) => r?.pausing === true);
     const res = await get(id);
-    controller.options.pauseDelayMs = 0;
-    expect(res.status).toBe(200);
-    expect(res.json()['upstream']).toBe('127.0.0.32');
-    expect(controller.resumesWhilePausing).toEqual([]);
+    seen.stop();
+    expect(res.status, res.body).toBe(200);
+    expect(res.json()['upstream']).toBe(await servingIP('drowsy'));
     expect(patches('drowsy')).toHaveLength(1);
+    // In the order the API server saw it: the pause completed (SandboxPaused=True) before spec.paused=false.
+    const completed = seen.versions.findIndex(isPaused);
+    const resumed = seen.versions.findIndex((v, i) => i > 0 && v.spec?.paused === false && seen.versions[i - 1]?.spec?.paused === true);
+    expect(completed).toBeGreaterThanOrEqual(0);
+    expect(resumed).toBeGreaterThan(completed);
   });
 
   it('frees the slot of a client that disconnects while waiting', async () => {
-    controller.options.stuck?.add('ghost');
-    const id = await pausedSandbox('ghost');
+    const id = await pausedSandbox('ghost', { hold: true });
     const wakes = service.app.wakes!;
     const abandoned = await wakesEnded('abandoned');
     const patched = plane.waitForAudit(
@@ -174,15 +188,12 @@ describe('wake on traffic', () => {
       20_000,
       'the resume patch of ghost',
     );
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
+    const joined = untilWaiting(wakes, (n) => n === 1);
+    const left = joined.then(() => untilWaiting(wakes, (n) => n === 0));
+    // The wake ends once its patch is answered too (the audit event comes before the service has the answer).
+    const ended = new Promise<string>((resolve) => {
+      const off = wakes.onWakeEnd((outcome) => (off(), resolve(outcome)));
     });
-    const left = joined.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
-        }),
-    );
     const req = request(`${envoy.url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port) }, agent: false });
     req.on('error', () => undefined);
     req.end();
@@ -192,9 +203,9 @@ describe('wake on traffic', () => {
     await left;
     expect(wakes.waiting).toBe(0);
     // Its only waiter gone, the wake ends, counted once as abandoned.
+    expect(await ended).toBe('abandoned');
     expect(wakes.inFlight).toBe(0);
     expect(await wakesEnded('abandoned')).toBe(abandoned + 1);
-    controller.release(NS, 'ghost');
   });
 });
 
@@ -204,15 +215,12 @@ describe('long holds under traffic', () => {
   // The resume is held until the traffic is done, so the request is held across all of it whatever
   // the machine's speed (a 6 s resume let a slow machine finish the wake before 1,500 had passed).
   it('keeps a held request alive while more than 1,500 other requests pass on the same connection', async () => {
-    controller.options.stuck?.add('patient');
-    const id = await pausedSandbox('patient');
-    await controller.create({ namespace: NS, name: 'busy', podIP: '127.0.0.32' });
+    const id = await pausedSandbox('patient', { hold: true });
+    await sandboxes.create({ namespace: NS, name: 'busy' });
     await waitForRoute(service.app.registry, `${NS}--busy`, (r) => r?.state === 'running');
     const connections = await envoy.stat('cluster.sandbox_extproc.upstream_cx_total');
     const wakes = service.app.wakes!;
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
+    const joined = untilWaiting(wakes, (n) => n === 1);
     const held = get(id);
     await joined;
     let done = 0;
@@ -228,24 +236,21 @@ describe('long holds under traffic', () => {
     // Still held, on the connection it started on: Envoy opened no other to the service.
     expect(wakes.waiting).toBe(1);
     expect(await envoy.stat('cluster.sandbox_extproc.upstream_cx_total')).toBe(connections);
-    controller.release(NS, 'patient');
+    await sandboxes.release(NS, 'patient');
     const res = await held;
     expect(res.status, res.body).toBe(200);
-    expect(res.json()['upstream']).toBe('127.0.0.31');
+    expect(res.json()['upstream']).toBe(await servingIP('patient'));
   });
 });
 
 describe('graceful shutdown', () => {
   it('answers a request held mid-wake before the process stops, within the grace period', async () => {
-    controller.options.stuck?.add('insomniac');
-    const id = await pausedSandbox('insomniac');
+    const id = await pausedSandbox('insomniac', { hold: true });
     const kubeconfig = await plane.serviceIdentity('second-replica', [NS]);
     const second = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--shutdown-grace', '500ms']);
     await waitForRoute(second.app.registry, id, (r) => r?.state === 'paused');
     const client = new ExtProcClient(`127.0.0.1:${second.listening.grpcPort}`);
-    const joined = new Promise<void>((resolve) => {
-      const off = second.app.wakes!.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
+    const joined = untilWaiting(second.app.wakes!, (n) => n === 1);
     const exchange = client.exchange(
       [{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }],
       { closeAfter: 2 },
@@ -258,6 +263,5 @@ describe('graceful shutdown', () => {
     client.close();
     expect(responses[0]?.override_message_timeout, JSON.stringify({ responses, status })).toBeDefined();
     expect(responses[1]?.immediate_response?.status?.code).toBe(503);
-    controller.release(NS, 'insomniac');
   });
 });

@@ -1,11 +1,13 @@
 // The soak run (issue #19): the built service, as the image runs it, for a bounded time on loopback with
-// the real Envoy, kube-apiserver and etcd, under steady mixed traffic and a steady stream of changes:
-// wakes, pauses, creations, deletions, ID relabels, periodic relists, and one API server restart at
-// half time. Every request is accounted for at the transport level; the service's own /metrics are
-// sampled every 5 s for memory, handles and event-loop delay.
-import { ControlPlane, waitForObject } from '../support/controlplane.ts';
+// the real Envoy, kube-apiserver and etcd, OpenKruise's own controller (pods by kwok, orphans collected
+// by kube-controller-manager), under steady mixed traffic and a steady stream of changes: wakes,
+// pauses, creations, deletions, ID relabels, periodic relists, and one API server restart at half
+// time. Every request is accounted for at the transport level; the service's own /metrics are sampled
+// every 5 s for memory, handles and event-loop delay.
+import { addressesOf, Cluster, DEFAULT_POD_CIDR } from '../support/cluster.ts';
+import { ControlPlane } from '../support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
-import { GROUP, PLURAL, SandboxController, VERSION, type SandboxObject } from '../support/sandbox-controller.ts';
+import { OpenKruiseController, OpenKruiseSandboxes, SANDBOX_ID_LABEL } from '../support/openkruise.ts';
 import { UpstreamPool } from '../support/sandboxes.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
 import { send, Tally, type Outcome } from './traffic.ts';
@@ -46,22 +48,26 @@ const sum = (text: string, name: string): number => {
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? (() => undefined);
-  const ips = Array.from({ length: STABLE + WAKEABLE + 2 }, (_, i) => `127.0.1.${10 + i}`);
-  const plane = await ControlPlane.start({ auditPolicy: false });
+  const plane = await ControlPlane.start({ auditPolicy: false, crds: OpenKruiseController.crds() });
   const stops: (() => Promise<void> | void)[] = [() => plane.stop()];
   try {
+    const cluster = await Cluster.start(plane);
+    stops.push(() => cluster.stop());
+    const pool = await UpstreamPool.start(addressesOf(DEFAULT_POD_CIDR));
+    stops.push(() => pool.close());
     await plane.ensureNamespace(NS);
     const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-    const controller = new SandboxController(plane.admin, { resumeDelayMs: 300 });
-    await controller.start();
+    const controller = await OpenKruiseController.start(plane);
     stops.push(() => controller.stop());
-    const pool = await UpstreamPool.start(ips);
-    stops.push(() => pool.close());
-    for (let i = 0; i < STABLE; i += 1) await controller.create({ namespace: NS, name: `s${i}`, podIP: ips[i] as string });
-    for (let i = 0; i < WAKEABLE; i += 1)
-      await controller.create({ namespace: NS, name: `w${i}`, podIP: ips[STABLE + i] as string, wake: { by: 'policy' } });
-    await controller.create({ namespace: NS, name: 'r0', podIP: ips[STABLE + WAKEABLE] as string, id: 'relabelled' });
-    await controller.create({ namespace: NS, name: 'r1', podIP: ips[STABLE + WAKEABLE + 1] as string });
+    const sandboxes = new OpenKruiseSandboxes(plane, cluster);
+    // A woken sandbox's new pod turns Ready 300 ms after it is created.
+    const ready = { readyDelay: '300ms' } as const;
+    await Promise.all([
+      ...Array.from({ length: STABLE }, (_, i) => sandboxes.create({ namespace: NS, name: `s${i}` })),
+      ...Array.from({ length: WAKEABLE }, (_, i) => sandboxes.create({ namespace: NS, name: `w${i}`, wake: { by: 'policy' }, ...ready })),
+      sandboxes.create({ namespace: NS, name: 'r0', labels: { [SANDBOX_ID_LABEL]: 'relabelled' } }),
+      sandboxes.create({ namespace: NS, name: 'r1' }),
+    ]);
     const service: ServiceProcess = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS, '--resync-interval', '1m']);
     stops.push(() => service.stop());
     await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
@@ -109,23 +115,25 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const create = Math.floor(churnStep / 3) % 2 === 0;
       churnStep += 1;
       void track(
-        (create ? controller.create({ namespace: NS, name, podIP: ips[0] as string }) : controller.delete(NS, name)).then(
+        (create ? sandboxes.createOnly({ namespace: NS, name }) : sandboxes.delete(NS, name)).then(
           () => (changes[create ? 'created' : 'deleted'] = (changes[create ? 'created' : 'deleted'] ?? 0) + 1),
           () => undefined,
         ),
       );
     }, 2_000);
 
-    // ID relabels: "relabelled" passes between r0 and r1 every 15 s (recycle one, then claim the other).
+    // ID relabels: "relabelled" passes between r0 and r1 every 15 s: the label comes off one, then goes on
+    // the other, as E2B's sandbox-manager hands short IDs out (the recycle itself is the controller's, in
+    // test/integration/openkruise-semantics.test.ts; here the point is the route table under churn).
     let holder = 0;
+    const label = (name: string, id: string | null) => sandboxes.patch(NS, name, { metadata: { labels: { [SANDBOX_ID_LABEL]: id } } });
     const relabel = setInterval(() => {
       if (!running() || apiserverDown) return;
       const [from, to] = holder === 0 ? ['r0', 'r1'] : ['r1', 'r0'];
       holder = 1 - holder;
       void track(
-        controller
-          .recycle(NS, from)
-          .then(() => controller.claim(NS, to, 'relabelled'))
+        label(from, null)
+          .then(() => label(to, 'relabelled'))
           .then(
             () => (changes['relabelled'] = (changes['relabelled'] ?? 0) + 1),
             () => undefined,
@@ -141,15 +149,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         if (!running() || apiserverDown) continue;
         const name = `w${wakeStep++ % WAKEABLE}`;
         try {
-          const pausedSeen = waitForObject(
-            plane.admin,
-            `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
-            { fieldSelector: `metadata.name=${name}` },
-            (o) => (o as SandboxObject).status?.phase === 'Paused',
-            15_000,
-          );
-          await controller.pause(NS, name);
-          await pausedSeen;
+          await sandboxes.pauseAndWait(NS, name, 15_000);
           changes['paused'] = (changes['paused'] ?? 0) + 1;
           wakes.attempted += 1;
           const outcome = await track(get(`${NS}--${name}`));

@@ -12,6 +12,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
+  loadYaml,
   RbacAuthorizationV1Api,
   Watch,
   type V1CustomResourceDefinition,
@@ -19,17 +20,13 @@ import {
 } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { makeCerts, type CertPaths } from './certs.ts';
+import { familyCrds } from './crds.ts';
 import { freePort } from './ports.ts';
 import { TestProcess } from './process.ts';
 import { REPO_ROOT, toolPath } from './tools.ts';
 
 export const RBAC_RULES_FILE = `${REPO_ROOT}charts/sandbox-extproc/files/rbac-rules.yaml`;
-/** CRD fixtures: OpenKruise's; agent-sandbox's with v1beta1 and v1alpha1 served; agent-sandbox's v1alpha1 only. */
-export const CRDS = {
-  openkruise: `${REPO_ROOT}test/fixtures/sandbox-crd.yaml`,
-  agentSandbox: `${REPO_ROOT}test/fixtures/agent-sandbox-crd.yaml`,
-  agentSandboxV1alpha1: `${REPO_ROOT}test/fixtures/agent-sandbox-crd-v1alpha1.yaml`,
-} as const;
+
 /** The rules rbac-rules.yaml grants each Sandbox family. */
 export function rbacRules(kinds: readonly string[]): V1PolicyRule[] {
   const all = parseYaml(readFileSync(RBAC_RULES_FILE, 'utf8')) as Record<string, V1PolicyRule[]>;
@@ -96,12 +93,12 @@ export class ControlPlane {
   /**
    * Starts etcd and kube-apiserver, with the audit log tests count patches from. `auditPolicy` names
    * another policy file (the scale bench records only resumes: every write of 100k objects would fill
-   * this process with lines), or false for none. `crds` are the CRD fixtures to install (default:
-   * OpenKruise's and agent-sandbox's, CRDS.openkruise and CRDS.agentSandbox). `bindAddress`: where
+   * this process with lines), or false for none. `crds` are the CRDs to install (default: both
+   * families' own, test/support/crds.ts). `bindAddress`: where
    * kube-apiserver listens, loopback by default (containers reach a Docker network's gateway address).
    */
   static async start(
-    options: { auditPolicy?: string | false; crds?: readonly string[]; bindAddress?: string } = {},
+    options: { auditPolicy?: string | false; crds?: readonly (string | object)[]; bindAddress?: string } = {},
   ): Promise<ControlPlane> {
     const auditPolicy = options.auditPolicy ?? AUDIT_POLICY;
     // Loopback, or an address containers reach (a Docker network's gateway on this host).
@@ -149,7 +146,7 @@ export class ControlPlane {
     const apiserver = ControlPlane.#spawnApiserver(args);
     await ControlPlane.#serving(apiserver);
     const plane = new ControlPlane(dir, certs, `https://${address}:${apiPort}`, etcd, apiserver, args);
-    for (const crd of options.crds ?? [CRDS.openkruise, CRDS.agentSandbox]) await plane.installCrd(crd);
+    for (const crd of options.crds ?? familyCrds()) await plane.installCrd(crd);
     return plane;
   }
 
@@ -299,9 +296,11 @@ export class ControlPlane {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Installs a CRD fixture and waits (on a watch) until the API server has established it. */
-  async installCrd(file: string): Promise<void> {
-    const crd = parseYaml(readFileSync(file, 'utf8')) as V1CustomResourceDefinition;
+  /** Installs a CRD (a fixture file, or the object) and waits (on a watch) until the API server has established it. */
+  async installCrd(source: string | object): Promise<void> {
+    // Through client-node's own YAML loader, which maps the schema's x-kubernetes-* keys to its model: a
+    // plain parse would have the typed client drop them on the way out.
+    const crd = loadYaml<V1CustomResourceDefinition>(typeof source === 'string' ? readFileSync(source, 'utf8') : JSON.stringify(source));
     const api = this.admin.makeApiClient(ApiextensionsV1Api);
     const name = crd.metadata?.name as string;
     const established = waitForObject(
@@ -318,7 +317,7 @@ export class ControlPlane {
 
 /**
  * Resolves with the first object on a watch of `path` that satisfies the predicate (the initial
- * ADDED events included); rejects at the deadline.
+ * ADDED events included); rejects at the deadline. A watch the API server ends early is started again.
  */
 export function waitForObject(
   config: KubeConfig,
@@ -326,6 +325,7 @@ export function waitForObject(
   query: Record<string, string>,
   predicate: (object: unknown) => boolean,
   timeoutMs: number,
+  what = `an object at ${path}`,
 ): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let controller: AbortController | undefined;
@@ -337,25 +337,28 @@ export function waitForObject(
       controller?.abort();
       fn();
     };
-    const timer = setTimeout(() => finish(() => reject(new Error(`no object at ${path} matched within ${timeoutMs} ms`))), timeoutMs);
-    new Watch(config)
-      .watch(
-        path,
-        query,
-        (type, object) => {
-          if ((type === 'ADDED' || type === 'MODIFIED') && predicate(object)) finish(() => resolve(object));
-        },
-        (error) => {
-          if (!done && error) finish(() => reject(error instanceof Error ? error : new Error(String(error))));
-        },
-      )
-      .then(
-        (c) => {
-          controller = c;
-          if (done) c.abort();
-        },
-        (error: unknown) => finish(() => reject(error as Error)),
-      );
+    const timer = setTimeout(() => finish(() => reject(new Error(`${what}: not seen within ${timeoutMs} ms`))), timeoutMs);
+    const start = (): void => {
+      new Watch(config)
+        .watch(
+          path,
+          query,
+          (type, object) => {
+            if ((type === 'ADDED' || type === 'MODIFIED') && predicate(object)) finish(() => resolve(object));
+          },
+          () => {
+            if (!done) start();
+          },
+        )
+        .then(
+          (c) => {
+            controller = c;
+            if (done) c.abort();
+          },
+          (error: unknown) => finish(() => reject(error instanceof Error ? error : new Error(String(error)))),
+        );
+    };
+    start();
   });
 }
 
@@ -370,6 +373,9 @@ function kubeconfigYaml(server: string, caFile: string, user: { cert?: string; k
     'current-context': 'test',
   });
 }
+
+/** The service's own identity, as ControlPlane.serviceIdentity('sandbox-extproc') makes it. */
+export const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 
 /** Whether an audited patch was an activity record (its fieldManager), not a resume. */
 export const isActivityRecord = (event: AuditEvent): boolean => (event.requestURI ?? '').includes('fieldManager=sandbox-extproc-activity');

@@ -25,7 +25,12 @@ export type Tool =
   | 'SANDBOX_EXTPROC_GHZ'
   | 'SANDBOX_EXTPROC_VEGETA'
   | 'SANDBOX_EXTPROC_BARE_GO'
-  | 'SANDBOX_EXTPROC_PROMTOOL';
+  | 'SANDBOX_EXTPROC_PROMTOOL'
+  | 'SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'
+  | 'SANDBOX_EXTPROC_KWOK'
+  | 'SANDBOX_EXTPROC_OPENKRUISE'
+  | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
+  | 'SANDBOX_EXTPROC_H2SPEC';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
@@ -33,4 +38,14 @@ export function toolPath(variable: Tool): string {
     throw new Error(`${variable}: the real tool is missing (${path ?? 'no path'}); run scripts/provision.sh all`);
   }
   return path;
+}
+
+/**
+ * A value `scripts/provision.sh env` exports that is not a path (an image reference, say): the
+ * environment's, else the provisioned one.
+ */
+export function provisionedValue(variable: 'SANDBOX_EXTPROC_OPENKRUISE_IMAGE' | 'SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'): string {
+  const value = process.env[variable] ?? provisionedPaths()[variable];
+  if (value === undefined || value === '') throw new Error(`${variable}: not provisioned; run scripts/provision.sh kind`);
+  return value;
 }

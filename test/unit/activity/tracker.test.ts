@@ -24,9 +24,11 @@ class Cluster {
           const deadline = this.deadlines.get(route.uid);
           return deadline === undefined ? undefined : { deadline, timeoutMs: TIMEOUT_MS };
         },
+        latest: (uid) => this.route(uid),
         write: async (route, now) => {
           this.writes.push({ uid: route.uid, at: now.getTime() });
           this.deadlines.set(route.uid, now.getTime() + TIMEOUT_MS);
+          return 'applied';
         },
       },
     );
@@ -89,7 +91,8 @@ describe('when to push a pause timer', () => {
       { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
       {
         timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
-        write: async (route, now) => void cluster.writes.push({ uid: route.uid, at: now.getTime() }),
+        latest: (uid) => cluster.route(uid),
+        write: async (route, now) => (cluster.writes.push({ uid: route.uid, at: now.getTime() }), 'applied'),
       },
     );
     for (let ms = 0; ms < 20_000; ms += 100) {
@@ -172,7 +175,8 @@ describe('the write rule, to its edges', () => {
       { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
       {
         timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
-        write: async (route, now) => void cluster.writes.push({ uid: route.uid, at: now.getTime() }),
+        latest: (uid) => cluster.route(uid),
+        write: async (route, now) => (cluster.writes.push({ uid: route.uid, at: now.getTime() }), 'applied'),
       },
     );
     tracker.note(cluster.route('a'));
@@ -193,7 +197,11 @@ describe('the write rule, to its edges', () => {
     let reads = 0;
     const tracker = new ActivityTracker(
       { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
-      { timerOf: () => ((reads += 1), { deadline: Date.now(), timeoutMs: TIMEOUT_MS }), write: async () => undefined },
+      {
+        timerOf: () => ((reads += 1), { deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async () => 'applied',
+      },
     );
     tracker.note(cluster.route('a'));
     tracker.note(cluster.route('a'));
@@ -224,9 +232,10 @@ describe('writes in flight', () => {
       { fraction: 0.5, minIntervalMs: 5_000, jitter: 0, concurrency },
       {
         timerOf: (route) => ({ deadline: cluster.deadlines.get(route.uid) ?? Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
         write: (route) =>
-          new Promise<void>((resolve, reject) =>
-            inFlight.push({ uid: route.uid, settle: (error) => (error === undefined ? resolve() : reject(error)) }),
+          new Promise<'applied'>((resolve, reject) =>
+            inFlight.push({ uid: route.uid, settle: (error) => (error === undefined ? resolve('applied') : reject(error)) }),
           ),
         onWrite: (outcome, remainingMs, error) => outcomes.push([outcome, remainingMs, error]),
       },

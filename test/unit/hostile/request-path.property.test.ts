@@ -54,7 +54,7 @@ registry.markReady();
 
 /** The Kubernetes API is the one part missing here: resumes are counted and succeed at once. */
 let resumes = 0;
-const resumer: Resumer = { resume: () => ((resumes += 1), Promise.resolve()) };
+const resumer: Resumer = { resume: (route) => ((resumes += 1), Promise.resolve(route.resourceVersion)) };
 const metrics = createMetrics(() => registry.countByState());
 const logger = createLogger('silent');
 const coordinator = new WakeCoordinator({

@@ -204,30 +204,79 @@ describe('resume patch', () => {
   });
 });
 
-describe('activity recorded for an idle controller (sandbox-extproc.io/last-activity)', () => {
-  const windowed = createAgentSandboxKind({ activityRecordWindowSeconds: 120 });
-  const optedIn = (annotations: Obj = {}) =>
-    windowed.toRoute(sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true', ...annotations } } }));
-
-  it('keeps no record for a sandbox that did not opt in to wake, nor for one not running', () => {
-    expect(windowed.activityTimer(windowed.toRoute(sandbox()) as never)).toBeUndefined();
-    const suspendedRoute = windowed.toRoute(
-      sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } }, spec: { operatingMode: 'Suspended' } }),
-    );
-    expect(windowed.activityTimer(suspendedRoute as never)).toBeUndefined();
+describe('no activity record nobody reads', () => {
+  it('writes nothing for a running, opted-in sandbox: agent-sandbox suspends nothing on its own', () => {
+    const optedIn = kind.toRoute(sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } } }));
+    expect(optedIn?.state).toBe('running');
+    expect(kind.activityTimer(optedIn as never)).toBeUndefined();
   });
+});
 
-  it('treats a missing record as due at once, and a record as due when the window has run out', () => {
-    expect(windowed.activityTimer(optedIn() as never)).toEqual({ deadline: 120_000, timeoutMs: 120_000 });
-    const recorded = optedIn({ 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' });
-    expect(recorded?.activityAt).toBe(Date.parse('2026-11-21T10:00:00Z'));
-    expect(windowed.activityTimer(recorded as never)).toEqual({ deadline: Date.parse('2026-11-21T10:02:00Z'), timeoutMs: 120_000 });
-  });
-
-  it('writes the record as an annotation, tied to the UID', () => {
-    expect(windowed.activityPatch(optedIn() as never, new Date('2026-11-21T10:00:00.700Z'))).toEqual({
-      metadata: { uid: 'u1', annotations: { 'sandbox-extproc.io/last-activity': '2026-11-21T10:00:00Z' } },
+describe('a pod that is going away is never served (resumed during its grace period)', () => {
+  const suspended = (reason: string, ip = '10.0.0.5') =>
+    sandbox({
+      spec: { operatingMode: 'Suspended' },
+      status: { podIPs: [ip], conditions: [condition('Suspended', 'False', reason), condition('Ready', 'False', 'SandboxSuspended')] },
     });
+  const reusedDying = (ip = '10.0.0.5', rv = '12') =>
+    sandbox({
+      meta: { resourceVersion: rv },
+      status: {
+        podIPs: [ip],
+        conditions: [condition('Suspended', 'False', 'NotSuspended'), condition('Ready', 'True', 'DependenciesReady')],
+      },
+    });
+
+  it('remembers the terminating pod, and does not serve it when the controller reports it Ready again', () => {
+    const terminating = kind.toRoute(suspended('PodTerminating'));
+    expect(terminating).toMatchObject({ state: 'paused', drainingIP: '10.0.0.5', podIP: '' });
+    const resumed = kind.toRoute(reusedDying(), terminating);
+    expect(resumed).toMatchObject({ state: 'creating', podIP: '', drainingIP: '10.0.0.5', resuming: true });
+    // Still the same pod on the next status write: still not served.
+    expect(kind.toRoute(reusedDying('10.0.0.5', '13'), resumed)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
+  });
+
+  it('keeps not serving it while the controller reports its address, first not Ready, then Ready (the order the real one writes)', () => {
+    const terminating = kind.toRoute(suspended('PodTerminating'));
+    // Resumed: operatingMode Running while the status still says PodTerminating / SandboxSuspended.
+    const asked = kind.toRoute(
+      sandbox({
+        status: {
+          podIPs: ['10.0.0.5'],
+          conditions: [condition('Suspended', 'False', 'PodTerminating'), condition('Ready', 'False', 'SandboxSuspended')],
+        },
+      }),
+      terminating,
+    );
+    expect(asked).toMatchObject({ state: 'paused', drainingIP: '10.0.0.5', resuming: true });
+    expect(kind.toRoute(reusedDying(), asked)).toMatchObject({ state: 'creating', podIP: '', drainingIP: '10.0.0.5', resuming: true });
+  });
+
+  it('serves the new pod once the controller reports the old one gone (no address), or another address', () => {
+    const terminating = kind.toRoute(suspended('PodTerminating'));
+    const resumed = kind.toRoute(reusedDying(), terminating);
+    const starting = kind.toRoute(
+      sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }),
+      resumed,
+    );
+    expect(starting).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
+    // The new pod may well get the freed address back: it is served.
+    expect(kind.toRoute(reusedDying('10.0.0.5', '14'), starting)).toMatchObject({ state: 'running', podIP: '10.0.0.5', drainingIP: '' });
+    expect(kind.toRoute(reusedDying('10.0.0.9'), resumed)).toMatchObject({ state: 'running', podIP: '10.0.0.9', drainingIP: '' });
+  });
+
+  it('needs no history once the pod is gone (PodTerminated), nor for a sandbox never suspended', () => {
+    const gone = kind.toRoute(
+      sandbox({ spec: { operatingMode: 'Suspended' }, status: { conditions: [condition('Suspended', 'True', 'PodTerminated')] } }),
+    );
+    expect(gone?.drainingIP).toBe('');
+    expect(kind.toRoute(reusedDying(), gone)).toMatchObject({ state: 'running', drainingIP: '' });
+    expect(kind.toRoute(reusedDying())).toMatchObject({ state: 'running', resuming: false });
+  });
+
+  it("ignores another object's history (a sandbox recreated under the same name)", () => {
+    const terminating = kind.toRoute(suspended('PodTerminating'));
+    expect(kind.toRoute(reusedDying(), { ...terminating!, uid: 'other' })).toMatchObject({ state: 'running' });
   });
 });
 

@@ -51,7 +51,8 @@ describe('OpenKruise Sandbox -> route', () => {
     ['phase Failed', { status: { phase: 'Failed' } }, 'dead'],
     ['phase Terminating', { status: { phase: 'Terminating' } }, 'dead'],
     ['Running with spec.paused', { spec: { paused: true } }, 'paused'],
-    ['Running but not Ready', { status: { conditions: ready('False') } }, 'dead'],
+    // The real controller's state after every resume (Ready only once the runtime is initialised).
+    ['Running but not Ready', { status: { conditions: ready('False') } }, 'creating'],
     ['phase Paused', { status: { phase: 'Paused', podInfo: { podIP: '' } } }, 'paused'],
     ['phase Resuming', { status: { phase: 'Resuming', podInfo: { podIP: '' } } }, 'paused'],
     ['Running and Ready but no IP', { status: { podInfo: { podIP: '' } } }, 'creating'],
@@ -165,6 +166,63 @@ describe('wake opt-in', () => {
     expect(annotated('45')).toBe(45);
     expect(annotated('0')).toBe(0);
     expect(annotated('1e3')).toBe(0);
+  });
+});
+
+describe('a resume under way (what the real controller shows between spec.paused=false and Ready)', () => {
+  const resumed = (phase: string, conditions: unknown[]) => route(sandbox({ spec: { paused: false }, status: { phase, conditions } }));
+
+  it('is phase Paused asked to run, phase Resuming, and phase Running while RuntimeInitialized is not True', () => {
+    expect(resumed('Paused', [{ type: 'SandboxPaused', status: 'True' }])).toMatchObject({
+      state: 'paused',
+      resuming: true,
+      phase: 'Paused',
+    });
+    expect(resumed('Resuming', [{ type: 'SandboxResumed', status: 'False', reason: 'CreatePod' }])).toMatchObject({
+      state: 'paused',
+      resuming: true,
+    });
+    expect(
+      resumed('Running', [
+        { type: 'Ready', status: 'False' },
+        { type: 'SandboxResumed', status: 'True', reason: 'ResumePod' },
+        { type: 'RuntimeInitialized', status: 'False', reason: 'Pending' },
+      ]),
+    ).toMatchObject({ state: 'creating', resuming: true, phase: 'Running' });
+  });
+
+  it('is over once Ready, and is not a sandbox that was never paused', () => {
+    const ready = [
+      { type: 'Ready', status: 'True' },
+      { type: 'RuntimeInitialized', status: 'True', reason: 'Succeeded' },
+    ];
+    expect(resumed('Running', ready)).toMatchObject({ state: 'running', resuming: false });
+    expect(resumed('Running', [{ type: 'Ready', status: 'False' }])).toMatchObject({ state: 'creating', resuming: false });
+    expect(route(sandbox({ status: { phase: 'Pending', conditions: [] } }))).toMatchObject({ state: 'creating', resuming: false });
+  });
+
+  it('is not a pause asked for again', () => {
+    expect(route(sandbox({ spec: { paused: true }, status: { phase: 'Paused', conditions: [] } }))?.resuming).toBe(false);
+  });
+});
+
+describe('activity patch (keep-awake)', () => {
+  const kind = createOpenKruiseKind();
+  const now = new Date('2026-11-21T10:00:00.700Z');
+  const policy = { autoPausePolicy: { resume: { onIngressTraffic: { pauseTimeout: '10m' } } } };
+  const patch = (spec: Record<string, unknown>) =>
+    kind.activityPatch(kind.toRoute(sandbox({ spec: { ...policy, ...spec } })) as never, now);
+
+  it('pushes pauseTime to now + the pause timeout, tied to the UID', () => {
+    expect(patch({ pauseTime: '2026-11-21T10:02:00Z' })).toEqual({ metadata: { uid: 'u1' }, spec: { pauseTime: '2026-11-21T10:10:00Z' } });
+  });
+
+  it('moves shutdownTime by the same amount when both exist, so a sandbox in use is never deleted (E2B auto-pause)', () => {
+    // E2B: shutdownTime = pauseTime + the paused retention (1 h here); the gap is kept.
+    expect(patch({ pauseTime: '2026-11-21T10:02:00Z', shutdownTime: '2026-11-21T11:02:00Z' })).toEqual({
+      metadata: { uid: 'u1' },
+      spec: { pauseTime: '2026-11-21T10:10:00Z', shutdownTime: '2026-11-21T11:10:00Z' },
+    });
   });
 });
 

@@ -20,18 +20,23 @@ const paused = (over: Partial<Route> = {}) =>
 const running = (podIP: string, over: Partial<Route> = {}) =>
   makeRoute({ state: 'running', podIP, pauseRequested: false, wake, resourceVersion: String(++version), ...over });
 
-/** Resumes as each test says: at once (auto), refused at once (refuse), or when the test settles it. */
+/**
+ * Resumes as each test says: at once (auto), refused at once (refuse), or when the test settles it. A
+ * resume resolves with the patched object's version, well past the versions a test writes meanwhile
+ * (events from before the patch).
+ */
 class ControlledResumer implements Resumer {
   calls: Route[] = [];
   signals: AbortSignal[] = [];
   mode: 'auto' | 'held' | 'refuse' = 'auto';
   #settle: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  resume(route: Route, signal: AbortSignal): Promise<void> {
+  resume(route: Route, signal: AbortSignal): Promise<string | undefined> {
     this.calls.push(route);
     this.signals.push(signal);
-    if (this.mode === 'auto') return Promise.resolve();
+    const patched = String(Number(route.resourceVersion) + 100);
+    if (this.mode === 'auto') return Promise.resolve(patched);
     if (this.mode === 'refuse') return Promise.reject(new ResumeError('refused', 'forbidden'));
-    return new Promise((resolve, reject) => this.#settle.push({ resolve, reject }));
+    return new Promise((resolve, reject) => this.#settle.push({ resolve: () => resolve(patched), reject }));
   }
   succeed(): void {
     this.#settle.shift()?.resolve();

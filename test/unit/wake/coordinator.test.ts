@@ -22,10 +22,12 @@ class ControlledResumer implements Resumer {
   calls: Route[] = [];
   #settle: { resolve: () => void; reject: (e: Error) => void }[] = [];
   auto = true;
-  resume(route: Route): Promise<void> {
+  /** Resolves with the version the patch made: one past the route it was decided on. */
+  resume(route: Route): Promise<string | undefined> {
     this.calls.push(route);
-    if (this.auto) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#settle.push({ resolve, reject }));
+    const patched = String(Number(route.resourceVersion) + 1);
+    if (this.auto) return Promise.resolve(patched);
+    return new Promise((resolve, reject) => this.#settle.push({ resolve: () => resolve(patched), reject }));
   }
   succeed(): void {
     this.#settle.shift()?.resolve();
@@ -37,10 +39,13 @@ class ControlledResumer implements Resumer {
 
 let registry: RouteRegistry;
 let resumer: ControlledResumer;
+/** Every line the coordinator logged, parsed. */
+let logged: Record<string, unknown>[];
 let coordinator: WakeCoordinator;
 let metrics: ReturnType<typeof createMetrics>;
 
 function setup(options: Partial<WakeOptions> = {}): void {
+  logged = [];
   registry = new RouteRegistry();
   registry.markReady();
   resumer = new ControlledResumer();
@@ -49,7 +54,7 @@ function setup(options: Partial<WakeOptions> = {}): void {
     registry,
     resumer,
     metrics,
-    logger: createLogger('silent'),
+    logger: createLogger('info', { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) }),
     options: { timeoutMs: 30_000, maxHoldMs: 300_000, maxWaitersPerSandbox: 100, maxWaiters: 1000, ...options },
   });
 }
@@ -124,6 +129,74 @@ describe('waking', () => {
     registry.upsert(running('10.0.0.9'));
     await outcome(pending);
     expect(resumer.calls).toHaveLength(0);
+  });
+});
+
+describe("following the real controllers' resume to the end", () => {
+  // OpenKruise: after spec.paused=false the new pod runs and the sandbox shows phase Running with
+  // Ready=False until its runtime is initialised; only then Ready=True. agent-sandbox: the new pod
+  // starts (DependenciesNotReady) before it is Ready.
+  it('waits through "running but not Ready yet" and releases on Ready, with one patch', async () => {
+    registry.upsert(paused());
+    const pending = hold(registry.get('sbx') as Route);
+    await vi.advanceTimersByTimeAsync(10);
+    registry.upsert(paused({ pauseRequested: false, resuming: true, phase: 'Resuming' }));
+    registry.upsert(
+      makeRoute({
+        state: 'creating',
+        podIP: '',
+        pauseRequested: false,
+        resuming: true,
+        wake,
+        phase: 'Running',
+        resourceVersion: String(++version),
+      }),
+    );
+    registry.upsert(
+      makeRoute({
+        state: 'creating',
+        podIP: '',
+        pauseRequested: false,
+        resuming: true,
+        wake,
+        phase: 'Running',
+        resourceVersion: String(++version),
+      }),
+    );
+    expect(coordinator.waiting).toBe(1);
+    registry.upsert(running('10.0.0.50'));
+    expect(upstreamOf(await outcome(pending))).toBe('10.0.0.50:8080');
+    expect(resumer.calls).toHaveLength(1);
+    expect(await wakes()).toContain('outcome="woken"} 1');
+  });
+
+  it('fails the wake, logged at warn with the state, when the sandbox is asked to pause again after it was asked to run', async () => {
+    const route = paused();
+    registry.upsert(route);
+    const pending = hold(route);
+    await vi.advanceTimersByTimeAsync(0);
+    // Events from before the resume patch (older versions) change nothing.
+    registry.upsert(paused({ resourceVersion: String(Number(route.resourceVersion)) }));
+    expect(coordinator.waiting).toBe(1);
+    registry.upsert(paused({ pauseRequested: true, phase: 'Running' }));
+    expect(errorOf(await outcome(pending))).toBe('sandbox_wake_failed');
+    const line = logged.find((l) => String(l['msg']).startsWith('sandbox wake failed'));
+    expect(line).toMatchObject({ level: 40, sandboxId: 'sbx', state: 'paused', phase: 'Running', pauseRequested: true });
+    expect(String(line?.['msg'])).toContain('asked to pause again');
+  });
+
+  it('logs a wake failed by the sandbox dying at warn, with its phase', async () => {
+    registry.upsert(paused());
+    const pending = hold(registry.get('sbx') as Route);
+    registry.upsert(
+      makeRoute({ state: 'dead', podIP: '', pauseRequested: false, wake, phase: 'Failed', resourceVersion: String(++version) }),
+    );
+    expect(errorOf(await outcome(pending))).toBe('sandbox_not_running');
+    expect(logged.find((l) => String(l['msg']).startsWith('sandbox wake failed'))).toMatchObject({
+      level: 40,
+      state: 'dead',
+      phase: 'Failed',
+    });
   });
 });
 

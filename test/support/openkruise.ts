@@ -1,0 +1,392 @@
+// OpenKruise agents' own controller (agent-sandbox-controller, built by scripts/provision.sh from the
+// source snapshot in ../shared/peers) run against the test control plane, and the calls a test makes
+// of it as its users do: create a Sandbox from a pod template, pause it, claim from a SandboxSet,
+// recycle. Pods are kwok's (test/support/cluster.ts); every state a Sandbox shows is the controller's.
+// Its CRDs are its own (test/support/crds.ts).
+import { join } from 'node:path';
+import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Container, type V1Pod } from '@kubernetes/client-node';
+import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
+import { waitForObject, type ControlPlane } from './controlplane.ts';
+import { freePort } from './ports.ts';
+import { TestProcess } from './process.ts';
+import { toolPath } from './tools.ts';
+import { openKruiseCrds } from './crds.ts';
+
+export const GROUP = 'agents.kruise.io';
+export const VERSION = 'v1alpha1';
+export const PLURAL = 'sandboxes';
+export const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
+/** Set on a SandboxSet member: its pool, and whether it is claimed ("true"/"false"). */
+export const POOL_LABEL = 'agents.kruise.io/sandbox-pool';
+export const CLAIMED_LABEL = 'agents.kruise.io/sandbox-claimed';
+/** Set by the SandboxClaim controller on the sandboxes it claims. */
+export const CLAIM_NAME_LABEL = 'agents.kruise.io/claim-name';
+/** A pool member recycles (instead of being deleted) when both annotations are "true". */
+export const CLEANUP_ENABLED_ANNOTATION = 'agents.kruise.io/cleanup-enabled';
+export const CLEANUP_ANNOTATION = 'agents.kruise.io/cleanup';
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+  lastTransitionTime?: string;
+}
+
+export interface SandboxObject {
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    resourceVersion?: string;
+    /** Bumped by every change of the spec (a pause asked for, a timer moved), never by status writes. */
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: string;
+    finalizers?: string[];
+    ownerReferences?: { kind: string; name: string; uid: string }[];
+  };
+  spec?: {
+    paused?: boolean;
+    pauseTime?: string | null;
+    shutdownTime?: string | null;
+    autoPausePolicy?: { resume?: { onIngressTraffic?: { pauseTimeout?: string } } };
+    template?: unknown;
+  };
+  status?: { phase?: string; podInfo?: { podIP?: string; podUID?: string }; sandboxIp?: string; conditions?: Condition[] };
+}
+
+export interface NewSandbox {
+  readonly namespace: string;
+  readonly name: string;
+  /**
+   * Opt in to wake on traffic: by autoPausePolicy (with this pauseTimeout) or by the legacy annotation
+   * (with wake-timeout-seconds, the re-arm pause timeout). deadlineSeconds sets our per-sandbox wake
+   * deadline (sandbox-extproc.io/wake-deadline-seconds).
+   */
+  readonly wake?:
+    | { readonly by: 'policy'; readonly pauseTimeout?: string; readonly deadlineSeconds?: number }
+    | { readonly by: 'annotation'; readonly pauseTimeoutSeconds?: number; readonly deadlineSeconds?: number };
+  readonly accessToken?: string;
+  /** Created running, then paused (as every paused sandbox gets there); the call returns once it is paused. */
+  readonly paused?: boolean;
+  readonly labels?: Record<string, string>;
+  readonly annotations?: Record<string, string>;
+  /** spec.pauseTime and spec.shutdownTime (RFC 3339): the controller acts on them when they pass. */
+  readonly pauseTime?: string;
+  readonly shutdownTime?: string;
+  /** Every pod of this sandbox stays un-Ready until released (release()); the first one is released here. */
+  readonly hold?: boolean;
+  /** How long each pod of this sandbox takes to become Ready once created (kwok's delay, e.g. "2s"). */
+  readonly readyDelay?: string;
+  /** How long its containers take to stop on deletion (kwok; keep within the 5 s grace the controller gives). */
+  readonly stopDelay?: string;
+  /** The node its pods run on (default: the cluster's first node, NODE_NAME); see Cluster.addNode. */
+  readonly nodeName?: string;
+  /** Its container, as its pod template states it (default: a placeholder, for pods nothing runs). */
+  readonly container?: V1Container;
+}
+
+/** A SandboxSet: a pool of running sandboxes from one pod template, refilled by the controller. */
+export interface NewSandboxSet {
+  readonly namespace: string;
+  readonly name: string;
+  readonly replicas: number;
+  /** Members recycle when cleaned up instead of being deleted (the template's cleanup-enabled annotation). */
+  readonly recyclable?: boolean;
+  /**
+   * Every member's pod stays un-Ready until released (release()), as a slow-starting pod: the member
+   * stays Pending meanwhile, and the controller takes Pending members first when the pool is too full.
+   */
+  readonly hold?: boolean;
+}
+
+/** A SandboxClaim on a SandboxSet: the controller claims members and writes these onto them. */
+export interface NewSandboxClaim {
+  readonly namespace: string;
+  readonly name: string;
+  readonly pool: string;
+  readonly replicas?: number;
+  readonly labels?: Record<string, string>;
+  readonly annotations?: Record<string, string>;
+  readonly shutdownTime?: string;
+}
+
+/** The real controller process. */
+export class OpenKruiseController {
+  readonly process: TestProcess;
+
+  private constructor(process: TestProcess) {
+    this.process = process;
+  }
+
+  /** Its CRDs (test/support/crds.ts). */
+  static crds(): object[] {
+    return openKruiseCrds();
+  }
+
+  static async start(plane: ControlPlane, options: { recycleGracePeriod?: string } = {}): Promise<OpenKruiseController> {
+    const child = new TestProcess(
+      'openkruise-controller',
+      join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'bin', 'agent-sandbox-controller'),
+      [
+        `--kubeconfig=${plane.adminKubeconfig}`,
+        '--metrics-bind-address=0',
+        `--health-probe-bind-address=127.0.0.1:${await freePort()}`,
+        '--leader-elect=false',
+        ...(options.recycleGracePeriod === undefined ? [] : [`--recycle-grace-period=${options.recycleGracePeriod}`]),
+      ],
+      { env: { ...process.env, ENABLE_WEBHOOKS: 'false' } },
+    );
+    const controller = new OpenKruiseController(child);
+    await child.waitForLine(/Starting workers.*"controller": ?"sandbox(-controller)?"/, 60_000);
+    return controller;
+  }
+
+  stop(): Promise<void> {
+    return this.process.stop();
+  }
+}
+
+const isTrue = (object: SandboxObject, type: string) =>
+  object.status?.conditions?.some((c) => c.type === type && c.status === 'True') === true;
+/** Running and Ready with a pod IP: what the controller reports once a sandbox serves. */
+export const isRunning = (o: SandboxObject) =>
+  o.status?.phase === 'Running' && isTrue(o, 'Ready') && (o.status.podInfo?.podIP ?? '') !== '';
+/** Paused and its pod gone: SandboxPaused=True. */
+export const isPaused = (o: SandboxObject) => o.status?.phase === 'Paused' && isTrue(o, 'SandboxPaused');
+export const podIP = (o: SandboxObject) => o.status?.podInfo?.podIP ?? '';
+
+/** A test's hands on Sandboxes: the calls users (and E2B's sandbox-manager) make, as an admin. */
+export class OpenKruiseSandboxes {
+  readonly #plane: ControlPlane;
+  readonly #cluster: Cluster;
+  readonly #api: CustomObjectsApi;
+
+  constructor(plane: ControlPlane, cluster: Cluster) {
+    this.#plane = plane;
+    this.#cluster = cluster;
+    this.#api = plane.admin.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Creates a sandbox and returns it once it runs (or, with paused, once it is paused). */
+  async create(sandbox: NewSandbox, timeoutMs = 30_000): Promise<SandboxObject> {
+    await this.createOnly(sandbox);
+    if (sandbox.hold) await this.release(sandbox.namespace, sandbox.name, timeoutMs);
+    const running = await this.waitFor(sandbox.namespace, sandbox.name, isRunning, timeoutMs, 'running');
+    if (!sandbox.paused) return running;
+    await this.pause(sandbox.namespace, sandbox.name);
+    return this.waitFor(sandbox.namespace, sandbox.name, isPaused, timeoutMs, 'paused');
+  }
+
+  /** Creates the object and returns at once (the controller then brings it up). */
+  async createOnly(sandbox: NewSandbox): Promise<SandboxObject> {
+    const annotations: Record<string, string> = { ...(sandbox.annotations ?? {}) };
+    const spec: Record<string, unknown> = {
+      ...(sandbox.pauseTime === undefined ? {} : { pauseTime: sandbox.pauseTime }),
+      ...(sandbox.shutdownTime === undefined ? {} : { shutdownTime: sandbox.shutdownTime }),
+      template: podTemplate(sandbox),
+    };
+    if (sandbox.wake?.by === 'policy')
+      spec['autoPausePolicy'] = {
+        resume: { onIngressTraffic: sandbox.wake.pauseTimeout ? { pauseTimeout: sandbox.wake.pauseTimeout } : {} },
+      };
+    if (sandbox.wake?.by === 'annotation') {
+      annotations['agents.kruise.io/wake-on-traffic'] = 'true';
+      if (sandbox.wake.pauseTimeoutSeconds !== undefined)
+        annotations['agents.kruise.io/wake-timeout-seconds'] = String(sandbox.wake.pauseTimeoutSeconds);
+    }
+    if (sandbox.wake?.deadlineSeconds !== undefined)
+      annotations['sandbox-extproc.io/wake-deadline-seconds'] = String(sandbox.wake.deadlineSeconds);
+    if (sandbox.accessToken !== undefined) annotations['agents.kruise.io/runtime-access-token'] = sandbox.accessToken;
+    return (await this.#api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: sandbox.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'Sandbox',
+        metadata: { name: sandbox.name, labels: sandbox.labels ?? {}, annotations },
+        spec,
+      },
+    })) as SandboxObject;
+  }
+
+  /** Asks for a pause (spec.paused=true), as a user or the E2B API would; the controller does it. */
+  pause(namespace: string, name: string): Promise<SandboxObject> {
+    return this.patch(namespace, name, { spec: { paused: true } });
+  }
+
+  /** Pauses and returns once the controller reports the pause complete. */
+  async pauseAndWait(namespace: string, name: string, timeoutMs = 30_000): Promise<SandboxObject> {
+    await this.pause(namespace, name);
+    return this.waitFor(namespace, name, isPaused, timeoutMs, 'paused');
+  }
+
+  async patch(namespace: string, name: string, body: Record<string, unknown>): Promise<SandboxObject> {
+    return (await this.#api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body },
+      mergePatch,
+    )) as SandboxObject;
+  }
+
+  /** Creates a SandboxSet; the controller then fills the pool (waitForPool). */
+  async createSandboxSet(set: NewSandboxSet): Promise<void> {
+    const template = podTemplate({ namespace: set.namespace, name: set.name, ...(set.hold ? { hold: true } : {}) });
+    if (set.recyclable) (template['metadata'] as { annotations: Record<string, string> }).annotations[CLEANUP_ENABLED_ANNOTATION] = 'true';
+    await this.#api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'sandboxsets',
+      namespace: set.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'SandboxSet',
+        metadata: { name: set.name },
+        spec: { replicas: set.replicas, template },
+      },
+    });
+  }
+
+  /** Resolves with a member of the pool that is unclaimed and running (the controller's own word). */
+  waitForPool(namespace: string, pool: string, timeoutMs = 30_000): Promise<SandboxObject> {
+    return this.waitForAny(
+      namespace,
+      (o) => o.metadata.labels?.[POOL_LABEL] === pool && o.metadata.labels[CLAIMED_LABEL] === 'false' && isRunning(o),
+      timeoutMs,
+      `an available member of pool ${pool}`,
+    );
+  }
+
+  /** Creates a SandboxClaim and resolves with the sandbox the controller claimed for it. */
+  async claim(claim: NewSandboxClaim, timeoutMs = 30_000): Promise<SandboxObject> {
+    const claimed = this.waitForAny(
+      claim.namespace,
+      (o) => o.metadata.labels?.[CLAIM_NAME_LABEL] === claim.name && o.metadata.labels[CLAIMED_LABEL] === 'true',
+      timeoutMs,
+      `the sandbox of claim ${claim.name}`,
+    );
+    await this.#api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'sandboxclaims',
+      namespace: claim.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'SandboxClaim',
+        metadata: { name: claim.name },
+        spec: {
+          templateName: claim.pool,
+          replicas: claim.replicas ?? 1,
+          ...(claim.labels === undefined ? {} : { labels: claim.labels }),
+          ...(claim.annotations === undefined ? {} : { annotations: claim.annotations }),
+          ...(claim.shutdownTime === undefined ? {} : { shutdownTime: claim.shutdownTime }),
+        },
+      },
+    });
+    return claimed;
+  }
+
+  /**
+   * Asks for a recycle as sandbox-manager's TriggerRecycle does (the cleanup annotation, on a member
+   * whose pool enabled cleanup): the controller shows phase Recycling, then after its
+   * --recycle-grace-period clears the claim (labels, annotations, timers, sandbox ID) and hands the
+   * sandbox back to its pool.
+   */
+  recycle(namespace: string, name: string): Promise<SandboxObject> {
+    return this.patch(namespace, name, { metadata: { annotations: { [CLEANUP_ANNOTATION]: 'true' } } });
+  }
+
+  /** Resolves with the first sandbox of the namespace (already there, or to come) the predicate accepts. */
+  waitForAny(namespace: string, predicate: (o: SandboxObject) => boolean, timeoutMs: number, what: string): Promise<SandboxObject> {
+    return waitForObject(
+      this.#plane.admin,
+      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+      {},
+      (o) => predicate(o as SandboxObject),
+      timeoutMs,
+      `${what} in ${namespace}`,
+    ) as Promise<SandboxObject>;
+  }
+
+  async delete(namespace: string, name: string): Promise<void> {
+    await this.#api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name });
+  }
+
+  get(namespace: string, name: string): Promise<SandboxObject> {
+    return this.#api.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace,
+      name,
+    }) as Promise<SandboxObject>;
+  }
+
+  /** Resolves with the sandbox once (already, or on a later watch event) the predicate accepts it. */
+  waitFor(
+    namespace: string,
+    name: string,
+    predicate: (o: SandboxObject) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<SandboxObject> {
+    return waitForObject(
+      this.#plane.admin,
+      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+      { fieldSelector: `metadata.name=${name}` },
+      (o) => predicate(o as SandboxObject),
+      timeoutMs,
+      `sandbox ${namespace}/${name} ${what}`,
+    ) as Promise<SandboxObject>;
+  }
+
+  /**
+   * Records every version of the sandbox the API server shows from now on (a watch), in order, until
+   * stopped: for assertions on the order of what happened.
+   */
+  async record(namespace: string, name: string): Promise<{ readonly versions: SandboxObject[]; stop(): void }> {
+    const versions: SandboxObject[] = [];
+    const controller = await new Watch(this.#plane.admin).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+      { fieldSelector: `metadata.name=${name}` },
+      (type, object: SandboxObject) => {
+        if (type === 'ADDED' || type === 'MODIFIED') versions.push(object);
+      },
+      () => undefined,
+    );
+    return { versions, stop: () => controller.abort() };
+  }
+
+  /** Releases the sandbox's current held pod (waits for the pod to exist first). */
+  async release(namespace: string, name: string, timeoutMs = 30_000): Promise<V1Pod> {
+    const { metadata } = await this.get(namespace, name);
+    const pod = await this.#cluster.waitForPod(
+      namespace,
+      metadata.uid as string,
+      (p) => p.metadata?.deletionTimestamp === undefined && (p.status?.podIP ?? '') !== '',
+      timeoutMs,
+      `a pod of sandbox ${namespace}/${name}`,
+    );
+    await this.#cluster.release(namespace, pod.metadata?.name as string);
+    return pod;
+  }
+}
+
+/** The pod template every test sandbox uses: a kwok node, one container, the hold gate if asked. */
+function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
+  const annotations: Record<string, string> = {};
+  if (sandbox.readyDelay !== undefined) annotations['pod-ready.stage.kwok.x-k8s.io/delay'] = sandbox.readyDelay;
+  if (sandbox.stopDelay !== undefined) annotations['pod-delete.stage.kwok.x-k8s.io/delay'] = sandbox.stopDelay;
+  return {
+    metadata: { labels: { app: 'sandbox' }, annotations },
+    spec: {
+      nodeName: sandbox.nodeName ?? NODE_NAME,
+      containers: [sandbox.container ?? { name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
+      ...(sandbox.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
+    },
+  };
+}
