@@ -228,6 +228,48 @@ export const SETTINGS = {
     p.duration(1_000, 3_600_000),
     'Least time between two activity writes for one sandbox from one replica.',
   ),
+  idleSuspension: setting(
+    'idle-suspension',
+    'true',
+    p.boolean,
+    'agent-sandbox: suspend wake-opted-in Sandboxes idle for their idle timeout (annotation sandbox-extproc.io/idle-timeout, or idle-timeout in idle-namespaces), one replica at a time, elected with a Lease.',
+  ),
+  idleTimeout: setting(
+    'idle-timeout',
+    '0s',
+    p.duration(0, 30 * 86_400_000),
+    'agent-sandbox: the idle timeout of wake-opted-in Sandboxes in idle-namespaces that name none; 0s: only Sandboxes that name their own are ever suspended.',
+  ),
+  idleNamespaces: setting(
+    'idle-namespaces',
+    '',
+    p.list(NAMESPACE_OR_ANY, 'a namespace name or *'),
+    'Namespaces where idle-timeout applies to every wake-opted-in agent-sandbox Sandbox, comma-separated; * for all.',
+  ),
+  idleSweepInterval: setting(
+    'idle-sweep-interval',
+    '5s',
+    p.duration(100, 600_000),
+    "How often the idle suspender (the Lease's holder) checks the route table for sandboxes idle past their timeout.",
+  ),
+  leaseName: setting(
+    'lease-name',
+    'sandbox-extproc-idle-suspender',
+    p.matching(DNS_NAME, 'a DNS name'),
+    "The idle suspender's Lease (coordination.k8s.io).",
+  ),
+  leaseNamespace: setting(
+    'lease-namespace',
+    '',
+    p.matching(/^$|^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name'),
+    "Namespace of the idle suspender's Lease; empty: the service's own (its ServiceAccount's), or default outside a cluster.",
+  ),
+  leaseDuration: setting(
+    'lease-duration',
+    '15s',
+    p.duration(2_000, 300_000),
+    'How long a Lease holder may go without renewing before another replica takes the idle suspender over (it renews every third of that).',
+  ),
   maxMessageTimeout: setting(
     'max-message-timeout',
     '300s',

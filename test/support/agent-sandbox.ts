@@ -39,7 +39,12 @@ export interface AgentSandboxObject {
     ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
     deletionTimestamp?: string;
   };
-  spec?: { operatingMode?: 'Running' | 'Suspended'; shutdownTime?: string | null; shutdownPolicy?: 'Delete' | 'Retain'; podTemplate?: unknown };
+  spec?: {
+    operatingMode?: 'Running' | 'Suspended';
+    shutdownTime?: string | null;
+    shutdownPolicy?: 'Delete' | 'Retain';
+    podTemplate?: unknown;
+  };
   status?: { podIPs?: string[]; conditions?: Condition[] };
 }
 
@@ -83,13 +88,17 @@ export class AgentSandboxController {
   }
 
   static async start(plane: ControlPlane): Promise<AgentSandboxController> {
-    const process = new TestProcess('agent-sandbox-controller', join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'bin', 'agent-sandbox-controller'), [
-      `--kubeconfig=${plane.adminKubeconfig}`,
-      '--leader-elect=false',
-      '--metrics-bind-address=0',
-      '--health-probe-bind-address=0',
-      '--extensions',
-    ]);
+    const process = new TestProcess(
+      'agent-sandbox-controller',
+      join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'bin', 'agent-sandbox-controller'),
+      [
+        `--kubeconfig=${plane.adminKubeconfig}`,
+        '--leader-elect=false',
+        '--metrics-bind-address=0',
+        '--health-probe-bind-address=0',
+        '--extensions',
+      ],
+    );
     await process.waitForLine(/Starting workers.*"controller": ?"sandbox(-controller)?"/, 60_000);
     return new AgentSandboxController(process);
   }
@@ -169,7 +178,13 @@ export class AgentSandboxes {
   }
 
   get(namespace: string, name: string): Promise<AgentSandboxObject> {
-    return this.#api.getNamespacedCustomObject({ group: AS_GROUP, version: AS_VERSION, plural: AS_PLURAL, namespace, name }) as Promise<AgentSandboxObject>;
+    return this.#api.getNamespacedCustomObject({
+      group: AS_GROUP,
+      version: AS_VERSION,
+      plural: AS_PLURAL,
+      namespace,
+      name,
+    }) as Promise<AgentSandboxObject>;
   }
 
   waitFor(
@@ -204,13 +219,22 @@ export class AgentSandboxes {
   }
 
   /** A SandboxTemplate (the pod template a warm pool's members and claims use). */
-  async createTemplate(namespace: string, name: string, behaviour: PodBehaviour & { annotations?: Record<string, string> } = {}): Promise<void> {
+  async createTemplate(
+    namespace: string,
+    name: string,
+    behaviour: PodBehaviour & { annotations?: Record<string, string> } = {},
+  ): Promise<void> {
     await this.#api.createNamespacedCustomObject({
       group: EXTENSIONS_GROUP,
       version: AS_VERSION,
       plural: 'sandboxtemplates',
       namespace,
-      body: { apiVersion: `${EXTENSIONS_GROUP}/${AS_VERSION}`, kind: 'SandboxTemplate', metadata: { name }, spec: { podTemplate: podTemplate(behaviour) } },
+      body: {
+        apiVersion: `${EXTENSIONS_GROUP}/${AS_VERSION}`,
+        kind: 'SandboxTemplate',
+        metadata: { name },
+        spec: { podTemplate: podTemplate(behaviour) },
+      },
     });
   }
 

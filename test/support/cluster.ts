@@ -80,10 +80,7 @@ export class Cluster {
       processes.push(kwok);
       const cluster = new Cluster(plane, podCIDR, processes);
       // Up when the node is Ready (kwok's node stage ran) and the garbage collector has synced.
-      await Promise.all([
-        cluster.#waitForNodeReady(30_000),
-        gc.waitForLine(/Proceeding to collect garbage/, 60_000),
-      ]);
+      await Promise.all([cluster.#waitForNodeReady(30_000), gc.waitForLine(/Proceeding to collect garbage/, 60_000)]);
       return cluster;
     } catch (error) {
       await Promise.all(processes.map((p) => p.stop()));
@@ -105,7 +102,10 @@ export class Cluster {
       this.plane.admin,
       '/api/v1/nodes',
       { fieldSelector: `metadata.name=${NODE_NAME}` },
-      (node) => (node as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true,
+      (node) =>
+        (node as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.some(
+          (c) => c.type === 'Ready' && c.status === 'True',
+        ) === true,
       timeoutMs,
       `node ${NODE_NAME} Ready`,
     );

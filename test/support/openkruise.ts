@@ -111,9 +111,11 @@ export class OpenKruiseController {
   }
 }
 
-const isTrue = (object: SandboxObject, type: string) => object.status?.conditions?.some((c) => c.type === type && c.status === 'True') === true;
+const isTrue = (object: SandboxObject, type: string) =>
+  object.status?.conditions?.some((c) => c.type === type && c.status === 'True') === true;
 /** Running and Ready with a pod IP: what the controller reports once a sandbox serves. */
-export const isRunning = (o: SandboxObject) => o.status?.phase === 'Running' && isTrue(o, 'Ready') && (o.status.podInfo?.podIP ?? '') !== '';
+export const isRunning = (o: SandboxObject) =>
+  o.status?.phase === 'Running' && isTrue(o, 'Ready') && (o.status.podInfo?.podIP ?? '') !== '';
 /** Paused and its pod gone: SandboxPaused=True. */
 export const isPaused = (o: SandboxObject) => o.status?.phase === 'Paused' && isTrue(o, 'SandboxPaused');
 export const podIP = (o: SandboxObject) => o.status?.podInfo?.podIP ?? '';
@@ -149,13 +151,16 @@ export class OpenKruiseSandboxes {
       template: podTemplate(sandbox),
     };
     if (sandbox.wake?.by === 'policy')
-      spec['autoPausePolicy'] = { resume: { onIngressTraffic: sandbox.wake.pauseTimeout ? { pauseTimeout: sandbox.wake.pauseTimeout } : {} } };
+      spec['autoPausePolicy'] = {
+        resume: { onIngressTraffic: sandbox.wake.pauseTimeout ? { pauseTimeout: sandbox.wake.pauseTimeout } : {} },
+      };
     if (sandbox.wake?.by === 'annotation') {
       annotations['agents.kruise.io/wake-on-traffic'] = 'true';
       if (sandbox.wake.pauseTimeoutSeconds !== undefined)
         annotations['agents.kruise.io/wake-timeout-seconds'] = String(sandbox.wake.pauseTimeoutSeconds);
     }
-    if (sandbox.wake?.deadlineSeconds !== undefined) annotations['sandbox-extproc.io/wake-deadline-seconds'] = String(sandbox.wake.deadlineSeconds);
+    if (sandbox.wake?.deadlineSeconds !== undefined)
+      annotations['sandbox-extproc.io/wake-deadline-seconds'] = String(sandbox.wake.deadlineSeconds);
     if (sandbox.accessToken !== undefined) annotations['agents.kruise.io/runtime-access-token'] = sandbox.accessToken;
     return (await this.#api.createNamespacedCustomObject({
       group: GROUP,
@@ -183,7 +188,10 @@ export class OpenKruiseSandboxes {
   }
 
   async patch(namespace: string, name: string, body: Record<string, unknown>): Promise<SandboxObject> {
-    return (await this.#api.patchNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body }, mergePatch)) as SandboxObject;
+    return (await this.#api.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body },
+      mergePatch,
+    )) as SandboxObject;
   }
 
   async delete(namespace: string, name: string): Promise<void> {
@@ -191,11 +199,23 @@ export class OpenKruiseSandboxes {
   }
 
   get(namespace: string, name: string): Promise<SandboxObject> {
-    return this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }) as Promise<SandboxObject>;
+    return this.#api.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace,
+      name,
+    }) as Promise<SandboxObject>;
   }
 
   /** Resolves with the sandbox once (already, or on a later watch event) the predicate accepts it. */
-  waitFor(namespace: string, name: string, predicate: (o: SandboxObject) => boolean, timeoutMs: number, what: string): Promise<SandboxObject> {
+  waitFor(
+    namespace: string,
+    name: string,
+    predicate: (o: SandboxObject) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<SandboxObject> {
     return waitForObject(
       this.#plane.admin,
       `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,

@@ -13,7 +13,13 @@ export const AGENT_SANDBOX = { group: 'agents.x-k8s.io', version: 'v1beta1', plu
 
 type Obj = Record<string, unknown>;
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-const condition = (type: string, status: string, reason: string, message = '') => ({ type, status, reason, message, lastTransitionTime: now() });
+const condition = (type: string, status: string, reason: string, message = '') => ({
+  type,
+  status,
+  reason,
+  message,
+  lastTransitionTime: now(),
+});
 
 /** OpenKruise, running: phase Running, Ready=True (PodReady), the pod's IP in podInfo and sandboxIp. */
 export function openKruiseRunning(ip: string): Obj {
@@ -99,5 +105,8 @@ export async function writeSandbox(admin: KubeConfig, sandbox: WrittenSandbox): 
       : kruise
         ? openKruiseRunning(sandbox.state.running)
         : agentSandboxRunning(sandbox.state.running);
-  await api.patchNamespacedCustomObjectStatus({ ...target, namespace: sandbox.namespace, name: sandbox.name, body: { status } }, mergePatch);
+  await api.patchNamespacedCustomObjectStatus(
+    { ...target, namespace: sandbox.namespace, name: sandbox.name, body: { status } },
+    mergePatch,
+  );
 }

@@ -14,11 +14,17 @@ export interface RunningService {
  */
 export const TEST_UPSTREAM_ENV = { SANDBOX_EXTPROC_UPSTREAM_CIDRS: '0.0.0.0/0,::/0,127.0.0.0/8' } as const;
 
+/**
+ * Outside a cluster the service has no namespace of its own for the idle suspender's Lease: the tests
+ * keep it in the namespace of the service's ServiceAccount, where ControlPlane.serviceIdentity grants it.
+ */
+export const TEST_LEASE_ENV = { SANDBOX_EXTPROC_LEASE_NAMESPACE: 'sandbox-extproc-system' } as const;
+
 export async function startService(args: readonly string[], env: Record<string, string> = {}): Promise<RunningService> {
   const errors: string[] = [];
   const result = await main(
     ['--grpc-port', '0', '--http-port', '0', '--log-level', 'warn', ...args],
-    { ...TEST_UPSTREAM_ENV, ...env },
+    { ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV, ...env },
     {
       stdout: () => undefined,
       stderr: (text) => errors.push(text),

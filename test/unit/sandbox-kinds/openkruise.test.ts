@@ -150,8 +150,15 @@ describe('a resume under way (what the real controller shows between spec.paused
   const resumed = (phase: string, conditions: unknown[]) => route(sandbox({ spec: { paused: false }, status: { phase, conditions } }));
 
   it('is phase Paused asked to run, phase Resuming, and phase Running while RuntimeInitialized is not True', () => {
-    expect(resumed('Paused', [{ type: 'SandboxPaused', status: 'True' }])).toMatchObject({ state: 'paused', resuming: true, phase: 'Paused' });
-    expect(resumed('Resuming', [{ type: 'SandboxResumed', status: 'False', reason: 'CreatePod' }])).toMatchObject({ state: 'paused', resuming: true });
+    expect(resumed('Paused', [{ type: 'SandboxPaused', status: 'True' }])).toMatchObject({
+      state: 'paused',
+      resuming: true,
+      phase: 'Paused',
+    });
+    expect(resumed('Resuming', [{ type: 'SandboxResumed', status: 'False', reason: 'CreatePod' }])).toMatchObject({
+      state: 'paused',
+      resuming: true,
+    });
     expect(
       resumed('Running', [
         { type: 'Ready', status: 'False' },
@@ -180,7 +187,8 @@ describe('activity patch (keep-awake)', () => {
   const kind = createOpenKruiseKind();
   const now = new Date('2026-11-21T10:00:00.700Z');
   const policy = { autoPausePolicy: { resume: { onIngressTraffic: { pauseTimeout: '10m' } } } };
-  const patch = (spec: Record<string, unknown>) => kind.activityPatch(kind.toRoute(sandbox({ spec: { ...policy, ...spec } })) as never, now);
+  const patch = (spec: Record<string, unknown>) =>
+    kind.activityPatch(kind.toRoute(sandbox({ spec: { ...policy, ...spec } })) as never, now);
 
   it('pushes pauseTime to now + the pause timeout, tied to the UID', () => {
     expect(patch({ pauseTime: '2026-11-21T10:02:00Z' })).toEqual({ metadata: { uid: 'u1' }, spec: { pauseTime: '2026-11-21T10:10:00Z' } });

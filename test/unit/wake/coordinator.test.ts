@@ -141,8 +141,28 @@ describe("following the real controllers' resume to the end", () => {
     const pending = hold(registry.get('sbx') as Route);
     await vi.advanceTimersByTimeAsync(10);
     registry.upsert(paused({ pauseRequested: false, resuming: true, phase: 'Resuming' }));
-    registry.upsert(makeRoute({ state: 'creating', podIP: '', pauseRequested: false, resuming: true, wake, phase: 'Running', resourceVersion: String(++version) }));
-    registry.upsert(makeRoute({ state: 'creating', podIP: '', pauseRequested: false, resuming: true, wake, phase: 'Running', resourceVersion: String(++version) }));
+    registry.upsert(
+      makeRoute({
+        state: 'creating',
+        podIP: '',
+        pauseRequested: false,
+        resuming: true,
+        wake,
+        phase: 'Running',
+        resourceVersion: String(++version),
+      }),
+    );
+    registry.upsert(
+      makeRoute({
+        state: 'creating',
+        podIP: '',
+        pauseRequested: false,
+        resuming: true,
+        wake,
+        phase: 'Running',
+        resourceVersion: String(++version),
+      }),
+    );
     expect(coordinator.waiting).toBe(1);
     registry.upsert(running('10.0.0.50'));
     expect(upstreamOf(await outcome(pending))).toBe('10.0.0.50:8080');
@@ -168,9 +188,32 @@ describe("following the real controllers' resume to the end", () => {
   it('logs a wake failed by the sandbox dying at warn, with its phase', async () => {
     registry.upsert(paused());
     const pending = hold(registry.get('sbx') as Route);
-    registry.upsert(makeRoute({ state: 'dead', podIP: '', pauseRequested: false, wake, phase: 'Failed', resourceVersion: String(++version) }));
+    registry.upsert(
+      makeRoute({ state: 'dead', podIP: '', pauseRequested: false, wake, phase: 'Failed', resourceVersion: String(++version) }),
+    );
     expect(errorOf(await outcome(pending))).toBe('sandbox_not_running');
-    expect(logged.find((l) => String(l['msg']).startsWith('sandbox wake failed'))).toMatchObject({ level: 40, state: 'dead', phase: 'Failed' });
+    expect(logged.find((l) => String(l['msg']).startsWith('sandbox wake failed'))).toMatchObject({
+      level: 40,
+      state: 'dead',
+      phase: 'Failed',
+    });
+  });
+});
+
+describe('flaps (a wake soon after an idle suspension)', () => {
+  it('counts a wake within a minute of the idle suspension, and not one after', async () => {
+    const now = Date.now();
+    const flaps = async () => (await metrics.idleFlaps.get()).values[0]?.value ?? 0;
+    registry.upsert(paused({ idleSuspendedAt: now - 59_000 }));
+    const first = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.60'));
+    await outcome(first);
+    expect(await flaps()).toBe(1);
+    registry.upsert(paused({ idleSuspendedAt: now - 61_000 }));
+    const second = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.61'));
+    await outcome(second);
+    expect(await flaps()).toBe(1);
   });
 });
 
