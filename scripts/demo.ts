@@ -46,7 +46,7 @@ function show(res: HttpResult, ms: number): void {
 async function main(): Promise<void> {
   say(bold('sandbox-extproc demo'));
   say('Starting a real control plane, Envoy and the service on loopback.\n');
-  const plane = await timed('etcd + kube-apiserver up, the families\' own CRDs installed (agents.kruise.io, agents.x-k8s.io)', () =>
+  const plane = await timed("etcd + kube-apiserver up, the families' own CRDs installed (agents.kruise.io, agents.x-k8s.io)", () =>
     ControlPlane.start({ crds: [...OpenKruiseController.crds(), ...AgentSandboxController.crds()] }),
   );
   cleanups.push(() => plane.stop());
@@ -67,7 +67,13 @@ async function main(): Promise<void> {
   const [web] = await timed('three sandboxes created: web (running), sleeper (paused, wakes on traffic), vault (paused, token)', async () =>
     Promise.all([
       sandboxes.create({ namespace: NS, name: 'web' }),
-      sandboxes.create({ namespace: NS, name: 'sleeper', paused: true, readyDelay: READY_DELAY, wake: { by: 'policy', pauseTimeout: '10m' } }),
+      sandboxes.create({
+        namespace: NS,
+        name: 'sleeper',
+        paused: true,
+        readyDelay: READY_DELAY,
+        wake: { by: 'policy', pauseTimeout: '10m' },
+      }),
       sandboxes.create({ namespace: NS, name: 'vault', paused: true, wake: { by: 'annotation' }, accessToken: 'open-sesame' }),
     ]),
   );

@@ -78,7 +78,12 @@ try {
     await plane.serviceIdentity('sandbox-extproc', ['tenants']);
     // Routes to hold at start-up, written as OpenKruise's controller leaves running sandboxes.
     for (let i = 0; i < sandboxCount; i++) {
-      await writeSandbox(plane.admin, { family: 'openkruise', namespace: 'tenants', name: `s${i}`, state: { running: `10.2.${i >> 8}.${i & 255}` } });
+      await writeSandbox(plane.admin, {
+        family: 'openkruise',
+        namespace: 'tenants',
+        name: `s${i}`,
+        state: { running: `10.2.${i >> 8}.${i & 255}` },
+      });
     }
     const token = await plane.admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
       name: 'sandbox-extproc',

@@ -278,6 +278,7 @@ export class App {
         unrecordedMs: (idleMs) => unrecordedForAtMostMs({ fraction: c.activityFraction, minIntervalMs: c.activityMinInterval }, idleMs),
       },
     });
+    this.metrics.idleEnabled.set(1);
     return new LeaseElector(
       this.#kubeConfig,
       { namespace: leaseNamespace(c.leaseNamespace), name: c.leaseName, identity: leaseIdentity(), durationMs: c.leaseDuration },

@@ -23,6 +23,7 @@ export interface Metrics {
   readonly suspensions: Counter<'reason' | 'outcome'>;
   readonly idleSandboxes: Gauge;
   readonly idleLeader: Gauge;
+  readonly idleEnabled: Gauge;
   readonly idleFlaps: Counter;
   readonly idleSweepSeconds: Histogram;
 }
@@ -179,6 +180,11 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
     idleLeader: new Gauge({
       name: 'sandbox_extproc_idle_suspender_leader',
       help: "1 while this replica holds the idle suspender's Lease, else 0.",
+      registers,
+    }),
+    idleEnabled: new Gauge({
+      name: 'sandbox_extproc_idle_suspension_enabled',
+      help: "1 when this replica campaigns for the idle suspender's Lease (idle suspension on, agent-sandbox served), else 0.",
       registers,
     }),
     idleFlaps: new Counter({
