@@ -38,6 +38,16 @@ interface Observed {
 
 const httpStatus = (error: unknown) => (error as { code?: unknown }).code;
 
+/** The promise's outcome, or a rejection once `ms` have passed (the request itself is left to end). */
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} got no answer within ${Math.round(ms)} ms`)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 export class LeaseElector {
   readonly #api: CoordinationV1Api;
   readonly #kubeConfig: KubeConfig;
@@ -99,7 +109,8 @@ export class LeaseElector {
         wait = expiry - this.#now();
       } else {
         try {
-          const held = await this.#tryAcquireOrRenew();
+          // A request the API server never answers must not hold a leader past its renew deadline.
+          const held = await withDeadline(this.#tryAcquireOrRenew(), retry, 'the lease request');
           backoff.reset();
           if (held) {
             lastRenewed = this.#now();
