@@ -21,10 +21,15 @@ describe('npm run demo', () => {
     expect(out).toContain('resume patches for vault: 0');
     expect(out).toContain('"decision":"wake"');
     // agent-sandbox: routed by its router's headers, woken with one patch, a client-chosen pod IP ignored.
-    expect(out).toMatch(new RegExp(`6\\. A running agent-sandbox Sandbox[^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`));
+    expect(out).toMatch(
+      new RegExp(`6\\. A running agent-sandbox Sandbox[^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`),
+    );
     expect(out).toContain('operatingMode: Running; resume patches for lab: 1');
     expect(out).toMatch(new RegExp(`8\\. [^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`));
     expect(out).toContain('"error":"namespace_not_allowed"');
     expect(out).toContain('"sandbox_id":"demo/lab"');
+    // Scale to zero: napper suspended for idleness by the service, once, then woken by a request.
+    expect(out).toMatch(/suspended after [\d.]+ s idle: operatingMode Suspended[^\n]*idle suspensions: 1/);
+    expect(out).toMatch(/the next request wakes it\n.*\n {2}-> 200 in \d+ ms, x-sandbox-wake-ms: \d+/);
   });
 });
