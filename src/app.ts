@@ -275,6 +275,7 @@ export class App {
       logger: this.logger,
       options: {
         sweepIntervalMs: c.idleSweepInterval,
+        perSecond: c.idleSuspensionsPerSecond,
         unrecordedMs: (idleMs) => unrecordedForAtMostMs({ fraction: c.activityFraction, minIntervalMs: c.activityMinInterval }, idleMs),
       },
     });

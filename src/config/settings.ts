@@ -252,6 +252,12 @@ export const SETTINGS = {
     p.duration(100, 600_000),
     "How often the idle suspender (the Lease's holder) checks the route table for sandboxes idle past their timeout.",
   ),
+  idleSuspensionsPerSecond: setting(
+    'idle-suspensions-per-second',
+    '20',
+    p.integer(1, 1000),
+    'Idle suspensions started per second at most (8 in flight at once): many sandboxes going idle together are suspended at a pace the API server and the controller take.',
+  ),
   leaseName: setting(
     'lease-name',
     'sandbox-extproc-idle-suspender',

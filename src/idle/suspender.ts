@@ -9,7 +9,10 @@
 // on the resourceVersion it was decided on, so a newer record (a replica saw traffic meanwhile) or a
 // resume makes the API server refuse it; the next sweep decides again.
 //
-// The sweep reads the in-memory route table (no API reads): O(routes) every sweep interval.
+// The sweep reads the in-memory route table (no API reads): O(routes) every sweep interval. Patches are
+// bounded twice: in flight (8) and started per second (--idle-suspensions-per-second, a one-second
+// burst), so a mass of sandboxes going idle at once is suspended at a pace the API server and the
+// controller take, each once.
 import type { Logger } from '../observability/logger.ts';
 import type { RouteRegistry } from '../routes/registry.ts';
 import type { Route } from '../routes/route.ts';
@@ -31,6 +34,8 @@ export interface SuspenderOptions {
   readonly unrecordedMs: (idleMs: number) => number;
   /** Suspend patches in flight at once. */
   readonly concurrency?: number;
+  /** Suspend patches started per second at most (a burst of one second's worth). */
+  readonly perSecond?: number;
 }
 
 /** When the sandbox was last seen in use (recorded), or began to serve: what its idleness counts from. */
@@ -48,6 +53,12 @@ export class IdleSuspender {
   readonly #o: SuspenderOptions;
   readonly #now: () => number;
   readonly #inFlight = new Set<string>();
+  /** Sandboxes found due at the last sweep and not yet suspended, in order. */
+  #queue: Route[] = [];
+  #tokens: number;
+  #refilledAt: number;
+  #signal: AbortSignal | undefined;
+  #pumpTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: {
     registry: RouteRegistry;
@@ -65,24 +76,37 @@ export class IdleSuspender {
     this.#log = deps.logger.child({ component: 'idle' });
     this.#o = deps.options;
     this.#now = deps.now ?? Date.now;
+    this.#tokens = this.#perSecond;
+    this.#refilledAt = this.#now();
+  }
+
+  get #perSecond(): number {
+    return this.#o.perSecond ?? 20;
   }
 
   /** Sweeps every interval until the signal aborts (leadership lost, or the service stopping). */
   lead(signal: AbortSignal): void {
+    this.#signal = signal;
     const sweep = () => {
-      if (!signal.aborted) this.sweep(signal);
+      if (!signal.aborted) this.sweep();
     };
     const timer = setInterval(sweep, this.#o.sweepIntervalMs);
     timer.unref();
-    signal.addEventListener('abort', () => {
-      clearInterval(timer);
-      this.#metrics.setIdle(0);
-    });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearInterval(timer);
+        clearTimeout(this.#pumpTimer);
+        this.#queue = [];
+        this.#metrics.setIdle(0);
+      },
+      { once: true },
+    );
     sweep();
   }
 
-  /** One pass over the route table: suspends what is due. Returns the routes it began to suspend. */
-  sweep(signal?: AbortSignal): Route[] {
+  /** One pass over the route table: finds what is due and starts suspending it. Returns what it started. */
+  sweep(): Route[] {
     const started = performance.now();
     const now = this.#now();
     const due: Route[] = [];
@@ -97,14 +121,38 @@ export class IdleSuspender {
       due.push(route);
     }
     this.#metrics.setIdle(idle);
-    const capacity = Math.max(0, (this.#o.concurrency ?? 8) - this.#inFlight.size);
-    const taken = due.slice(0, capacity);
-    for (const route of taken) this.#suspend(route, now, signal);
+    this.#queue = due;
+    const begun = this.#pump();
     this.#metrics.onSweep((performance.now() - started) / 1000);
-    return taken;
+    return begun;
   }
 
-  #suspend(route: Route, now: number, signal: AbortSignal | undefined): void {
+  /** Starts what the bounds allow from the queue: in flight, and per second. */
+  #pump(): Route[] {
+    const begun: Route[] = [];
+    if (this.#signal?.aborted === true) return begun;
+    const now = this.#now();
+    this.#tokens = Math.min(this.#perSecond, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#perSecond);
+    this.#refilledAt = now;
+    while (this.#queue.length > 0 && this.#inFlight.size < (this.#o.concurrency ?? 8) && this.#tokens >= 1) {
+      const route = this.#queue.shift() as Route;
+      // Decided on the sweep's observation: a newer one (a record, a resume) waits for the next sweep.
+      if (this.#registry.byUid(route.uid) !== route || this.#busy(route)) continue;
+      this.#tokens -= 1;
+      begun.push(route);
+      this.#suspend(route, now);
+    }
+    if (this.#queue.length > 0 && this.#tokens < 1 && this.#pumpTimer === undefined) {
+      this.#pumpTimer = setTimeout(() => {
+        this.#pumpTimer = undefined;
+        this.#pump();
+      }, 1000 / this.#perSecond);
+      this.#pumpTimer.unref();
+    }
+    return begun;
+  }
+
+  #suspend(route: Route, now: number): void {
     this.#inFlight.add(route.uid);
     const since = idleSince(route) as number;
     this.#write(route, new Date(now))
@@ -125,10 +173,13 @@ export class IdleSuspender {
         },
         (error: unknown) => {
           this.#metrics.onSuspend('failed');
-          if (signal?.aborted !== true)
+          if (this.#signal?.aborted !== true)
             this.#log.warn({ sandboxId: route.id, err: (error as Error).message }, 'suspending an idle sandbox failed');
         },
       )
-      .finally(() => this.#inFlight.delete(route.uid));
+      .finally(() => {
+        this.#inFlight.delete(route.uid);
+        this.#pump();
+      });
   }
 }

@@ -29,12 +29,7 @@ export class BulkWriter {
     this.#session.on('error', () => undefined);
   }
 
-  static path(
-    namespace: string,
-    name = '',
-    subresource = '',
-    target: WriterTarget = OPENKRUISE,
-  ): string {
+  static path(namespace: string, name = '', subresource = '', target: WriterTarget = OPENKRUISE): string {
     const { group, version, plural } = target;
     return `/apis/${group}/${version}/namespaces/${namespace}/${plural}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
   }

@@ -15,7 +15,7 @@ const LAG_MS = unrecordedForAtMostMs(ACTIVITY, IDLE_MS);
 
 function setup(
   routes: Partial<Route>[],
-  options: { busy?: (r: Route) => boolean; outcome?: SuspendOutcome | Error; concurrency?: number } = {},
+  options: { busy?: (r: Route) => boolean; outcome?: SuspendOutcome | Error; concurrency?: number; perSecond?: number } = {},
 ) {
   const registry = new RouteRegistry();
   routes.forEach((over, i) => registry.upsert(makeRoute({ id: `s${i}`, uid: `u${i}`, resourceVersion: '1', ...over })));
@@ -37,11 +37,15 @@ function setup(
       sweepIntervalMs: 1000,
       unrecordedMs: (idle) => unrecordedForAtMostMs(ACTIVITY, idle),
       concurrency: options.concurrency ?? 8,
+      perSecond: options.perSecond ?? 1000,
     },
     now: () => now,
   });
+  registries.set(suspender, registry);
   return { suspender, written, counts, at: (ms: number) => (now = ms) };
 }
+const registries = new WeakMap<IdleSuspender, RouteRegistry>();
+const registryOf = (s: IdleSuspender) => registries.get(s) as RouteRegistry;
 const idleSince = (ms: number): Partial<Route> => ({ state: 'running', idleMs: IDLE_MS, readySince: ms, activityAt: undefined });
 
 describe('who is due', () => {
@@ -92,19 +96,47 @@ describe('who is due', () => {
 });
 
 describe('what it writes', () => {
-  it('sends one patch per sandbox at a time, bounded in flight, and decides again after a refusal', async () => {
+  it('keeps at most the bound in flight, goes on as patches complete, and sends each sandbox one', async () => {
     const { suspender, written, at, counts } = setup(
       Array.from({ length: 20 }, () => idleSince(1)),
       { concurrency: 5, outcome: 'superseded' },
     );
     at(10 * IDLE_MS);
     expect(suspender.sweep()).toHaveLength(5);
-    // Those five are in flight: the next sweep takes none of them, nor more than the bound.
+    // Those five are in flight: a sweep now starts none of them again, nor more than the bound.
     expect(suspender.sweep()).toHaveLength(0);
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(counts.superseded).toBe(5);
-    expect(suspender.sweep()).toHaveLength(5);
-    expect(new Set(written).size).toBe(5);
+    expect(written).toHaveLength(5);
+    // As they complete, the rest of the queue goes out, five at a time.
+    for (let i = 0; i < 10; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    expect(counts.superseded).toBe(20);
+    expect(new Set(written).size).toBe(20);
+  });
+
+  it('starts at most its rate per second, a burst of one second, then one more per token', () => {
+    const { suspender, at, written } = setup(
+      Array.from({ length: 20 }, () => idleSince(1)),
+      { perSecond: 3, concurrency: 100 },
+    );
+    at(10 * IDLE_MS);
+    expect(suspender.sweep()).toHaveLength(3);
+    at(10 * IDLE_MS + 1_000);
+    expect(suspender.sweep()).toHaveLength(3);
+    at(10 * IDLE_MS + 1_500);
+    expect(suspender.sweep()).toHaveLength(1);
+    expect(written).toHaveLength(7);
+  });
+
+  it('takes nothing from its queue that changed since the sweep: the next sweep decides on the newer observation', async () => {
+    const { suspender, at, written } = setup(
+      Array.from({ length: 3 }, () => idleSince(1)),
+      { concurrency: 1, outcome: 'superseded' },
+    );
+    at(10 * IDLE_MS);
+    expect(suspender.sweep().map((r) => r.id)).toEqual(['s0']);
+    // s1 is used meanwhile: its record moves (a newer version of the object).
+    registryOf(suspender).upsert(makeRoute({ id: 's1', uid: 'u1', resourceVersion: '2', ...idleSince(1), activityAt: 10 * IDLE_MS }));
+    for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    expect(written).toEqual(['s0', 's2']);
   });
 
   it('counts a failed write and tries again at the next sweep', async () => {
