@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --sandboxes N] [-- --only a,b] [-- --out path]`: every performance
+// `npm run bench [-- --quick] [-- --sandboxes N] [-- --only a,b] [-- --out path] [-- --baseline ref]`: every performance
 // figure, side by side in one run, against the real Envoy, kube-apiserver and etcd, with real load
 // generators (vegeta, h2load, ghz). Prints a table, writes a results artifact (figures, percentile
 // curves, the machine's facts, versions, date) and exits 1 when a target is missed or a step fails.
@@ -7,8 +7,9 @@
 // checks looser regression guards and writes test/bench/results/latest.json unless told --out.
 // Whatever happens (a failed step, a missing tool, Ctrl-C), no process the bench started outlives it.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus, loadavg, release, totalmem } from 'node:os';
+import { mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBuilt } from '../test/support/service-process.ts';
 import { REPO_ROOT, toolPath, type Tool } from '../test/support/tools.ts';
@@ -16,7 +17,7 @@ import { measureActivity } from '../test/bench/activity.ts';
 import { measureAnswerMemory } from '../test/bench/answer-memory.ts';
 import { measureIdle } from '../test/bench/idle.ts';
 import { measureEnvoyPath } from '../test/bench/envoy-path.ts';
-import { measureStreams } from '../test/bench/grpc-load.ts';
+import { measureStreams, type Baseline } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
 import { measureWake } from '../test/bench/wake.ts';
@@ -29,6 +30,8 @@ const { values } = parseArgs({
     sandboxes: { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
+    // A git ref (main, a commit) whose build the streams step measures beside this one, interleaved.
+    baseline: { type: 'string' },
     // Runs the sources instead of the bundle (tests of the bench itself; never for figures).
     'no-build': { type: 'boolean', default: false },
   },
@@ -57,6 +60,7 @@ if (values['no-build'] !== true) {
   execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   runBuilt.value = true;
 }
+const baseline = values.baseline === undefined ? undefined : buildBaseline(values.baseline);
 const report = new Report();
 const failedSteps: { step: string; error: string }[] = [];
 const stepSeconds: Record<string, number> = {};
@@ -77,7 +81,7 @@ const step = async (name: (typeof STEPS)[number], work: () => Promise<unknown> |
 await step('lookup', () => measureLookup(report, quick));
 await step('answers', () => measureAnswerMemory(report, quick));
 await step('path', () => measureEnvoyPath(report, quick));
-await step('streams', () => measureStreams(report, quick));
+await step('streams', () => measureStreams(report, quick, baseline));
 await step('wake', () => measureWake(report, quick));
 await step('activity', () => measureActivity(report, quick));
 await step('idle', () => measureIdle(report, quick));
@@ -101,6 +105,17 @@ report.write(out, {
 for (const f of failedSteps) console.error(`bench: step ${f.step} failed: ${f.error}`);
 console.log(`written to ${out} (${quick ? 'quick' : 'full'} mode)`);
 process.exit(report.passed && failedSteps.length === 0 ? 0 : 1);
+
+/** Builds the service at `ref` (a detached worktree sharing this checkout's node_modules); its bundle. */
+function buildBaseline(ref: string): Baseline {
+  const commit = execFileSync('git', ['rev-parse', '--short', ref], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-baseline-'));
+  execFileSync('git', ['worktree', 'add', '--detach', dir, commit], { cwd: REPO_ROOT, stdio: 'ignore' });
+  process.on('exit', () => execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: REPO_ROOT, stdio: 'ignore' }));
+  symlinkSync(`${REPO_ROOT}node_modules`, join(dir, 'node_modules'));
+  execFileSync(process.execPath, ['scripts/build.ts'], { cwd: dir, stdio: 'inherit' });
+  return { label: `${ref} (${commit})`, bundle: join(dir, 'dist/sandbox-extproc.mjs') };
+}
 
 function git(args: string[]): string {
   try {

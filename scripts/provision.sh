@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -16,6 +16,8 @@ KIND_VERSION=0.32.0
 NPM_VERSION=11.21.2
 GHZ_VERSION=0.121.0
 VEGETA_VERSION=12.13.0
+# h2spec, the HTTP/2 conformance tool, run against the gRPC port by the integration suite.
+H2SPEC_MODULE_VERSION=2.2.1+incompatible
 # promtool from Prometheus v3.16.0 (Go module github.com/prometheus/prometheus v0.316.0).
 PROMETHEUS_MODULE_VERSION=0.316.0
 # The Sandbox families' own controllers, run in the integration, chaos and e2e suites. OpenKruise agents is
@@ -42,6 +44,7 @@ openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
 peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
+h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -193,6 +196,14 @@ provision_promtool() {
   mv "$promtool_dir.partial" "$promtool_dir"
 }
 
+# h2spec (github.com/summerwind/h2spec): HTTP/2 conformance cases against the gRPC port
+# (test/integration/h2spec.test.ts); its results are recorded in docs/h2spec.md.
+provision_h2spec() {
+  [ -x "$h2spec_dir/bin/h2spec" ] && return 0
+  log "h2spec $H2SPEC_MODULE_VERSION (go install)"
+  go_install_into "$h2spec_dir" "github.com/summerwind/h2spec/cmd/h2spec@v$H2SPEC_MODULE_VERSION"
+}
+
 # rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
 provision_plot() {
   command -v rsvg-convert >/dev/null && return 0
@@ -278,6 +289,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_OPENKRUISE=\"$openkruise_dir\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX=\"$agent_sandbox_dir\""
   echo "export SANDBOX_EXTPROC_KWOK=\"$kwok_dir/bin/kwok\""
+  echo "export SANDBOX_EXTPROC_H2SPEC=\"$h2spec_dir/bin/h2spec\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -292,11 +304,12 @@ for what in "$@"; do
     plot) provision_plot ;;
     promtool) provision_promtool ;;
     controllers) provision_controllers ;;
+    h2spec) provision_h2spec ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_load ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -148,7 +148,11 @@ export class App {
             this.metrics.activityWrites.inc({ outcome });
             this.metrics.activityRemainingSeconds.observe(Math.max(0, remainingMs) / 1000);
             if (error !== undefined) this.logger.warn({ err: (error as Error).message }, 'recording sandbox activity failed');
-            else this.logger.debug({ remainingMs }, 'sandbox activity recorded');
+            else
+              this.logger.debug(
+                { remainingMs, outcome },
+                outcome === 'applied' ? 'sandbox activity recorded' : 'sandbox activity not recorded: it changed since',
+              );
           },
         },
       );
@@ -191,6 +195,17 @@ export class App {
       logger: this.logger,
       metrics: this.metrics,
       maxStreams: config.maxStreams,
+      limits: {
+        bufferBytes: config.grpcConnectionBuffer,
+        serverBufferBytes: config.grpcBuffer,
+        maxConnections: config.grpcMaxConnections,
+        firstMessageTimeoutMs: config.grpcFirstMessageTimeout,
+        emptyStreamsPerSecond: config.grpcEmptyStreamLimit,
+        keepaliveIntervalMs: config.grpcKeepaliveInterval,
+        keepaliveTimeoutMs: config.grpcKeepaliveTimeout,
+        maxExtProcMessageBytes: config.grpcMaxExtProcMessage,
+        maxAccessLogMessageBytes: config.grpcMaxAccessLogMessage,
+      },
       ...(activity === undefined
         ? {}
         : {

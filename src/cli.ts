@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The sandbox-extproc command: runs main() and turns signals into a graceful stop, with a deadline.
+// First: refuses a runtime too old before anything else loads.
+import './runtime-guard.ts';
 import type { App } from './app.ts';
 import { main } from './main.ts';
 import { flushLogs } from './observability/logger.ts';

@@ -2,13 +2,24 @@
 // running App, or an exit code when it stops before starting (help shown, or a bad setting).
 import { App } from './app.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
+import { runtimeProblem } from './runtime.ts';
 
 export interface MainIO {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
 }
 
-export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: MainIO): Promise<App | number> {
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: MainIO,
+  nodeVersion: string = process.versions.node,
+): Promise<App | number> {
+  const problem = runtimeProblem(nodeVersion);
+  if (problem !== undefined) {
+    io.stderr(`sandbox-extproc: ${problem}\n`);
+    return 1;
+  }
   let loaded;
   try {
     loaded = loadConfig(argv, env);

@@ -33,6 +33,21 @@ export function integer(min: number, max: number): Parser<number> {
 
 export const port = integer(0, 65535);
 
+const BYTE_UNITS: Record<string, number> = { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 };
+
+/** Sizes in bytes: "262144", "256Ki", "16Mi", "1Gi" (binary units, as Kubernetes writes them). */
+export function bytes(min: number, max: number): Parser<number> {
+  return parser(
+    (text) => {
+      const match = /^([0-9]+)(Ki|Mi|Gi)?$/.exec(text);
+      const value = match === null ? NaN : Number(match[1]) * (BYTE_UNITS[match[2] ?? ''] as number);
+      if (!(value >= min && value <= max)) throw new Error(`expected a size such as 256Ki, 16Mi or 1048576, from ${min} to ${max} bytes`);
+      return value;
+    },
+    { type: 'string', pattern: '^[0-9]+(Ki|Mi|Gi)?$' },
+  );
+}
+
 /** A decimal strictly between 0 and 1, such as 0.5. */
 export const fraction: Parser<number> = parser(
   (text) => {

@@ -26,6 +26,8 @@ export interface Metrics {
   readonly idleEnabled: Gauge;
   readonly idleFlaps: Counter;
   readonly idleSweepSeconds: Histogram;
+  readonly grpcHandlerErrors: Counter<'method'>;
+  readonly grpcLimited: Counter<'limit'>;
 }
 
 export interface MetricSources {
@@ -105,7 +107,11 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
       registers,
     }),
-    streamsActive: new Gauge({ name: 'sandbox_extproc_streams_active', help: 'ext_proc streams open now.', registers }),
+    streamsActive: new Gauge({
+      name: 'sandbox_extproc_streams_active',
+      help: 'ext_proc streams open now that sent their request (what --max-streams bounds).',
+      registers,
+    }),
     watchRestarts: new Counter({
       name: 'sandbox_extproc_watch_restarts_total',
       help: 'Kubernetes watch restarts, by reason: expired (410), error, idle, closed.',
@@ -196,6 +202,18 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_idle_sweep_duration_seconds',
       help: 'CPU time of one idle suspender sweep over the route table.',
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    }),
+    grpcHandlerErrors: new Counter({
+      name: 'sandbox_extproc_grpc_handler_errors_total',
+      help: 'gRPC calls ended INTERNAL because their handler threw (a bug: logged, the process goes on), by method path.',
+      labelNames: ['method'],
+      registers,
+    }),
+    grpcLimited: new Counter({
+      name: 'sandbox_extproc_grpc_limited_total',
+      help: 'gRPC connections or streams cut short by a transport bound, by limit: connections (grpc-max-connections), empty_streams (rapid-reset guard: connection closed), idle_streams (no first message in time, or too many waiting), buffers (a peer not taking its answers: stream reset), keepalive (PING unanswered: connection closed).',
+      labelNames: ['limit'],
       registers,
     }),
     addressesRefused: new Counter({

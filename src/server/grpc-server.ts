@@ -4,14 +4,18 @@
 // - trusted: clients proved who they are (mTLS), or can only be local (a loopback-only TCP address,
 //   a Unix socket guarded by its file mode): no practical limit, Envoy's per-stream resets are normal;
 // - anything else (plaintext or server-only TLS on a reachable address): Node's rapid-reset guard
-//   stays on, at --grpc-stream-reset-limit, high enough for an Envoy, low enough to stop a flood.
+//   stays on, at --grpc-stream-reset-limit, high enough for an Envoy, as a backstop.
+// Every listener also gets the transport's own bounds (grpc-transport.ts), whoever its peers are: the
+// guard against empty streams (what a rapid-reset flood is made of, and Envoy never sends) costs Envoy
+// nothing, so it needs no exemption.
 import { chmod, readFile, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
+import type { Metrics } from '../observability/metrics.ts';
 import { ACCESS_LOG_PATH, type ActivityFact } from '../protocol/access-log.ts';
 import { EXT_PROC_PATH } from '../protocol/proto.ts';
 import { handleAccessLogStream } from './access-log-stream.ts';
-import { GrpcTransport, type StreamResetLimits } from './grpc-transport.ts';
+import { GrpcTransport, type StreamResetLimits, type TransportLimits } from './grpc-transport.ts';
 import { HealthService } from './health.ts';
 import { handleProcessStream, StreamLoad, type StreamDeps } from './process-stream.ts';
 
@@ -22,6 +26,19 @@ export const TRUSTED_PEER_LIMITS: StreamResetLimits = { burst: 1_000_000_000, pe
 
 /** Streams one connection may carry at once (Envoy runs every request's stream on one connection). */
 const MAX_CONCURRENT_STREAMS = 10_000;
+/**
+ * Streams one connection may hold open before their first message; more are refused (REFUSED_STREAM).
+ * Envoy sends each stream's first message with its HEADERS, so it has next to none waiting.
+ */
+const MAX_IDLE_STREAMS = 1000;
+/** A health check carries one service name. */
+const MAX_HEALTH_MESSAGE_BYTES = 16 * 1024;
+
+/** The transport's bounds and the per-method message sizes, from the settings. */
+export interface GrpcLimits extends Omit<TransportLimits, 'maxIdleStreams'> {
+  readonly maxExtProcMessageBytes: number;
+  readonly maxAccessLogMessageBytes: number;
+}
 
 export interface GrpcTls {
   /** PEM files; clientCa set means clients must present a certificate it signed. */
@@ -53,7 +70,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 export class GrpcServer {
-  readonly #transport = new GrpcTransport();
+  readonly #transport: GrpcTransport;
   readonly #health = new HealthService([EXT_PROC_SERVICE]);
   readonly #load = new StreamLoad();
   readonly #trusts: PeerTrust[] = [];
@@ -61,14 +78,36 @@ export class GrpcServer {
   tcpPort: number | undefined;
 
   /** `onActivity` set: also serve Envoy's access log service, whose entries are sandbox activity. */
-  constructor(options: Omit<StreamDeps, 'load'> & { readonly onActivity?: (fact: ActivityFact) => void }) {
-    const { onActivity, ...streamOptions } = options;
+  constructor(
+    options: Omit<StreamDeps, 'load' | 'metrics'> & {
+      readonly metrics: Pick<Metrics, 'streamsActive' | 'grpcHandlerErrors' | 'grpcLimited'>;
+      readonly limits: GrpcLimits;
+      readonly onActivity?: (fact: ActivityFact) => void;
+    },
+  ) {
+    const { onActivity, limits, ...streamOptions } = options;
+    const { logger, metrics } = options;
+    this.#transport = new GrpcTransport(
+      { ...limits, maxIdleStreams: MAX_IDLE_STREAMS },
+      {
+        handlerFailed: (method, error) => {
+          metrics.grpcHandlerErrors.inc({ method });
+          logger.error({ err: error, method }, 'a gRPC handler failed; the call ended INTERNAL');
+        },
+        limited: (limit) => {
+          metrics.grpcLimited.inc({ limit });
+          logger.debug({ limit }, 'a gRPC connection or stream was cut short by a transport bound');
+        },
+      },
+    );
     const deps: StreamDeps = { ...streamOptions, load: this.#load };
-    this.#transport.handle(EXT_PROC_PATH, (call) => handleProcessStream(call, deps));
+    this.#transport.handle(EXT_PROC_PATH, (call) => handleProcessStream(call, deps), { maxMessageBytes: limits.maxExtProcMessageBytes });
     if (onActivity !== undefined) {
-      this.#transport.handle(ACCESS_LOG_PATH, (call) => handleAccessLogStream(call, onActivity, options.logger));
+      this.#transport.handle(ACCESS_LOG_PATH, (call) => handleAccessLogStream(call, onActivity, options.logger), {
+        maxMessageBytes: limits.maxAccessLogMessageBytes,
+      });
     }
-    this.#health.register(this.#transport);
+    this.#health.register(this.#transport, { maxMessageBytes: MAX_HEALTH_MESSAGE_BYTES });
   }
 
   /** The trust each listener was given, in the order they were opened (for tests and logs). */

@@ -2,7 +2,7 @@
 // each time it changes). The ext_proc service and the server as a whole ('') share one status.
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import { LOADER_OPTIONS, PROTO_DIR } from '../protocol/proto.ts';
-import type { GrpcCall, GrpcTransport } from './grpc-transport.ts';
+import type { GrpcCall, GrpcTransport, MethodOptions } from './grpc-transport.ts';
 import { Status } from './grpc-wire.ts';
 
 type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -44,9 +44,9 @@ export class HealthService {
     for (const watcher of this.#watchers) watcher(this.#status());
   }
 
-  register(transport: GrpcTransport): void {
-    transport.handle('/grpc.health.v1.Health/Check', (call) => this.#unary(call, (service) => this.#check(call, service)));
-    transport.handle('/grpc.health.v1.Health/Watch', (call) => this.#unary(call, (service) => this.#watch(call, service)));
+  register(transport: GrpcTransport, options: MethodOptions): void {
+    transport.handle('/grpc.health.v1.Health/Check', (call) => this.#unary(call, (service) => this.#check(call, service)), options);
+    transport.handle('/grpc.health.v1.Health/Watch', (call) => this.#unary(call, (service) => this.#watch(call, service)), options);
   }
 
   #status(): ServingStatus {

@@ -57,13 +57,12 @@ export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandl
   let headersSeen = false;
   let pending = false;
   let finished = false;
-  deps.load.enter();
-  deps.metrics.streamsActive.inc();
 
-  // Runs once however the stream ends: frees the request's wait slot, if it holds one.
+  // Runs once however the stream ends: frees the request's place and wait slot, if it holds them.
   const cleanup = () => {
     if (finished) return;
     finished = true;
+    if (!headersSeen) return;
     deps.load.leave();
     deps.metrics.streamsActive.dec();
     // A pending answer may still ask for the signal (a token checked, then a wake): it must find it
@@ -98,7 +97,12 @@ export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandl
     if (message.observability_mode === true) return;
     if (kind !== 'request_headers') return call.send(deps.answers.continueFor(kind));
     if (headersSeen) return fail(Status.FAILED_PRECONDITION, 'request_headers sent twice on one stream');
+    // A stream counts toward --max-streams from its request, not from its HEADERS: streams that carry
+    // none (a peer opening thousands and sending nothing) never crowd out Envoy's requests; the
+    // transport times them out.
     headersSeen = true;
+    deps.load.enter();
+    deps.metrics.streamsActive.inc();
     if (deps.load.active > deps.maxStreams) return call.send(deps.answers.error({ code: 'overloaded' }));
     let result;
     try {

@@ -36,7 +36,7 @@ export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
 const FAILURE_MEMORY_CAPACITY = 10_000;
 
 type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters' | 'idleFlaps'>;
-type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
+export type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
 
 interface Waiter {
   readonly port: number;
@@ -81,6 +81,7 @@ export class WakeCoordinator implements Waker {
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
   readonly #listeners = new Set<(waiting: number) => void>();
+  readonly #endListeners = new Set<(outcome: Outcome) => void>();
   #waiting = 0;
 
   constructor(deps: {
@@ -111,6 +112,12 @@ export class WakeCoordinator implements Waker {
   /** Sandboxes being woken now. */
   get inFlight(): number {
     return this.#wakes.size;
+  }
+
+  /** Tells the listener each wake's outcome as it ends (once per wake, where it is counted). */
+  onWakeEnd(listener: (outcome: Outcome) => void): () => void {
+    this.#endListeners.add(listener);
+    return () => this.#endListeners.delete(listener);
   }
 
   /** Tells the listener the number of waiting requests each time it changes (metrics, the demo). */
@@ -368,5 +375,6 @@ export class WakeCoordinator implements Waker {
     this.#wakes.delete(wake.id);
     wake.abort.abort();
     this.#metrics.wakes.inc({ outcome });
+    for (const listener of this.#endListeners) listener(outcome);
   }
 }

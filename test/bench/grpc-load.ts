@@ -6,6 +6,9 @@
 //   counts the DATA bytes it received). h2load cannot read HTTP/2 trailers, where gRPC puts its status,
 //   so each run is followed by a status pass: 1,000 more streams of the same message through a real
 //   gRPC client, each of which must end with status OK and the exact bytes;
+// - with a baseline (`npm run bench -- --baseline <git ref>`), the service built from that ref runs the
+//   same rounds, interleaved with this build's, pinned to the same core: a change's cost in streams/s
+//   is a ratio from one run (the target: this build within 5 % of the baseline);
 // - ghz (a gRPC load generator) at one moderate rate, as a protocol-level cross-check. On 2 cores ghz
 //   itself tops out near 6,000 streams/s with p99 >= 18 ms even against the bare server, so it cannot
 //   judge the capacity target.
@@ -15,7 +18,7 @@ import { join } from 'node:path';
 import type { ProcessingRequest } from '../../src/protocol/messages.ts';
 import { encodeRequest } from '../../src/protocol/proto.ts';
 import { execTracked } from '../support/process.ts';
-import { startServiceProcess } from '../support/service-process.ts';
+import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
 import { REPO_ROOT, toolPath } from '../support/tools.ts';
 import { differs, rawExchanges } from './answer-bytes.ts';
 import { startBare, type BareServer } from './bare-servers.ts';
@@ -156,7 +159,13 @@ interface Server {
   wrongStatus: number;
 }
 
-export async function measureStreams(report: Report, quick: boolean): Promise<void> {
+/** Another build of the service to measure beside this one: its bundle, and what to call it. */
+export interface Baseline {
+  readonly label: string;
+  readonly bundle: string;
+}
+
+export async function measureStreams(report: Report, quick: boolean, baseline?: Baseline): Promise<void> {
   const cleanup = new Cleanup();
   const dir = mkdtempSync(join(tmpdir(), 'sbx-streams-'));
   const routes = join(dir, 'routes.yaml');
@@ -170,6 +179,15 @@ export async function measureStreams(report: Report, quick: boolean): Promise<vo
     const answer = own.answers[0] as Buffer;
     const server = (name: string, port: number): Server => ({ name, port, runs: [], wrongBytes: 0, wrongStatus: 0 });
     const servers = [server('sandbox-extproc', service.grpcPort)];
+    let baseService: ServiceProcess | undefined;
+    if (baseline !== undefined) {
+      const started = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0, bundle: baseline.bundle });
+      baseService = started;
+      cleanup.add(() => started.stop());
+      const wrong = differs(await rawExchanges(started.grpcPort, message, 100), answer);
+      if (wrong !== undefined) throw new Error(`the baseline (${baseline.label}) does not send this build's answer: ${wrong}`);
+      servers.push(server(`sandbox-extproc at ${baseline.label} (baseline)`, started.grpcPort));
+    }
     for (const [name, script] of [
       ['bare grpc-js server', 'bare-grpc-server.ts'],
       ['bare Node http2, gRPC framing by hand', 'bare-http2-server.ts'],
@@ -202,7 +220,7 @@ export async function measureStreams(report: Report, quick: boolean): Promise<vo
         s.runs.flatMap((r) => r.durations).sort((a, b) => a - b),
         99,
       );
-    const [ours, grpcFloor] = servers as [Server, Server];
+    const ours = servers[0] as Server;
     for (const s of servers) {
       const failed = s.runs.reduce((n, r) => n + r.failed, 0);
       const label = `${s.name}, one core, 8 in flight`;
@@ -217,7 +235,44 @@ export async function measureStreams(report: Report, quick: boolean): Promise<vo
       report.equals(`${s.name} under h2load: streams without exactly the answer's bytes`, s.wrongBytes, 'streams', 0);
       report.equals(`${s.name}: status passes, streams not ending OK with exactly the answer`, s.wrongStatus, 'streams', 0);
     }
-    report.info('sandbox-extproc / bare grpc-js throughput', rps(ours) / rps(grpcFloor), 'ratio');
+    const grpcJs = servers.find((s) => s.name === 'bare grpc-js server') as Server;
+    report.info('sandbox-extproc / bare grpc-js throughput', rps(ours) / rps(grpcJs), 'ratio');
+    const base = servers.find((s) => s.name.endsWith('(baseline)'));
+    if (base !== undefined && baseline !== undefined && baseService !== undefined) {
+      // Paired runs, back to back in alternating order: each pair's ratio sees the same load on the
+      // machine, so their median holds where other work on the box makes single figures swing. Streams
+      // per CPU-second of the service (its streams/s on one whole core) hold best of all: a busy machine
+      // takes the service's core away, not the work it does per stream.
+      const pairs = quick ? 6 : 12;
+      const rates: number[] = [];
+      const perCpu: number[] = [];
+      const measure = async (s: Server, process: ServiceProcess) => {
+        const cpu = process.cpuMs();
+        const run = await h2load(dir, s.port, 20_000, 2, 4, message, answer);
+        return { rps: run.rps, perCpuSecond: run.requests / ((process.cpuMs() - cpu) / 1000) };
+      };
+      for (let pair = 0; pair < pairs; pair += 1) {
+        const ourFirst = pair % 2 === 0;
+        const a = await measure(ourFirst ? ours : base, ourFirst ? service : baseService);
+        const b = await measure(ourFirst ? base : ours, ourFirst ? baseService : service);
+        const [mine, theirs] = ourFirst ? [a, b] : [b, a];
+        rates.push(mine.rps / theirs.rps);
+        perCpu.push(mine.perCpuSecond / theirs.perCpuSecond);
+      }
+      const median = (values: number[]) =>
+        percentile(
+          values.sort((x, y) => x - y),
+          50,
+        );
+      report.info(`sandbox-extproc / ${base.name}: streams/s, all rounds above`, rps(ours) / rps(base), 'ratio');
+      report.info(`sandbox-extproc / ${base.name}: streams/s, median of ${pairs} paired runs`, median(rates), 'ratio');
+      report.atLeast(
+        `sandbox-extproc / ${base.name}: streams per CPU-second (streams/s on one whole core), median of ${pairs} paired runs`,
+        median(perCpu),
+        'ratio',
+        0.95,
+      );
+    }
     const cross = await ghz(service.grpcPort, 3000, quick ? 3 : 5);
     report.info('ghz cross-check @3000/s offered: achieved', cross.rps, 'streams/s');
     report.info('ghz cross-check @3000/s offered: p99 (ghz-bound on 2 cores)', cross.p99ms, 'ms');

@@ -2,36 +2,53 @@
 // running that family alone (--sandbox-kind agent-sandbox), finds the served version through API
 // discovery, lists, watches and resumes through v1alpha1 (spec.replicas), and waits, not ready, while
 // the CRD is not installed at all.
+//
+// The one suite on a stand-in controller (test/support/agent-sandbox-controller.ts): agent-sandbox's
+// real controller is built from sigs.k8s.io/agent-sandbox v1.0.1, the only version on the Go module
+// proxy, which serves v1beta1 alone. The stand-in follows v1.0.1's controller where the service depends
+// on it, never kinder (a resume during the pod's termination reuses the dying pod and reports it Ready,
+// as the real one does); every v1beta1 scenario runs on the real controller (agent-sandbox.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentSandboxController } from '../support/agent-sandbox-controller.ts';
-import { CRDS, isActivityRecord, type AuditEvent } from '../support/controlplane.ts';
+import { AgentSandboxController, type AgentSandboxObject } from '../support/agent-sandbox-controller.ts';
+import { SERVICE_USER, waitForObject, type AuditEvent } from '../support/controlplane.ts';
+import { AGENT_SANDBOX_V1ALPHA1_CRD } from '../support/crds.ts';
 import { httpGet } from '../support/http.ts';
+import { OpenKruiseController } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'default';
-const [IP1, IP2] = ['127.0.0.131', '127.0.0.132'];
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+// Addresses of the pods' CIDR where the stack's upstreams listen; no kwok pod gets them here (this
+// file creates no OpenKruise sandbox, and the stand-in's pods are its own).
+const [IP1, IP2, IP3] = ['127.1.0.201', '127.1.0.202', '127.1.0.203'];
 let stack: Stack;
 let agents: AgentSandboxController;
 
 beforeAll(async () => {
   stack = await startStack({
     kinds: ['agent-sandbox'],
-    // No agent-sandbox CRD yet: the first test installs it.
-    crds: [CRDS.openkruise],
+    // No agent-sandbox CRD yet: the first test installs the v1alpha1-only fixture.
+    crds: OpenKruiseController.crds() as object[],
+    agentSandboxController: false,
     namespaces: [NS],
-    ips: [IP1, IP2],
-    agentController: { version: 'v1alpha1', startDelayMs: 300 },
+    serviceArgs: ['--wake-timeout', '20s'],
+    envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
   });
-  agents = stack.agentController as AgentSandboxController;
+  agents = new AgentSandboxController(stack.plane.admin, { version: 'v1alpha1', startDelayMs: 300 });
 });
 
 afterAll(async () => {
+  agents?.stop();
   await stack?.stop();
 });
 
 const readyz = () => httpGet(`http://127.0.0.1:${stack.service.listening.httpPort}/readyz`);
+const patches = (name: string) =>
+  stack.plane.auditEvents(
+    (e: AuditEvent) =>
+      e.verb === 'patch' && e.objectRef?.name === name && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
+  );
+const condition = (o: AgentSandboxObject, type: string) => o.status?.conditions?.find((c) => c.type === type);
 
 describe('agent-sandbox served as v1alpha1 only', () => {
   it('is not ready while the API server serves no agent-sandbox version, and becomes ready once the CRD is installed', async () => {
@@ -39,7 +56,8 @@ describe('agent-sandbox served as v1alpha1 only', () => {
     expect(before.status).toBe(503);
     expect(before.body).toContain('routes not loaded yet');
     expect((await httpGet(`${stack.envoy.url}/`, { 'x-sandbox-id': 'web' })).json()['error']).toBe('routes_not_ready');
-    await stack.plane.installCrd(CRDS.agentSandboxV1alpha1);
+    await stack.plane.installCrd(AGENT_SANDBOX_V1ALPHA1_CRD);
+    await agents.start();
     await agents.create({ namespace: NS, name: 'web', podIP: IP1 });
     const route = await waitForRoute(stack.service.app.registry, `${NS}/web`, (r) => r?.state === 'running', 30_000);
     expect(route?.kind?.version).toBe('v1alpha1');
@@ -60,16 +78,9 @@ describe('agent-sandbox served as v1alpha1 only', () => {
     expect(res.status).toBe(200);
     expect(res.json()['upstream']).toBe(IP2);
     expect((await agents.get(NS, 'sleepy')).spec?.replicas).toBe(1);
-    const patches = stack.plane.auditEvents(
-      (e: AuditEvent) =>
-        e.verb === 'patch' &&
-        e.objectRef?.name === 'sleepy' &&
-        e.objectRef.subresource === undefined &&
-        e.user.username === SERVICE_USER &&
-        !isActivityRecord(e),
-    );
-    expect(patches).toHaveLength(1);
-    expect(patches[0]?.objectRef?.apiVersion).toBe('v1alpha1');
+    const sent = patches('sleepy');
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.objectRef?.apiVersion).toBe('v1alpha1');
   });
 
   it('follows a suspension made through replicas 0', async () => {
@@ -79,4 +90,44 @@ describe('agent-sandbox served as v1alpha1 only', () => {
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_running');
   });
+
+  it('never routes to a pod still terminating when the sandbox is set back to replicas 1, though it is reported Ready', async () => {
+    // The suspension's pod takes 2.5 s to stop; set back to run meanwhile, that dying pod is reused and
+    // reported Ready=True with its IP (v1.0.1's reconcilePod), until it is gone and a new one starts.
+    agents.options.stopDelayMs = 2500;
+    try {
+      await agents.create({ namespace: NS, name: 'drowsy', podIP: IP3 });
+      const id = `${NS}/drowsy`;
+      await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running');
+      await agents.suspend(NS, 'drowsy');
+      await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'paused');
+      const reused = (o: AgentSandboxObject) => o.spec?.replicas === 1 && condition(o, 'Ready')?.status === 'True';
+      const reportedReady = waitForObjectVersion('drowsy', reused);
+      await agents.resume(NS, 'drowsy');
+      const dying = await reportedReady;
+      expect(condition(dying, 'Suspended')?.reason).toBe('NotSuspended');
+      // The service has seen that version: the dying pod is not served, though reported Ready.
+      await waitForRoute(stack.service.app.registry, id, (r) => Number(r?.resourceVersion ?? 0) >= Number(dying.metadata.resourceVersion));
+      const during = await stack.getAgent(NS, 'drowsy');
+      expect(during.status, during.body).toBe(503);
+      expect(during.json()['error']).toBe('sandbox_not_ready');
+      // Served again once the new pod is Ready.
+      await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running', 20_000);
+      expect((await stack.getAgent(NS, 'drowsy')).json()['upstream']).toBe(IP3);
+    } finally {
+      agents.options.stopDelayMs = 0;
+    }
+  });
 });
+
+/** The first version of a v1alpha1 sandbox (current or to come) the predicate accepts, from a watch. */
+function waitForObjectVersion(name: string, predicate: (o: AgentSandboxObject) => boolean): Promise<AgentSandboxObject> {
+  return waitForObject(
+    stack.plane.admin,
+    `/apis/agents.x-k8s.io/v1alpha1/namespaces/${NS}/sandboxes`,
+    { fieldSelector: `metadata.name=${name}` },
+    (o) => predicate(o as AgentSandboxObject),
+    10_000,
+    `agent-sandbox ${NS}/${name}`,
+  ) as Promise<AgentSandboxObject>;
+}

@@ -1,19 +1,34 @@
 // kubernetes-sigs/agent-sandbox's Sandbox (agents.x-k8s.io/v1beta1) on the real stack: Envoy ->
 // sandbox-extproc running both families (--sandbox-kind openkruise,agent-sandbox) as its own
-// least-privilege ServiceAccount -> a real kube-apiserver and etcd with agent-sandbox's CRD, and a test
-// controller behaving like theirs. Requests name sandboxes by agent-sandbox's router headers. Every row
-// of the README's "How a request is decided" table is exercised for this family; patches are counted
-// from the API server's audit log.
+// least-privilege ServiceAccount -> a real kube-apiserver and etcd with agent-sandbox's own CRDs, and
+// agent-sandbox's own controller (v1.0.1, with its extensions: SandboxTemplate, SandboxWarmPool,
+// SandboxClaim) driving every Sandbox, with kwok's pods (test/support/cluster.ts). Requests name
+// sandboxes by agent-sandbox's router headers. Every row of the README's "How a request is decided"
+// table is exercised for this family; patches are counted from the API server's audit log. Pods get
+// their addresses from kwok, which hands a freed address out again: the expected upstream is always
+// the address the object reports now, and a new pod is told by its UID, never by its IP.
+import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
-import type { AgentSandboxController, NewAgentSandbox } from '../support/agent-sandbox-controller.ts';
-import { isActivityRecord, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
+import {
+  AS_GROUP,
+  AS_VERSION,
+  EXTENSIONS_GROUP,
+  isServing,
+  isSuspended,
+  podIPOf,
+  type AgentSandboxes,
+  type AgentSandboxObject,
+  type NewAgentSandbox,
+} from '../support/agent-sandbox.ts';
+import { NODE_NAME } from '../support/cluster.ts';
+import { SERVICE_USER, isActivityRecord, waitForObject, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
+import { podIP, type OpenKruiseSandboxes } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import type { SandboxController } from '../support/sandbox-controller.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import type { RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -22,37 +37,30 @@ const DEFAULT_NS = 'default';
 const TEAM = 'team-a';
 /** Watched by the service, but requests may not name it. */
 const FORBIDDEN = 'team-b';
-const [IP1, IP2, IP3, VICTIM] = ['127.0.0.121', '127.0.0.122', '127.0.0.123', '127.0.0.129'];
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
+/** An address of the pods' CIDR where an upstream listens and no pod ever is (kwok hands out the lowest first). */
+const VICTIM = '127.1.0.254';
 let stack: Stack;
 let plane: ControlPlane;
-let agents: AgentSandboxController;
-let kruise: SandboxController;
+let agents: AgentSandboxes;
+let kruise: OpenKruiseSandboxes;
 let pool: UpstreamPool;
 let service: RunningService;
 let envoy: RunningEnvoy;
-const startDelays = new Map<string, number>();
-const resumeIPs = new Map<string, string>();
-const stuck = new Set<string>(['stuck']);
 
 beforeAll(async () => {
   stack = await startStack({
     kinds: ['openkruise', 'agent-sandbox'],
     namespaces: [DEFAULT_NS, TEAM, FORBIDDEN],
-    ips: [IP1, IP2, IP3, VICTIM],
-    agentController: { startDelayMs: (name) => startDelays.get(name) ?? 300, resumeIP: (name) => resumeIPs.get(name), stuck },
-    controller: { resumeDelayMs: 300 },
     agentSandboxes: [
-      { namespace: DEFAULT_NS, name: 'web', podIP: IP1 },
-      { namespace: TEAM, name: 'web', podIP: IP2 },
-      { namespace: FORBIDDEN, name: 'secret', podIP: IP3 },
+      { namespace: DEFAULT_NS, name: 'web' },
+      { namespace: TEAM, name: 'web' },
+      { namespace: FORBIDDEN, name: 'secret' },
     ],
     serviceArgs: ['--wake-timeout', '20s', '--agent-sandbox-namespaces', `${DEFAULT_NS},${TEAM}`],
     envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
   });
-  ({ plane, pool, service, envoy } = stack);
-  agents = stack.agentController as AgentSandboxController;
-  kruise = stack.controller;
+  ({ plane, pool, service, envoy, openkruise: kruise } = stack);
+  agents = stack.agent as AgentSandboxes;
   await waitForRoute(service.app.registry, `${FORBIDDEN}/secret`, (r) => r?.state === 'running');
 });
 
@@ -61,8 +69,14 @@ afterAll(async () => {
 });
 
 const agent = (name: string, headers: Record<string, string> = {}, namespace = TEAM) => stack.getAgent(namespace, name, headers);
-/** Resume patches the API server applied (2xx): a conflicting one (first writer wins) changed nothing, and activity records are not resumes. */
-const patches = (name: string, group = 'agents.x-k8s.io') =>
+/** The address the sandbox's controller reports now (a Ready pod's). */
+const ipOf = async (name: string, namespace = TEAM) => podIPOf(await agents.get(namespace, name));
+/**
+ * Patches of a sandbox by the service that the API server applied (2xx): a conflicting one (first
+ * writer wins) changed nothing. agent-sandbox sandboxes get no activity records (issue 23 item 8), so
+ * every patch of one is a resume; OpenKruise's activity records are not resumes.
+ */
+const patches = (name: string, group = AS_GROUP) =>
   plane.auditEvents(
     (e: AuditEvent) =>
       e.verb === 'patch' &&
@@ -70,44 +84,112 @@ const patches = (name: string, group = 'agents.x-k8s.io') =>
       e.objectRef.apiGroup === group &&
       e.objectRef.subresource === undefined &&
       e.user.username === SERVICE_USER &&
-      !isActivityRecord(e) &&
+      (group === AS_GROUP || !isActivityRecord(e)) &&
       (e.responseStatus?.code ?? 0) < 300,
   );
+/** Proof that nothing was patched: the audit barrier lets every request answered so far reach the log. */
+async function nothingPatched(name: string): Promise<void> {
+  await plane.auditBarrier();
+  expect(patches(name)).toHaveLength(0);
+}
+const condition = (o: AgentSandboxObject, type: string) => o.status?.conditions?.find((c) => c.type === type);
+const core = () => plane.admin.makeApiClient(CoreV1Api);
+/** The pod a sandbox has now (the controller names it after the sandbox). */
+const podOf = (name: string, namespace = TEAM) => core().readNamespacedPod({ namespace, name });
 
-/** Creates a suspended sandbox in TEAM and waits until the service sees it paused. */
+/** Creates a suspended sandbox in TEAM (run, then suspended) and waits until the service sees it paused. */
 async function suspended(name: string, extra: Partial<NewAgentSandbox> = {}): Promise<string> {
-  await agents.create({ namespace: TEAM, name, podIP: IP1, wake: true, suspended: true, ...extra });
+  await agents.create({ namespace: TEAM, name, wake: true, suspended: true, ...extra });
   const id = `${TEAM}/${name}`;
   await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused' && r.pauseRequested);
   return id;
 }
 
+/**
+ * Resolves once the pod with this UID is deleted (its DELETED watch event), with what `then` returns at
+ * that very moment. A watch the API server or client ends is resumed from the last version seen, so
+ * the event cannot be missed. A test that fails before awaiting it leaves no unhandled rejection.
+ */
+function whenPodGone<T>(namespace: string, name: string, uid: string, then: () => T, timeoutMs = 30_000): Promise<T> {
+  const gone = new Promise<T>((resolve, reject) => {
+    let watch: AbortController | undefined;
+    let resourceVersion: string | undefined;
+    let done = false;
+    const finish = (settle: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      watch?.abort();
+      settle();
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`pod ${namespace}/${name} (${uid}) not deleted within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
+    const start = (): void => {
+      new Watch(plane.admin)
+        .watch(
+          `/api/v1/namespaces/${namespace}/pods`,
+          { fieldSelector: `metadata.name=${name}`, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+          (type, pod: V1Pod) => {
+            // An ERROR (410: the version is too old) starts the next watch afresh.
+            resourceVersion = type === 'ERROR' ? undefined : (pod.metadata?.resourceVersion ?? resourceVersion);
+            if (type === 'DELETED' && pod.metadata?.uid === uid) {
+              const value = then();
+              finish(() => resolve(value));
+            }
+          },
+          () => {
+            if (!done) start();
+          },
+        )
+        .then(
+          (c) => {
+            watch = c;
+            if (done) c.abort();
+          },
+          (error: unknown) => finish(() => reject(error instanceof Error ? error : new Error(String(error)))),
+        );
+    };
+    start();
+  });
+  gone.catch(() => undefined);
+  return gone;
+}
+
 describe('routing by agent-sandbox router headers', () => {
   it('is ready after both families listed, and routes x-sandbox-id in the default namespace and in a named one', async () => {
     expect((await httpGet(`http://127.0.0.1:${service.listening.httpPort}/readyz`)).status).toBe(200);
-    // Both versions are served: API discovery chose v1beta1 (the storage version).
+    // API discovery chose v1beta1 (the only version v1.0.1 serves).
     expect(service.app.registry.get(`${TEAM}/web`)?.kind?.version).toBe('v1beta1');
-    expect((await agent('web', {}, DEFAULT_NS)).json()['upstream']).toBe(IP1);
+    const [defaultIP, teamIP] = [await ipOf('web', DEFAULT_NS), await ipOf('web')];
+    expect(defaultIP).not.toBe(teamIP);
+    expect((await agent('web', {}, DEFAULT_NS)).json()['upstream']).toBe(defaultIP);
     // No x-sandbox-namespace: the default namespace.
     const bare = await httpGet(`${envoy.url}/`, { 'x-sandbox-id': 'web', 'x-sandbox-port': String(pool.port) });
-    expect(bare.json()['upstream']).toBe(IP1);
-    expect((await agent('web')).json()['upstream']).toBe(IP2);
+    expect(bare.json()['upstream']).toBe(defaultIP);
+    expect((await agent('web')).json()['upstream']).toBe(teamIP);
   });
 
   it('sends a request that names no port to port 8888, as their router does', async () => {
     const res = await httpGet(`${envoy.url}/port-check`, { 'x-sandbox-id': 'web', 'x-sandbox-namespace': TEAM });
     expect(res.status).toBe(503); // nothing listens on 8888 here: Envoy's own connect failure
     const entry = await envoy.waitForAccessLog((e) => e['path'] === '/port-check');
-    expect(entry['upstream']).toBe(`${IP2}:8888`);
+    expect(entry['upstream']).toBe(`${await ipOf('web')}:8888`);
     expect(entry['sandbox_id']).toBe(`${TEAM}/web`);
   });
 
-  it('follows a pod IP change', async () => {
-    await agents.setPodIP(TEAM, 'web', IP3);
-    await waitForRoute(service.app.registry, `${TEAM}/web`, (r) => r?.podIP === IP3);
-    expect((await agent('web')).json()['upstream']).toBe(IP3);
-    await agents.setPodIP(TEAM, 'web', IP2);
-    await waitForRoute(service.app.registry, `${TEAM}/web`, (r) => r?.podIP === IP2);
+  it('follows its pod being replaced (deleted, as an eviction does): not routed while the controller reports no pod, then to the new one', async () => {
+    const id = `${TEAM}/web`;
+    const before = await podOf('web');
+    const left = waitForRoute(service.app.registry, id, (r) => r?.state !== 'running');
+    await core().deleteNamespacedPod({ namespace: TEAM, name: 'web' });
+    expect((await left)?.podIP).toBe('');
+    const back = await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
+    const after = await podOf('web');
+    expect(after.metadata?.uid).not.toBe(before.metadata?.uid);
+    expect(back?.podIP).toBe(after.status?.podIP);
+    expect((await agent('web')).json()['upstream']).toBe(after.status?.podIP);
   });
 
   it.each([
@@ -128,9 +210,10 @@ describe('routing by agent-sandbox router headers', () => {
   });
 
   it('answers a sandbox whose pod is starting (Ready=False DependenciesNotReady) with 503 sandbox_not_ready', async () => {
-    startDelays.set('fresh', 60_000);
-    await agents.create({ namespace: TEAM, name: 'fresh', podIP: IP1, starting: true });
+    // Its pod stays un-Ready until released (never, here): the controller reports DependenciesNotReady.
+    await agents.createOnly({ namespace: TEAM, name: 'fresh', hold: true });
     await waitForRoute(service.app.registry, `${TEAM}/fresh`, (r) => r?.state === 'creating');
+    expect(condition(await agents.get(TEAM, 'fresh'), 'Ready')?.reason).toBe('DependenciesNotReady');
     const res = await agent('fresh');
     expect(res.status).toBe(503);
     expect(res.json()['error']).toBe('sandbox_not_ready');
@@ -138,7 +221,32 @@ describe('routing by agent-sandbox router headers', () => {
   });
 
   it('answers a sandbox reporting a pod IP that may not be routed to with 502, never connecting there', async () => {
-    await agents.create({ namespace: TEAM, name: 'metadata', podIP: '169.254.169.254' });
+    // A node whose pod CIDR is link-local (a misconfigured cluster): kwok gives its pods such addresses,
+    // and the controller reports the pod Ready with one, as it would any other.
+    await core().createNode({
+      body: {
+        metadata: { name: 'kwok-link-local', annotations: { 'kwok.x-k8s.io/node': 'fake' }, labels: { type: 'kwok' } },
+        spec: { podCIDR: '169.254.169.0/24' },
+      },
+    });
+    await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: AS_GROUP,
+      version: AS_VERSION,
+      plural: 'sandboxes',
+      namespace: TEAM,
+      body: {
+        apiVersion: `${AS_GROUP}/${AS_VERSION}`,
+        kind: 'Sandbox',
+        metadata: { name: 'metadata' },
+        spec: {
+          podTemplate: {
+            spec: { nodeName: 'kwok-link-local', containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }] },
+          },
+        },
+      },
+    });
+    const reported = await agents.waitFor(TEAM, 'metadata', isServing, 30_000, 'serving');
+    expect(podIPOf(reported)).toMatch(/^169\.254\.169\./);
     await waitForRoute(service.app.registry, `${TEAM}/metadata`, (r) => r?.state === 'dead');
     const res = await agent('metadata');
     expect(res.status).toBe(502);
@@ -146,28 +254,34 @@ describe('routing by agent-sandbox router headers', () => {
   });
 
   it('answers an expired sandbox (shutdownTime passed, Retain) with 502 sandbox_not_running, and a deleted one (Delete) as not found', async () => {
-    const soon = new Date(Date.now() + 1500).toISOString();
-    await agents.create({ namespace: TEAM, name: 'mayfly', podIP: IP1, shutdownTime: soon, shutdownPolicy: 'Retain', wake: true });
-    await agents.create({ namespace: TEAM, name: 'ephemeral', podIP: IP1, shutdownTime: soon, shutdownPolicy: 'Delete' });
+    await agents.create({ namespace: TEAM, name: 'mayfly', wake: true, shutdownPolicy: 'Retain' });
+    await agents.create({ namespace: TEAM, name: 'ephemeral', shutdownPolicy: 'Delete' });
+    const soon = new Date(Date.now() + 1500).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    await Promise.all(['mayfly', 'ephemeral'].map((name) => agents.patch(TEAM, name, { spec: { shutdownTime: soon } })));
     await waitForRoute(service.app.registry, `${TEAM}/mayfly`, (r) => r?.state === 'dead');
-    await waitForRoute(service.app.registry, `${TEAM}/ephemeral`, (r) => r === undefined);
-    expect((await agents.get(TEAM, 'mayfly')).status?.conditions?.find((c) => c.type === 'Ready')?.reason).toBe('SandboxExpired');
+    await waitForRoute(service.app.registry, `${TEAM}/ephemeral`, (r) => r === undefined, 20_000);
+    const expired = await agents.waitFor(TEAM, 'mayfly', (o) => condition(o, 'Ready')?.reason === 'SandboxExpired', 20_000, 'expired');
+    expect(expired.status?.podIPs ?? []).toEqual([]);
     const retained = await agent('mayfly');
     expect(retained.status).toBe(502);
     expect(retained.json()['error']).toBe('sandbox_not_running');
     expect((await agent('ephemeral')).json()['error']).toBe('sandbox_not_found');
-    await plane.auditBarrier();
-    expect(patches('mayfly')).toHaveLength(0);
+    await nothingPatched('mayfly');
   });
 
   it('answers a sandbox whose pod failed (Finished) with 502 sandbox_not_running', async () => {
-    await agents.create({ namespace: TEAM, name: 'crashed', podIP: IP1, wake: true });
+    await agents.create({ namespace: TEAM, name: 'crashed', wake: true });
     await waitForRoute(service.app.registry, `${TEAM}/crashed`, (r) => r?.state === 'running');
-    await agents.finish(TEAM, 'crashed', 'PodFailed');
+    // Its container exits non-zero. kwok's stages here model no container exit, so the pod's status is
+    // written as the kubelet reports one (phase Failed); the Sandbox's status stays the controller's.
+    await core().patchNamespacedPodStatus(
+      { namespace: TEAM, name: 'crashed', body: { status: { phase: 'Failed' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
     await waitForRoute(service.app.registry, `${TEAM}/crashed`, (r) => r?.state === 'dead');
+    expect(condition(await agents.get(TEAM, 'crashed'), 'Finished')?.reason).toBe('PodFailed');
     expect((await agent('crashed')).json()['error']).toBe('sandbox_not_running');
-    await plane.auditBarrier();
-    expect(patches('crashed')).toHaveLength(0);
+    await nothingPatched('crashed');
   });
 });
 
@@ -183,7 +297,7 @@ describe('security, through the real Envoy', () => {
     const res = await agent('web', spoof);
     expect(res.status).toBe(200);
     const seen = res.json<{ upstream: string; headers: Record<string, string> }>();
-    expect(seen.upstream).toBe(IP2);
+    expect(seen.upstream).toBe(await ipOf('web'));
     expect(seen.headers['x-sandbox-pod-ip']).toBeUndefined();
     expect(seen.headers['x-sandbox-uid']).toBeUndefined();
     expect(seen.headers['x-envoy-original-dst-host']).toBeUndefined();
@@ -197,7 +311,7 @@ describe('security, through the real Envoy', () => {
   });
 
   it('refuses a namespace requests may not name with 403 namespace_not_allowed, though the sandbox exists and is watched', async () => {
-    const secret = pool.upstream(IP3);
+    const secret = pool.upstream(await ipOf('secret', FORBIDDEN));
     const before = secret.received.length;
     expect(service.app.registry.get(`${FORBIDDEN}/secret`)?.state).toBe('running');
     const res = await agent('secret', {}, FORBIDDEN);
@@ -207,41 +321,95 @@ describe('security, through the real Envoy', () => {
     expect((await agent('does-not-exist', {}, FORBIDDEN)).json()['error']).toBe('namespace_not_allowed');
     expect(secret.received.length).toBe(before);
   });
+});
 
-  it('never routes to, nor wakes, an unclaimed warm-pool member by name; its adoption by a claim makes it routable', async () => {
-    await agents.create({ namespace: TEAM, name: 'pool-x7k2p', podIP: IP1, warmPool: 'python-pool', wake: true });
-    await agents.create({ namespace: TEAM, name: 'pool-q9w3e', podIP: IP1, warmPool: 'python-pool', wake: true, suspended: true });
-    await waitForRoute(service.app.registry, `${TEAM}/pool-q9w3e`, (r) => r?.state === 'available');
-    await waitForRoute(service.app.registry, `${TEAM}/pool-x7k2p`, (r) => r?.state === 'available');
-    for (const name of ['pool-x7k2p', 'pool-q9w3e']) {
+describe('warm pools (SandboxTemplate, SandboxWarmPool, SandboxClaim)', () => {
+  it('never routes to, nor wakes, an unclaimed member by name; a claim adopts one, which is then served under its own name', async () => {
+    await agents.createTemplate(TEAM, 'python');
+    await agents.createWarmPool(TEAM, 'python-pool', 'python', 2);
+    const poolSandboxes = `/apis/${AS_GROUP}/${AS_VERSION}/namespaces/${TEAM}/sandboxes`;
+    const members = new Set<string>();
+    // The pool's controller creates its members (generated names, python-pool-xxxxx) and brings them up.
+    await waitForObject(
+      plane.admin,
+      poolSandboxes,
+      { labelSelector: 'agents.x-k8s.io/warm-pool-sandbox' },
+      (o) => {
+        if (isServing(o as AgentSandboxObject)) members.add((o as AgentSandboxObject).metadata.name);
+        return members.size === 2;
+      },
+      30_000,
+      'two Ready members of python-pool',
+    );
+    const [running, toSuspend] = [...members] as [string, string];
+    // As a user might: both opted in to wake (which must not make them wakeable), one suspended by hand.
+    for (const name of members)
+      await agents.patch(TEAM, name, { metadata: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } } });
+    await agents.suspend(TEAM, toSuspend);
+    await agents.waitFor(TEAM, toSuspend, isSuspended, 30_000, 'suspended');
+    for (const name of members) {
+      await waitForRoute(
+        service.app.registry,
+        `${TEAM}/${name}`,
+        (r) => r?.state === 'available' && r.wake !== undefined && r.pauseRequested === (name === toSuspend),
+      );
       const res = await agent(name);
       expect(res.status).toBe(502);
       expect(res.json()).toMatchObject({
         error: 'sandbox_not_running',
         message: `healthy sandbox not found: ${TEAM}/${name} (the sandbox is an unclaimed pool member)`,
       });
-      await plane.auditBarrier();
-      expect(patches(name)).toHaveLength(0);
+      await nothingPatched(name);
     }
-    await agents.adopt(TEAM, 'pool-x7k2p', 'my-claim');
-    await waitForRoute(service.app.registry, `${TEAM}/pool-x7k2p`, (r) => r?.state === 'running');
-    expect((await agent('pool-x7k2p')).json()['upstream']).toBe(IP1);
+    // A claim, as the SDKs make one: the controller adopts a Ready member (the warm-pool label goes, the
+    // claim becomes its owner) and names it in the claim's status. The sandbox keeps its own name: that
+    // is what clients send as x-sandbox-id, and the claim's name names nothing.
+    await agents.createClaim(TEAM, 'my-claim', 'python-pool');
+    const claim = (await waitForObject(
+      plane.admin,
+      `/apis/${EXTENSIONS_GROUP}/${AS_VERSION}/namespaces/${TEAM}/sandboxclaims`,
+      { fieldSelector: 'metadata.name=my-claim' },
+      (o) => ((o as { status?: { sandbox?: { name?: string } } }).status?.sandbox?.name ?? '') !== '',
+      30_000,
+      'my-claim naming its sandbox',
+    )) as { status: { sandbox: { name: string } } };
+    const claimed = claim.status.sandbox.name;
+    expect(claimed).toBe(running);
+    const adopted = await agents.get(TEAM, claimed);
+    expect(adopted.metadata.ownerReferences?.find((o) => o.controller === true)?.kind).toBe('SandboxClaim');
+    await waitForRoute(service.app.registry, `${TEAM}/${claimed}`, (r) => r?.state === 'running');
+    const res = await agent(claimed);
+    expect(res.status).toBe(200);
+    expect(res.json()['upstream']).toBe(podIPOf(adopted));
+    expect((await agent('my-claim')).json()['error']).toBe('sandbox_not_found');
+    // The member left in the pool stays unroutable.
+    expect(service.app.registry.get(`${TEAM}/${toSuspend}`)?.state).toBe('available');
+    await nothingPatched(claimed);
   });
 });
 
 describe('wake on traffic', () => {
   it('wakes a suspended, opted-in sandbox: one patch (operatingMode Running), released by Ready=True with an IP', async () => {
-    startDelays.set('sleepy', 2500); // longer than Envoy's 1 s message_timeout: only the override keeps the request
-    const id = await suspended('sleepy');
+    // The new pod turns Ready 2.5 s after it starts: longer than Envoy's 1 s message_timeout, so only
+    // the override keeps the request alive, through DependenciesNotReady.
+    const id = await suspended('sleepy', { readyDelay: '2500ms' });
+    const before = await podOf('sleepy').catch(() => undefined);
+    expect(before).toBeUndefined(); // suspended: no pod at all
+    const notReady = agents.waitFor(
+      TEAM,
+      'sleepy',
+      (o) => o.spec?.operatingMode === 'Running' && condition(o, 'Ready')?.reason === 'DependenciesNotReady',
+      30_000,
+      'asked to run, its new pod not Ready yet',
+    );
     const res = await agent('sleepy');
-    expect(res.status).toBe(200);
-    expect(res.json()['upstream']).toBe(IP1);
+    expect(res.status, res.body).toBe(200);
+    await notReady;
+    const object = await agents.get(TEAM, 'sleepy');
+    expect(res.json()['upstream']).toBe(podIPOf(object));
     expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThanOrEqual(2000);
     expect(patches('sleepy')).toHaveLength(1);
-    const object = await agents.get(TEAM, 'sleepy');
     expect(object.spec?.operatingMode).toBe('Running');
-    // The Suspended condition lingers after the resume, as agent-sandbox's types warn: it must not count.
-    expect(object.status?.conditions?.find((c) => c.type === 'Suspended')?.status).toBe('True');
     expect(service.app.registry.get(id)?.state).toBe('running');
     const entry = await envoy.waitForAccessLog((e) => e['sandbox_id'] === id && e['decision'] === 'wake');
     expect(Number(entry['wake_ms'])).toBeGreaterThanOrEqual(2000);
@@ -251,16 +419,16 @@ describe('wake on traffic', () => {
   });
 
   it('serves 200 concurrent requests to one suspended sandbox with a single patch', async () => {
-    startDelays.set('crowd', 1000);
-    await suspended('crowd');
+    await suspended('crowd', { readyDelay: '1s' });
     const results = await Promise.all(Array.from({ length: 200 }, () => agent('crowd')));
     expect(results.map((r) => r.status)).toEqual(Array(200).fill(200));
+    const served = await ipOf('crowd');
+    expect(results.every((r) => r.json()['upstream'] === served)).toBe(true);
     expect(patches('crowd')).toHaveLength(1);
   });
 
   it('holds requests that arrive while the woken pod is starting (DependenciesNotReady) in the same wake', async () => {
-    startDelays.set('latecomers', 2500);
-    const id = await suspended('latecomers');
+    const id = await suspended('latecomers', { readyDelay: '2500ms' });
     const first = agent('latecomers');
     await waitForRoute(service.app.registry, id, (r) => r?.state === 'creating');
     const late = await Promise.all(Array.from({ length: 20 }, () => agent('latecomers')));
@@ -274,36 +442,52 @@ describe('wake on traffic', () => {
     const res = await agent('hermit');
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_running');
-    await plane.auditBarrier();
-    expect(patches('hermit')).toHaveLength(0);
+    await nothingPatched('hermit');
   });
 
-  it('answers a wrong or missing access token with 401 and patches nothing; the right one wakes it', async () => {
-    await suspended('guarded', { accessToken: 'correct-horse' });
+  it('answers a wrong or missing access token with 401 and patches nothing; the right one wakes it, and is needed on every request after', async () => {
+    const id = await suspended('guarded', { accessToken: 'correct-horse' });
     expect((await agent('guarded', { 'x-access-token': 'wrong' })).status).toBe(401);
     expect((await agent('guarded')).status).toBe(401);
-    await plane.auditBarrier();
-    expect(patches('guarded')).toHaveLength(0);
+    await nothingPatched('guarded');
     const ok = await agent('guarded', { 'x-access-token': 'correct-horse' });
     expect(ok.status).toBe(200);
+    expect(ok.json()['upstream']).toBe(await ipOf('guarded'));
+    expect(patches('guarded')).toHaveLength(1);
+    // Running now: the token is still checked on every request (--access-token-check every-request, the
+    // default), since a token that guarded only the wake would guard nothing once someone had woken it.
+    expect(service.app.registry.get(id)?.state).toBe('running');
+    const upstream = pool.upstream(await ipOf('guarded'));
+    const before = upstream.received.length;
+    const missing = await agent('guarded');
+    expect(missing.status).toBe(401);
+    expect(missing.json()['error']).toBe('unauthorized');
+    expect((await agent('guarded', { 'x-access-token': 'wrong' })).status).toBe(401);
+    expect(upstream.received.length).toBe(before);
+    const again = await agent('guarded', { 'x-access-token': 'correct-horse' });
+    expect(again.status).toBe(200);
+    // The sandbox gets the header too, as the gateway passes it on (its runtime may check it as well).
+    expect(again.json<{ headers: Record<string, string> }>().headers['x-access-token']).toBe('correct-horse');
     expect(patches('guarded')).toHaveLength(1);
   });
 
   it('answers 503 with Retry-After at the per-sandbox deadline; the resume goes on and a retry finds it running', async () => {
-    startDelays.set('slowpoke', 3500);
-    const id = await suspended('slowpoke', { wake: { deadlineSeconds: 2 } });
+    const id = await suspended('slowpoke', { readyDelay: '3500ms', wake: { deadlineSeconds: 2 } });
     const running = waitForRoute(service.app.registry, id, (r) => r?.state === 'running', 20_000);
     const res = await agent('slowpoke');
     expect(res.status).toBe(503);
     expect(res.json()['error']).toBe('sandbox_wake_timeout');
     expect(res.headers['retry-after']).toBe('2');
     await running;
-    expect((await agent('slowpoke')).status).toBe(200);
+    const retry = await agent('slowpoke');
+    expect(retry.status).toBe(200);
+    expect(retry.json()['upstream']).toBe(await ipOf('slowpoke'));
     expect(patches('slowpoke')).toHaveLength(1);
   });
 
-  it('with a controller that never starts the pod: every waiter gets 503 at the deadline, all wake state is freed; released, it serves', async () => {
-    const id = await suspended('stuck', { wake: { deadlineSeconds: 2 } });
+  it('with a pod that never turns Ready: every waiter gets 503 at the deadline, all wake state is freed; released, it serves', async () => {
+    // Every pod of it is held un-Ready until released: the first by create(), the woken one below.
+    const id = await suspended('stuck', { wake: { deadlineSeconds: 2 }, hold: true });
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 50 }, () => agent('stuck')));
     expect(results.every((r) => r.status === 503 && r.json()['error'] === 'sandbox_wake_timeout')).toBe(true);
@@ -312,15 +496,14 @@ describe('wake on traffic', () => {
     expect(wakes.waiting).toBe(0);
     expect(wakes.inFlight).toBe(0);
     expect(patches('stuck')).toHaveLength(1);
-    agents.release(TEAM, 'stuck');
+    await agents.release(TEAM, 'stuck');
     await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
     expect((await agent('stuck')).status).toBe(200);
     expect(patches('stuck')).toHaveLength(1);
   });
 
   it('frees the slot of a client that disconnects while waiting', async () => {
-    stuck.add('ghost'); // its pod never starts until released below
-    await suspended('ghost');
+    await suspended('ghost', { hold: true }); // its woken pod stays un-Ready until released below
     const wakes = service.app.wakes!;
     const joined = new Promise<void>((resolve) => {
       const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
@@ -341,43 +524,42 @@ describe('wake on traffic', () => {
     req.destroy();
     await left;
     expect(wakes.waiting).toBe(0);
-    agents.release(TEAM, 'ghost');
+    await agents.release(TEAM, 'ghost');
   });
 
-  it('forwards to the new pod IP when the pod comes back elsewhere', async () => {
-    resumeIPs.set('mover', IP3);
-    await suspended('mover');
-    expect((await agent('mover')).json()['upstream']).toBe(IP3);
-  });
-
-  it('resumes at once while a suspension is still terminating the pod (their controller accepts it), with one patch', async () => {
-    agents.options.suspendDelayMs = 1500;
-    startDelays.set('drowsy', 200);
-    await agents.create({ namespace: TEAM, name: 'drowsy', podIP: IP2, wake: true });
-    const id = `${TEAM}/drowsy`;
-    await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
-    await agents.suspend(TEAM, 'drowsy');
-    await waitForRoute(service.app.registry, id, (r) => r?.state === 'paused' && r.pauseRequested);
-    const res = await agent('drowsy');
-    agents.options.suspendDelayMs = 0;
-    expect(res.status).toBe(200);
-    expect(res.json()['upstream']).toBe(IP2);
-    expect(patches('drowsy')).toHaveLength(1);
+  it("forwards to the new pod's address, read from the watch: the pod it had before the suspension is gone", async () => {
+    await agents.create({ namespace: TEAM, name: 'mover', wake: true });
+    const old = await podOf('mover');
+    await agents.suspend(TEAM, 'mover');
+    await agents.waitFor(TEAM, 'mover', isSuspended, 30_000, 'suspended');
+    await waitForRoute(service.app.registry, `${TEAM}/mover`, (r) => r?.state === 'paused');
+    // Suspended, the controller reports no address: nothing to route to.
+    expect(service.app.registry.get(`${TEAM}/mover`)?.podIP).toBe('');
+    const res = await agent('mover');
+    const now = await podOf('mover');
+    expect(now.metadata?.uid).not.toBe(old.metadata?.uid);
+    expect(res.json()['upstream']).toBe(now.status?.podIP);
+    expect(res.json()['upstream']).toBe(await ipOf('mover'));
   });
 
   it('does not wake a sandbox past its shutdownTime', async () => {
-    await suspended('expiring', { shutdownTime: new Date(Date.now() + 1000).toISOString() });
-    await waitForRoute(service.app.registry, `${TEAM}/expiring`, (r) => r?.state === 'dead');
+    const id = await suspended('expiring');
+    await agents.patch(TEAM, 'expiring', { spec: { shutdownTime: new Date(Date.now() + 1000).toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+    await waitForRoute(service.app.registry, id, (r) => r?.shutdownAt !== undefined);
+    const expired = agents.waitFor(TEAM, 'expiring', (o) => condition(o, 'Ready')?.reason === 'SandboxExpired', 20_000, 'expired');
+    await waitForRoute(service.app.registry, id, (r) => r?.state === 'dead', 20_000);
+    await expired;
     expect((await agent('expiring')).json()['error']).toBe('sandbox_not_running');
-    await plane.auditBarrier();
-    expect(patches('expiring')).toHaveLength(0);
+    await nothingPatched('expiring');
+    expect((await agents.get(TEAM, 'expiring')).spec?.operatingMode).toBe('Suspended');
   });
 
   it('never resumes a sandbox recreated under the same name on the old route: the UID precondition refuses it', async () => {
     const id = await suspended('phoenix');
     const old = service.app.registry.get(id)!;
     await agents.delete(TEAM, 'phoenix');
-    await agents.create({ namespace: TEAM, name: 'phoenix', podIP: IP1, wake: true, suspended: true, accessToken: 'new' });
+    await waitForRoute(service.app.registry, id, (r) => r === undefined);
+    await agents.create({ namespace: TEAM, name: 'phoenix', wake: true, suspended: true, accessToken: 'new' });
     const failure = await new KubernetesResumer(plane.admin).resume(old, AbortSignal.timeout(5000)).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(ResumeError);
     expect((failure as ResumeError).failure).toBe('replaced');
@@ -385,24 +567,130 @@ describe('wake on traffic', () => {
   });
 });
 
+// Issue 23 item 2. The real controller reuses whatever pod exists when a sandbox is asked to run (no
+// deletionTimestamp check in reconcilePod), so a sandbox resumed while its suspended pod is still
+// terminating is reported Ready=True (DependenciesReady) with the DYING pod's IP, as a kubelet keeps a
+// pod Ready through its grace period; only once that pod is gone does it create a new one.
+//
+// Proving that no request reaches the dying pod: kwok hands a freed address out again, so the new pod
+// often gets the dying one's address, and "the answer came from another address" proves nothing.
+// Instead: (1) when the service has seen the version that reports the dying pod Ready, the request is
+// still held and the address has received nothing; (2) when the dying pod's deletion is seen (its
+// watch event), the address has still received nothing from this request: anything before that moment
+// reached the dying pod. The new pod turns Ready only 1 s after it is created (after that deletion), so
+// a request it serves arrives at least that long after the deletion, and the check cannot mistake it;
+// (3) the answer comes from the pod the controller reports then, whose UID is not the dying one's.
+describe('a resume while the suspended pod is still terminating (issue 23 item 2)', () => {
+  /** A running sandbox whose pod takes 4 s to stop once deleted (within its 10 s grace period); new pods turn Ready 1 s after they start. */
+  async function drowsy(name: string, wake: boolean): Promise<{ id: string; dying: V1Pod; dyingIP: string }> {
+    const sandbox = await agents.create({ namespace: TEAM, name, wake, stopDelay: '4s', gracePeriodSeconds: 10, readyDelay: '1s' });
+    const id = `${TEAM}/${name}`;
+    await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
+    return { id, dying: await podOf(name), dyingIP: podIPOf(sandbox) };
+  }
+  /** The version in which the controller reports the terminating pod Ready again, asked to run. */
+  const reportsDyingPodReady = (name: string, dyingIP: string) =>
+    agents.waitFor(
+      TEAM,
+      name,
+      (o) => o.spec?.operatingMode === 'Running' && isServing(o) && podIPOf(o) === dyingIP,
+      10_000,
+      'reporting its dying pod Ready',
+    );
+  const seenByService = (id: string, version: AgentSandboxObject) =>
+    waitForRoute(service.app.registry, id, (r) => r !== undefined && Number(r.resourceVersion) >= Number(version.metadata.resourceVersion));
+  /** Suspends and waits until the controller reports the pod terminating (Suspended=False PodTerminating). */
+  async function suspendUntilTerminating(name: string, id: string, dying: V1Pod): Promise<void> {
+    await agents.suspend(TEAM, name);
+    const terminating = await agents.waitFor(
+      TEAM,
+      name,
+      (o) => condition(o, 'Suspended')?.reason === 'PodTerminating',
+      10_000,
+      'terminating',
+    );
+    expect(terminating.status?.podIPs).toEqual([dying.status?.podIP]);
+    await seenByService(id, terminating);
+    expect((await podOf(name)).metadata?.deletionTimestamp).toBeDefined();
+  }
+
+  it('holds a request that wakes it until the dying pod is gone and the new pod serves it, with one patch', async () => {
+    const { id, dying, dyingIP } = await drowsy('drowsy', true);
+    const marker = randomUUID();
+    const reachedDyingAddress = () => pool.upstream(dyingIP).received.filter((r) => r.headers['x-probe'] === marker).length;
+    const atDeletion = whenPodGone(TEAM, 'drowsy', dying.metadata?.uid as string, reachedDyingAddress);
+    await suspendUntilTerminating('drowsy', id, dying);
+    const reused = reportsDyingPodReady('drowsy', dyingIP);
+    const wakes = service.app.wakes!;
+    const held = agent('drowsy', { 'x-probe': marker });
+    // (1) The service's own patch asks it to run; the controller reports the dying pod Ready.
+    await seenByService(id, await reused);
+    expect(service.app.registry.get(id)?.state).not.toBe('running');
+    expect(wakes.waiting).toBe(1);
+    expect(reachedDyingAddress()).toBe(0);
+    // (2) Nothing reached the address while the dying pod had it.
+    expect(await atDeletion).toBe(0);
+    // (3) Served by the new pod.
+    const res = await held;
+    expect(res.status, res.body).toBe(200);
+    const now = await podOf('drowsy');
+    expect(now.metadata?.uid).not.toBe(dying.metadata?.uid);
+    expect(res.json()['upstream']).toBe(now.status?.podIP);
+    expect(res.json()['upstream']).toBe(await ipOf('drowsy'));
+    expect(patches('drowsy')).toHaveLength(1);
+  });
+
+  it('answers 503 sandbox_not_ready, not the dying pod, for a sandbox resumed by hand that did not opt in to wake; then the new pod', async () => {
+    const { id, dying, dyingIP } = await drowsy('insomniac', false);
+    const marker = randomUUID();
+    const reachedDyingAddress = () => pool.upstream(dyingIP).received.filter((r) => r.headers['x-probe'] === marker).length;
+    const atDeletion = whenPodGone(TEAM, 'insomniac', dying.metadata?.uid as string, reachedDyingAddress);
+    await suspendUntilTerminating('insomniac', id, dying);
+    const reused = reportsDyingPodReady('insomniac', dyingIP);
+    await agents.resume(TEAM, 'insomniac');
+    await seenByService(id, await reused);
+    const during = await agent('insomniac', { 'x-probe': marker });
+    expect(during.status, during.body).toBe(503);
+    expect(during.json()['error']).toBe('sandbox_not_ready');
+    expect(await atDeletion).toBe(0);
+    await waitForRoute(service.app.registry, id, (r) => r?.state === 'running');
+    const after = await agent('insomniac', { 'x-probe': marker });
+    expect(after.status).toBe(200);
+    const now = await podOf('insomniac');
+    expect(now.metadata?.uid).not.toBe(dying.metadata?.uid);
+    expect(after.json()['upstream']).toBe(now.status?.podIP);
+    await nothingPatched('insomniac');
+  });
+});
+
 describe('both families in one process', () => {
+  // Both controllers name a Sandbox's pod after the Sandbox, so two of the same namespace and name
+  // cannot run at once (each refuses the other's pod): here they take turns, as they would in a cluster.
   it('routes and wakes an OpenKruise and an agent-sandbox Sandbox with the same namespace and name, each by its own convention and patch', async () => {
-    await kruise.create({ namespace: TEAM, name: 'twin', podIP: IP1, paused: true, wake: { by: 'policy' } });
-    await agents.create({ namespace: TEAM, name: 'twin', podIP: IP2, wake: true, suspended: true });
+    await agents.create({ namespace: TEAM, name: 'twin', wake: true, suspended: true });
+    await kruise.create({ namespace: TEAM, name: 'twin', paused: true, wake: { by: 'policy' } });
     await waitForRoute(service.app.registry, `${TEAM}--twin`, (r) => r?.state === 'paused' && !r.pausing);
     await waitForRoute(service.app.registry, `${TEAM}/twin`, (r) => r?.state === 'paused');
     expect(service.app.registry.conflicts).toBe(0);
-    const [e2b, sigs] = await Promise.all([stack.get(`${TEAM}--twin`), agent('twin')]);
-    expect(e2b.json()['upstream']).toBe(IP1);
-    expect(sigs.json()['upstream']).toBe(IP2);
+    const e2b = await stack.get(`${TEAM}--twin`);
+    expect(e2b.status, e2b.body).toBe(200);
+    expect(e2b.json()['upstream']).toBe(podIP(await kruise.get(TEAM, 'twin')));
     expect(patches('twin', 'agents.kruise.io')).toHaveLength(1);
-    expect(patches('twin', 'agents.x-k8s.io')).toHaveLength(1);
-    expect((await kruise.get(TEAM, 'twin')).spec?.paused).toBe(false);
+    await nothingPatched('twin');
+    await kruise.pauseAndWait(TEAM, 'twin');
+    const sigs = await agent('twin');
+    expect(sigs.status, sigs.body).toBe(200);
+    expect(sigs.json()['upstream']).toBe(await ipOf('twin'));
+    expect(patches('twin', AS_GROUP)).toHaveLength(1);
+    expect(patches('twin', 'agents.kruise.io')).toHaveLength(1);
+    expect((await kruise.get(TEAM, 'twin')).spec?.paused).toBe(true);
     expect((await agents.get(TEAM, 'twin')).spec?.operatingMode).toBe('Running');
+    expect(service.app.registry.conflicts).toBe(0);
     // Deleting one leaves the other served.
-    await agents.delete(TEAM, 'twin');
-    await waitForRoute(service.app.registry, `${TEAM}/twin`, (r) => r === undefined);
-    expect((await stack.get(`${TEAM}--twin`)).json()['upstream']).toBe(IP1);
+    await kruise.delete(TEAM, 'twin');
+    await waitForRoute(service.app.registry, `${TEAM}--twin`, (r) => r === undefined);
+    expect((await stack.get(`${TEAM}--twin`)).json()['error']).toBe('sandbox_not_found');
+    expect((await agent('twin')).json()['upstream']).toBe(await ipOf('twin'));
   });
 });
 
@@ -411,17 +699,17 @@ describe('least privilege', () => {
     const identity = new KubeConfig();
     identity.loadFromFile(stack.kubeconfig);
     const custom = identity.makeApiClient(CustomObjectsApi);
-    const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: TEAM };
+    const target = { group: AS_GROUP, version: AS_VERSION, plural: 'sandboxes', namespace: TEAM };
     await expect(custom.listNamespacedCustomObject(target)).resolves.toBeDefined();
     await expect(custom.listNamespacedCustomObject({ ...target, namespace: 'kube-system' })).rejects.toMatchObject({ code: 403 });
     await expect(
       custom.createNamespacedCustomObject({
         ...target,
         body: {
-          apiVersion: 'agents.x-k8s.io/v1beta1',
+          apiVersion: `${AS_GROUP}/${AS_VERSION}`,
           kind: 'Sandbox',
           metadata: { name: 'x' },
-          spec: { podTemplate: { spec: { containers: [] } } },
+          spec: { podTemplate: { spec: { nodeName: NODE_NAME, containers: [{ name: 'c', image: 'i' }] } } },
         },
       }),
     ).rejects.toMatchObject({ code: 403 });
@@ -433,25 +721,25 @@ describe('least privilege', () => {
       ),
     ).rejects.toMatchObject({ code: 403 });
     // The claims and warm pools of agent-sandbox's extensions group are none of its business.
-    await expect(
-      custom.listNamespacedCustomObject({
-        group: 'extensions.agents.x-k8s.io',
-        version: 'v1beta1',
-        plural: 'sandboxclaims',
-        namespace: TEAM,
-      }),
-    ).rejects.toMatchObject({ code: 403 });
+    for (const plural of ['sandboxclaims', 'sandboxwarmpools', 'sandboxtemplates']) {
+      await expect(
+        custom.listNamespacedCustomObject({ group: EXTENSIONS_GROUP, version: AS_VERSION, plural, namespace: TEAM }),
+      ).rejects.toMatchObject({
+        code: 403,
+      });
+    }
     await expect(identity.makeApiClient(CoreV1Api).listNamespacedSecret({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
+    await expect(identity.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
   });
 });
 
 describe('API server outages', () => {
   it('keeps serving running sandboxes, fails wakes fast with 503 and Retry-After, and wakes again after', async () => {
-    startDelays.set('dozer', 200);
     await suspended('dozer');
+    const webIP = await ipOf('web');
     await plane.stopApiserver();
     try {
-      expect((await agent('web')).json()['upstream']).toBe(IP2);
+      expect((await agent('web')).json()['upstream']).toBe(webIP);
       const started = Date.now();
       const res = await agent('dozer');
       expect(res.status).toBe(503);
@@ -462,7 +750,7 @@ describe('API server outages', () => {
       await plane.startApiserver();
     }
     const woken = await agent('dozer');
-    expect(woken.status).toBe(200);
-    expect(woken.json()['upstream']).toBe(IP1);
+    expect(woken.status, woken.body).toBe(200);
+    expect(woken.json()['upstream']).toBe(await ipOf('dozer'));
   });
 });

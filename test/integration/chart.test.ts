@@ -377,7 +377,10 @@ describe('on the real API server', () => {
     await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
     // An idle suspension, with its records, of a Sandbox that opted in (its own annotation, or the
     // release's default for its namespace); never of one that did not.
-    const idle = { 'sandbox-extproc.io/idle-suspended-at': '2030-01-01T00:00:00Z', 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' };
+    const idle = {
+      'sandbox-extproc.io/idle-suspended-at': '2030-01-01T00:00:00Z',
+      'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z',
+    };
     const suspend = (namespace: string, name: string) =>
       custom.patchNamespacedCustomObject(
         { ...target, namespace, name, body: { metadata: { annotations: idle }, spec: { operatingMode: 'Suspended' } } },

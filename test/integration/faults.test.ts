@@ -1,6 +1,9 @@
-// Faults that fit in the regular suite: a sandbox whose controller never finishes resuming, and the
-// API server going away while wakes are requested. (Longer faults live in test/chaos.)
+// Faults that fit in the regular suite, on OpenKruise's own controller: a resume that never finishes
+// (the woken sandbox's new pod is held un-Ready, as a pod whose runtime never starts: the controller
+// shows it Running with Ready=False for good), and the API server going away while wakes are requested.
+// (Longer faults live in test/chaos.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRunning, podIP } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
@@ -10,16 +13,19 @@ let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
-    ips: ['127.0.0.81', '127.0.0.82'],
-    controller: { stuck: new Set(['zombie']), resumeDelayMs: 200 },
     sandboxes: [
-      { namespace: NS, name: 'steady', podIP: '127.0.0.81' },
-      { namespace: NS, name: 'zombie', podIP: '127.0.0.82', paused: true, wake: { by: 'policy' } },
-      { namespace: NS, name: 'dozer', podIP: '127.0.0.82', paused: true, wake: { by: 'policy' } },
+      { namespace: NS, name: 'steady' },
+      // Every pod of zombie is held un-Ready (the first one is released to bring it up); its resume's
+      // pod is never released.
+      { namespace: NS, name: 'zombie', paused: true, wake: { by: 'policy' }, hold: true },
+      // Woken after the API server is back, once the controllers are too: its own deadline leaves room
+      // for a resume on a loaded machine (the global 2 s is zombie's, whose every waiter must see it).
+      { namespace: NS, name: 'dozer', paused: true, wake: { by: 'policy', deadlineSeconds: 20 } },
     ],
     serviceArgs: ['--wake-timeout', '2s'],
   });
-  await waitForRoute(stack.service.app.registry, `${NS}--dozer`, (r) => r?.state === 'paused');
+  await waitForRoute(stack.service.app.registry, `${NS}--zombie`, (r) => r?.state === 'paused' && !r.pausing);
+  await waitForRoute(stack.service.app.registry, `${NS}--dozer`, (r) => r?.state === 'paused' && !r.pausing);
 });
 
 afterAll(async () => {
@@ -46,6 +52,10 @@ describe('a controller that never finishes resuming', () => {
     expect(wakes.inFlight).toBe(0);
     // One wake for the hundred requests, counted once, as timed out.
     expect(await wakesEnded('timeout')).toBe(timeouts + 1);
+    // The controller did take the resume and is stuck in it: the new pod runs, the sandbox never turns Ready.
+    const stuck = await stack.openkruise.get(NS, 'zombie');
+    expect(stuck.spec?.paused).toBe(false);
+    expect(isRunning(stuck)).toBe(false);
   });
 });
 
@@ -66,8 +76,11 @@ describe('the API server goes away', () => {
     } finally {
       await stack.plane.startApiserver();
     }
+    // The controllers (OpenKruise's, kwok, the garbage collector) reconnect on their own backoff: a
+    // sandbox created now and brought up by them shows they are back, before the wake relies on them.
+    await stack.openkruise.create({ namespace: NS, name: 'witness' }, 60_000);
     const woken = await get('dozer');
-    expect(woken.status).toBe(200);
-    expect(woken.json()['upstream']).toBe('127.0.0.82');
+    expect(woken.status, woken.body).toBe(200);
+    expect(woken.json()['upstream']).toBe(podIP(await stack.openkruise.waitFor(NS, 'dozer', isRunning, 30_000, 'running')));
   });
 });

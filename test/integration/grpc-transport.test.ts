@@ -74,7 +74,8 @@ function raw(
         frames.push(all.subarray(offset + 5, offset + 5 + length));
         offset += 5 + length;
       }
-      const messages = path === PROCESS ? frames.map((f) => decodeResponse(f)) : [];
+      // Only a gRPC answer (HTTP 200) carries messages; a 415 carries a line of text.
+      const messages = path === PROCESS && Number(responseHeaders[':status']) === 200 ? frames.map((f) => decodeResponse(f)) : [];
       resolve({ headers: responseHeaders, messages, frames, trailers, closeCode: stream.rstCode ?? 0 });
     });
     Promise.resolve(drive(stream)).catch(reject);
@@ -123,27 +124,35 @@ describe('framing', () => {
     expect(grpcStatus(result)).toBe('0');
   });
 
-  it('takes a 1 MB message through HTTP/2 flow control (far past the 64 KB initial window)', async () => {
-    const headers = Array.from({ length: 2000 }, (_, i) => ({ key: `x-big-${i}`, raw_value: Buffer.alloc(500, 'a') }));
+  it('takes a 200 KB message through HTTP/2 flow control (far past the 64 KB initial window)', async () => {
+    const headers = Array.from({ length: 400 }, (_, i) => ({ key: `x-big-${i}`, raw_value: Buffer.alloc(500, 'a') }));
     const big = framed(
       encodeRequest({ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from('sbx') }, ...headers] } } }),
     );
-    expect(big.length).toBeGreaterThan(1_000_000);
+    expect(big.length).toBeGreaterThan(200_000);
     const result = await raw(PROCESS, (stream) => void stream.end(big));
     expect(grpcStatus(result)).toBe('0');
     expect(JSON.stringify(result.messages[0]?.dynamic_metadata)).toContain('10.9.9.9');
   });
 
-  it('refuses a message above 4 MiB with RESOURCE_EXHAUSTED', async () => {
+  it('refuses an ext_proc message above --grpc-max-ext-proc-message (256 KiB) with RESOURCE_EXHAUSTED, from its prefix alone', async () => {
     const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(5 * 1024 * 1024, 1);
-    const result = await raw(PROCESS, (stream) => void stream.end(prefix));
+    prefix.writeUInt32BE(256 * 1024 + 1, 1);
+    const result = await raw(PROCESS, (stream) => void stream.write(prefix));
     expect(grpcStatus(result)).toBe(String(status.RESOURCE_EXHAUSTED));
+    expect(result.trailers?.['grpc-message'] ?? result.headers['grpc-message']).toContain('262145');
   });
 
-  it('refuses a compressed message (no grpc-encoding was negotiated) with UNIMPLEMENTED', async () => {
+  it('refuses a message with the compressed flag but no grpc-encoding with INTERNAL, as the gRPC spec asks', async () => {
     const result = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')), 1)));
-    expect(grpcStatus(result)).toBe(String(status.UNIMPLEMENTED));
+    expect(grpcStatus(result)).toBe(String(status.INTERNAL));
+  });
+
+  it('refuses a grpc-encoding it does not support with UNIMPLEMENTED, naming what it accepts (grpc-accept-encoding)', async () => {
+    const result = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')))), { 'grpc-encoding': 'gzip' });
+    expect(result.headers['grpc-status']).toBe(String(status.UNIMPLEMENTED));
+    expect(result.headers['grpc-accept-encoding']).toBe('identity');
+    expect(result.messages).toHaveLength(0);
   });
 
   it('ends a stream that stops in the middle of a message with INTERNAL', async () => {

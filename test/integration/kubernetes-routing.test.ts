@@ -1,12 +1,15 @@
 // The routing story on the real stack: Envoy -> sandbox-extproc (as its own least-privilege
-// ServiceAccount) -> a real kube-apiserver and etcd, with the test controller playing OpenKruise.
+// ServiceAccount) -> a real kube-apiserver and etcd, with OpenKruise's own controller running the
+// Sandboxes and kwok their pods. Addresses are the ones kwok gives the pods, read from the objects: a
+// pod moves to another address the way it does in a cluster, by a pause and a resume (a new pod).
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Route } from '../../src/routes/route.ts';
 import type { ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
+import { isRunning, podIP, SANDBOX_ID_LABEL, type OpenKruiseSandboxes } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import type { SandboxController } from '../support/sandbox-controller.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import type { RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -15,7 +18,7 @@ const NS = 'team-a';
 const OTHER_NS = 'team-b';
 let stack: Stack;
 let plane: ControlPlane;
-let controller: SandboxController;
+let sandboxes: OpenKruiseSandboxes;
 let pool: UpstreamPool;
 let service: RunningService;
 let envoy: RunningEnvoy;
@@ -23,17 +26,17 @@ let envoy: RunningEnvoy;
 beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
-    ips: ['127.0.0.21', '127.0.0.22', '127.0.0.23'],
     sandboxes: [
-      { namespace: NS, name: 'alpha', podIP: '127.0.0.21' },
-      { namespace: NS, name: 'beta', podIP: '127.0.0.22', id: 'beta-id' },
+      { namespace: NS, name: 'alpha' },
+      // The sandbox-id label, as E2B's sandbox-manager sets it when it hands a sandbox out.
+      { namespace: NS, name: 'beta', labels: { [SANDBOX_ID_LABEL]: 'beta-id' } },
     ],
     serviceArgs: ['--domains', 'sandbox.test', '--watch-idle-timeout', '5s'],
   });
-  ({ plane, controller, pool, service, envoy } = stack);
+  ({ plane, openkruise: sandboxes, pool, service, envoy } = stack);
   // A sandbox outside the watched namespace, which the service must never route.
   await plane.ensureNamespace(OTHER_NS);
-  await controller.create({ namespace: OTHER_NS, name: 'outsider', podIP: '127.0.0.23' });
+  await sandboxes.create({ namespace: OTHER_NS, name: 'outsider' });
   await waitForRoute(service.app.registry, 'beta-id', (r) => r?.state === 'running');
 });
 
@@ -42,6 +45,37 @@ afterAll(async () => {
 });
 
 const get = (id: string, headers: Record<string, string> = {}) => stack.get(id, headers);
+/** The address a sandbox serves on now, as the controller reports it. */
+const servingIP = async (name: string, timeoutMs = 30_000) => podIP(await sandboxes.waitFor(NS, name, isRunning, timeoutMs, 'running'));
+
+let placeholders = 0;
+/**
+ * Has a pod of another sandbox (outside the watched namespace) take `ip`, once free: kwok hands freed
+ * addresses out before new ones, so the next pod created gets another. Bounded: each placeholder takes
+ * one freed address, and there are only as many as pods deleted so far.
+ */
+async function holdAddress(ip: string, timeoutMs = 30_000): Promise<void> {
+  for (let i = 0; i < 8; i += 1) {
+    const placeholder = await sandboxes.create({ namespace: OTHER_NS, name: `placeholder-${(placeholders += 1)}` }, timeoutMs);
+    if (podIP(placeholder) === ip) return;
+  }
+  throw new Error(`no placeholder pod got ${ip}`);
+}
+
+/**
+ * Moves a running sandbox to a pod at another address, as a pause and a resume do in a cluster: the
+ * pause deletes its pod, another pod takes the freed address, the resume brings up a new pod.
+ * Returns the new address.
+ */
+async function movePod(name: string, timeoutMs = 30_000): Promise<string> {
+  const before = await servingIP(name, timeoutMs);
+  await sandboxes.pauseAndWait(NS, name, timeoutMs);
+  await holdAddress(before, timeoutMs);
+  await sandboxes.patch(NS, name, { spec: { paused: false } });
+  const after = await servingIP(name, timeoutMs);
+  expect(after).not.toBe(before);
+  return after;
+}
 
 describe('routing from Sandbox objects', () => {
   // (Readiness before the first list completes: test/integration/kubernetes-source.test.ts.)
@@ -52,36 +86,33 @@ describe('routing from Sandbox objects', () => {
   });
 
   it('routes by the <namespace>--<name> ID and by the sandbox-id label', async () => {
-    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe('127.0.0.21');
-    expect((await get('beta-id')).json()['upstream']).toBe('127.0.0.22');
+    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe(await servingIP('alpha'));
+    expect((await get('beta-id')).json()['upstream']).toBe(await servingIP('beta'));
   });
 
   it('routes by host', async () => {
     const res = await httpGet(`${envoy.url}/x`, { host: `${pool.port}-beta-id.sandbox.test` });
-    expect(res.json()['upstream']).toBe('127.0.0.22');
+    expect(res.json()['upstream']).toBe(await servingIP('beta'));
   });
 
   it('follows a pod IP change: the next request reaches the new upstream', async () => {
-    await controller.setPodIP(NS, 'alpha', '127.0.0.23');
-    await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.podIP === '127.0.0.23');
-    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe('127.0.0.23');
-    await controller.setPodIP(NS, 'alpha', '127.0.0.21');
-    await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.podIP === '127.0.0.21');
+    const moved = await movePod('alpha');
+    await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.state === 'running' && r.podIP === moved);
+    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe(moved);
   });
 
   it('does not route a sandbox outside the watched namespaces', async () => {
+    const outsider = podIP(await sandboxes.waitFor(OTHER_NS, 'outsider', isRunning, 30_000, 'running'));
     const res = await get(`${OTHER_NS}--outsider`);
     expect(res.status).toBe(502);
     expect(res.json()['error']).toBe('sandbox_not_found');
-    expect(
-      pool.upstream('127.0.0.23').received.some((r) => r.path === '/' && r.headers['e2b-sandbox-id'] === `${OTHER_NS}--outsider`),
-    ).toBe(false);
+    expect(pool.upstream(outsider).received.some((r) => r.headers['e2b-sandbox-id'] === `${OTHER_NS}--outsider`)).toBe(false);
   });
 
   it('answers a deleted sandbox as not found', async () => {
-    await controller.create({ namespace: NS, name: 'doomed', podIP: '127.0.0.22' });
+    await sandboxes.create({ namespace: NS, name: 'doomed' });
     await waitForRoute(service.app.registry, `${NS}--doomed`, (r) => r?.state === 'running');
-    await controller.delete(NS, 'doomed');
+    await sandboxes.delete(NS, 'doomed');
     await waitForRoute(service.app.registry, `${NS}--doomed`, (r) => r === undefined);
     const res = await get(`${NS}--doomed`);
     expect(res.status).toBe(502);
@@ -89,17 +120,30 @@ describe('routing from Sandbox objects', () => {
   });
 
   it('gives a sandbox recreated under the same name only the new IP', async () => {
-    const old = await controller.create({ namespace: NS, name: 'phoenix', podIP: '127.0.0.21' });
-    await waitForRoute(service.app.registry, `${NS}--phoenix`, (r) => r?.uid === old.metadata.uid && r?.state === 'running');
-    await controller.delete(NS, 'phoenix');
-    const reborn = await controller.create({ namespace: NS, name: 'phoenix', podIP: '127.0.0.22' });
-    const route = await waitForRoute(
-      service.app.registry,
-      `${NS}--phoenix`,
-      (r) => r?.uid === reborn.metadata.uid && r?.state === 'running',
-    );
-    expect(route?.podIP).toBe('127.0.0.22');
-    expect((await get(`${NS}--phoenix`)).json()['upstream']).toBe('127.0.0.22');
+    const id = `${NS}--phoenix`;
+    const old = await sandboxes.create({ namespace: NS, name: 'phoenix' });
+    await waitForRoute(service.app.registry, id, (r) => r?.uid === old.metadata.uid && r?.state === 'running');
+    // Every route the service holds for the ID from the deletion on, in order.
+    const seen: (Route | undefined)[] = [];
+    const unsubscribe = service.app.registry.subscribe((changed, route) => changed === id && seen.push(route));
+    try {
+      await sandboxes.delete(NS, 'phoenix');
+      // The old pod goes (the garbage collector deletes it) and another pod takes its address, so the
+      // recreated sandbox's pod gets another one: an old address served would show.
+      await stack.cluster.waitForPodGone(NS, old.status?.podInfo?.podUID as string, 30_000, 'the old pod of phoenix');
+      await holdAddress(podIP(old));
+      const reborn = await sandboxes.create({ namespace: NS, name: 'phoenix' });
+      expect(podIP(reborn)).not.toBe(podIP(old));
+      const route = await waitForRoute(service.app.registry, id, (r) => r?.uid === reborn.metadata.uid && r?.state === 'running');
+      expect(route?.podIP).toBe(podIP(reborn));
+      expect((await get(id)).json()['upstream']).toBe(podIP(reborn));
+      // Once the deletion reached the service, the old object never served again.
+      const deleted = seen.indexOf(undefined);
+      expect(deleted).toBeGreaterThanOrEqual(0);
+      expect(seen.slice(deleted).filter((r) => r?.uid === old.metadata.uid)).toEqual([]);
+    } finally {
+      unsubscribe();
+    }
   });
 });
 
@@ -115,18 +159,20 @@ describe('least privilege', () => {
 
 describe('API server outages', () => {
   it('keeps serving running sandboxes from the cache while the API server is down, and catches up after', async () => {
+    const [alpha, beta] = [await servingIP('alpha'), await servingIP('beta')];
     await plane.stopApiserver();
-    for (let i = 0; i < 5; i += 1) expect((await get(`${NS}--alpha`)).json()['upstream']).toBe('127.0.0.21');
-    expect((await get('beta-id')).json()['upstream']).toBe('127.0.0.22');
+    for (let i = 0; i < 5; i += 1) expect((await get(`${NS}--alpha`)).json()['upstream']).toBe(alpha);
+    expect((await get('beta-id')).json()['upstream']).toBe(beta);
     await plane.startApiserver();
-    // An update made after the restart reaches the service through the resumed watch.
-    await controller.setPodIP(NS, 'alpha', '127.0.0.22');
-    await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.podIP === '127.0.0.22', 60_000);
-    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe('127.0.0.22');
+    // A change made after the restart (a new pod, once the controllers are back) reaches the service
+    // through the resumed watch.
+    const moved = await movePod('alpha', 60_000);
+    await waitForRoute(service.app.registry, `${NS}--alpha`, (r) => r?.state === 'running' && r.podIP === moved, 60_000);
+    expect((await get(`${NS}--alpha`)).json()['upstream']).toBe(moved);
   });
 
   it('drops a sandbox deleted while the watch was away, and keeps the others (relist)', async () => {
-    await controller.create({ namespace: NS, name: 'vanishing', podIP: '127.0.0.23' });
+    await sandboxes.create({ namespace: NS, name: 'vanishing' });
     await waitForRoute(service.app.registry, `${NS}--vanishing`, (r) => r?.state === 'running');
     await plane.stopApiserver();
     expect(await plane.etcdDelete(`/registry/agents.kruise.io/sandboxes/${NS}/vanishing`)).toBe(1);
@@ -135,6 +181,6 @@ describe('API server outages', () => {
     await waitForRoute(service.app.registry, `${NS}--vanishing`, (r) => r === undefined, 60_000);
     expect((await get(`${NS}--vanishing`)).status).toBe(502);
     expect(service.app.registry.get('beta-id')?.state).toBe('running');
-    expect((await get('beta-id')).json()['upstream']).toBe('127.0.0.22');
+    expect((await get('beta-id')).json()['upstream']).toBe(await servingIP('beta'));
   });
 });

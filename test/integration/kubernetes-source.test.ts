@@ -2,33 +2,33 @@
 // network between them made to fail the ways real networks do, by a TCP proxy (test/support/
 // fault-proxy.ts): a first list that hangs (readiness), a watch connection gone half-open (the idle
 // watchdog), an API server that refuses connections (backoff), a route the watch never corrected
-// (periodic resync); and the scopes it can watch (cluster-wide, a label selector).
+// (periodic resync); and the scopes it can watch (cluster-wide, a label selector). The Sandboxes are
+// run by OpenKruise's own controller (pods from kwok, at the addresses the objects report).
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane } from '../support/controlplane.ts';
+import type { ControlPlane } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { FaultProxy, kubeconfigThrough } from '../support/fault-proxy.ts';
 import { healthCheck, HealthWatch } from '../support/health.ts';
 import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
+import { podIP, type OpenKruiseSandboxes } from '../support/openkruise.ts';
+import { startOpenKruiseCluster, type OpenKruiseCluster } from '../support/openkruise-cluster.ts';
 import { makeRoute } from '../support/routes.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
 import { startService, type RunningService } from '../support/service.ts';
 
 const NS = 'source';
 const OTHER = 'source-other';
+let kruise: OpenKruiseCluster;
 let plane: ControlPlane;
-let controller: SandboxController;
+let sandboxes: OpenKruiseSandboxes;
 let kubeconfig: string;
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
-  await plane.ensureNamespace(NS);
-  await plane.ensureNamespace(OTHER);
+  kruise = await startOpenKruiseCluster({ namespaces: [NS, OTHER] });
+  ({ plane, sandboxes } = kruise);
   kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  controller = new SandboxController(plane.admin);
-  await controller.start();
 });
 
 afterEach(async () => {
@@ -36,8 +36,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  controller?.stop();
-  await plane?.stop();
+  await kruise?.stop();
 });
 
 async function proxied(): Promise<FaultProxy> {
@@ -61,7 +60,7 @@ const headers = (id: string) => ({
 
 describe('readiness', () => {
   it('is not ready, and answers routes_not_ready, until its first list completes', async () => {
-    await controller.create({ namespace: NS, name: 'early', podIP: '10.3.0.1' });
+    const earlyIP = podIP(await sandboxes.create({ namespace: NS, name: 'early' }));
     const proxy = await proxied();
     proxy.hold();
     const s = await service(['--kubeconfig', kubeconfigThrough(kubeconfig, proxy), '--namespaces', NS]);
@@ -84,7 +83,7 @@ describe('readiness', () => {
     await health.until('SERVING', 30_000);
     expect((await httpGet(`http://127.0.0.1:${s.listening.httpPort}/readyz`)).status).toBe(200);
     const later = await client.exchange([headers(`${NS}--early`)], { closeAfter: 1 });
-    expect(JSON.stringify(later.responses[0]?.dynamic_metadata)).toContain('10.3.0.1:49983');
+    expect(JSON.stringify(later.responses[0]?.dynamic_metadata)).toContain(`"${earlyIP}:49983"`);
     expect(health.statuses).toEqual(['NOT_SERVING', 'SERVING']);
   });
 });
@@ -93,13 +92,13 @@ describe('a watch that goes silent (half-open connection)', () => {
   it('is restarted after --watch-idle-timeout, from the last version: no event is lost', async () => {
     const proxy = await proxied();
     const s = await service(['--kubeconfig', kubeconfigThrough(kubeconfig, proxy), '--namespaces', NS, '--watch-idle-timeout', '5s']);
-    await controller.create({ namespace: NS, name: 'before', podIP: '10.3.0.2' });
+    await sandboxes.create({ namespace: NS, name: 'before' });
     await waitForRoute(s.app.registry, `${NS}--before`, (r) => r?.state === 'running');
     const idle = await restarts(s, 'idle');
     // Every open connection goes silent; the sandbox created now is announced on a dead watch.
     expect(proxy.blackholeOpen()).toBeGreaterThan(0);
     const silencedAt = Date.now();
-    await controller.create({ namespace: NS, name: 'during', podIP: '10.3.0.3' });
+    await sandboxes.createOnly({ namespace: NS, name: 'during' });
     await waitForRoute(s.app.registry, `${NS}--during`, (r) => r?.state === 'running', 20_000);
     expect(Date.now() - silencedAt).toBeGreaterThanOrEqual(4_000);
     expect(await restarts(s, 'idle')).toBeGreaterThan(idle);
@@ -109,7 +108,7 @@ describe('a watch that goes silent (half-open connection)', () => {
 describe('periodic resync', () => {
   it('removes, at the next relist, a route the watch never corrected', async () => {
     const s = await service(['--kubeconfig', kubeconfig, '--namespaces', NS, '--resync-interval', '10s']);
-    await controller.create({ namespace: NS, name: 'kept', podIP: '10.3.0.4' });
+    await sandboxes.create({ namespace: NS, name: 'kept' });
     await waitForRoute(s.app.registry, `${NS}--kept`, (r) => r?.state === 'running');
     // What a missed deletion leaves behind: a route for an object the API server no longer has.
     // (Of the kind the source watches: a relist answers for its own kind only.)
@@ -130,17 +129,18 @@ describe('an API server that refuses connections', () => {
   it('is retried with growing backoff (to 5 s), and the watch catches up when it is back', async () => {
     const proxy = await proxied();
     const s = await service(['--kubeconfig', kubeconfigThrough(kubeconfig, proxy), '--namespaces', NS]);
-    await controller.create({ namespace: NS, name: 'steady', podIP: '10.3.0.6' });
+    const steady = podIP(await sandboxes.create({ namespace: NS, name: 'steady' }));
     await waitForRoute(s.app.registry, `${NS}--steady`, (r) => r?.state === 'running');
     proxy.refuse();
     const from = proxy.attempts.length;
     proxy.dropOpen();
-    // Meanwhile the sandbox moves: the service must learn of it once the API server is back.
-    await controller.setPodIP(NS, 'steady', '10.3.0.7');
+    // Meanwhile the sandbox is paused (the controller deletes its pod): the service must learn of it
+    // once the API server is back. (Asked only: the attempts below are timed in this process.)
+    await sandboxes.pause(NS, 'steady');
     await proxy.untilAttempts(from + 8, 60_000);
     // Synced once, it stays ready through the outage: routes are kept.
     expect((await httpGet(`http://127.0.0.1:${s.listening.httpPort}/readyz`)).status).toBe(200);
-    expect(s.app.registry.get(`${NS}--steady`)?.podIP).toBe('10.3.0.6');
+    expect(s.app.registry.get(`${NS}--steady`)?.podIP).toBe(steady);
     const at = proxy.attempts.slice(from);
     const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
     // Backoff from 200 ms doubling to 5 s, each wait drawn between half and all of its ceiling (full
@@ -149,30 +149,31 @@ describe('an API server that refuses connections', () => {
     const outside = gaps.filter((gap, i) => gap < (ceilings[i] as number) / 2 - 50 || gap > (ceilings[i] as number) + 500);
     expect(outside, `gaps between attempts: ${gaps.join(', ')} ms`).toEqual([]);
     proxy.release();
-    await waitForRoute(s.app.registry, `${NS}--steady`, (r) => r?.podIP === '10.3.0.7', 15_000);
+    await waitForRoute(s.app.registry, `${NS}--steady`, (r) => r?.state === 'paused' && !r.pausing && r.podIP === '', 15_000);
   });
 });
 
 describe('what it watches', () => {
   it('watches every namespace when none is named, and only sandboxes matching --label-selector', async () => {
     const clusterWide = await plane.serviceIdentity('cluster-wide', []);
-    for (const [ns, name, tenant, ip] of [
-      [NS, 'mine', 'a', '10.3.1.1'],
-      [OTHER, 'mine-too', 'a', '10.3.1.2'],
-      [NS, 'theirs', 'b', '10.3.1.3'],
-      [OTHER, 'unlabelled', undefined, '10.3.1.4'],
+    const ips: Record<string, string> = {};
+    for (const [ns, name, tenant] of [
+      [NS, 'mine', 'a'],
+      [OTHER, 'mine-too', 'a'],
+      [NS, 'theirs', 'b'],
+      [OTHER, 'unlabelled', undefined],
     ] as const) {
-      await controller.create({ namespace: ns, name, podIP: ip, labels: tenant === undefined ? {} : { tenant } });
+      ips[name] = podIP(await sandboxes.create({ namespace: ns, name, labels: tenant === undefined ? {} : { tenant } }));
     }
     const s = await service(['--kubeconfig', clusterWide, '--label-selector', 'tenant=a']);
     const registry = s.app.registry;
     await waitForRoute(registry, `${OTHER}--mine-too`, (r) => r?.state === 'running');
-    expect(registry.get(`${NS}--mine`)?.podIP).toBe('10.3.1.1');
+    expect(registry.get(`${NS}--mine`)?.podIP).toBe(ips['mine']);
     expect(registry.get(`${NS}--theirs`)).toBeUndefined();
     expect(registry.get(`${OTHER}--unlabelled`)).toBeUndefined();
     // A label change moves a sandbox into or out of the selection, through the watch.
     await patchLabels(OTHER, 'unlabelled', { tenant: 'a' });
-    await waitForRoute(registry, `${OTHER}--unlabelled`, (r) => r?.podIP === '10.3.1.4');
+    await waitForRoute(registry, `${OTHER}--unlabelled`, (r) => r?.podIP === ips['unlabelled']);
     await patchLabels(NS, 'mine', { tenant: 'b' });
     await waitForRoute(registry, `${NS}--mine`, (r) => r === undefined);
     expect(registry.get(`${NS}--theirs`)).toBeUndefined();

@@ -5,33 +5,26 @@
 // from a JWKS file, from OIDC discovery over https, or none: 503), the /kruise/<id>/<port>/<rest> path
 // form with Envoy applying the service's :path, the gateway's status codes and messages, and the access
 // log. Unauthorized traffic never wakes a sandbox: patches are counted in the API server's audit log.
-// The Sandboxes are made with the stack's controller helpers; annotations the helpers do not write are
-// added with an admin merge patch.
+// The Sandboxes are run by OpenKruise's own controller (pods from kwok, at the addresses they report),
+// created with their annotations as E2B's sandbox-manager writes them; wakes go through that controller.
 import { createServer, type Server } from 'node:https';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/settings.ts';
 import type { Route } from '../../src/routes/route.ts';
 import { makeCerts } from '../support/certs.ts';
-import { isActivityRecord, type AuditEvent } from '../support/controlplane.ts';
+import { isActivityRecord, SERVICE_USER, type AuditEvent } from '../support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet, type HttpResult } from '../support/http.ts';
+import { isRunning, podIP, type NewSandbox } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import type { NewSandbox } from '../support/sandbox-controller.ts';
-import { startService, TEST_UPSTREAM_ENV, type RunningService } from '../support/service.ts';
+import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'gateway';
-const IP = '127.0.0.41';
-const SERVICE_USER = 'system:serviceaccount:sandbox-extproc-system:sandbox-extproc';
 const ISSUER = 'https://identity.test';
 const LEGACY_TOKEN = 'e2b.agents.kruise.io/envd-access-token';
 const JWT_AUTH = 'security.agents.kruise.io/enable-jwt-auth';
@@ -48,8 +41,6 @@ let plainEnvoy: RunningEnvoy;
 beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
-    ips: [IP],
-    controller: { resumeDelayMs: 300 },
     serviceArgs: ['--traffic-token-jwks-file', join(dir, 'jwks.json'), '--traffic-token-issuer', ISSUER, '--wake-timeout', '20s'],
   });
   plain = await startService(['--kubeconfig', stack.kubeconfig, '--namespaces', NS]);
@@ -62,24 +53,13 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-async function annotate(name: string, annotations: Record<string, string | null>): Promise<void> {
-  await stack.plane.admin
-    .makeApiClient(CustomObjectsApi)
-    .patchNamespacedCustomObject(
-      { group: 'agents.kruise.io', version: 'v1alpha1', plural: 'sandboxes', namespace: NS, name, body: { metadata: { annotations } } },
-      merge,
-    );
-}
-
-/** Creates a Sandbox, adds annotations, and waits until both services hold it as `ready` says. */
+/** Creates a Sandbox with these annotations, and waits until both services hold it as `ready` says. */
 async function sandbox(
-  spec: Omit<NewSandbox, 'namespace' | 'podIP'>,
+  spec: Omit<NewSandbox, 'namespace' | 'annotations'>,
   annotations: Record<string, string> = {},
   ready: (route: Route | undefined) => boolean = (r) => r !== undefined,
 ): Promise<string> {
-  await stack.controller.create({ namespace: NS, podIP: IP, ...spec });
-  if (Object.keys(annotations).length > 0) await annotate(spec.name, annotations);
+  await stack.openkruise.create({ namespace: NS, ...spec, annotations });
   const id = `${NS}--${spec.name}`;
   const settled = (r: Route | undefined) => ready(r) && (r?.trafficAuth ?? false) === (annotations[JWT_AUTH] === 'true');
   await waitForRoute(stack.service.app.registry, id, settled);
@@ -322,13 +302,14 @@ describe('answers as the E2B SDK sees them', () => {
       sandbox_id: `${NS}--pathy`,
     });
     expect(Number(entry['bytes_sent'])).toBeGreaterThan(0);
-    expect(entry['upstream']).toBe(`${IP}:${stack.pool.port}`);
+    const serving = podIP(await stack.openkruise.waitFor(NS, 'pathy', isRunning, 30_000, 'running'));
+    expect(entry['upstream']).toBe(`${serving}:${stack.pool.port}`);
   });
 });
 
 describe('traffic access token keys from OIDC discovery (the gateway operatorsâ€™ OIDC_DISCOVERY_URL and CA)', () => {
   let https: Server;
-  let app: App;
+  let app: RunningService;
   let serving = false;
   const lines: string[] = [];
   const logged = (pattern: RegExp, timeoutMs = 15_000) =>
@@ -351,23 +332,20 @@ describe('traffic access token keys from OIDC discovery (the gateway operatorsâ€
     });
     await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
     const port = (https.address() as { port: number }).port;
-    const loaded = loadConfig(
+    app = await startService(
       [
-        ...['--kubeconfig', stack.kubeconfig, '--namespaces', NS, '--grpc-port', '0', '--http-port', '0'],
+        ...['--kubeconfig', stack.kubeconfig, '--namespaces', NS, '--log-level', 'info'],
         ...['--traffic-token-discovery-url', `https://127.0.0.1:${port}/.well-known/openid-configuration`],
         ...['--traffic-token-ca-file', certs.caCert],
       ],
-      TEST_UPSTREAM_ENV,
-    );
-    const sink = new Writable({
-      write: (chunk: Buffer, _e, done) => {
-        lines.push(chunk.toString());
-        for (let i = waiters.length - 1; i >= 0; i -= 1) if (waiters[i]?.() === true) waiters.splice(i, 1);
-        done();
+      {},
+      {
+        logs: (line) => {
+          lines.push(line);
+          for (let i = waiters.length - 1; i >= 0; i -= 1) if (waiters[i]?.() === true) waiters.splice(i, 1);
+        },
       },
-    });
-    app = new App((loaded as { config: Config }).config, sink);
-    await app.start();
+    );
   });
 
   afterAll(async () => {
@@ -377,15 +355,17 @@ describe('traffic access token keys from OIDC discovery (the gateway operatorsâ€
 
   it('stays not ready and refuses JWT sandboxes with 503 until the provider answers, then verifies its tokens', async () => {
     await logged(/loading traffic access token keys failed/);
-    const readyz = await fetch(`http://127.0.0.1:${app.listening?.httpPort}/readyz`);
+    // The routes loaded (the other reason not to be ready), the keys alone keep it not ready.
+    await logged(/routes synced from Kubernetes/);
+    const readyz = await fetch(`http://127.0.0.1:${app.listening.httpPort}/readyz`);
     expect(readyz.status).toBe(503);
     expect(await readyz.text()).toContain('traffic access token keys not loaded yet');
     serving = true;
     await logged(/traffic access token keys loaded/);
-    expect((await fetch(`http://127.0.0.1:${app.listening?.httpPort}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${app.listening.httpPort}/readyz`)).status).toBe(200);
     const id = `${NS}--jwt-box`;
-    await waitForRoute(app.registry, id, running);
-    const service = await startEnvoy({ extprocPort: app.listening?.grpcPort as number });
+    await waitForRoute(app.app.registry, id, running);
+    const service = await startEnvoy({ extprocPort: app.listening.grpcPort as number });
     try {
       const headers = { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(stack.pool.port) };
       const ok = await getPath(service.url, '/', { ...headers, 'e2b-traffic-access-token': await trafficToken(claimsOf(id)) });

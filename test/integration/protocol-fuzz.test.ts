@@ -1,5 +1,7 @@
 // Fuzzing through the real gRPC server and the real Envoy, with waking on (Kubernetes routes from the
-// real API server, the test controller stuck on the sandboxes to wake), each case checked against an
+// real API server, the Sandboxes run by OpenKruise's own controller, in every state it shows: running,
+// paused and opted in to wake (with and without an access token), paused and not opted in, being
+// created, dead, an unclaimed pool member, and one ID claimed twice), each case checked against an
 // oracle written from the rules, and every branch counted (a run that never reaches a branch fails):
 // - streams that break the ext_proc rules (wrong order, repeated headers, messages nobody asked for,
 //   empty or undecodable messages, observability mode, streams cancelled at chosen points): each ends
@@ -8,18 +10,22 @@
 // - HTTP requests through Envoy naming sandboxes by header or host, valid and not, with and without
 //   tokens, repeated headers, junk and spoofed routing headers: each gets the answer the README's
 //   tables give, and no spoofed upstream is ever reached.
+// Each state is the controller's own, from what its users and a kubelet do (see beforeAll): no status
+// is written by the test.
 import { request as httpRequest } from 'node:http';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
-import { ControlPlane } from '../support/controlplane.ts';
-import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import type { RouteState } from '../../src/routes/route.ts';
+import { NODE_NAME } from '../support/cluster.ts';
+import { waitForObject } from '../support/controlplane.ts';
+import { isRunning, podIP, SANDBOX_ID_LABEL, type SandboxObject } from '../support/openkruise.ts';
 import { RawGrpcClient } from '../support/raw-grpc-client.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import { SandboxController, SANDBOX_ID_LABEL } from '../support/sandbox-controller.ts';
-import { UpstreamPool } from '../support/sandboxes.ts';
-import { startService, type RunningService } from '../support/service.ts';
+import { startService } from '../support/service.ts';
+import { startStack, type Stack } from '../support/stack.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 const NS = 'fuzz';
@@ -32,7 +38,9 @@ const BRANCHES = [
   'forwarded, nothing listens',
   'sandbox_wake_timeout',
   'unauthorized',
-  'sandbox_not_running',
+  'sandbox_not_running: paused, not opted in',
+  'sandbox_not_running: dead',
+  'sandbox_not_running: pool member',
   'sandbox_not_ready',
   'sandbox_id_conflict',
   'sandbox_not_found',
@@ -43,50 +51,91 @@ const BRANCHES = [
 ];
 const MIN_PER_BRANCH = 5;
 const TOKEN = 'right-token-6c1d';
-let plane: ControlPlane;
-let controller: SandboxController;
-let pool: UpstreamPool;
+let stack: Stack;
 let victim: Upstream;
-let service: RunningService;
-let envoy: RunningEnvoy;
-let kubeconfig: string;
+/** Where run1 and run2 serve: the addresses kwok gave their pods, as the controller reports them. */
+const serving: Record<string, string> = {};
+/** The ID of the pool member (the SandboxSet names its sandboxes). */
+let member = '';
 
 beforeAll(async () => {
-  plane = await ControlPlane.start();
-  await plane.ensureNamespace(NS);
-  kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
-  // Sandboxes to wake never finish resuming: every wake ends at its 1 s deadline, so the branch is
-  // reached again and again, each time the same way.
-  controller = new SandboxController(plane.admin, { stuck: new Set(['sleeper', 'guarded']) });
-  await controller.start();
-  pool = await UpstreamPool.start(['127.0.3.1', '127.0.3.2']);
+  stack = await startStack({ namespaces: [NS], serviceArgs: ['--domains', 'sandbox.test'] });
+  const { openkruise } = stack;
   victim = await startUpstream('victim', '127.0.3.9');
+  const id = (value: string) => ({ [SANDBOX_ID_LABEL]: value });
+  // Sandboxes to wake never finish resuming (every pod of theirs is held un-Ready; the first is released
+  // to bring them up): every wake ends at its 1 s deadline, so the branch is reached again and again,
+  // each time the same way.
   const wake = { by: 'policy', deadlineSeconds: 1 } as const;
-  await controller.create({ namespace: NS, name: 'run1', id: 'run1', podIP: '127.0.3.1' });
-  await controller.create({ namespace: NS, name: 'run2', id: 'run2', podIP: '127.0.3.2' });
-  await controller.create({ namespace: NS, name: 'sleeper', id: 'sleeper', podIP: '127.0.3.1', paused: true, wake });
-  await controller.create({ namespace: NS, name: 'guarded', id: 'guarded', podIP: '127.0.3.2', paused: true, wake, accessToken: TOKEN });
-  await controller.create({ namespace: NS, name: 'hermit', id: 'hermit', podIP: '127.0.3.1', paused: true });
-  await controller.create({ namespace: NS, name: 'dup1', id: 'dup', podIP: '127.0.3.1' });
-  await controller.create({ namespace: NS, name: 'dup2', id: 'dup', podIP: '127.0.3.2' });
-  await controller.create({ namespace: NS, name: 'newborn', id: 'newborn', podIP: '127.0.3.1' });
-  await controller.setStatus(NS, 'newborn', { phase: 'Pending', podInfo: { podIP: '' }, conditions: [] });
-  service = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--domains', 'sandbox.test']);
-  // Events arrive in order: once the last object's state is in, so are the others'.
-  await waitForRoute(service.app.registry, 'newborn', (r) => r?.state === 'creating');
-  expect(service.app.registry.conflicted('dup')).toBe(true);
-  expect(SANDBOX_ID_LABEL).toBe('agents.kruise.io/sandbox-id');
-  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
+  for (const name of ['run1', 'run2']) serving[name] = podIP(await openkruise.create({ namespace: NS, name, labels: id(name) }));
+  await openkruise.create({ namespace: NS, name: 'sleeper', labels: id('sleeper'), paused: true, wake, hold: true });
+  await openkruise.create({ namespace: NS, name: 'guarded', labels: id('guarded'), paused: true, wake, hold: true, accessToken: TOKEN });
+  await openkruise.create({ namespace: NS, name: 'hermit', labels: id('hermit'), paused: true });
+  await openkruise.create({ namespace: NS, name: 'dup1', labels: id('dup') });
+  await openkruise.create({ namespace: NS, name: 'dup2', labels: id('dup') });
+  // Being created for good: its pod runs but is never released, so never Ready; the controller keeps
+  // the sandbox Pending.
+  await openkruise.createOnly({ namespace: NS, name: 'newborn', labels: id('newborn'), hold: true });
+  // Dead: its pod is deleted out from under it (an eviction, a node lost; the sandbox's pod is named
+  // after it), and the controller marks the sandbox Failed ("Pod Not Found").
+  await openkruise.create({ namespace: NS, name: 'fallen', labels: id('fallen') });
+  await stack.plane.admin.makeApiClient(CoreV1Api).deleteNamespacedPod({ namespace: NS, name: 'fallen' });
+  await openkruise.waitFor(NS, 'fallen', (o) => o.status?.phase === 'Failed', 30_000, 'failed');
+  // An unclaimed pool member: a SandboxSet of one, filled by the controller.
+  member = `${NS}--${(await poolMember()).metadata.name}`;
+  for (const [sandbox, state] of Object.entries(EXPECTED_STATES)) {
+    await waitForRoute(stack.service.app.registry, sandbox === 'member' ? member : sandbox, (r) => r?.state === state);
+  }
+  expect(stack.service.app.registry.conflicted('dup')).toBe(true);
 }, 180_000);
 
 afterAll(async () => {
-  await envoy?.stop();
-  await service?.stop();
-  await pool?.close();
   await victim?.close();
-  controller?.stop();
-  await plane?.stop();
+  await stack?.stop();
 });
+
+/** The route state each sandbox must show before the run (the decision tables' rows). */
+const EXPECTED_STATES: Record<string, RouteState> = {
+  run1: 'running',
+  run2: 'running',
+  sleeper: 'paused',
+  guarded: 'paused',
+  hermit: 'paused',
+  newborn: 'creating',
+  fallen: 'dead',
+  member: 'available',
+};
+
+/** Creates a SandboxSet of one (as its users do) and resolves with its member once the controller runs it. */
+async function poolMember(): Promise<SandboxObject> {
+  const running = waitForObject(
+    stack.plane.admin,
+    `/apis/agents.kruise.io/v1alpha1/namespaces/${NS}/sandboxes`,
+    {},
+    (o) => (o as SandboxObject).metadata.ownerReferences?.some((r) => r.kind === 'SandboxSet') === true && isRunning(o as SandboxObject),
+    30_000,
+    'a running member of the SandboxSet',
+  ) as Promise<SandboxObject>;
+  await stack.plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: 'agents.kruise.io',
+    version: 'v1alpha1',
+    plural: 'sandboxsets',
+    namespace: NS,
+    body: {
+      apiVersion: 'agents.kruise.io/v1alpha1',
+      kind: 'SandboxSet',
+      metadata: { name: 'pool' },
+      spec: {
+        replicas: 1,
+        template: {
+          metadata: { labels: { app: 'sandbox' } },
+          spec: { nodeName: NODE_NAME, containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }] },
+        },
+      },
+    },
+  });
+  return running;
+}
 
 const count = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
 
@@ -173,7 +222,7 @@ function expectedOf(messages: readonly Buffer[]): Expected {
 describe('ext_proc streams that break the rules, through the real gRPC server with waking on', () => {
   it(`end each of ${STREAMS} streams as the rules say, and leave nothing behind`, async () => {
     // A service of its own, so that its stop can show whether any stream was left open.
-    const own = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--shutdown-grace', '10s']);
+    const own = await startService(['--kubeconfig', stack.kubeconfig, '--namespaces', NS, '--shutdown-grace', '10s']);
     await waitForRoute(own.app.registry, 'newborn', (r) => r?.state === 'creating');
     const client = new RawGrpcClient(own.listening.grpcPort as number);
     const counts: Record<string, number> = {};
@@ -208,7 +257,7 @@ describe('ext_proc streams that break the rules, through the real gRPC server wi
       );
       // Still serving as usual after all that.
       const { responses } = await client.exchange([encodeRequest(named('run1'))], 'half-close');
-      expect(JSON.stringify(decodeResponse(responses[0] as Buffer).dynamic_metadata)).toContain('127.0.3.1:49983');
+      expect(JSON.stringify(decodeResponse(responses[0] as Buffer).dynamic_metadata)).toContain(`"${serving['run1']}:49983"`);
     } finally {
       await client.close();
     }
@@ -255,17 +304,18 @@ interface Case {
   readonly badHost: boolean;
 }
 
-const VALID_IDS = ['run1', 'run2', 'sleeper', 'guarded', 'hermit', 'newborn', 'dup', 'nope'];
+/** IDs that are well formed (the pool member's, named by the SandboxSet, is added once known). */
+const VALID_IDS = ['run1', 'run2', 'sleeper', 'guarded', 'hermit', 'newborn', 'fallen', 'dup', 'nope'];
 const INVALID_IDS = ['a/b', '-bad', 'x..y'];
 /** In a host, '/' and '.' change what the host is; only this one is an invalid ID there. */
 const INVALID_HOST_ID = '-bad';
 const INVALID_PORTS = ['0', '65536', '0080', 'http'];
 
-const requestCase = (poolPort: number): fc.Arbitrary<Case> =>
+const requestCase = (poolPort: number, validIds: readonly string[]): fc.Arbitrary<Case> =>
   fc
     .record({
       via: fc.constantFrom('header', 'header', 'header', 'host', 'host', 'none'),
-      id: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...VALID_IDS) }, { weight: 1, arbitrary: fc.constantFrom(...INVALID_IDS) }),
+      id: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...validIds) }, { weight: 1, arbitrary: fc.constantFrom(...INVALID_IDS) }),
       port: fc.oneof(
         { weight: 6, arbitrary: fc.constant(String(poolPort)) },
         { weight: 1, arbitrary: fc.constant('') },
@@ -295,6 +345,7 @@ function oracle(c: Case): { status: number; outcome: string } {
     if (INVALID_PORTS.includes(c.port)) return err(400, 'invalid_sandbox_port');
   }
   if (port === '') port = '49983';
+  if (c.id === member) return err(502, 'sandbox_not_running: pool member');
   switch (c.id) {
     case 'run1':
     case 'run2':
@@ -304,7 +355,9 @@ function oracle(c: Case): { status: number; outcome: string } {
     case 'guarded':
       return c.token === TOKEN ? err(503, 'sandbox_wake_timeout') : err(401, 'unauthorized');
     case 'hermit':
-      return err(502, 'sandbox_not_running');
+      return err(502, 'sandbox_not_running: paused, not opted in');
+    case 'fallen':
+      return err(502, 'sandbox_not_running: dead');
     case 'newborn':
       return err(503, 'sandbox_not_ready');
     case 'dup':
@@ -312,6 +365,13 @@ function oracle(c: Case): { status: number; outcome: string } {
     default:
       return err(502, 'sandbox_not_found');
   }
+}
+
+/** Which sandbox_not_running it is, from the reason the message gives (none for a dead sandbox). */
+function notRunningWhy(message: string): string {
+  if (message.endsWith('(the sandbox is an unclaimed pool member)')) return 'pool member';
+  if (message.endsWith('(the sandbox is paused and not opted in to wake on traffic)')) return 'paused, not opted in';
+  return message.endsWith(')') ? `other: ${message}` : 'dead';
 }
 
 function send(c: Case): Promise<{ status: number; outcome: string; body: string }> {
@@ -327,21 +387,23 @@ function send(c: Case): Promise<{ status: number; outcome: string; body: string 
   if (c.token !== undefined) headers['x-access-token'] = c.token;
   if (c.spoof) headers['x-envoy-original-dst-host'] = `${victim.host}:${victim.port}`;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${envoy.url}/`, { headers, agent: false }, (res) => {
+    const req = httpRequest(`${stack.envoy.url}/`, { headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString();
         let outcome = 'unparsed';
         try {
-          const json = JSON.parse(body) as { error?: string; upstream?: string };
+          const json = JSON.parse(body) as { error?: string; message?: string; upstream?: string };
           outcome =
-            json.error ??
-            (json.upstream === '127.0.3.1'
-              ? 'forwarded to run1'
-              : json.upstream === '127.0.3.2'
-                ? 'forwarded to run2'
-                : `upstream ${json.upstream}`);
+            json.error === 'sandbox_not_running'
+              ? `sandbox_not_running: ${notRunningWhy(json.message ?? '')}`
+              : (json.error ??
+                (json.upstream === serving['run1']
+                  ? 'forwarded to run1'
+                  : json.upstream === serving['run2']
+                    ? 'forwarded to run2'
+                    : `upstream ${json.upstream}`));
         } catch {
           if ((res.statusCode ?? 0) === 503 && /upstream connect error|no healthy upstream/.test(body))
             outcome = 'forwarded, nothing listens';
@@ -359,11 +421,12 @@ describe('requests through Envoy with waking on', () => {
     const seed = Date.now();
     // Rare branches (a default port on a running sandbox is ~1 % of cases) are topped up from further
     // samples of the same generator, so every branch is reached whatever the seed.
-    const cases = fc.sample(requestCase(pool.port), { numRuns: REQUESTS, seed });
+    const arbitrary = requestCase(stack.pool.port, [...VALID_IDS, member]);
+    const cases = fc.sample(arbitrary, { numRuns: REQUESTS, seed });
     const planned: Record<string, number> = {};
     for (const c of cases) count(planned, oracle(c).outcome);
     for (let round = 1; round <= 20 && BRANCHES.some((b) => (planned[b] ?? 0) < MIN_PER_BRANCH); round += 1) {
-      for (const c of fc.sample(requestCase(pool.port), { numRuns: REQUESTS, seed: seed + round })) {
+      for (const c of fc.sample(arbitrary, { numRuns: REQUESTS, seed: seed + round })) {
         const { outcome } = oracle(c);
         if (BRANCHES.includes(outcome) && (planned[outcome] ?? 0) < MIN_PER_BRANCH) {
           count(planned, outcome);

@@ -1,10 +1,13 @@
 // Two replicas of the service behind one Envoy deployment receive requests for the same paused sandbox
-// at the same moment, through the real API server: the sandbox is resumed by exactly one applied patch
-// (counted from the API server's audit log: patches it answered 2xx; a patch refused because another
-// replica's went first changed nothing), and every request on either replica is served.
+// at the same moment, through the real API server, with OpenKruise's own controller resuming it (a new
+// pod from kwok: phase Running with Ready=False first, then Ready): the sandbox is resumed by exactly
+// one applied patch (counted from the API server's audit log: patches it answered 2xx; a patch refused
+// because another replica's went first changed nothing), and every request on either replica is served,
+// at the address the controller reports for the new pod.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEvent } from '../support/controlplane.ts';
+import { SERVICE_USER, type AuditEvent } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
+import { isRunning, podIP } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -16,11 +19,12 @@ let second: RunningService;
 beforeAll(async () => {
   stack = await startStack({
     namespaces: [NS],
-    ips: ['127.0.0.41'],
-    controller: { resumeDelayMs: 500 },
-    sandboxes: [{ namespace: NS, name: 'shared', podIP: '127.0.0.41', paused: true, wake: { by: 'policy' } }],
+    serviceArgs: ['--wake-timeout', '20s'],
+    // Its pods turn Ready 500 ms after they start: both replicas hold requests through the whole resume.
+    sandboxes: [{ namespace: NS, name: 'shared', paused: true, wake: { by: 'policy' }, readyDelay: '500ms' }],
   });
-  second = await startService(['--kubeconfig', stack.kubeconfig, '--namespaces', NS]);
+  // The same ServiceAccount: two replicas of one Deployment.
+  second = await startService(['--kubeconfig', stack.kubeconfig, '--namespaces', NS, '--wake-timeout', '20s']);
   for (const replica of [stack.service, second]) {
     await waitForRoute(replica.app.registry, `${NS}--shared`, (r) => r?.state === 'paused' && !r.pausing);
   }
@@ -42,28 +46,25 @@ describe('two replicas waking one sandbox', () => {
           const off = r.app.wakes!.onWaitersChange((n) => n > 0 && (off(), resolve()));
         }),
     );
-    try {
-      const answers = clients.flatMap((client) =>
-        Array.from({ length: 25 }, () =>
-          client.exchange([{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }], {
-            closeAfter: 2,
-          }),
-        ),
-      );
-      await Promise.all(joined);
-      const results = await Promise.all(answers);
-      const forwarded = results.filter((r) => JSON.stringify(r.responses.at(-1)?.dynamic_metadata).includes('127.0.0.41:'));
-      expect(forwarded).toHaveLength(50);
-    } finally {
+    const exchanges = clients.flatMap((client) =>
+      Array.from({ length: 25 }, () =>
+        client.exchange([{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }], {
+          closeAfter: 2,
+        }),
+      ),
+    );
+    const results = await Promise.all(exchanges).finally(() => {
       for (const c of clients) c.close();
-    }
+    });
+    await Promise.all(joined);
+    // Every request on either replica is forwarded to the pod the controller brought up for the resume.
+    const serving = podIP(await stack.openkruise.waitFor(NS, 'shared', isRunning, 30_000, 'running'));
+    const forwarded = results.filter((r) => JSON.stringify(r.responses.at(-1)?.dynamic_metadata).includes(`"${serving}:`));
+    expect(forwarded, JSON.stringify(results.map((r) => r.responses.at(-1)))).toHaveLength(50);
     await stack.plane.auditBarrier();
     const patches = stack.plane.auditEvents(
       (e: AuditEvent) =>
-        e.verb === 'patch' &&
-        e.objectRef?.name === 'shared' &&
-        e.objectRef.subresource === undefined &&
-        e.user.username.includes('sandbox-extproc'),
+        e.verb === 'patch' && e.objectRef?.name === 'shared' && e.objectRef.subresource === undefined && e.user.username === SERVICE_USER,
     );
     const applied = patches.filter((e) => (e.responseStatus?.code ?? 0) < 300);
     expect(

@@ -197,6 +197,10 @@ describe('wake on traffic', () => {
           const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
         }),
     );
+    // The wake ends once its patch is answered too (the audit event comes before the service has the answer).
+    const ended = new Promise<string>((resolve) => {
+      const off = wakes.onWakeEnd((outcome) => (off(), resolve(outcome)));
+    });
     const req = request(`${envoy.url}/`, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port) }, agent: false });
     req.on('error', () => undefined);
     req.end();
@@ -206,6 +210,7 @@ describe('wake on traffic', () => {
     await left;
     expect(wakes.waiting).toBe(0);
     // Its only waiter gone, the wake ends, counted once as abandoned.
+    expect(await ended).toBe('abandoned');
     expect(wakes.inFlight).toBe(0);
     expect(await wakesEnded('abandoned')).toBe(abandoned + 1);
   });

@@ -2,13 +2,14 @@
 // components: kube-controller-manager (only its garbage collector: orphaned pods are deleted, so a
 // re-created Sandbox of the same name gets a pod of its own) and kwok (the kubelet's part of a pod's
 // life: pod IP, phase, Ready with its lastTransitionTime, Ready kept through a graceful termination,
-// the deletion finished), with one node whose pod CIDR is on loopback, where the test upstreams listen.
+// the deletion finished), with one node whose pod CIDR is on loopback, where the test upstreams listen
+// (addNode() adds others, each with its own pod CIDR).
 // kwok's stages are in test/fixtures/kwok-stages.yaml (why they differ from kwok's defaults is there).
 //
 // Holding a pod: a pod whose spec lists the readiness gate HOLD_GATE stays un-Ready (as the kubelet
 // keeps it) until release() sets that condition, as the gate's owning controller would. Only this, and
 // waiting on pods, is test code; everything else a pod does here is kwok's and the API server's.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
 import { REPO_ROOT, toolPath } from './tools.ts';
 import { TestProcess } from './process.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
@@ -63,13 +64,7 @@ export class Cluster {
         '--secure-port=0',
       ]);
       processes.push(gc);
-      const core = plane.admin.makeApiClient(CoreV1Api);
-      await core.createNode({
-        body: {
-          metadata: { name: NODE_NAME, annotations: { 'kwok.x-k8s.io/node': 'fake' }, labels: { type: 'kwok' } },
-          spec: { podCIDR },
-        },
-      });
+      await createKwokNode(plane.admin.makeApiClient(CoreV1Api), NODE_NAME, podCIDR);
       const kwok = new TestProcess('kwok', toolPath('SANDBOX_EXTPROC_KWOK'), [
         `--kubeconfig=${plane.adminKubeconfig}`,
         `--config=${STAGES}`,
@@ -80,7 +75,7 @@ export class Cluster {
       processes.push(kwok);
       const cluster = new Cluster(plane, podCIDR, processes);
       // Up when the node is Ready (kwok's node stage ran) and the garbage collector has synced.
-      await Promise.all([cluster.#waitForNodeReady(30_000), gc.waitForLine(/Proceeding to collect garbage/, 60_000)]);
+      await Promise.all([cluster.#waitForNodeReady(NODE_NAME, 30_000), gc.waitForLine(/Proceeding to collect garbage/, 60_000)]);
       return cluster;
     } catch (error) {
       await Promise.all(processes.map((p) => p.stop()));
@@ -97,17 +92,27 @@ export class Cluster {
     return this.#processes.map((p) => `--- ${p.name}\n${p.tail(15)}`).join('\n');
   }
 
-  async #waitForNodeReady(timeoutMs: number): Promise<void> {
+  /**
+   * Adds another kwok node with its own pod CIDR and resolves once it is Ready. Pods land on it when
+   * their template names it (NewSandbox's nodeName): a test gets pod IPs from a network nothing here
+   * listens on (e.g. link-local 169.254.169.0/24), assigned by kwok as any pod's are.
+   */
+  async addNode(name: string, podCIDR: string, timeoutMs = 30_000): Promise<void> {
+    await createKwokNode(this.#core, name, podCIDR);
+    await this.#waitForNodeReady(name, timeoutMs);
+  }
+
+  async #waitForNodeReady(name: string, timeoutMs: number): Promise<void> {
     await waitForObject(
       this.plane.admin,
       '/api/v1/nodes',
-      { fieldSelector: `metadata.name=${NODE_NAME}` },
+      { fieldSelector: `metadata.name=${name}` },
       (node) =>
         (node as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions?.some(
           (c) => c.type === 'Ready' && c.status === 'True',
         ) === true,
       timeoutMs,
-      `node ${NODE_NAME} Ready`,
+      `node ${name} Ready`,
     );
   }
 
@@ -135,6 +140,40 @@ export class Cluster {
     ) as Promise<V1Pod>;
   }
 
+  /** Resolves once the pod with this UID no longer exists (gone already, or on its DELETED event). */
+  waitForPodGone(namespace: string, uid: string, timeoutMs: number, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let controller: AbortController | undefined;
+      let done = false;
+      const finish = (error?: Error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        controller?.abort();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const timer = setTimeout(() => finish(new Error(`${what}: still there after ${timeoutMs} ms`)), timeoutMs);
+      // List, then watch from the list's version; a watch the API server ends is started again the same way.
+      const start = async (): Promise<void> => {
+        const list = await this.#core.listNamespacedPod({ namespace });
+        if (!list.items.some((p) => p.metadata?.uid === uid)) return finish();
+        controller = await new Watch(this.plane.admin).watch(
+          `/api/v1/namespaces/${namespace}/pods`,
+          { resourceVersion: list.metadata?.resourceVersion ?? '' },
+          (type, pod: V1Pod) => {
+            if (type === 'DELETED' && pod.metadata?.uid === uid) finish();
+          },
+          () => {
+            if (!done) start().catch((error: unknown) => finish(error instanceof Error ? error : new Error(String(error))));
+          },
+        );
+        if (done) controller.abort();
+      };
+      start().catch((error: unknown) => finish(error instanceof Error ? error : new Error(String(error))));
+    });
+  }
+
   /** Releases a held pod: sets its hold gate's condition True; kwok then makes it Ready. */
   async release(namespace: string, podName: string): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -148,4 +187,14 @@ export class Cluster {
       setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
     );
   }
+}
+
+/** A node kwok manages (its annotation selector), with the pod CIDR kwok takes its pods' IPs from. */
+async function createKwokNode(core: CoreV1Api, name: string, podCIDR: string): Promise<void> {
+  await core.createNode({
+    body: {
+      metadata: { name, annotations: { 'kwok.x-k8s.io/node': 'fake' }, labels: { type: 'kwok' } },
+      spec: { podCIDR },
+    },
+  });
 }

@@ -1,6 +1,7 @@
 // A TCP proxy on loopback in front of a real server (the API server), to inject network faults a real
 // network has: connections that hang before anything flows (hold), connections that go silent while
-// both ends believe them open (a half-open connection: blackhole), and refused connections (refuse).
+// both ends believe them open (a half-open connection: blackhole), refused connections (refuse), and
+// requests stuck on their way while replies still flow (stallRequests).
 // It records every connection attempt, so a test can see reconnects and their spacing. Bytes pass
 // untouched (TLS included), so the client still talks to the real server.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,8 @@ interface Pair {
   readonly client: Socket;
   upstream: Socket | undefined;
   silent: boolean;
+  /** While requests are stalled: sends what was held from the client, and pipes it again. */
+  unstall?: () => void;
 }
 
 export class FaultProxy {
@@ -18,6 +21,10 @@ export class FaultProxy {
   readonly #targetPort: number;
   readonly #pairs = new Set<Pair>();
   #mode: 'pass' | 'hold' | 'refuse' = 'pass';
+  #stalled = false;
+  /** Bytes from clients held back by stallRequests(), since the proxy started. */
+  stalledBytes = 0;
+  readonly #stallWaiters = new Set<() => void>();
   readonly #held: Pair[] = [];
   /** When each connection attempt arrived (performance-independent wall clock, ms). */
   readonly attempts: number[] = [];
@@ -46,9 +53,42 @@ export class FaultProxy {
     this.#mode = 'refuse';
   }
 
-  /** Back to forwarding; held connections go through now. */
+  /**
+   * Requests stop on their way: what clients send (on open connections and new ones) is held, in
+   * order, while what the server sends keeps flowing, so a watch already open keeps delivering events.
+   * A one-way stall, as behind a congested link. release() sends what was held and resumes.
+   */
+  stallRequests(): void {
+    this.#stalled = true;
+    for (const pair of this.#pairs) this.#stall(pair);
+  }
+
+  /** Resolves once stallRequests() has held back some bytes from a client (a request on its way). */
+  untilStalled(timeoutMs: number): Promise<void> {
+    if (this.stalledBytes > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        clearTimeout(timer);
+        this.#stallWaiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#stallWaiters.delete(check);
+        reject(new Error(`no request held by the stall within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#stallWaiters.add(check);
+    });
+  }
+
+  /** Back to forwarding; held connections go through now, and stalled requests go on. */
   release(): void {
     this.#mode = 'pass';
+    this.#stalled = false;
+    for (const pair of this.#pairs) {
+      const unstall = pair.unstall;
+      pair.unstall = undefined;
+      unstall?.();
+    }
     for (const pair of this.#held.splice(0)) this.#forward(pair);
   }
 
@@ -136,6 +176,28 @@ export class FaultProxy {
     pair.client.pipe(upstream);
     upstream.pipe(pair.client);
     pair.client.resume();
+    if (this.#stalled) this.#stall(pair);
+  }
+
+  #stall(pair: Pair): void {
+    const upstream = pair.upstream;
+    if (upstream === undefined || pair.silent || pair.unstall !== undefined) return;
+    pair.client.unpipe(upstream);
+    const held: Buffer[] = [];
+    const take = (chunk: Buffer) => {
+      held.push(chunk);
+      this.stalledBytes += chunk.length;
+      for (const wake of this.#stallWaiters) wake();
+    };
+    // unpipe() left the client paused; a 'data' listener alone does not resume a paused stream.
+    pair.client.on('data', take);
+    pair.client.resume();
+    // Synchronous from here to the pipe: no client data can arrive in between and be lost.
+    pair.unstall = () => {
+      pair.client.off('data', take);
+      for (const chunk of held) upstream.write(chunk);
+      pair.client.pipe(upstream);
+    };
   }
 }
 

@@ -16,6 +16,14 @@ export const GROUP = 'agents.kruise.io';
 export const VERSION = 'v1alpha1';
 export const PLURAL = 'sandboxes';
 export const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
+/** Set on a SandboxSet member: its pool, and whether it is claimed ("true"/"false"). */
+export const POOL_LABEL = 'agents.kruise.io/sandbox-pool';
+export const CLAIMED_LABEL = 'agents.kruise.io/sandbox-claimed';
+/** Set by the SandboxClaim controller on the sandboxes it claims. */
+export const CLAIM_NAME_LABEL = 'agents.kruise.io/claim-name';
+/** A pool member recycles (instead of being deleted) when both annotations are "true". */
+export const CLEANUP_ENABLED_ANNOTATION = 'agents.kruise.io/cleanup-enabled';
+export const CLEANUP_ANNOTATION = 'agents.kruise.io/cleanup';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -32,6 +40,8 @@ export interface SandboxObject {
     namespace: string;
     uid?: string;
     resourceVersion?: string;
+    /** Bumped by every change of the spec (a pause asked for, a timer moved), never by status writes. */
+    generation?: number;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     deletionTimestamp?: string;
@@ -73,6 +83,33 @@ export interface NewSandbox {
   readonly readyDelay?: string;
   /** How long its containers take to stop on deletion (kwok; keep within the 5 s grace the controller gives). */
   readonly stopDelay?: string;
+  /** The node its pods run on (default: the cluster's first node, NODE_NAME); see Cluster.addNode. */
+  readonly nodeName?: string;
+}
+
+/** A SandboxSet: a pool of running sandboxes from one pod template, refilled by the controller. */
+export interface NewSandboxSet {
+  readonly namespace: string;
+  readonly name: string;
+  readonly replicas: number;
+  /** Members recycle when cleaned up instead of being deleted (the template's cleanup-enabled annotation). */
+  readonly recyclable?: boolean;
+  /**
+   * Every member's pod stays un-Ready until released (release()), as a slow-starting pod: the member
+   * stays Pending meanwhile, and the controller takes Pending members first when the pool is too full.
+   */
+  readonly hold?: boolean;
+}
+
+/** A SandboxClaim on a SandboxSet: the controller claims members and writes these onto them. */
+export interface NewSandboxClaim {
+  readonly namespace: string;
+  readonly name: string;
+  readonly pool: string;
+  readonly replicas?: number;
+  readonly labels?: Record<string, string>;
+  readonly annotations?: Record<string, string>;
+  readonly shutdownTime?: string;
 }
 
 /** The real controller process. */
@@ -194,6 +231,85 @@ export class OpenKruiseSandboxes {
     )) as SandboxObject;
   }
 
+  /** Creates a SandboxSet; the controller then fills the pool (waitForPool). */
+  async createSandboxSet(set: NewSandboxSet): Promise<void> {
+    const template = podTemplate({ namespace: set.namespace, name: set.name, ...(set.hold ? { hold: true } : {}) });
+    if (set.recyclable) (template['metadata'] as { annotations: Record<string, string> }).annotations[CLEANUP_ENABLED_ANNOTATION] = 'true';
+    await this.#api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'sandboxsets',
+      namespace: set.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'SandboxSet',
+        metadata: { name: set.name },
+        spec: { replicas: set.replicas, template },
+      },
+    });
+  }
+
+  /** Resolves with a member of the pool that is unclaimed and running (the controller's own word). */
+  waitForPool(namespace: string, pool: string, timeoutMs = 30_000): Promise<SandboxObject> {
+    return this.waitForAny(
+      namespace,
+      (o) => o.metadata.labels?.[POOL_LABEL] === pool && o.metadata.labels[CLAIMED_LABEL] === 'false' && isRunning(o),
+      timeoutMs,
+      `an available member of pool ${pool}`,
+    );
+  }
+
+  /** Creates a SandboxClaim and resolves with the sandbox the controller claimed for it. */
+  async claim(claim: NewSandboxClaim, timeoutMs = 30_000): Promise<SandboxObject> {
+    const claimed = this.waitForAny(
+      claim.namespace,
+      (o) => o.metadata.labels?.[CLAIM_NAME_LABEL] === claim.name && o.metadata.labels[CLAIMED_LABEL] === 'true',
+      timeoutMs,
+      `the sandbox of claim ${claim.name}`,
+    );
+    await this.#api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'sandboxclaims',
+      namespace: claim.namespace,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'SandboxClaim',
+        metadata: { name: claim.name },
+        spec: {
+          templateName: claim.pool,
+          replicas: claim.replicas ?? 1,
+          ...(claim.labels === undefined ? {} : { labels: claim.labels }),
+          ...(claim.annotations === undefined ? {} : { annotations: claim.annotations }),
+          ...(claim.shutdownTime === undefined ? {} : { shutdownTime: claim.shutdownTime }),
+        },
+      },
+    });
+    return claimed;
+  }
+
+  /**
+   * Asks for a recycle as sandbox-manager's TriggerRecycle does (the cleanup annotation, on a member
+   * whose pool enabled cleanup): the controller shows phase Recycling, then after its
+   * --recycle-grace-period clears the claim (labels, annotations, timers, sandbox ID) and hands the
+   * sandbox back to its pool.
+   */
+  recycle(namespace: string, name: string): Promise<SandboxObject> {
+    return this.patch(namespace, name, { metadata: { annotations: { [CLEANUP_ANNOTATION]: 'true' } } });
+  }
+
+  /** Resolves with the first sandbox of the namespace (already there, or to come) the predicate accepts. */
+  waitForAny(namespace: string, predicate: (o: SandboxObject) => boolean, timeoutMs: number, what: string): Promise<SandboxObject> {
+    return waitForObject(
+      this.#plane.admin,
+      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+      {},
+      (o) => predicate(o as SandboxObject),
+      timeoutMs,
+      `${what} in ${namespace}`,
+    ) as Promise<SandboxObject>;
+  }
+
   async delete(namespace: string, name: string): Promise<void> {
     await this.#api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name });
   }
@@ -258,7 +374,7 @@ export class OpenKruiseSandboxes {
   }
 }
 
-/** The pod template every test sandbox uses: kwok's node, one container, the hold gate if asked. */
+/** The pod template every test sandbox uses: a kwok node, one container, the hold gate if asked. */
 function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
   const annotations: Record<string, string> = {};
   if (sandbox.readyDelay !== undefined) annotations['pod-ready.stage.kwok.x-k8s.io/delay'] = sandbox.readyDelay;
@@ -266,7 +382,7 @@ function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
   return {
     metadata: { labels: { app: 'sandbox' }, annotations },
     spec: {
-      nodeName: NODE_NAME,
+      nodeName: sandbox.nodeName ?? NODE_NAME,
       containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
       ...(sandbox.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
     },

@@ -11,6 +11,8 @@ export interface ServiceProcess {
   readonly httpPort: number;
   /** Resident and peak resident memory, in bytes (from /proc). */
   memory(): { rss: number; peak: number };
+  /** CPU time used so far (user + system), in ms (from /proc, in 10 ms ticks). */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -25,9 +27,14 @@ export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=8'];
 /** Set by the benchmark after it builds: run the bundle in dist/ the image ships, not the sources. */
 export const runBuilt = { value: false };
 
-export async function startServiceProcess(args: readonly string[], options: { cpu?: number } = {}): Promise<ServiceProcess> {
-  const entry = runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`;
-  const command = [process.execPath, ...(runBuilt.value ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
+/** `bundle`: run this bundle (another build of the service, such as the bench's --baseline) instead. */
+export async function startServiceProcess(
+  args: readonly string[],
+  options: { cpu?: number; bundle?: string } = {},
+): Promise<ServiceProcess> {
+  const built = runBuilt.value || options.bundle !== undefined;
+  const entry = options.bundle ?? (runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`);
+  const command = [process.execPath, ...(built ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
   const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
   const proc = new TestProcess('sandbox-extproc', file as string, rest, {
     env: { ...process.env, ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV },
@@ -42,6 +49,10 @@ export async function startServiceProcess(args: readonly string[], options: { cp
       const status = readFileSync(`/proc/${proc.child.pid}/status`, 'utf8');
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
       return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+    },
+    cpuMs() {
+      const fields = readFileSync(`/proc/${proc.child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(fields[11]) + Number(fields[12])) * 10;
     },
     stop: () => proc.stop(15_000),
   };

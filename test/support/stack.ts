@@ -29,6 +29,16 @@ export interface StackOptions {
   readonly podCIDR?: string;
   /** OpenKruise's --recycle-grace-period. */
   readonly recycleGracePeriod?: string;
+  /** CRDs installed at start instead of the families' own (a suite that installs another CRD itself). */
+  readonly crds?: readonly (string | object)[];
+  /**
+   * Whether agent-sandbox's real controller runs when that kind is on (default true). Off only where it
+   * cannot: v1.0.1 serves v1beta1 alone, so the v1alpha1 suite brings its own stand-in (stack.agent is
+   * then undefined).
+   */
+  readonly agentSandboxController?: boolean;
+  /** Receives the service's log lines (see ServiceOptions.logs): for a test that reads them. */
+  readonly serviceLogs?: (line: string) => void;
 }
 
 export interface Stack {
@@ -53,8 +63,12 @@ export interface Stack {
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const kinds = options.kinds ?? ['openkruise'];
-  const agentOn = kinds.includes('agent-sandbox');
-  const plane = await ControlPlane.start({ crds: [...OpenKruiseController.crds(), ...(agentOn ? AgentSandboxController.crds() : [])] });
+  const agentOn = kinds.includes('agent-sandbox') && options.agentSandboxController !== false;
+  const ownCrds: readonly (string | object)[] = [
+    ...(OpenKruiseController.crds() as object[]),
+    ...(agentOn ? AgentSandboxController.crds() : []),
+  ];
+  const plane = await ControlPlane.start({ crds: options.crds ?? ownCrds });
   const parts: {
     cluster?: Cluster;
     controllers: { stop(): Promise<void> }[];
@@ -88,14 +102,18 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.sandboxes ?? []).map((s) => openkruise.create(s)),
       ...(options.agentSandboxes ?? []).map((s) => (agent as AgentSandboxes).create(s)),
     ]);
-    const service = (parts.service = await startService([
-      '--kubeconfig',
-      kubeconfig,
-      '--namespaces',
-      options.namespaces.join(','),
-      ...(options.kinds === undefined ? [] : ['--sandbox-kind', kinds.join(',')]),
-      ...(options.serviceArgs ?? []),
-    ]));
+    const service = (parts.service = await startService(
+      [
+        '--kubeconfig',
+        kubeconfig,
+        '--namespaces',
+        options.namespaces.join(','),
+        ...(options.kinds === undefined ? [] : ['--sandbox-kind', kinds.join(',')]),
+        ...(options.serviceArgs ?? []),
+      ],
+      {},
+      options.serviceLogs === undefined ? {} : { logs: options.serviceLogs },
+    ));
     const envoy = (parts.envoy = await startEnvoy({ ...options.envoy, extprocPort: service.listening.grpcPort as number }));
     const get = (id: string, headers: Record<string, string> = {}) =>
       httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port), ...headers }, 30_000);

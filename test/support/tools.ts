@@ -29,7 +29,8 @@ export type Tool =
   | 'SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'
   | 'SANDBOX_EXTPROC_KWOK'
   | 'SANDBOX_EXTPROC_OPENKRUISE'
-  | 'SANDBOX_EXTPROC_AGENT_SANDBOX';
+  | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
+  | 'SANDBOX_EXTPROC_H2SPEC';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

@@ -25,6 +25,24 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('parses byte sizes in binary units, and bounds the gRPC transport by default (issue 24)', () => {
+    const c = config(['--grpc-max-ext-proc-message', '512Ki', '--grpc-connection-buffer', '1048576']);
+    expect(c.grpcMaxExtProcMessage).toBe(512 * 1024);
+    expect(c.grpcConnectionBuffer).toBe(1024 * 1024);
+    const d = config();
+    expect([d.grpcMaxExtProcMessage, d.grpcMaxAccessLogMessage, d.grpcConnectionBuffer, d.grpcBuffer]).toEqual([
+      256 * 1024,
+      1024 * 1024,
+      16 * 1024 * 1024,
+      256 * 1024 * 1024,
+    ]);
+    expect([d.grpcMaxConnections, d.grpcEmptyStreamLimit, d.grpcFirstMessageTimeout, d.grpcKeepaliveInterval]).toEqual([
+      1000, 100, 10_000, 30_000,
+    ]);
+    expect(() => config(['--grpc-buffer', '16MB'])).toThrow(/--grpc-buffer.*256Ki/);
+    expect(() => config(['--grpc-max-ext-proc-message', '1'])).toThrow(ConfigError);
+  });
+
   it('takes a flag over its environment variable over the default', () => {
     expect(config([], { SANDBOX_EXTPROC_GRPC_PORT: '7000' }).grpcPort).toBe(7000);
     expect(config(['--grpc-port', '7001'], { SANDBOX_EXTPROC_GRPC_PORT: '7000' }).grpcPort).toBe(7001);

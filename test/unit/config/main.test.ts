@@ -58,3 +58,21 @@ describe('main', () => {
     expect(err).toContain(`127.0.0.1:${port}`);
   });
 });
+
+describe('the runtime', () => {
+  it('refuses a Node older than 22.19, saying why (it lacks the HTTP/2 stream-reset limits)', async () => {
+    for (const old of ['22.18.0', '20.20.2', '18.0.0']) {
+      let err = '';
+      const result = await main(['--help'], {}, { stdout: () => undefined, stderr: (t) => (err += t) }, old);
+      expect(result).toBe(1);
+      expect(err).toContain(`this is ${old}`);
+      expect(err).toContain('stream-reset limits');
+    }
+  });
+
+  it('runs on 22.19 and later', async () => {
+    for (const version of ['22.19.0', '23.0.0', '24.21.0']) {
+      expect(await main(['--help'], {}, { stdout: () => undefined, stderr: () => undefined }, version)).toBe(0);
+    }
+  });
+});

@@ -93,36 +93,45 @@ describe('the ext_proc stream', () => {
     expect(responses).toHaveLength(1);
   });
 
-  // With room for one stream, whether a cancelled stream still counts is visible from outside: the
-  // next stream is either served or answered 503 overloaded. Streams on one connection reach the server
-  // in order, so the first is counted before the second arrives, and its cancel before the third.
-  it.each([
-    ['before sending anything', [] as ReturnType<typeof headers>[]],
-    ['after its answer', [headers({ 'e2b-sandbox-id': 'sbx-1' })]],
-  ])('frees the slot of a client that cancels %s', async (_when, sent) => {
-    const limited = await startService([
-      '--route-source',
-      'file',
-      '--routes-file',
-      routesPath,
-      '--max-streams',
-      '1',
-      '--shutdown-grace',
-      '0s',
-    ]);
+  // With room for one request, whether a stream counts is visible from outside: the next request is
+  // either served or answered 503 overloaded. Streams on one connection reach the server in order.
+  const limitedService = () =>
+    startService(['--route-source', 'file', '--routes-file', routesPath, '--max-streams', '1', '--shutdown-grace', '0s']);
+
+  it('frees the slot of a client that cancels after its answer', async () => {
+    const limited = await limitedService();
     const one = new ExtProcClient(`127.0.0.1:${limited.listening.grpcPort}`);
     try {
       const release = Promise.withResolvers<void>();
       const answered = Promise.withResolvers<void>();
-      const first = one.exchange(sent, { closeAfter: 99, cancelWhen: release.promise, onResponse: () => answered.resolve() });
-      if (sent.length > 0) await answered.promise;
+      const first = one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], {
+        closeAfter: 99,
+        cancelWhen: release.promise,
+        onResponse: () => answered.resolve(),
+      });
+      await answered.promise;
       const second = await one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
       expect(second.responses[0]?.immediate_response?.body?.toString()).toContain('overloaded');
       release.resolve();
       expect((await first).status.code).toBe(status.CANCELLED);
       const third = await one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
-      expect(third.responses).toHaveLength(1);
       expect(JSON.stringify(third.responses[0]?.dynamic_metadata)).toContain('10.1.2.3:49983');
+    } finally {
+      one.close();
+      await limited.stop();
+    }
+  });
+
+  it('never counts a stream that has sent no request toward --max-streams (issue 24: idle streams caused 503s)', async () => {
+    const limited = await limitedService();
+    const one = new ExtProcClient(`127.0.0.1:${limited.listening.grpcPort}`);
+    try {
+      const release = Promise.withResolvers<void>();
+      const idle = one.exchange([], { closeAfter: 99, cancelWhen: release.promise });
+      const served = await one.exchange([headers({ 'e2b-sandbox-id': 'sbx-1' })], { closeAfter: 1 });
+      expect(JSON.stringify(served.responses[0]?.dynamic_metadata)).toContain('10.1.2.3:49983');
+      release.resolve();
+      expect((await idle).status.code).toBe(status.CANCELLED);
     } finally {
       one.close();
       await limited.stop();
