@@ -275,7 +275,7 @@ export class WakeCoordinator implements Waker {
     } else if (route.state === 'dead' || route.deleting) {
       this.#failOn(wake, route, route.deleting ? 'the sandbox is being deleted' : 'the sandbox can no longer run');
       this.#fail(wake, 'sandbox_not_running');
-    } else if (wake.phase === 'patched' && route.pauseRequested && this.#pausedSinceResume(wake, route)) {
+    } else if (route.pauseRequested && this.#pausedSinceResume(wake, route)) {
       this.#failOn(wake, route, 'the sandbox was asked to pause again while it was being woken');
       this.#fail(wake, 'sandbox_wake_failed');
     } else if (wake.phase === 'awaiting-pause' && !route.pausing) {
@@ -288,7 +288,10 @@ export class WakeCoordinator implements Waker {
     }
   }
 
-  /** Whether this observation, asking for a pause, is newer than the version that asked the sandbox to run. */
+  /**
+   * Whether this observation, asking for a pause, is newer than the version that asked the sandbox to
+   * run. Only a wake in phase 'patched' has that version (the two are always set together).
+   */
   #pausedSinceResume(wake: Wake, route: Route): boolean {
     return wake.resumedVersion !== undefined && isNewerVersion(route.resourceVersion, wake.resumedVersion);
   }

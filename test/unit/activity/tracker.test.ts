@@ -307,3 +307,37 @@ describe('the kept-awake count', () => {
     expect(tracker.keptAwake).toBe(1);
   });
 });
+
+describe('a write the object outran', () => {
+  it('lets the next use write at once when the write was superseded (the object changed under it), not one interval later', async () => {
+    let outcome: 'applied' | 'superseded' = 'superseded';
+    const writes: number[] = [];
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
+      {
+        now: () => Date.now(),
+        // The timer stays low: only the write rule decides whether a use writes.
+        timerOf: () => ({ deadline: Date.now() + 0.4 * TIMEOUT_MS, timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async (_route, now) => {
+          writes.push(now.getTime());
+          return outcome;
+        },
+      },
+    );
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(2);
+    // Applied, the write holds the next one back for the minimum interval.
+    outcome = 'applied';
+    await vi.advanceTimersByTimeAsync(10);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(3);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(3);
+  });
+});

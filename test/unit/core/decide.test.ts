@@ -166,6 +166,21 @@ describe('a sandbox being woken that passes through "creating"', () => {
     expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes('another-uid'))).toMatchObject({ code: 'sandbox_not_ready' });
     expect(decide(named, routes, { now, accessToken: 'tok' }, options)).toMatchObject({ code: 'sandbox_not_ready' });
   });
+
+  it('joins a resume another replica (or a person) started, only when it may be woken here: opted in, waking on', () => {
+    const resuming = makeRoute({ state: 'creating', podIP: '', wake, resuming: true });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, options, wakes(undefined))).toEqual({
+      kind: 'wake',
+      route: resuming,
+      port: 8080,
+    });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, options)).toEqual({ kind: 'wake', route: resuming, port: 8080 });
+    const notOptedIn = makeRoute({ state: 'creating', podIP: '', resuming: true });
+    expect(decide(named, table(notOptedIn), { now, accessToken: undefined }, options)).toMatchObject({ code: 'sandbox_not_ready' });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, { ...options, wakeEnabled: false })).toMatchObject({
+      code: 'sandbox_not_ready',
+    });
+  });
 });
 
 describe('access rules of a running sandbox (OpenKruise gateway with auth on)', () => {

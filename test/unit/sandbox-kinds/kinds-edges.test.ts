@@ -6,6 +6,7 @@ import { createAgentSandboxKind } from '../../../src/sandbox-kinds/agent-sandbox
 import { asObj, findCondition, Interner, objectParts } from '../../../src/sandbox-kinds/fields.ts';
 import { sandboxKind } from '../../../src/sandbox-kinds/index.ts';
 import { createOpenKruiseKind, parseGoDurationSeconds } from '../../../src/sandbox-kinds/openkruise.ts';
+import type { Route } from '../../../src/routes/route.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 type Obj = Record<string, unknown>;
@@ -68,6 +69,78 @@ describe('agent-sandbox: the rules, to their edges', () => {
   });
 });
 
+describe('agent-sandbox: a suspension and the resume after it, to their edges', () => {
+  const kind = createAgentSandboxKind();
+  const sandbox = (over: { meta?: Obj; spec?: Obj; status?: Obj } = {}): Obj => ({
+    metadata: { name: 'box', namespace: 'team', uid: 'u1', resourceVersion: '10', ...over.meta },
+    spec: { operatingMode: 'Running', ...over.spec },
+    status: { podIPs: ['10.0.0.5'], conditions: [condition('Ready', 'True', 'DependenciesReady')], ...over.status },
+  });
+  const suspendedWith = (status: string, reason: string) =>
+    sandbox({
+      spec: { operatingMode: 'Suspended' },
+      status: { conditions: [condition('Suspended', status, reason), condition('Ready', 'False', 'SandboxSuspended')] },
+    });
+  const starting = { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] };
+
+  it('takes a pod as terminating only when asked to suspend, Suspended not True, and the reason PodTerminating', () => {
+    expect(kind.toRoute(suspendedWith('False', 'PodTerminating'))?.drainingIP).toBe('10.0.0.5');
+    expect(kind.toRoute(suspendedWith('True', 'PodTerminating'))?.drainingIP).toBe('');
+    expect(kind.toRoute(suspendedWith('False', 'PodNotTerminated'))?.drainingIP).toBe('');
+    // Asked to run again: with no history nothing was seen draining (the controller then reports the pod Ready).
+    const asked = sandbox({
+      status: { conditions: [condition('Suspended', 'False', 'PodTerminating'), condition('Ready', 'False', 'SandboxSuspended')] },
+    });
+    expect(kind.toRoute(asked)?.drainingIP).toBe('');
+  });
+
+  it('reads a resume as under way only when asked to run after a suspension, and not yet serving nor dead', () => {
+    const gone = kind.toRoute(suspendedWith('True', 'PodTerminated'));
+    expect(gone).toMatchObject({ state: 'paused', resuming: false, drainingIP: '' });
+    // A sandbox that was never suspended is just starting.
+    expect(kind.toRoute(sandbox({ status: starting }))).toMatchObject({ state: 'creating', resuming: false });
+    // After a suspension: asked to run and starting -> resuming; serving, still suspended or deleted -> not.
+    expect(kind.toRoute(sandbox({ meta: { resourceVersion: '11' }, status: starting }), gone)).toMatchObject({
+      state: 'creating',
+      resuming: true,
+    });
+    expect(kind.toRoute(sandbox({ meta: { resourceVersion: '11' } }), gone)).toMatchObject({ state: 'running', resuming: false });
+    expect(kind.toRoute(suspendedWith('True', 'PodTerminated'), gone)).toMatchObject({ state: 'paused', resuming: false });
+    const deleted = sandbox({ meta: { resourceVersion: '11', deletionTimestamp: '2026-11-21T10:00:00Z' }, status: starting });
+    expect(kind.toRoute(deleted, gone)).toMatchObject({ state: 'dead', resuming: false });
+  });
+
+  it('counts a pod still draining as a resume under way, whatever state was seen last', () => {
+    const terminating = kind.toRoute(suspendedWith('False', 'PodTerminating')) as Route;
+    const seenStarting = { ...terminating, state: 'creating', resuming: false } as const;
+    const stillThere = sandbox({
+      meta: { resourceVersion: '11' },
+      status: { conditions: [condition('Ready', 'False', 'DependenciesNotReady')] },
+    });
+    expect(kind.toRoute(stillThere, seenStarting)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5', resuming: true });
+  });
+
+  it("names the controller's Ready status and reason as the phase (for logs)", () => {
+    expect(kind.toRoute(sandbox())?.phase).toBe('Ready=True/DependenciesReady');
+    expect(kind.toRoute(sandbox({ status: { conditions: [] } }))?.phase).toBe('Ready=Unknown/');
+    expect(kind.toRoute(sandbox({ status: { conditions: [{ type: 'Ready', status: 'False' }] } }))?.phase).toBe('Ready=False/');
+  });
+
+  it('records activity in its annotation, whole seconds, tied to the UID', () => {
+    const route = kind.toRoute(sandbox()) as Route;
+    expect(kind.activityPatch(route, new Date('2026-11-21T11:00:00.400Z'))).toEqual({
+      metadata: { uid: 'u1', annotations: { 'sandbox-extproc.io/last-activity': '2026-11-21T11:00:00Z' } },
+    });
+  });
+
+  it('is made by sandboxKind with the idle timeout and namespaces it is given', () => {
+    const optedIn = sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } } });
+    expect(sandboxKind('agent-sandbox', { idleTimeoutSeconds: 600, idleNamespaces: ['team'] }).toRoute(optedIn)?.idleMs).toBe(600_000);
+    expect(sandboxKind('agent-sandbox', { idleTimeoutSeconds: 600 }).toRoute(optedIn)?.idleMs).toBe(0);
+    expect(sandboxKind('agent-sandbox', { idleNamespaces: ['team'] }).toRoute(optedIn)?.idleMs).toBe(0);
+  });
+});
+
 describe('OpenKruise: the rules, to their edges', () => {
   const kind = createOpenKruiseKind();
   const sandbox = (over: { meta?: Obj; spec?: Obj; status?: Obj } = {}): Obj => ({
@@ -95,6 +168,34 @@ describe('OpenKruise: the rules, to their edges', () => {
     expect(route({ spec: { paused: 'true' } })?.pauseRequested).toBe(false);
     expect(route({ meta: { deletionTimestamp: '2026-01-01T00:00:00Z' } })).toMatchObject({ deleting: true, state: 'dead' });
     expect(route({ meta: { resourceVersion: undefined } })?.resourceVersion).toBe('');
+  });
+
+  it("keeps no address for a sandbox that is not running (paused, the controller still reports the old pod's)", () => {
+    expect(route({ spec: { paused: true }, status: { phase: 'Paused' } })).toMatchObject({ state: 'paused', podIP: '' });
+    expect(route({ status: { conditions: [] } })).toMatchObject({ state: 'creating', podIP: '' });
+  });
+
+  it('reads a resume as under way from the phase and RuntimeInitialized, never for a sandbox serving or dead', () => {
+    const notReady = (phase: string, initialised?: string) => ({
+      status: { phase, conditions: initialised === undefined ? [] : [condition('RuntimeInitialized', initialised)] },
+    });
+    expect(route(notReady('Running', 'False'))).toMatchObject({ state: 'creating', resuming: true });
+    expect(route(notReady('Running', 'True'))).toMatchObject({ state: 'creating', resuming: false });
+    expect(route(notReady('Running'))).toMatchObject({ state: 'creating', resuming: false });
+    expect(route(notReady('Pending', 'False'))).toMatchObject({ state: 'creating', resuming: false });
+    expect(route(notReady('Resuming'))).toMatchObject({ state: 'paused', resuming: true });
+    // Serving already, or deleted: nothing under way.
+    const serving = { status: { conditions: [condition('Ready', 'True'), condition('RuntimeInitialized', 'False')] } };
+    expect(route(serving)).toMatchObject({ state: 'running', resuming: false });
+    expect(route({ meta: { deletionTimestamp: '2026-01-01T00:00:00Z' }, status: { phase: 'Resuming' } })).toMatchObject({
+      state: 'dead',
+      resuming: false,
+    });
+  });
+
+  it("names the controller's phase (none: empty), and never a draining pod (the controller waits for it)", () => {
+    expect(route()).toMatchObject({ phase: 'Running', drainingIP: '' });
+    expect(route({ status: { phase: undefined } })?.phase).toBe('');
   });
 
   it('requires no token when the token annotations are empty', () => {

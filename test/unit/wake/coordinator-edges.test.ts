@@ -427,3 +427,67 @@ describe('waiters, to the last one', () => {
     expect(resumer.signals[0]?.aborted).toBe(true);
   });
 });
+
+describe("the sandbox's own state failing a wake, and who hears of the end", () => {
+  const failure = () =>
+    lines.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('sandbox wake failed: '))?.['msg'];
+
+  it.each([
+    ['deleted', () => registry.remove('u-1'), 'sandbox_not_found', 'the sandbox was deleted or its ID moved'],
+    [
+      'claimed by a second object',
+      () => registry.upsert(paused({ uid: 'u-2' })),
+      'sandbox_id_conflict',
+      'the sandbox ID is claimed by more than one object',
+    ],
+    ['being deleted', () => registry.upsert(paused({ uid: 'u-1', deleting: true })), 'sandbox_not_running', 'the sandbox is being deleted'],
+    ['dead', () => registry.upsert(paused({ uid: 'u-1', state: 'dead' })), 'sandbox_not_running', 'the sandbox can no longer run'],
+  ])('answers a sandbox %s with its code, and logs why', async (_what, change, code, why) => {
+    resumer.mode = 'held';
+    registry.upsert(paused({ uid: 'u-1' }));
+    const pending = hold(registry.get('sbx') as Route);
+    change();
+    expect(errorOf(await pending.result)).toBe(code);
+    expect(failure()).toBe(`sandbox wake failed: ${why}`);
+  });
+
+  it('fails a wake asked to pause again after someone else resumed it, with no patch of its own', async () => {
+    registry.upsert(paused({ pausing: true }));
+    const pending = hold(registry.get('sbx') as Route);
+    registry.upsert(paused({ pausing: false, pauseRequested: false }));
+    registry.upsert(paused({ pausing: false, pauseRequested: true }));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(errorOf(await pending.result)).toBe('sandbox_wake_failed');
+    expect(resumer.calls).toHaveLength(0);
+  });
+
+  it('counts a flap for a wake less than a minute after the idle suspension, not at a minute exactly', async () => {
+    const flaps = async () => (await metrics.idleFlaps.get()).values[0]?.value ?? 0;
+    registry.upsert(paused({ idleSuspendedAt: Date.now() - 60_000 }));
+    const first = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.60'));
+    await first.result;
+    expect(await flaps()).toBe(0);
+    registry.upsert(paused({ idleSuspendedAt: Date.now() - 59_999 }));
+    const second = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.61'));
+    await second.result;
+    expect(await flaps()).toBe(1);
+  });
+
+  it('tells each end listener the outcome once per wake, until it unsubscribes', async () => {
+    const heard: string[] = [];
+    const unsubscribe = coordinator.onWakeEnd((outcome) => heard.push(outcome));
+    registry.upsert(paused());
+    const first = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.7'));
+    await first.result;
+    expect(heard).toEqual(['woken']);
+    unsubscribe();
+    registry.upsert(paused());
+    const second = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.8'));
+    await second.result;
+    expect(heard).toEqual(['woken']);
+  });
+});
