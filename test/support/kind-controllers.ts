@@ -6,8 +6,8 @@
 //   kustomization renders them (namespace sandbox-system, names prefixed sandbox-; its metrics patch is
 //   left out: nothing scrapes metrics here), with webhooks off (ENABLE_WEBHOOKS=false: their
 //   certificates and configurations come from a part of the controller this suite does not exercise).
-//   The Sandbox CRD gets spec.autoPausePolicy grafted on, as in the other suites (OpenKruiseController.crds).
-// - agent-sandbox: its Sandbox CRD, k8s/controller.yaml (namespace, ServiceAccount, binding, Service,
+//   Its CRDs are the other suites' (test/support/crds.ts: spec.autoPausePolicy grafted on).
+// - agent-sandbox: its Sandbox CRD (test/support/crds.ts), k8s/controller.yaml (namespace, ServiceAccount, binding, Service,
 //   Deployment) and k8s/rbac.generated.yaml (the ClusterRole): the core controller, as its release's
 //   sandbox.yaml deploys it (the suite makes no claims, templates or warm pools).
 // Each Deployment's image placeholder is replaced by the local image (pull policy Never), as their
@@ -25,7 +25,7 @@ import {
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { watchUntil } from './kind.ts';
-import { OpenKruiseController } from './openkruise.ts';
+import { agentSandboxCrds, openKruiseCrds } from './crds.ts';
 import { toolPath } from './tools.ts';
 
 const OPENKRUISE_NAMESPACE = 'sandbox-system';
@@ -114,7 +114,12 @@ export function controllerManifests(images: ControllerImages): { crds: object[];
     [...documents(join(agent, 'k8s', 'rbac.generated.yaml')), ...documents(join(agent, 'k8s', 'controller.yaml'))],
     images.agentSandbox,
   );
-  const crds = [...OpenKruiseController.crds(), ...documents(join(agent, 'crds', 'agents.x-k8s.io_sandboxes.yaml'))];
+  const crds = [
+    ...openKruiseCrds(),
+    ...agentSandboxCrds()
+      .filter((f) => f.endsWith('/agents.x-k8s.io_sandboxes.yaml'))
+      .flatMap(documents),
+  ];
   // Namespaces first, the Deployments last: a pod is refused while its ServiceAccount is missing, and
   // a controller without its rights would start by failing.
   const order = ['Namespace', 'ServiceAccount', 'ClusterRole', 'Role', 'ClusterRoleBinding', 'RoleBinding', 'Service', 'Deployment'];

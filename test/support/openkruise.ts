@@ -4,7 +4,7 @@
 // recycle. Pods are kwok's (test/support/cluster.ts); every state a Sandbox shows is the controller's.
 // Its CRDs are its own (test/support/crds.ts).
 import { join } from 'node:path';
-import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
 import { freePort } from './ports.ts';
@@ -73,6 +73,8 @@ export interface NewSandbox {
   readonly readyDelay?: string;
   /** How long its containers take to stop on deletion (kwok; keep within the 5 s grace the controller gives). */
   readonly stopDelay?: string;
+  /** Its container, as its pod template states it (default: a placeholder, for pods nothing runs). */
+  readonly container?: V1Container;
 }
 
 /** The real controller process. */
@@ -267,7 +269,7 @@ function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
     metadata: { labels: { app: 'sandbox' }, annotations },
     spec: {
       nodeName: NODE_NAME,
-      containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
+      containers: [sandbox.container ?? { name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
       ...(sandbox.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
     },
   };

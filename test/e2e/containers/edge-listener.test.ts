@@ -40,7 +40,7 @@ describe.skipIf(skip !== '')('the edge listener', () => {
       Object.entries(LIMITS).flatMap(([k, v]) => ['--set', `${k}=${v}`]),
     );
     await applyInstall(plane, install);
-    sandboxes = new ContainerSandboxes(plane.admin, network, labels);
+    sandboxes = new ContainerSandboxes(plane, network, labels);
     await sandboxes.start();
     await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
     pod = await startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-limits`, network, labels });

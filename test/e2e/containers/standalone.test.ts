@@ -61,7 +61,7 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
       metadata: { name: 'extproc-tls', namespace: install.namespace },
       stringData: tls,
     } as never);
-    sandboxes = new ContainerSandboxes(plane.admin, network, labels);
+    sandboxes = new ContainerSandboxes(plane, network, labels);
     await sandboxes.start();
     await plane.ensureNamespace('tenants');
     await sandboxes.create({ namespace: 'tenants', name: 'alpha' });
@@ -121,6 +121,7 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
     const before = await Promise.all(replicas.map(decided));
     for (let i = 0; i < 40; i++) {
       const res = await httpGet(`${edge}/`, { 'e2b-sandbox-id': 'tenants--alpha' });
+      expect(res.status, res.body).toBe(200);
       expect(res.json()['sandbox']).toBe('alpha');
     }
     const after = await Promise.all(replicas.map(decided));
