@@ -24,7 +24,12 @@ import { renderEnvoyConfig } from '../support/envoy-config.ts';
 import { CHART, helm } from '../support/helm.ts';
 import { httpGet } from '../support/http.ts';
 import { KindCluster, watchUntil, whyNoEngine } from '../support/kind.ts';
-import { AGENT_SANDBOX_CONTROLLER_USER, installControllers, OPENKRUISE_CONTROLLER_USER } from '../support/kind-controllers.ts';
+import {
+  AGENT_SANDBOX_CONTROLLER_USER,
+  deployControllers,
+  installControllerCrds,
+  OPENKRUISE_CONTROLLER_USER,
+} from '../support/kind-controllers.ts';
 import { e2eImages, type E2eImages } from '../support/kind-images.ts';
 import { AGENT_SANDBOX, KindSandboxes, OPENKRUISE, SANDBOX_PORT, type Family } from '../support/kind-sandboxes.ts';
 import { SteadyLoad } from '../support/steady-load.ts';
@@ -81,12 +86,35 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
     admin = cluster.admin;
     core = admin.makeApiClient(CoreV1Api);
     apps = admin.makeApiClient(AppsV1Api);
-    await cluster.loadImages([images.service, images.envoy, images.openkruiseController, images.agentSandboxController].map((i) => i.ref));
-    lap('images loaded into the node');
-
-    for (const name of [TENANTS, ...MODES.map((m) => m.namespace)]) await core.createNamespace({ body: { metadata: { name } } });
-    await installControllers(admin, { openkruise: images.openkruiseController.ref, agentSandbox: images.agentSandboxController.ref });
+    // The CRDs go in while the images load; the controllers' Deployments once their images are there.
+    await Promise.all([
+      cluster.loadImages([images.service, images.envoy, images.openkruiseController, images.agentSandboxController].map((i) => i.ref)),
+      (async () => {
+        for (const name of [TENANTS, ...MODES.map((m) => m.namespace)]) await core.createNamespace({ body: { metadata: { name } } });
+        await installControllerCrds(admin);
+      })(),
+    ]);
+    lap("images loaded into the node, the families' CRDs established");
+    await deployControllers(admin, { openkruise: images.openkruiseController.ref, agentSandbox: images.agentSandboxController.ref });
     sandboxes = new KindSandboxes(admin, TENANTS, images.service.ref);
+    // The chart installs in both modes while the sandboxes come up and some are paused: the service
+    // follows each sandbox on its watch.
+    await Promise.all([
+      startSandboxes(),
+      ...MODES.map(async (mode) => {
+        const begun = Date.now();
+        await install(mode);
+        console.info(`${mode.name} mode installed and served: ${((Date.now() - begun) / 1000).toFixed(1)} s`);
+      }),
+    ]);
+    lap('controllers deployed, sandboxes running or paused, the chart installed in both modes');
+  }, 20 * MINUTE);
+
+  /**
+   * Creates every sandbox and waits until its controller reports it serving (its pod Ready), then
+   * pauses the sleepers and waits until the controller reports each pause complete (its pod deleted).
+   */
+  async function startSandboxes(): Promise<void> {
     const sleepers = MODES.flatMap((mode) => FAMILIES.map((family) => [family, asleep(family, mode)] as const));
     await Promise.all([
       ...RUNNING.map(([family, name]) => sandboxes.create(family, name)),
@@ -95,9 +123,6 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
     await Promise.all(
       [...RUNNING, ...sleepers].map(([family, name]) => sandboxes.waitFor(family, name, family.serving, 3 * MINUTE, 'serving')),
     );
-    lap("controllers installed, every sandbox's pod Ready");
-    // Paused before the chart is installed, so the service's first list (which its readiness waits for)
-    // has them paused: a pause is the controller deleting the pod.
     await Promise.all(
       sleepers.map(async ([family, name]) => {
         const pod = await sandboxes.pod(name);
@@ -107,8 +132,7 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         await sandboxes.waitFor(family, name, family.paused, MINUTE, 'paused');
       }),
     );
-    lap('sandboxes paused (their pods deleted)');
-  }, 20 * MINUTE);
+  }
 
   afterAll(async () => {
     // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
@@ -337,12 +361,9 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
   describe.each(MODES)('$name mode', (mode) => {
     let edge: string;
 
-    beforeAll(async () => {
-      const started = Date.now();
-      await install(mode);
-      console.info(`${mode.name} mode installed and served: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    beforeAll(() => {
       edge = `http://127.0.0.1:${cluster.hostPort(mode.nodePort)}`;
-    }, 10 * MINUTE);
+    });
 
     it('runs Ready pods: probes passing, uid 65532, read-only root filesystem', async () => {
       const pods = await readyPods(mode.namespace, `app.kubernetes.io/instance=${mode.release}`, 2);

@@ -92,8 +92,18 @@ function onLocalImage(objects: Manifest[], image: string, env: { name: string; v
   return objects;
 }
 
-/** The CRDs and objects that install both controllers, in the order to create them. */
-export function controllerManifests(images: ControllerImages): { crds: object[]; objects: Manifest[] } {
+/** Both families' CRDs: OpenKruise's, and agent-sandbox's Sandbox (its core controller's only kind). */
+export function controllerCrds(): object[] {
+  return [
+    ...openKruiseCrds(),
+    ...agentSandboxCrds()
+      .filter((f) => f.endsWith('/agents.x-k8s.io_sandboxes.yaml'))
+      .flatMap(documents),
+  ];
+}
+
+/** The objects that deploy both controllers, in the order to create them. */
+export function controllerObjects(images: ControllerImages): Manifest[] {
   const kruise = join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'config');
   const kruiseObjects = onLocalImage(
     kustomized(
@@ -114,12 +124,6 @@ export function controllerManifests(images: ControllerImages): { crds: object[];
     [...documents(join(agent, 'k8s', 'rbac.generated.yaml')), ...documents(join(agent, 'k8s', 'controller.yaml'))],
     images.agentSandbox,
   );
-  const crds = [
-    ...openKruiseCrds(),
-    ...agentSandboxCrds()
-      .filter((f) => f.endsWith('/agents.x-k8s.io_sandboxes.yaml'))
-      .flatMap(documents),
-  ];
   // Namespaces first, the Deployments last: a pod is refused while its ServiceAccount is missing, and
   // a controller without its rights would start by failing.
   const order = ['Namespace', 'ServiceAccount', 'ClusterRole', 'Role', 'ClusterRoleBinding', 'RoleBinding', 'Service', 'Deployment'];
@@ -134,16 +138,15 @@ export function controllerManifests(images: ControllerImages): { crds: object[];
     .map((o) => `system:serviceaccount:${o.metadata?.namespace}:${o.metadata?.name}`);
   if (users.sort().join() !== [AGENT_SANDBOX_CONTROLLER_USER, OPENKRUISE_CONTROLLER_USER].sort().join())
     throw new Error(`the controllers' ServiceAccounts are ${users.join(', ')}`);
-  return { crds, objects };
+  return objects;
 }
 
 /**
- * Installs both controllers: the CRDs (waited for until established, so neither controller starts
- * before the kinds it watches are served), then their RBAC and Deployments. Resolves once created; the
- * controllers start on their own (a Sandbox created meanwhile is reconciled when they do).
+ * Installs both families' CRDs and resolves once every one is established (so no controller starts
+ * before the kinds it watches are served, and Sandboxes can be created).
  */
-export async function installControllers(admin: KubeConfig, images: ControllerImages): Promise<void> {
-  const { crds, objects } = controllerManifests(images);
+export async function installControllerCrds(admin: KubeConfig): Promise<void> {
+  const crds = controllerCrds();
   const api = admin.makeApiClient(ApiextensionsV1Api);
   const names = new Set<string>();
   const established = new Set<string>();
@@ -170,6 +173,14 @@ export async function installControllers(admin: KubeConfig, images: ControllerIm
     }),
   );
   await allEstablished;
+}
+
+/**
+ * Deploys both controllers (their RBAC and Deployments; the CRDs first, installControllerCrds, and
+ * the images in the node). Resolves once created: the controllers start on their own, and a Sandbox
+ * created meanwhile is reconciled when they do.
+ */
+export async function deployControllers(admin: KubeConfig, images: ControllerImages): Promise<void> {
   const client = KubernetesObjectApi.makeApiClient(admin);
-  for (const object of objects) await client.create(object);
+  for (const object of controllerObjects(images)) await client.create(object);
 }
