@@ -36,17 +36,25 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     expect(install.deployment.spec?.template.spec?.containers[0]?.image).toBe(inject('image'));
     await applyInstall(plane, install);
     sandboxes = new ContainerSandboxes(plane, network, labels);
-    await sandboxes.start();
-    [, beta] = await Promise.all([
-      sandboxes.create({ namespace: 'team-a', name: 'alpha' }),
-      sandboxes.create({ namespace: 'team-b', name: 'beta' }),
-      sandboxes.create({ namespace: 'team-a', name: 'sleepy', paused: true, wake: { by: 'policy' } }),
-      // Each of its pods takes 8 s to start: longer than a pod's drain (rollout test).
-      sandboxes.create({ namespace: 'team-a', name: 'late', paused: true, wake: { by: 'policy' }, readyDelay: '8s' }),
+    // The chart's pods start while the sandboxes come up: the service follows them on its watch.
+    const [started] = await Promise.all([
+      Promise.all(
+        Array.from({ length: install.deployment.spec?.replicas ?? 1 }, (_, i) =>
+          startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-edge-${i}`, network, labels }),
+        ),
+      ),
+      (async () => {
+        await sandboxes.start();
+        [, beta] = await Promise.all([
+          sandboxes.create({ namespace: 'team-a', name: 'alpha' }),
+          sandboxes.create({ namespace: 'team-b', name: 'beta' }),
+          sandboxes.create({ namespace: 'team-a', name: 'sleepy', paused: true, wake: { by: 'policy' } }),
+          // Each of its pods takes 8 s to start: longer than a pod's drain (rollout test).
+          sandboxes.create({ namespace: 'team-a', name: 'late', paused: true, wake: { by: 'policy' }, readyDelay: '8s' }),
+        ]);
+      })(),
     ]);
-    for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) {
-      pods.push(await startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-edge-${i}`, network, labels }));
-    }
+    pods.push(...started);
     edge = `http://${pods[0]?.ip}:8080`;
   });
 

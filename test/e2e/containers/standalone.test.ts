@@ -62,10 +62,17 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
       stringData: tls,
     } as never);
     sandboxes = new ContainerSandboxes(plane, network, labels);
-    await sandboxes.start();
-    await plane.ensureNamespace('tenants');
-    await sandboxes.create({ namespace: 'tenants', name: 'alpha' });
-    for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) replicas.push(await startReplica());
+    // The replicas start while the sandbox comes up: the service follows it on its watch.
+    await Promise.all([
+      (async () => {
+        await sandboxes.start();
+        await plane.ensureNamespace('tenants');
+        await sandboxes.create({ namespace: 'tenants', name: 'alpha' });
+      })(),
+      (async () => {
+        for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) replicas.push(await startReplica());
+      })(),
+    ]);
     envoy = await Pod.start({
       name: `${run}-envoy`,
       namespace: 'gateway',
