@@ -89,7 +89,7 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     // Paused: its pod is gone, and its container with it.
     expect(await sandboxes.podsWithContainers('team-a', 'sleepy')).toEqual([]);
     const res = await byId('team-a--sleepy');
-    expect(res.status).toBe(200);
+    expect(res.status, res.body).toBe(200);
     expect(res.json()['sandbox']).toBe('sleepy');
     expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(0);
     const woken = await sandboxes.openkruise.get('team-a', 'sleepy');
