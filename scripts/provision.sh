@@ -28,11 +28,13 @@ OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd0
 AGENT_SANDBOX_VERSION=1.0.1
 KWOK_VERSION=0.8.0
 # Envoy Gateway (github.com/envoyproxy/gateway on the Go module proxy): its controller and its Helm chart,
-# for the e2e suite that puts sandbox-extproc behind it; and kube-network-policies
-# (sigs.k8s.io/kube-network-policies), which enforces NetworkPolicy in the kind cluster (the node image's
-# CNI does not), so that the chart's NetworkPolicy is proven, not assumed.
+# for the e2e suite that puts sandbox-extproc behind it; and kube-router
+# (github.com/cloudnativelabs/kube-router, its NetworkPolicy controller alone), which enforces
+# NetworkPolicy in that kind cluster (the node image's CNI does not), so that the chart's NetworkPolicy is
+# proven, not assumed. kube-router filters with iptables and ipset; kube-network-policies, kind's own,
+# needs nftables' queue expression, which kernels built without CONFIG_NFT_QUEUE (this host's) lack.
 ENVOY_GATEWAY_VERSION=1.9.1
-KUBE_NETWORK_POLICIES_VERSION=0.8.0
+KUBE_ROUTER_VERSION=2.1.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -50,7 +52,7 @@ openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
 envoy_gateway_dir="$cache/envoy-gateway-$ENVOY_GATEWAY_VERSION"
-netpol_dir="$cache/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
+kube_router_dir="$cache/kube-router-$KUBE_ROUTER_VERSION"
 peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
 h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
@@ -161,8 +163,8 @@ module_dir() {
 
 # Envoy Gateway's controller (one binary: the control plane, its certgen job and the proxies' shutdown
 # manager) and its Helm chart as its release packages it (values.yaml from values.tmpl.yaml with the
-# release's image; the chart's version set), then kube-network-policies with its manifest; and their
-# images (scripts/gateway-images.sh). Only the e2e suite needs them: `kind` provisions them.
+# release's image; the chart's version set), then kube-router with its manifests; and their images
+# (scripts/gateway-images.sh). Only the e2e suite needs them: `kind` provisions them.
 provision_envoy_gateway() {
   local module="github.com/envoyproxy/gateway@v$ENVOY_GATEWAY_VERSION" dir
   if [ ! -x "$envoy_gateway_dir/bin/envoy-gateway" ]; then
@@ -181,22 +183,23 @@ provision_envoy_gateway() {
     "$envoy_gateway_dir.partial/bin/envoy-gateway" version | grep -q "v$ENVOY_GATEWAY_VERSION"
     mv "$envoy_gateway_dir.partial" "$envoy_gateway_dir"
   fi
-  if [ ! -x "$netpol_dir/bin/kube-network-policies" ]; then
-    log "kube-network-policies $KUBE_NETWORK_POLICIES_VERSION (go install)"
-    module="sigs.k8s.io/kube-network-policies@v$KUBE_NETWORK_POLICIES_VERSION"
-    rm -rf "$netpol_dir.partial" && mkdir -p "$netpol_dir.partial"
-    CGO_ENABLED=0 GOBIN="$netpol_dir.partial/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kube-network-policies/cmd@v$KUBE_NETWORK_POLICIES_VERSION"
-    mv "$netpol_dir.partial/bin/cmd" "$netpol_dir.partial/bin/kube-network-policies"
+  if [ ! -x "$kube_router_dir/bin/kube-router" ]; then
+    log "kube-router $KUBE_ROUTER_VERSION (go install) and its manifests"
+    module="github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION"
+    rm -rf "$kube_router_dir.partial" && mkdir -p "$kube_router_dir.partial"
+    CGO_ENABLED=0 GOBIN="$kube_router_dir.partial/bin" go install -trimpath \
+      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$KUBE_ROUTER_VERSION" \
+      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$KUBE_ROUTER_VERSION"
     dir=$(module_dir "$module")
-    cp "$dir/install.yaml" "$netpol_dir.partial/install.yaml" && chmod u+w "$netpol_dir.partial/install.yaml"
-    mv "$netpol_dir.partial" "$netpol_dir"
+    cp -r "$dir/daemonset" "$kube_router_dir.partial/daemonset" && chmod -R u+w "$kube_router_dir.partial/daemonset"
+    mv "$kube_router_dir.partial" "$kube_router_dir"
   fi
   gateway_images build
 }
 
 gateway_images() {
-  ENVOY_GATEWAY_VERSION=$ENVOY_GATEWAY_VERSION KUBE_NETWORK_POLICIES_VERSION=$KUBE_NETWORK_POLICIES_VERSION \
-    ENVOY_GATEWAY_DIR="$envoy_gateway_dir" NETPOL_DIR="$netpol_dir" "$here/scripts/gateway-images.sh" "$@"
+  ENVOY_GATEWAY_VERSION=$ENVOY_GATEWAY_VERSION KUBE_ROUTER_VERSION=$KUBE_ROUTER_VERSION \
+    ENVOY_GATEWAY_DIR="$envoy_gateway_dir" KUBE_ROUTER_DIR="$kube_router_dir" "$here/scripts/gateway-images.sh" "$@"
 }
 
 # Installs Go commands (module/path@version ...) into <dir>/bin; a failed build leaves no <dir> behind.
@@ -375,10 +378,10 @@ print_env() {
   echo "export SANDBOX_EXTPROC_OPENKRUISE_IMAGE=\"${images[0]}\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
   echo "export SANDBOX_EXTPROC_ENVOY_GATEWAY=\"$envoy_gateway_dir\""
-  echo "export SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES=\"$netpol_dir\""
+  echo "export SANDBOX_EXTPROC_KUBE_ROUTER=\"$kube_router_dir\""
   read -r -a images < <(gateway_images ref)
   echo "export SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE=\"${images[0]}\""
-  echo "export SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES_IMAGE=\"${images[1]}\""
+  echo "export SANDBOX_EXTPROC_KUBE_ROUTER_IMAGE=\"${images[1]}\""
 }
 
 [ $# -gt 0 ] || set -- all

@@ -1,7 +1,6 @@
 // Behind the edge users already run (issue 27), on a real cluster: kind with the project's offline node
 // image, both Sandbox families' own controllers (test/support/kind-controllers.ts), Envoy Gateway built
-// from its Go module and installed from its own Helm chart, kube-network-policies enforcing
-// NetworkPolicy, and the manifests of examples/ applied as they are:
+// from its Go module and installed from its own Helm chart, kube-router enforcing NetworkPolicy, and the manifests of examples/ applied as they are:
 // 1. Envoy Gateway as the edge (examples/envoy-gateway): its proxies call sandbox-extproc (the chart in
 //    standalone mode) through an EnvoyExtensionPolicy and route to the pod IP it answers through the
 //    EnvoyPatchPolicy's ORIGINAL_DST cluster;
@@ -40,8 +39,9 @@ import {
   gatewayImages,
   helmAsync,
   installEnvoyGateway,
-  installNetworkPolicies,
+  installNetworkPolicyController,
   manifest,
+  podExec,
   rolledOut,
   waitForConditions,
   type GatewayImages,
@@ -70,10 +70,15 @@ const SIDECAR = { release: 'edge', values: join(EXAMPLES, 'gateway-api/sandbox-e
 const serviceAccount = (release: string) => `system:serviceaccount:${SYSTEM}:${release}-sandbox-extproc`;
 const MINUTE = 60_000;
 /**
- * How long a woken sandbox's pod takes to become Ready: longer than every timeout Envoy Gateway sets by
- * default on the way (ext_proc's messageTimeout 200 ms, its gRPC call's 10 s, a route's 15 s).
+ * The longest timeout Envoy Gateway sets by default on a held request's way: a route's 15 s (Envoy's
+ * default; the others are ext_proc's messageTimeout, 200 ms, and its gRPC call's, 10 s).
  */
-const SLOW_READY_S = 16;
+const LONGEST_DEFAULT_MS = 15_000;
+/**
+ * How long a woken sandbox's pod takes to become Ready, so that its wake outlasts that timeout (the
+ * kubelet counts the delay from the container's start, to the second).
+ */
+const SLOW_READY_S = 17;
 /** The websocket test's pause timeout: its first push comes from the access log entry 30 s after the upgrade. */
 const PAUSE_TIMEOUT_S = 45;
 
@@ -115,10 +120,11 @@ const net = require('node:net');
 const targets = JSON.parse(process.env.TARGETS);
 Promise.all(targets.map((t) => new Promise((resolve) => {
   const socket = net.connect({ host: t.host, port: t.port });
-  // A dropped SYN (a NetworkPolicy's refusal) never answers; an admitted connect on this node takes ms.
+  // kube-router refuses what a NetworkPolicy does not admit (REJECT, ICMP port unreachable); a dropped
+  // packet would never answer, and is reported so after 5 s.
   const timer = setTimeout(() => { socket.destroy(); resolve([t.name, 'no answer']); }, 5000);
   socket.on('connect', () => { clearTimeout(timer); socket.destroy(); resolve([t.name, 'connected']); });
-  socket.on('error', (e) => { clearTimeout(timer); resolve([t.name, e.code]); });
+  socket.on('error', (e) => { clearTimeout(timer); resolve([t.name, e.code === 'ECONNREFUSED' ? 'refused' : e.code]); });
 }))).then((results) => console.log(JSON.stringify(Object.fromEntries(results))));
 `;
 
@@ -161,7 +167,7 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
         images.openkruiseController.ref,
         images.agentSandboxController.ref,
         gateway.envoyGateway,
-        gateway.networkPolicies,
+        gateway.kubeRouter,
       ]),
       (async () => {
         await core.createNamespace({ body: { metadata: { name: TENANTS } } });
@@ -169,7 +175,7 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
       })(),
     ]);
     lap("images loaded into the node, the families' CRDs established");
-    await installNetworkPolicies(admin, gateway.networkPolicies);
+    await installNetworkPolicyController(admin, gateway.kubeRouter);
     await deployControllers(admin, { openkruise: images.openkruiseController.ref, agentSandbox: images.agentSandboxController.ref });
     lap('NetworkPolicy enforced, controllers deployed');
     // The sandboxes come up (and the sleepers pause) while Envoy Gateway and the chart install.
@@ -199,7 +205,7 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
     // Every object of the examples accepted (policies attached, routes resolved), the Gateways programmed.
     await Promise.all(
       examples
-        .filter((o) => o.kind !== 'Service' && o.kind !== 'EnvoyProxy')
+        .filter((o) => !['Service', 'EndpointSlice', 'EnvoyProxy'].includes(o.kind as string))
         .map((o) => waitForConditions(admin, o, conditionTypes(o), 3 * MINUTE)),
     );
     await Promise.all([exposeProxies(EDGE_GATEWAY, EDGE_PORT), exposeProxies(FRONT_DOOR_GATEWAY, FRONT_DOOR_PORT)]);
@@ -216,8 +222,11 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
   /** The conditions each kind of the examples reports once it is in effect. */
   function conditionTypes(object: KubernetesObject): string[] {
     switch (object.kind) {
+      // Its own Programmed stays False in kind, where no load balancer gives its Service an address
+      // (the suite reaches the proxies through a NodePort of its own); each listener's is the one that
+      // says the configuration went to the proxies.
       case 'Gateway':
-        return ['Accepted', 'Programmed'];
+        return ['Accepted', 'listener:Programmed'];
       case 'HTTPRoute':
         return ['Accepted', 'ResolvedRefs'];
       case 'EnvoyPatchPolicy':
@@ -327,6 +336,15 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
     return [...pods.values()];
   }
 
+  /** The labels Envoy Gateway gives a Gateway's proxy pods. */
+  const proxyLabels = (gw: { namespace: string; name: string }) => ({
+    'app.kubernetes.io/managed-by': 'envoy-gateway',
+    'app.kubernetes.io/component': 'proxy',
+    'app.kubernetes.io/name': 'envoy',
+    'gateway.envoyproxy.io/owning-gateway-namespace': gw.namespace,
+    'gateway.envoyproxy.io/owning-gateway-name': gw.name,
+  });
+
   const proxySelector = (gw: { namespace: string; name: string }) =>
     `gateway.envoyproxy.io/owning-gateway-namespace=${gw.namespace},gateway.envoyproxy.io/owning-gateway-name=${gw.name}`;
 
@@ -336,14 +354,23 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
    */
   async function exposeProxies(gw: { namespace: string; name: string }, nodePort: number): Promise<void> {
     const selector = proxySelector(gw);
-    const [pods, services] = await Promise.all([
+    let own: V1Service | undefined;
+    const [pods] = await Promise.all([
       readyPods(ENVOY_GATEWAY_NAMESPACE, selector, 1),
-      core.listNamespacedService({ namespace: ENVOY_GATEWAY_NAMESPACE, labelSelector: selector }),
+      watchUntil(
+        admin,
+        `/api/v1/namespaces/${ENVOY_GATEWAY_NAMESPACE}/services`,
+        { labelSelector: selector },
+        (_type, object) => {
+          own = object as V1Service;
+          return true;
+        },
+        3 * MINUTE,
+        `Envoy Gateway's Service for ${gw.name}`,
+      ),
     ]);
-    const own = services.items[0] as V1Service | undefined;
     const targetPort = own?.spec?.ports?.[0]?.targetPort;
-    if (services.items.length !== 1 || targetPort === undefined)
-      throw new Error(`Envoy Gateway's Service for ${gw.name}: ${services.items.length} found`);
+    if (targetPort === undefined) throw new Error(`Envoy Gateway's Service for ${gw.name} has no port`);
     const name = `e2e-${gw.name}`;
     await core.createNamespacedService({
       namespace: ENVOY_GATEWAY_NAMESPACE,
@@ -428,6 +455,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
               imagePullPolicy: 'Never',
               command: ['node', '-e', PROBE],
               env: [{ name: 'TARGETS', value: JSON.stringify(targets) }],
+              // Never Ready: wearing a proxy's labels, it must not become an endpoint of the proxies' Services.
+              readinessProbe: { tcpSocket: { port: 1 as never }, periodSeconds: 60 },
               securityContext: RESTRICTED,
             },
           ],
@@ -438,6 +467,14 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
     const log = await core.readNamespacedPodLog({ namespace, name });
     await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
     return JSON.parse(log.trim()) as Record<string, string>;
+  }
+
+  /** Runs the probe inside a running container (the service's image carries Node), through the API server. */
+  async function probeFrom(pod: V1Pod, container: string, targets: { name: string; host: string; port: number }[]) {
+    const script = `process.env.TARGETS = ${JSON.stringify(JSON.stringify(targets))};\n${PROBE}`;
+    const result = await podExec(admin, pod.metadata?.namespace as string, pod.metadata?.name as string, container, ['node', '-e', script]);
+    expect(result.status, result.out).toBe('Success');
+    return JSON.parse(result.out.trim()) as Record<string, string>;
   }
 
   const pods = async (release: string) =>
@@ -497,8 +534,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
         const res = await httpGet(`${edge}/woken`, family.headers(TENANTS, name), 2 * MINUTE);
         const heldMs = Date.now() - started;
         expect(res.status, res.body).toBe(200);
-        expect(heldMs).toBeGreaterThan(SLOW_READY_S * 1000);
-        expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(15_000);
+        expect(heldMs).toBeGreaterThan(LONGEST_DEFAULT_MS);
+        expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(LONGEST_DEFAULT_MS);
         const woken = await sandboxes.get(family, name);
         expect(family.serving(woken)).toBe(true);
         expect(res.json()).toMatchObject({ pod: name, ip: family.ip(woken), path: '/woken' });
@@ -582,25 +619,21 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
           { name: `${p.metadata?.name}:metrics`, host: p.status?.podIP as string, port: 9003 },
         ]);
         expect(targets).toHaveLength(4);
-        const proxyLabels = {
-          'app.kubernetes.io/managed-by': 'envoy-gateway',
-          'app.kubernetes.io/component': 'proxy',
-          'app.kubernetes.io/name': 'envoy',
-          'gateway.envoyproxy.io/owning-gateway-namespace': EDGE_GATEWAY.namespace,
-          'gateway.envoyproxy.io/owning-gateway-name': EDGE_GATEWAY.name,
-        };
+        // Each port answers: asked from inside each pod, to its own address, where no policy applies.
+        for (const pod of await pods(STANDALONE.release)) {
+          const own = targets.filter((t) => t.host === pod.status?.podIP);
+          expect(await probeFrom(pod, 'sandbox-extproc', own)).toEqual(Object.fromEntries(own.map((t) => [t.name, 'connected'])));
+        }
         const [imposter, neighbour] = await Promise.all([
           // A tenant's pod wearing the proxies' labels.
-          probe(TENANTS, 'imposter', proxyLabels, targets),
-          // A pod of Envoy Gateway's namespace that is not one of the Gateway's proxies.
-          probe(ENVOY_GATEWAY_NAMESPACE, 'neighbour', { app: 'probe' }, targets),
+          probe(TENANTS, 'imposter', proxyLabels(EDGE_GATEWAY), targets),
+          // A pod of Envoy Gateway's namespace that is not one of this Gateway's proxies: it wears the front door's labels.
+          probe(ENVOY_GATEWAY_NAMESPACE, 'neighbour', proxyLabels(FRONT_DOOR_GATEWAY), targets),
         ]);
-        for (const result of [imposter, neighbour]) {
-          for (const target of targets) {
-            // The metrics port admits anyone (the chart's default): the probe could connect, the policy refused.
-            expect(result[target.name], target.name).toBe(target.name.endsWith(':metrics') ? 'connected' : 'no answer');
-          }
-        }
+        // Refused by the policy (kube-router rejects); the metrics port admits anyone (the chart's default).
+        for (const result of [imposter, neighbour])
+          for (const target of targets)
+            expect(result[target.name], target.name).toBe(target.name.endsWith(':metrics') ? 'connected' : 'refused');
       },
       3 * MINUTE,
     );
@@ -628,8 +661,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
         const started = Date.now();
         const res = await frontDoor(`api.${DOMAIN}`, '/woken', family.headers(TENANTS, name), 2 * MINUTE);
         expect(res.status, res.body).toBe(200);
-        expect(Date.now() - started).toBeGreaterThan(SLOW_READY_S * 1000);
-        expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(15_000);
+        expect(Date.now() - started).toBeGreaterThan(LONGEST_DEFAULT_MS);
+        expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(LONGEST_DEFAULT_MS);
         const woken = await sandboxes.get(family, name);
         expect(res.json()).toMatchObject({ pod: name, ip: family.ip(woken), path: '/woken' });
         await cluster.waitForAudit(
@@ -654,9 +687,13 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
           { name: `${p.metadata?.name}:metrics`, host: p.status?.podIP as string, port: 9003 },
         ]);
         expect(targets).toHaveLength(4);
-        const result = await probe(TENANTS, 'tenant', { app: 'probe' }, targets);
+        for (const pod of await pods(SIDECAR.release)) {
+          const own = targets.filter((t) => t.host === pod.status?.podIP);
+          expect(await probeFrom(pod, 'sandbox-extproc', own)).toEqual(Object.fromEntries(own.map((t) => [t.name, 'connected'])));
+        }
+        const tenant = await probe(TENANTS, 'tenant', { app: 'probe' }, targets);
         for (const target of targets)
-          expect(result[target.name], target.name).toBe(target.name.endsWith(':metrics') ? 'connected' : 'no answer');
+          expect(tenant[target.name], target.name).toBe(target.name.endsWith(':metrics') ? 'connected' : 'refused');
       },
       3 * MINUTE,
     );

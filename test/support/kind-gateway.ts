@@ -1,14 +1,15 @@
 // Envoy Gateway and a NetworkPolicy enforcer in the kind cluster, for test/e2e/envoy-gateway.test.ts:
-// - kube-network-policies (sigs.k8s.io/kube-network-policies, built from its Go module by
-//   `scripts/provision.sh envoy-gateway`), from its own install.yaml with the local image: the node
-//   image's CNI does not enforce NetworkPolicy, and the suite proves what the chart's policy admits;
+// - kube-router's NetworkPolicy controller (built from its Go module by `scripts/provision.sh
+//   envoy-gateway`): the node image's CNI does not enforce NetworkPolicy, and the suite proves what the
+//   chart's policy admits;
 // - Envoy Gateway from its own Helm chart (the module's charts/gateway-helm, as its release packages
 //   it, with Gateway API's and its own CRDs), installed with the values file the examples give users;
 // - the examples' manifests, applied as they are, in file order.
 // Waits are on watch events (conditions in an object's status, Ready pods), with deadlines.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1DaemonSet } from '@kubernetes/client-node';
+import { Writable } from 'node:stream';
+import { Exec, KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1DaemonSet } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { watchUntil } from './kind.ts';
 import { execTracked } from './process.ts';
@@ -20,13 +21,13 @@ export const ENVOY_GATEWAY_NAMESPACE = 'envoy-gateway-system';
 export interface GatewayImages {
   /** Envoy Gateway's image, under the name its chart gives it. */
   readonly envoyGateway: string;
-  readonly networkPolicies: string;
+  readonly kubeRouter: string;
 }
 
 export function gatewayImages(): GatewayImages {
   return {
     envoyGateway: provisionedValue('SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE'),
-    networkPolicies: provisionedValue('SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES_IMAGE'),
+    kubeRouter: provisionedValue('SANDBOX_EXTPROC_KUBE_ROUTER_IMAGE'),
   };
 }
 
@@ -44,30 +45,74 @@ export async function createAll(admin: KubeConfig, objects: readonly KubernetesO
 }
 
 /**
- * kube-network-policies as its install.yaml deploys it (a DaemonSet in kube-system with its RBAC), on
- * the local image. Resolves once its pod runs and is ready: from then on NetworkPolicies are enforced.
+ * kube-router as a NetworkPolicy controller only, as its kube-router-firewall-daemonset.yaml runs it
+ * (`--run-firewall`, not its router nor its service proxy), with the ServiceAccount and ClusterRole of
+ * its kubeadm manifest, on the local image. Two things differ from that manifest, both for this node
+ * image: no CNI installer (the node's CNI stays; kube-router only filters), and the API server reached at
+ * the node's address, not through the kubernetes Service (the node image's CNI routes the Service range
+ * `unreachable` on the host, where kube-router runs: scripts/kind-node/default-cni.yaml). Resolves once
+ * its pod is ready; NetworkPolicies are enforced from then on.
  */
-export async function installNetworkPolicies(admin: KubeConfig, image: string): Promise<void> {
-  const objects = manifest(join(toolPath('SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES'), 'install.yaml'));
-  const daemonSets = objects.filter((o) => o.kind === 'DaemonSet') as V1DaemonSet[];
-  const container = daemonSets[0]?.spec?.template.spec?.containers[0];
-  if (daemonSets.length !== 1 || !container) throw new Error('kube-network-policies install.yaml: expected one DaemonSet');
-  container.image = image;
-  container.imagePullPolicy = 'Never';
-  const name = daemonSets[0]?.metadata?.name as string;
-  const namespace = daemonSets[0]?.metadata?.namespace as string;
+export async function installNetworkPolicyController(admin: KubeConfig, image: string): Promise<void> {
+  const rbac = manifest(join(toolPath('SANDBOX_EXTPROC_KUBE_ROUTER'), 'daemonset', 'kubeadm-kuberouter.yaml')).filter((o) =>
+    ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind as string),
+  );
+  if (rbac.length !== 3)
+    throw new Error(`kube-router's kubeadm manifest: expected its ServiceAccount, ClusterRole and binding, found ${rbac.length}`);
+  const labels = { 'k8s-app': 'kube-router' };
+  const daemonSet: V1DaemonSet = {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'kube-router', namespace: 'kube-system', labels },
+    spec: {
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: 'kube-router',
+          priorityClassName: 'system-node-critical',
+          hostNetwork: true,
+          hostPID: true,
+          tolerations: [{ operator: 'Exists' }],
+          containers: [
+            {
+              name: 'kube-router',
+              image,
+              imagePullPolicy: 'Never',
+              args: ['--run-router=false', '--run-firewall=true', '--run-service-proxy=false', '--enable-cni=false'],
+              env: [
+                { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+                { name: 'KUBERNETES_SERVICE_HOST', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+                { name: 'KUBERNETES_SERVICE_PORT', value: '6443' },
+              ],
+              securityContext: { privileged: true },
+              readinessProbe: { httpGet: { path: '/healthz', port: 20244 as never }, periodSeconds: 2 },
+              volumeMounts: [
+                { name: 'lib-modules', mountPath: '/lib/modules', readOnly: true },
+                { name: 'xtables-lock', mountPath: '/run/xtables.lock' },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'lib-modules', hostPath: { path: '/lib/modules' } },
+            { name: 'xtables-lock', hostPath: { path: '/run/xtables.lock', type: 'FileOrCreate' } },
+          ],
+        },
+      },
+    },
+  };
   const ready = watchUntil(
     admin,
-    `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
-    { fieldSelector: `metadata.name=${name}` },
+    '/apis/apps/v1/namespaces/kube-system/daemonsets',
+    { fieldSelector: 'metadata.name=kube-router' },
     (_type, object) => {
       const s = (object as V1DaemonSet).status;
       return (s?.desiredNumberScheduled ?? 0) > 0 && s?.numberReady === s?.desiredNumberScheduled;
     },
     120_000,
-    'kube-network-policies ready on the node',
+    "kube-router's NetworkPolicy controller ready on the node",
   );
-  await createAll(admin, objects);
+  await createAll(admin, [...rbac, daemonSet as KubernetesObject]);
   await ready;
 }
 
@@ -137,18 +182,17 @@ interface Condition {
 
 /**
  * Every condition an object reports, wherever Gateway API puts them: its own (Gateway, GatewayClass),
- * per parent (routes) or per ancestor (policies).
+ * per parent (routes), per ancestor (policies), or per listener (Gateways), the last named
+ * `listener:<type>`.
  */
 export function conditionsOf(object: unknown): Condition[] {
-  const status = (
-    object as {
-      status?: { conditions?: Condition[]; parents?: { conditions?: Condition[] }[]; ancestors?: { conditions?: Condition[] }[] };
-    }
-  ).status;
+  type Holder = { conditions?: Condition[] };
+  const status = (object as { status?: Holder & { parents?: Holder[]; ancestors?: Holder[]; listeners?: Holder[] } }).status;
   return [
     ...(status?.conditions ?? []),
     ...(status?.parents ?? []).flatMap((p) => p.conditions ?? []),
     ...(status?.ancestors ?? []).flatMap((a) => a.conditions ?? []),
+    ...(status?.listeners ?? []).flatMap((l) => (l.conditions ?? []).map((c) => ({ ...c, type: `listener:${c.type}` }))),
   ];
 }
 
@@ -164,7 +208,8 @@ export async function waitForConditions(
 ): Promise<void> {
   const [group, version] = (object.apiVersion as string).includes('/') ? (object.apiVersion as string).split('/') : ['', object.apiVersion];
   const kind = (object.kind as string).toLowerCase();
-  const plural = kind.endsWith('y') ? `${kind.slice(0, -1)}ies` : kind.endsWith('s') ? `${kind}es` : `${kind}s`;
+  // The resource's plural, as these kinds' CRDs name it: policies, proxies, gateways, gatewayclasses.
+  const plural = /[^aeiou]y$/.test(kind) ? `${kind.slice(0, -1)}ies` : kind.endsWith('s') ? `${kind}es` : `${kind}s`;
   const namespace = object.metadata?.namespace;
   const base = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
   const path = namespace ? `${base}/namespaces/${namespace}/${plural}` : `${base}/${plural}`;
@@ -189,4 +234,34 @@ export async function waitForConditions(
   } catch (error) {
     throw new Error(`${(error as Error).message}; its conditions: ${JSON.stringify(last)}`, { cause: error });
   }
+}
+
+/** Runs a command in a container through the API server and the kubelet; resolves with its output and status. */
+export function podExec(
+  admin: KubeConfig,
+  namespace: string,
+  pod: string,
+  container: string,
+  command: string[],
+): Promise<{ out: string; status: string }> {
+  let out = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      out += chunk.toString();
+      callback();
+    },
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`exec in ${namespace}/${pod}: no status within 60 s`)), 60_000);
+    new Exec(admin)
+      .exec(namespace, pod, container, command, sink, sink, null, false, (status) => {
+        clearTimeout(timer);
+        // The socket's last output frames may trail the status frame by a tick.
+        setImmediate(() => resolve({ out, status: status.status ?? '' }));
+      })
+      .catch((error: unknown) => {
+        clearTimeout(timer);
+        reject(error as Error);
+      });
+  });
 }

@@ -32,7 +32,7 @@ export type Tool =
   | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
   | 'SANDBOX_EXTPROC_H2SPEC'
   | 'SANDBOX_EXTPROC_ENVOY_GATEWAY'
-  | 'SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES';
+  | 'SANDBOX_EXTPROC_KUBE_ROUTER';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
@@ -51,7 +51,7 @@ export function provisionedValue(
     | 'SANDBOX_EXTPROC_OPENKRUISE_IMAGE'
     | 'SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'
     | 'SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE'
-    | 'SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES_IMAGE',
+    | 'SANDBOX_EXTPROC_KUBE_ROUTER_IMAGE',
 ): string {
   const value = process.env[variable] ?? provisionedPaths()[variable];
   if (value === undefined || value === '') throw new Error(`${variable}: not provisioned; run scripts/provision.sh kind`);
