@@ -170,12 +170,12 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
         gateway.kubeRouter,
       ]),
       (async () => {
-        await core.createNamespace({ body: { metadata: { name: TENANTS } } });
+        for (const name of [TENANTS, ENVOY_GATEWAY_NAMESPACE]) await core.createNamespace({ body: { metadata: { name } } });
         await installControllerCrds(admin);
       })(),
     ]);
     lap("images loaded into the node, the families' CRDs established");
-    await installNetworkPolicyController(admin, gateway.kubeRouter);
+    await Promise.all([installNetworkPolicyController(admin, gateway.kubeRouter), startProbes()]);
     await deployControllers(admin, { openkruise: images.openkruiseController.ref, agentSandbox: images.agentSandboxController.ref });
     lap('NetworkPolicy enforced, controllers deployed');
     // The sandboxes come up (and the sleepers pause) while Envoy Gateway and the chart install.
@@ -425,48 +425,57 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
   }
 
   /**
-   * Runs the probe in a pod of `namespace` with these labels; resolves with each target's outcome once
-   * the pod has run to completion (watched), then deletes it.
+   * The probes' pods, made before the chart and the Gateways: idle, and never Ready (wearing a proxy's
+   * labels, one must not become an endpoint of the proxies' Services). NetworkPolicy controllers learn
+   * pod addresses from their pod watch, so a pod made just before it connects may be refused only
+   * because its address is not known yet; these are older than the proxies, whose requests getting
+   * through show that kube-router has synced since (one pod watch, in order), with these addresses known.
+   * A policy that admitted them would admit them.
    */
-  async function probe(
-    namespace: string,
-    name: string,
-    labels: Record<string, string>,
-    targets: { name: string; host: string; port: number }[],
-  ) {
-    const done = watchUntil(
-      admin,
-      `/api/v1/namespaces/${namespace}/pods`,
-      { fieldSelector: `metadata.name=${name}` },
-      (_type, object) => ['Succeeded', 'Failed'].includes((object as V1Pod).status?.phase ?? ''),
-      2 * MINUTE,
-      `probe ${namespace}/${name} finished`,
+  const PROBES = {
+    imposter: { namespace: TENANTS, labels: () => proxyLabels(EDGE_GATEWAY) },
+    tenant: { namespace: TENANTS, labels: () => ({ app: 'probe' }) },
+    neighbour: { namespace: ENVOY_GATEWAY_NAMESPACE, labels: () => proxyLabels(FRONT_DOOR_GATEWAY) },
+  } as const;
+
+  async function startProbes(): Promise<void> {
+    const running = Object.entries(PROBES).map(([name, { namespace }]) =>
+      watchUntil(
+        admin,
+        `/api/v1/namespaces/${namespace}/pods`,
+        { fieldSelector: `metadata.name=${name}` },
+        (_type, object) => (object as V1Pod).status?.phase === 'Running' && Boolean((object as V1Pod).status?.podIP),
+        3 * MINUTE,
+        `probe ${namespace}/${name} running`,
+      ),
     );
-    await core.createNamespacedPod({
-      namespace,
-      body: {
-        metadata: { name, labels },
-        spec: {
-          restartPolicy: 'Never',
-          containers: [
-            {
-              name: 'probe',
-              image: images.service.ref,
-              imagePullPolicy: 'Never',
-              command: ['node', '-e', PROBE],
-              env: [{ name: 'TARGETS', value: JSON.stringify(targets) }],
-              // Never Ready: wearing a proxy's labels, it must not become an endpoint of the proxies' Services.
-              readinessProbe: { tcpSocket: { port: 1 as never }, periodSeconds: 60 },
-              securityContext: RESTRICTED,
-            },
-          ],
+    for (const [name, { namespace, labels }] of Object.entries(PROBES)) {
+      await core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name, labels: labels() },
+          spec: {
+            containers: [
+              {
+                name: 'probe',
+                image: images.service.ref,
+                imagePullPolicy: 'Never',
+                command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'],
+                readinessProbe: { tcpSocket: { port: 1 as never }, periodSeconds: 60 },
+                securityContext: RESTRICTED,
+              },
+            ],
+          },
         },
-      },
-    });
-    await done;
-    const log = await core.readNamespacedPodLog({ namespace, name });
-    await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
-    return JSON.parse(log.trim()) as Record<string, string>;
+      });
+    }
+    await Promise.all(running);
+  }
+
+  /** Runs the probe in one of the probes' pods. */
+  async function probe(name: keyof typeof PROBES, targets: { name: string; host: string; port: number }[]) {
+    const pod = await core.readNamespacedPod({ namespace: PROBES[name].namespace, name });
+    return probeFrom(pod, 'probe', targets);
   }
 
   /** Runs the probe inside a running container (the service's image carries Node), through the API server. */
@@ -613,7 +622,10 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
     it(
       "its NetworkPolicy admits Envoy Gateway's proxies to the gRPC port, and no other pod, however labelled",
       async () => {
-        // Envoy Gateway's proxies got through: every request above was routed by the service.
+        // Envoy Gateway's proxies get through (the service routes their request), so kube-router has
+        // synced with the probes' addresses known (startProbes).
+        const routed = await httpGet(`${edge}/admitted`, OPENKRUISE.headers(TENANTS, 'alpha'));
+        expect(routed.status, routed.body).toBe(200);
         const targets = (await pods(STANDALONE.release)).flatMap((p) => [
           { name: `${p.metadata?.name}:grpc`, host: p.status?.podIP as string, port: 9002 },
           { name: `${p.metadata?.name}:metrics`, host: p.status?.podIP as string, port: 9003 },
@@ -626,9 +638,9 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
         }
         const [imposter, neighbour] = await Promise.all([
           // A tenant's pod wearing the proxies' labels.
-          probe(TENANTS, 'imposter', proxyLabels(EDGE_GATEWAY), targets),
+          probe('imposter', targets),
           // A pod of Envoy Gateway's namespace that is not one of this Gateway's proxies: it wears the front door's labels.
-          probe(ENVOY_GATEWAY_NAMESPACE, 'neighbour', proxyLabels(FRONT_DOOR_GATEWAY), targets),
+          probe('neighbour', targets),
         ]);
         // Refused by the policy (kube-router rejects); the metrics port admits anyone (the chart's default).
         for (const result of [imposter, neighbour])
@@ -682,6 +694,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
     it(
       "its NetworkPolicy admits the front door's proxies to the chart's edge, and no tenant pod",
       async () => {
+        const admitted = await frontDoor(`${SANDBOX_PORT}-${TENANTS}--beta.${DOMAIN}`, '/admitted');
+        expect(admitted.status, admitted.body).toBe(200);
         const targets = (await pods(SIDECAR.release)).flatMap((p) => [
           { name: `${p.metadata?.name}:edge`, host: p.status?.podIP as string, port: 8080 },
           { name: `${p.metadata?.name}:metrics`, host: p.status?.podIP as string, port: 9003 },
@@ -691,7 +705,7 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
           const own = targets.filter((t) => t.host === pod.status?.podIP);
           expect(await probeFrom(pod, 'sandbox-extproc', own)).toEqual(Object.fromEntries(own.map((t) => [t.name, 'connected'])));
         }
-        const tenant = await probe(TENANTS, 'tenant', { app: 'probe' }, targets);
+        const tenant = await probe('tenant', targets);
         for (const target of targets)
           expect(tenant[target.name], target.name).toBe(target.name.endsWith(':metrics') ? 'connected' : 'refused');
       },
