@@ -323,6 +323,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
       (type, object) => {
         const pod = object as V1Pod;
         const name = pod.metadata?.name as string;
+        // The probes' pods wear a proxy's labels on purpose; they are not Envoy Gateway's.
+        if (namespace === PROBES[name as keyof typeof PROBES]?.namespace) return false;
         if (type === 'DELETED' || pod.metadata?.deletionTimestamp) pods.delete(name);
         else pods.set(name, pod);
         const ready = [...pods.values()].filter(
