@@ -575,7 +575,9 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       });
       // The two RBAC allows were refused by the chart's ValidatingAdmissionPolicies, each in its words.
       expect(messages['pause a sandbox']).toContain('sandbox-extproc may resume a sandbox, never pause one');
-      expect(messages['suspend an agent-sandbox sandbox']).toContain('sandbox-extproc may resume a sandbox, never suspend one');
+      expect(messages['suspend an agent-sandbox sandbox']).toContain(
+        'sandbox-extproc may resume a sandbox, and suspend only one opted in to idle suspension',
+      );
     });
   });
 });
