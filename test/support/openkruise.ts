@@ -4,7 +4,7 @@
 // recycle. Pods are kwok's (test/support/cluster.ts); every state a Sandbox shows is the controller's.
 // Its CRDs are its own (test/support/crds.ts).
 import { join } from 'node:path';
-import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
 import { freePort } from './ports.ts';
@@ -85,6 +85,8 @@ export interface NewSandbox {
   readonly stopDelay?: string;
   /** The node its pods run on (default: the cluster's first node, NODE_NAME); see Cluster.addNode. */
   readonly nodeName?: string;
+  /** Its container, as its pod template states it (default: a placeholder, for pods nothing runs). */
+  readonly container?: V1Container;
 }
 
 /** A SandboxSet: a pool of running sandboxes from one pod template, refilled by the controller. */
@@ -383,7 +385,7 @@ function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
     metadata: { labels: { app: 'sandbox' }, annotations },
     spec: {
       nodeName: sandbox.nodeName ?? NODE_NAME,
-      containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
+      containers: [sandbox.container ?? { name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
       ...(sandbox.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
     },
   };
