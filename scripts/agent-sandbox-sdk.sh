@@ -7,6 +7,9 @@
 #     their lockfiles; the client built by its own `prepare`);
 #   - a Python venv with PyPI k8s-agent-sandbox==$SDK_VERSION (the SDK their Python suite imports), pytest
 #     and PyYAML;
+#   - their Go client's own example (clients/go/examples/basic, go install from the module): its default
+#     connection is the tunnel that lists sandbox-router-svc's EndpointSlices and port-forwards to port
+#     8080 of a ready pod;
 #   - the image their SandboxTemplates name, python-runtime-sandbox, from the module's
 #     examples/python-runtime-sandbox (main.py) on the local Debian base with Debian's python3 and the
 #     wheels of its API server's hash-pinned requirements (fastapi, uvicorn, python-multipart and what
@@ -14,7 +17,7 @@
 #     lightgbm: "for the ML agent's tasks") are left out: main.py does not import them, the suites do not
 #     use them, and they would make the image ten times larger.
 #
-#   scripts/agent-sandbox-sdk.sh ref     prints the work tree, the venv and the runtime image (cheap)
+#   scripts/agent-sandbox-sdk.sh ref     prints the work tree, the venv, the runtime image and the Go example (cheap)
 #   scripts/agent-sandbox-sdk.sh build   makes them where missing (the image needs a Docker engine)
 #
 # Needs: AGENT_SANDBOX_VERSION, CACHE (set by provision.sh); go, python3, npm, docker.
@@ -97,12 +100,22 @@ EOF
   log "built $image in $((SECONDS - started)) s"
 }
 
+build_go_example() {
+  [ -x "$dir/bin/basic" ] && return 0
+  log "their Go client's example clients/go/examples/basic (go install)"
+  CGO_ENABLED=0 GOBIN="$dir/bin" go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/agent-sandbox/clients/go/examples/basic@v$AGENT_SANDBOX_VERSION" >&2
+}
+
 case "${1:-}" in
-  ref) echo "$dir/tree $dir/venv $image" ;;
+  ref) echo "$dir/tree $dir/venv $image $dir/bin/basic" ;;
   build)
     build_tree
     build_venv
+    build_go_example
     if docker version >/dev/null 2>&1; then build_image; else log "no Docker engine: $image not made (the e2e suite skips)"; fi
+    # Earlier versions' and recipes' work trees.
+    for old in "$CACHE"/agent-sandbox-sdk-v*; do [ "$old" = "$dir" ] || rm -rf "$old"; done
     ;;
   *) echo "usage: scripts/agent-sandbox-sdk.sh ref|build" >&2; exit 2 ;;
 esac

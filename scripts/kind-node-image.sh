@@ -190,8 +190,6 @@ build_image() {
 
 case "${1:-}" in
   ref) echo "$image" ;;
-  # Where the node's binaries are (kubectl among them: agent-sandbox's SDK suites run it on the host).
-  bin) echo "$bin_dir/bin" ;;
   build)
     if docker image inspect "$image" >/dev/null 2>&1; then exit 0; fi
     if [ -f "$image_dir/image.tar" ]; then
@@ -210,5 +208,5 @@ case "${1:-}" in
     log "building $image (the first build takes a while: Go builds and two Debian bootstraps)"
     build_image
     ;;
-  *) echo "usage: scripts/kind-node-image.sh ref|bin|build" >&2; exit 2 ;;
+  *) echo "usage: scripts/kind-node-image.sh ref|build" >&2; exit 2 ;;
 esac

@@ -314,7 +314,9 @@ print_env() {
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
   echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
-  echo "export SANDBOX_EXTPROC_KUBECTL=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" bin)/kubectl\""
+  # kubectl, built with the kind node's binaries (agent-sandbox's SDK suites run it on the host). Where
+  # scripts/kind-node-image.sh keeps them (its own hash keys the node image, so it is read, not asked).
+  echo "export SANDBOX_EXTPROC_KUBECTL=\"$cache/kind-node-bin-$KUBE_VERSION-coredns$(sed -n 's/^COREDNS_VERSION=//p' "$here/scripts/kind-node-image.sh")/bin/kubectl\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
@@ -331,6 +333,7 @@ print_env() {
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE=\"${sdk[0]}\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_VENV=\"${sdk[1]}\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_RUNTIME_IMAGE=\"${sdk[2]}\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_GO_EXAMPLE=\"${sdk[3]}\""
 }
 
 [ $# -gt 0 ] || set -- all

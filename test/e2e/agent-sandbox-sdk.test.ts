@@ -156,6 +156,48 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
   );
 
   it(
+    "their Go client's own example runs through the chart: its tunnel finds sandbox-router-svc's ready endpoint and port-forwards to its port 8080",
+    async () => {
+      // clients/go/examples/basic, unchanged: namespace default, warm pool my-warmpool; a command, a file
+      // written and read back, a listing, the sandbox re-attached by its claim.
+      const template = readFileSync(join(tree, 'test/e2e/clients/python/test_manifests/sandbox_template.yaml'), 'utf8')
+        .replaceAll('{image_prefix}', env['IMAGE_PREFIX'] as string)
+        .replaceAll('{image_tag}', env['IMAGE_TAG'] as string);
+      const pool =
+        'apiVersion: extensions.agents.x-k8s.io/v1beta1\nkind: SandboxWarmPool\nmetadata: { name: my-warmpool }\n' +
+        'spec: { replicas: 1, sandboxTemplateRef: { name: python-sdk-test-template } }\n';
+      const kubectl = paths['SANDBOX_EXTPROC_KUBECTL'] as string;
+      for (const manifest of [template, pool, readFileSync(join(tree, ROUTER_MANIFEST), 'utf8')]) {
+        const file = join(tree, `apply-${Math.random().toString(36).slice(2)}.yaml`);
+        writeFileSync(file, manifest);
+        const applied = await runToEnd(kubectl, ['apply', '-n', 'default', '-f', file], tree, env, MINUTE);
+        expect(applied.code, applied.output).toBe(0);
+      }
+      const rolled = await runToEnd(
+        kubectl,
+        ['rollout', 'status', '-n', 'default', 'deployment/sandbox-router-deployment', '--timeout=300s'],
+        tree,
+        env,
+        6 * MINUTE,
+      );
+      expect(rolled.code, rolled.output).toBe(0);
+      const result = await runToEnd(paths['SANDBOX_EXTPROC_AGENT_SANDBOX_GO_EXAMPLE'] as string, [], tree, env, 10 * MINUTE);
+      expect(result.code, result.output).toBe(0);
+      expect(result.output).toContain('stdout: Hello from Go!');
+      expect(result.output).toContain('exit_code: 0');
+      expect(result.output).toContain('file content: Hello, world!');
+      expect(result.output).toContain('re-attach stdout: re-attached!');
+      const tunnels = cluster
+        .auditEvents()
+        .filter((e) => e.objectRef?.subresource === 'portforward' && e.objectRef.namespace === 'default')
+        .map((e) => e.objectRef?.name ?? '');
+      expect(tunnels.length).toBeGreaterThanOrEqual(1);
+      for (const pod of tunnels) expect(pod).toMatch(/^sandbox-router-deployment-/);
+    },
+    15 * MINUTE,
+  );
+
+  it(
     'the TypeScript SDK suite passes (claims from a cold and a warm pool)',
     async () => {
       const dir = join(tree, 'test/e2e/clients/typescript');
