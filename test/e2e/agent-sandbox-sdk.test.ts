@@ -202,7 +202,9 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
     async () => {
       const dir = join(tree, 'test/e2e/clients/typescript');
       // Their `pretest` builds the client, as the work tree's provisioning already did; vitest runs as `npm test` would.
-      const result = await runToEnd(join(dir, 'node_modules', '.bin', 'vitest'), ['run', '--reporter=verbose'], dir, env, 15 * MINUTE);
+      const run = await runToEnd(join(dir, 'node_modules', '.bin', 'vitest'), ['run', '--reporter=verbose'], dir, env, 15 * MINUTE);
+      // eslint-disable-next-line no-control-regex -- its colours
+      const result = { ...run, output: run.output.replace(/\u001b\[[0-9;]*m/g, '') };
       expect(result.code, result.output).toBe(0);
       expect(result.output).toMatch(/provisions and deletes a sandbox from a cold pool/);
       expect(result.output).toMatch(/provisions and deletes a sandbox from a warm pool/);
