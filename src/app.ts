@@ -181,6 +181,7 @@ export class App {
             defaultPort: config.agentSandboxDefaultPort,
             namespaces: config.agentSandboxNamespaces,
             pathPrefix: config.agentSandboxPathPrefix,
+            podIPs: this.#addressPolicy,
           },
         },
         decide: {

@@ -32,6 +32,12 @@ export interface AgentSandboxIdentifyOptions {
    * Empty or absent: off.
    */
   readonly pathPrefix?: string;
+  /**
+   * Which x-sandbox-pod-ip values are refused as their router refuses them: not an IP, loopback,
+   * link-local, multicast, unspecified (unless --upstream-cidrs opts a range in, as their
+   * --allow-loopback-pod-ip does loopback). Default: those, none opted in.
+   */
+  readonly podIPs?: Pick<UpstreamAddressPolicy, 'specialRefusal'>;
 }
 
 export interface IdentifyOptions {
@@ -161,11 +167,12 @@ function fromAgentSandboxHeaders(facts: IdentityFacts, options: AgentSandboxIden
   // Their router dials a valid x-sandbox-pod-ip directly; here it is never read for routing (and is
   // removed before forwarding), but one their router would refuse is refused the same way.
   const podIP = facts.agentSandboxPodIP;
-  if (podIP !== undefined && podIP !== '' && POD_IP_POLICY.refusal(podIP) !== undefined) {
+  const refusal = podIP === undefined || podIP === '' ? undefined : (options.podIPs ?? POD_IP_POLICY).specialRefusal(podIP);
+  if (refusal !== undefined) {
     return {
       kind: 'malformed',
       code: 'invalid_pod_ip',
-      reason: `x-sandbox-pod-ip ${describe(podIP)} is ${POD_IP_POLICY.refusal(podIP) as string}`,
+      reason: `x-sandbox-pod-ip ${describe(podIP as string)} is ${refusal}`,
       sandboxId: `${namespace}/${name}`,
       detail: ROUTER_DETAIL.podIP,
     };

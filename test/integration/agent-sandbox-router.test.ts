@@ -79,7 +79,9 @@ describe("errors in agent-sandbox's router shape", () => {
     ['non-numeric X-Sandbox-Port', '/', { 'x-sandbox-id': 'web', 'x-sandbox-port': 'http' }, 400, 'invalid_sandbox_port'],
     ['X-Sandbox-Port out of range', '/', { 'x-sandbox-id': 'web', 'x-sandbox-port': '70000' }, 400, 'invalid_sandbox_port'],
     ['X-Sandbox-Pod-IP link-local', '/', { 'x-sandbox-id': 'web', 'x-sandbox-pod-ip': '169.254.169.254' }, 400, 'invalid_pod_ip'],
-    ['X-Sandbox-Pod-IP loopback', '/', { 'x-sandbox-id': 'web', 'x-sandbox-pod-ip': '127.0.0.1' }, 400, 'invalid_pod_ip'],
+    // (Loopback too, where --upstream-cidrs does not opt it in; here it does, as pods live on 127.1.0.0/24.)
+    ['X-Sandbox-Pod-IP multicast', '/', { 'x-sandbox-id': 'web', 'x-sandbox-pod-ip': '224.0.0.1' }, 400, 'invalid_pod_ip'],
+    ['X-Sandbox-Pod-IP unspecified', '/', { 'x-sandbox-id': 'web', 'x-sandbox-pod-ip': '0.0.0.0' }, 400, 'invalid_pod_ip'],
     ['X-Sandbox-Pod-IP not an address', '/', { 'x-sandbox-id': 'web', 'x-sandbox-pod-ip': 'metadata' }, 400, 'invalid_pod_ip'],
     ['path form without a port', `${PREFIX}/${TEAM}/web`, {}, 400, 'invalid_path'],
     ['path form, bad namespace', `${PREFIX}/Team/web/8080/`, {}, 400, 'invalid_sandbox_namespace'],

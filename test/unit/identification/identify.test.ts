@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { identify, isValidSandboxId, parsePort, type IdentityFacts } from '../../../src/identification/identify.ts';
+import {
+  identify,
+  isValidSandboxId,
+  parsePort,
+  type AgentSandboxIdentifyOptions,
+  type IdentityFacts,
+} from '../../../src/identification/identify.ts';
+import { parseCidr, UpstreamAddressPolicy } from '../../../src/routes/upstream-address.ts';
 
 const anyDomain = { domains: [], defaultPort: 49983 };
 const e2b = { domains: ['sandbox.example.com'], defaultPort: 49983 };
@@ -182,7 +189,7 @@ describe('hostile input (property-based)', () => {
 });
 
 describe("identification by agent-sandbox's headers", () => {
-  const agent = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] as string[] };
+  const agent: AgentSandboxIdentifyOptions = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] };
   const both = (over: Partial<typeof agent> = {}, conventions: ('e2b' | 'agent-sandbox')[] = ['agent-sandbox', 'e2b']) => ({
     ...anyDomain,
     conventions,
@@ -222,6 +229,20 @@ describe("identification by agent-sandbox's headers", () => {
       kind: 'malformed',
       code: 'missing_sandbox',
       detail: 'X-Sandbox-ID header is required.',
+    });
+  });
+
+  it('lets a loopback x-sandbox-pod-ip through where --upstream-cidrs opts loopback in (their --allow-loopback-pod-ip)', () => {
+    const optedIn = new UpstreamAddressPolicy([parseCidr('127.0.0.0/8')]);
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '127.1.0.9' }), both({ podIPs: optedIn }))).toMatchObject({
+      kind: 'named',
+    });
+    // Only what is opted in: the allow-list itself is not a rule for this header.
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '169.254.1.1' }), both({ podIPs: optedIn }))).toMatchObject({
+      code: 'invalid_pod_ip',
+    });
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '10.9.9.9' }), both({ podIPs: optedIn }))).toMatchObject({
+      kind: 'named',
     });
   });
 
