@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|agent-sandbox-sdk|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|envoy-gateway|helm|kind|h2spec|agent-sandbox-sdk|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -27,6 +27,12 @@ OPENKRUISE_AGENTS_COMMIT=0b72c83
 OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd086ebc83a2
 AGENT_SANDBOX_VERSION=1.0.1
 KWOK_VERSION=0.8.0
+# Envoy Gateway (github.com/envoyproxy/gateway on the Go module proxy): its controller and its Helm chart,
+# for the e2e suite that puts sandbox-extproc behind it; and kube-network-policies
+# (sigs.k8s.io/kube-network-policies), which enforces NetworkPolicy in the kind cluster (the node image's
+# CNI does not), so that the chart's NetworkPolicy is proven, not assumed.
+ENVOY_GATEWAY_VERSION=1.9.1
+KUBE_NETWORK_POLICIES_VERSION=0.8.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -43,6 +49,8 @@ promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
+envoy_gateway_dir="$cache/envoy-gateway-$ENVOY_GATEWAY_VERSION"
+netpol_dir="$cache/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
 peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
 h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
@@ -145,6 +153,52 @@ provision_controllers() {
   fi
 }
 
+# The Go module's directory in the module cache (downloaded if missing), for the files a module ships
+# beside its code (charts, manifests).
+module_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+# Envoy Gateway's controller (one binary: the control plane, its certgen job and the proxies' shutdown
+# manager) and its Helm chart as its release packages it (values.yaml from values.tmpl.yaml with the
+# release's image; the chart's version set), then kube-network-policies with its manifest; and their
+# images (scripts/gateway-images.sh). Only the e2e suite needs them: `kind` provisions them.
+provision_envoy_gateway() {
+  local module="github.com/envoyproxy/gateway@v$ENVOY_GATEWAY_VERSION" dir
+  if [ ! -x "$envoy_gateway_dir/bin/envoy-gateway" ]; then
+    log "Envoy Gateway $ENVOY_GATEWAY_VERSION: envoy-gateway (go install; several minutes cold) and its Helm chart"
+    rm -rf "$envoy_gateway_dir.partial" && mkdir -p "$envoy_gateway_dir.partial"
+    CGO_ENABLED=0 GOBIN="$envoy_gateway_dir.partial/bin" go install -trimpath \
+      -ldflags "-s -w -X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion=v$ENVOY_GATEWAY_VERSION" \
+      "github.com/envoyproxy/gateway/cmd/envoy-gateway@v$ENVOY_GATEWAY_VERSION"
+    dir=$(module_dir "$module")
+    local chart="$envoy_gateway_dir.partial/gateway-helm"
+    cp -r "$dir/charts/gateway-helm" "$chart" && chmod -R u+w "$chart"
+    sed -e "s|\${GatewayImage}|envoyproxy/gateway:v$ENVOY_GATEWAY_VERSION|" -e 's|\${GatewayImagePullPolicy}|IfNotPresent|' \
+      "$chart/values.tmpl.yaml" >"$chart/values.yaml"
+    rm "$chart/values.tmpl.yaml"
+    sed -i -e "s/^version: .*/version: v$ENVOY_GATEWAY_VERSION/" -e "s/^appVersion: .*/appVersion: \"v$ENVOY_GATEWAY_VERSION\"/" "$chart/Chart.yaml"
+    "$envoy_gateway_dir.partial/bin/envoy-gateway" version | grep -q "v$ENVOY_GATEWAY_VERSION"
+    mv "$envoy_gateway_dir.partial" "$envoy_gateway_dir"
+  fi
+  if [ ! -x "$netpol_dir/bin/kube-network-policies" ]; then
+    log "kube-network-policies $KUBE_NETWORK_POLICIES_VERSION (go install)"
+    module="sigs.k8s.io/kube-network-policies@v$KUBE_NETWORK_POLICIES_VERSION"
+    rm -rf "$netpol_dir.partial" && mkdir -p "$netpol_dir.partial"
+    CGO_ENABLED=0 GOBIN="$netpol_dir.partial/bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kube-network-policies/cmd@v$KUBE_NETWORK_POLICIES_VERSION"
+    mv "$netpol_dir.partial/bin/cmd" "$netpol_dir.partial/bin/kube-network-policies"
+    dir=$(module_dir "$module")
+    cp "$dir/install.yaml" "$netpol_dir.partial/install.yaml" && chmod u+w "$netpol_dir.partial/install.yaml"
+    mv "$netpol_dir.partial" "$netpol_dir"
+  fi
+  gateway_images build
+}
+
+gateway_images() {
+  ENVOY_GATEWAY_VERSION=$ENVOY_GATEWAY_VERSION KUBE_NETWORK_POLICIES_VERSION=$KUBE_NETWORK_POLICIES_VERSION \
+    ENVOY_GATEWAY_DIR="$envoy_gateway_dir" NETPOL_DIR="$netpol_dir" "$here/scripts/gateway-images.sh" "$@"
+}
+
 # Installs Go commands (module/path@version ...) into <dir>/bin; a failed build leaves no <dir> behind.
 go_install_into() {
   local dir=$1 pkg; shift
@@ -185,6 +239,7 @@ provision_kind() {
   # `controllers` builds (scripts/controller-images.sh).
   provision_controllers
   controller_images build
+  provision_envoy_gateway
 }
 
 controller_images() {
@@ -329,6 +384,11 @@ print_env() {
   local images; read -r -a images < <(controller_images ref)
   echo "export SANDBOX_EXTPROC_OPENKRUISE_IMAGE=\"${images[0]}\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
+  echo "export SANDBOX_EXTPROC_ENVOY_GATEWAY=\"$envoy_gateway_dir\""
+  echo "export SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES=\"$netpol_dir\""
+  read -r -a images < <(gateway_images ref)
+  echo "export SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE=\"${images[0]}\""
+  echo "export SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES_IMAGE=\"${images[1]}\""
   local sdk; read -r -a sdk < <(agent_sandbox_sdk ref)
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE=\"${sdk[0]}\""
   echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_VENV=\"${sdk[1]}\""
@@ -348,6 +408,7 @@ for what in "$@"; do
     plot) provision_plot ;;
     promtool) provision_promtool ;;
     controllers) provision_controllers ;;
+    envoy-gateway) provision_envoy_gateway ;;
     h2spec) provision_h2spec ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
@@ -355,6 +416,6 @@ for what in "$@"; do
     agent-sandbox-sdk) agent_sandbox_sdk build ;;
     all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|agent-sandbox-sdk|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|envoy-gateway|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|agent-sandbox-sdk|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -30,7 +30,9 @@ export type Tool =
   | 'SANDBOX_EXTPROC_KWOK'
   | 'SANDBOX_EXTPROC_OPENKRUISE'
   | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
-  | 'SANDBOX_EXTPROC_H2SPEC';
+  | 'SANDBOX_EXTPROC_H2SPEC'
+  | 'SANDBOX_EXTPROC_ENVOY_GATEWAY'
+  | 'SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
@@ -44,7 +46,13 @@ export function toolPath(variable: Tool): string {
  * A value `scripts/provision.sh env` exports that is not a path (an image reference, say): the
  * environment's, else the provisioned one.
  */
-export function provisionedValue(variable: 'SANDBOX_EXTPROC_OPENKRUISE_IMAGE' | 'SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'): string {
+export function provisionedValue(
+  variable:
+    | 'SANDBOX_EXTPROC_OPENKRUISE_IMAGE'
+    | 'SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'
+    | 'SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE'
+    | 'SANDBOX_EXTPROC_KUBE_NETWORK_POLICIES_IMAGE',
+): string {
   const value = process.env[variable] ?? provisionedPaths()[variable];
   if (value === undefined || value === '') throw new Error(`${variable}: not provisioned; run scripts/provision.sh kind`);
   return value;
