@@ -7,9 +7,10 @@
 // - the router manifest their Python suite applies in each test namespace is this chart, rendered to
 //   present as their router (routerManifest): that is the point;
 // - images are named by their variables (IMAGE_PREFIX, IMAGE_TAG) for the locally built runtime image;
-// - the gateway-mode tests need a Gateway of class cloud-provider-kind, which no controller serves in
-//   this cluster (cloud-provider-kind is not on the Go module proxy): they are deselected (-k), and run
-//   once a GatewayClass of that name exists (the Envoy Gateway suite provides one);
+// - their gateway-mode tests need a Gateway of class cloud-provider-kind, and cloud-provider-kind is not
+//   on the Go module proxy: a GatewayClass of that name is served by Envoy Gateway (installed from its
+//   chart, its proxies on the chart's Envoy image), and a stand-in gives its LoadBalancer Services the
+//   kind node's address (test/support/kind-agent-sandbox-sdk.ts);
 // - the cluster gets a default StorageClass with local volumes for their volumeClaimTemplates test (the
 //   project's node image has no dynamic provisioner).
 // Where no Docker engine can run, the suite skips with one line saying why.
@@ -19,7 +20,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installAgentSandbox, localStorage, routerManifest } from '../support/kind-agent-sandbox-sdk.ts';
+import {
+  cloudProviderKindClass,
+  installAgentSandbox,
+  localStorage,
+  routerManifest,
+  standInLoadBalancer,
+} from '../support/kind-agent-sandbox-sdk.ts';
+import { ENVOY_GATEWAY_NAMESPACE, gatewayImages, installEnvoyGateway } from '../support/kind-gateway.ts';
+import { execFileSync } from 'node:child_process';
+import { REPO_ROOT } from '../support/tools.ts';
 import { e2eImages, type E2eImages } from '../support/kind-images.ts';
 import { KindCluster, whyNoEngine } from '../support/kind.ts';
 import { provisionedPaths } from '../support/tools.ts';
@@ -59,6 +69,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
   /** Their work tree, with this chart as their router manifest (the rest linked from the provisioned copy). */
   let tree: string;
   let env: Record<string, string>;
+  let stopLoadBalancer: (() => void) | undefined;
 
   beforeAll(async () => {
     let started = Date.now();
@@ -72,12 +83,22 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
     lap('images ready');
     cluster = await KindCluster.create(CLUSTER, []);
     lap('kind cluster created, node Ready');
-    await cluster.loadImages([images.service.ref, images.envoy.ref, images.agentSandboxController.ref, runtime]);
+    const gateway = gatewayImages();
+    await cluster.loadImages([images.service.ref, images.envoy.ref, images.agentSandboxController.ref, runtime, gateway.envoyGateway]);
     lap('images loaded into the node');
-    await installAgentSandbox(cluster.admin, images.agentSandboxController.ref);
+    await Promise.all([
+      installAgentSandbox(cluster.admin, images.agentSandboxController.ref),
+      installEnvoyGateway(cluster.admin, cluster.kubeconfigPath, join(REPO_ROOT, 'examples/envoy-gateway/envoy-gateway-values.yaml')),
+    ]);
     const objects = KubernetesObjectApi.makeApiClient(cluster.admin);
-    for (const object of localStorage(4)) await objects.create(object as KubernetesObject);
-    lap("agent-sandbox's controller (with extensions) and storage installed");
+    for (const object of [...localStorage(4), ...cloudProviderKindClass(images.envoy.ref, ENVOY_GATEWAY_NAMESPACE)]) {
+      await objects.create(object as KubernetesObject);
+    }
+    const nodeIP = execFileSync('docker', ['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', cluster.node], {
+      encoding: 'utf8',
+    }).trim();
+    stopLoadBalancer = await standInLoadBalancer(cluster.admin, ENVOY_GATEWAY_NAMESPACE, nodeIP);
+    lap("agent-sandbox's controller (with extensions), Envoy Gateway and storage installed");
 
     const provisioned = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE'] as string;
     tree = mkdtempSync(join(tmpdir(), 'sbx-as-sdk-'));
@@ -101,29 +122,20 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
   }, 30 * MINUTE);
 
   afterAll(async () => {
+    stopLoadBalancer?.();
     // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-as-sdk).
     if (process.env['SANDBOX_EXTPROC_E2E_KEEP'] === '1') await cluster?.audit.stop();
     else await cluster?.delete();
   }, 5 * MINUTE);
 
   it(
-    'the Python SDK suite passes: router (tunnel) mode with and without a warm pool, the claim annotation, volume claim templates',
+    'the Python SDK suite passes: router (tunnel) and gateway modes, with and without a warm pool, the claim annotation, volume claim templates',
     async () => {
       const venv = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_VENV'] as string;
       const junit = join(tree, 'python-junit.xml');
       const result = await runToEnd(
         join(venv, 'bin', 'python'),
-        [
-          '-m',
-          'pytest',
-          'test/e2e/clients/python/test_e2e_python_sdk.py',
-          '-v',
-          '-p',
-          'no:cacheprovider',
-          '-k',
-          'not gateway_mode',
-          `--junitxml=${junit}`,
-        ],
+        ['-m', 'pytest', 'test/e2e/clients/python/test_e2e_python_sdk.py', '-v', '-p', 'no:cacheprovider', `--junitxml=${junit}`],
         tree,
         env,
         25 * MINUTE,
@@ -133,12 +145,14 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
       const tests = Number(/tests="(\d+)"/.exec(report)?.[1]);
       expect(Number(/failures="(\d+)"/.exec(report)?.[1]), result.output).toBe(0);
       expect(Number(/errors="(\d+)"/.exec(report)?.[1]), result.output).toBe(0);
-      // Every test of theirs but the two gateway-mode ones ran and passed.
-      expect(tests - Number(/skipped="(\d+)"/.exec(report)?.[1] ?? 0)).toBe(4);
+      // Every test of theirs ran and passed.
+      expect(tests - Number(/skipped="(\d+)"/.exec(report)?.[1] ?? 0)).toBe(6);
       for (const name of [
         'test_python_sdk_router_mode',
         'test_python_sdk_annotation',
         'test_python_sdk_router_mode_warmpool',
+        'test_python_sdk_gateway_mode',
+        'test_python_sdk_gateway_mode_warmpool',
         'test_python_sdk_volume_claim_templates',
       ]) {
         expect(report).toContain(`name="${name}"`);

@@ -15,12 +15,23 @@
 // - a default StorageClass with a few local PersistentVolumes, for their volumeClaimTemplates test: the
 //   project's node image has no dynamic provisioner (kind's local-path-provisioner is an image from a
 //   registry).
+// - for their gateway mode, a GatewayClass named cloud-provider-kind (the class their Gateway names)
+//   served by Envoy Gateway (test/support/kind-gateway.ts installs it), its proxies on the Envoy image
+//   the chart runs; and, in place of cloud-provider-kind's load balancer (not on the Go module proxy), a
+//   stand-in that gives each of Envoy Gateway's LoadBalancer Services the kind node's address, as
+//   cloud-provider-kind gives one of the kind network's: kube-proxy then forwards that address's port to
+//   the proxies, and Envoy Gateway reports it as the Gateway's address, where their SDK connects.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ApiextensionsV1Api,
+  CoreV1Api,
   KubernetesObjectApi,
   loadYaml,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+  type V1Service,
   type KubeConfig,
   type KubernetesObject,
   type V1CustomResourceDefinition,
@@ -159,4 +170,50 @@ export function localStorage(count: number): Manifest[] {
     },
   }));
   return [storageClass, ...volumes];
+}
+
+/** Their Gateway's class, served by Envoy Gateway, its proxies on `envoyImage` (EnvoyProxy parameters). */
+export function cloudProviderKindClass(envoyImage: string, namespace: string): Manifest[] {
+  return [
+    {
+      apiVersion: 'gateway.envoyproxy.io/v1alpha1',
+      kind: 'EnvoyProxy',
+      metadata: { name: 'cloud-provider-kind', namespace },
+      spec: { provider: { type: 'Kubernetes', kubernetes: { envoyDeployment: { container: { image: envoyImage } } } } },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'GatewayClass',
+      metadata: { name: 'cloud-provider-kind' },
+      spec: {
+        controllerName: 'gateway.envoyproxy.io/gatewayclass-controller',
+        parametersRef: { group: 'gateway.envoyproxy.io', kind: 'EnvoyProxy', name: 'cloud-provider-kind', namespace },
+      },
+    },
+  ];
+}
+
+/**
+ * The load balancer stand-in: every LoadBalancer Service of `namespace` without an address gets `ip`
+ * (the kind node's) in its status, as it appears (a watch). Returns the stop.
+ */
+export async function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): Promise<() => void> {
+  const core = admin.makeApiClient(CoreV1Api);
+  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const assigned = new Set<string>();
+  const request = await new Watch(admin).watch(
+    `/api/v1/namespaces/${namespace}/services`,
+    {},
+    (type, service: V1Service) => {
+      const name = service.metadata?.name as string;
+      if (type === 'DELETED' || service.spec?.type !== 'LoadBalancer' || (service.status?.loadBalancer?.ingress?.length ?? 0) > 0) return;
+      if (assigned.has(`${name}/${service.metadata?.uid}`)) return;
+      assigned.add(`${name}/${service.metadata?.uid}`);
+      void core
+        .patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } } }, merge)
+        .catch((error: unknown) => console.warn(`load balancer stand-in: ${name}: ${String(error)}`));
+    },
+    () => undefined,
+  );
+  return () => request.abort();
 }
