@@ -194,23 +194,41 @@ export function cloudProviderKindClass(envoyImage: string, namespace: string): M
 }
 
 /**
- * The load balancer stand-in: every LoadBalancer Service of `namespace` without an address gets `ip`
- * (the kind node's) in its status, as it appears (a watch). Returns the stop.
+ * The load balancer stand-in: the newest LoadBalancer Service of `namespace` gets `ip` (the kind node's)
+ * in its status, as it appears (a watch), and any older one holding it gives it up first: there is one
+ * such address, and two Services claiming it would share its port (their suite deletes a test's
+ * namespace, and with it its Gateway, while the next test makes its own). Returns the stop.
  */
 export async function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): Promise<() => void> {
   const core = admin.makeApiClient(CoreV1Api);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-  const assigned = new Set<string>();
+  const holders = new Set<string>();
+  const seen = new Set<string>();
+  let queue = Promise.resolve();
+  const setIngress = (name: string, ingress: object[]) =>
+    core.patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress } } } }, merge).then(() => undefined);
   const request = await new Watch(admin).watch(
     `/api/v1/namespaces/${namespace}/services`,
     {},
     (type, service: V1Service) => {
       const name = service.metadata?.name as string;
-      if (type === 'DELETED' || service.spec?.type !== 'LoadBalancer' || (service.status?.loadBalancer?.ingress?.length ?? 0) > 0) return;
-      if (assigned.has(`${name}/${service.metadata?.uid}`)) return;
-      assigned.add(`${name}/${service.metadata?.uid}`);
-      void core
-        .patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } } }, merge)
+      if (type === 'DELETED') {
+        holders.delete(name);
+        return;
+      }
+      const key = `${name}/${service.metadata?.uid}`;
+      if (service.spec?.type !== 'LoadBalancer' || seen.has(key)) return;
+      seen.add(key);
+      // One at a time, in the order they appeared.
+      queue = queue
+        .then(async () => {
+          for (const older of [...holders]) {
+            await setIngress(older, []).catch(() => undefined);
+            holders.delete(older);
+          }
+          await setIngress(name, [{ ip, ipMode: 'VIP' }]);
+          holders.add(name);
+        })
         .catch((error: unknown) => console.warn(`load balancer stand-in: ${name}: ${String(error)}`));
     },
     () => undefined,
