@@ -194,42 +194,48 @@ export function cloudProviderKindClass(envoyImage: string, namespace: string): M
 }
 
 /**
- * The load balancer stand-in: the newest LoadBalancer Service of `namespace` gets `ip` (the kind node's)
- * in its status, as it appears (a watch), and any older one holding it gives it up first: there is one
- * such address, and two Services claiming it would share its port (their suite deletes a test's
- * namespace, and with it its Gateway, while the next test makes its own). Returns the stop.
+ * The load balancer stand-in: a LoadBalancer Service of `namespace` gets `ip` (the kind node's) in its
+ * status, as a watch shows it appear. There is one such address: while a Service holds it, a newer one
+ * waits until the holder is deleted (their suite deletes each test's namespace, and with it its Gateway
+ * and Envoy Gateway's Service, before the next test's Gateway is used), so kube-proxy never maps the
+ * address to two Services and no connection reaches a Gateway that is going away. Returns the stop.
  */
 export async function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): Promise<() => void> {
   const core = admin.makeApiClient(CoreV1Api);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-  const holders = new Set<string>();
+  let holder: string | undefined;
+  /** Services waiting for the address, oldest first. */
+  const waiting: string[] = [];
   const seen = new Set<string>();
-  let queue = Promise.resolve();
-  const setIngress = (name: string, ingress: object[]) =>
-    core.patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress } } } }, merge).then(() => undefined);
+  const handOut = () => {
+    if (holder !== undefined) return;
+    const next = waiting.shift();
+    if (next === undefined) return;
+    holder = next;
+    core
+      .patchNamespacedServiceStatus(
+        { name: next, namespace, body: { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } } },
+        merge,
+      )
+      .catch((error: unknown) => console.warn(`load balancer stand-in: ${next}: ${String(error)}`));
+  };
   const request = await new Watch(admin).watch(
     `/api/v1/namespaces/${namespace}/services`,
     {},
     (type, service: V1Service) => {
       const name = service.metadata?.name as string;
       if (type === 'DELETED') {
-        holders.delete(name);
+        if (holder === name) holder = undefined;
+        const at = waiting.indexOf(name);
+        if (at >= 0) waiting.splice(at, 1);
+        handOut();
         return;
       }
       const key = `${name}/${service.metadata?.uid}`;
       if (service.spec?.type !== 'LoadBalancer' || seen.has(key)) return;
       seen.add(key);
-      // One at a time, in the order they appeared.
-      queue = queue
-        .then(async () => {
-          for (const older of [...holders]) {
-            await setIngress(older, []).catch(() => undefined);
-            holders.delete(older);
-          }
-          await setIngress(name, [{ ip, ipMode: 'VIP' }]);
-          holders.add(name);
-        })
-        .catch((error: unknown) => console.warn(`load balancer stand-in: ${name}: ${String(error)}`));
+      waiting.push(name);
+      handOut();
     },
     () => undefined,
   );
