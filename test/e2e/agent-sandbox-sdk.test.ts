@@ -97,7 +97,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
     const nodeIP = execFileSync('docker', ['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', cluster.node], {
       encoding: 'utf8',
     }).trim();
-    stopLoadBalancer = await standInLoadBalancer(cluster.admin, ENVOY_GATEWAY_NAMESPACE, nodeIP);
+    stopLoadBalancer = standInLoadBalancer(cluster.admin, ENVOY_GATEWAY_NAMESPACE, nodeIP);
     lap("agent-sandbox's controller (with extensions), Envoy Gateway and storage installed");
 
     const provisioned = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE'] as string;

@@ -200,7 +200,7 @@ export function cloudProviderKindClass(envoyImage: string, namespace: string): M
  * and Envoy Gateway's Service, before the next test's Gateway is used), so kube-proxy never maps the
  * address to two Services and no connection reaches a Gateway that is going away. Returns the stop.
  */
-export async function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): Promise<() => void> {
+export function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): () => void {
   const core = admin.makeApiClient(CoreV1Api);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   let holder: string | undefined;
@@ -219,25 +219,51 @@ export async function standInLoadBalancer(admin: KubeConfig, namespace: string, 
       )
       .catch((error: unknown) => console.warn(`load balancer stand-in: ${next}: ${String(error)}`));
   };
-  const request = await new Watch(admin).watch(
-    `/api/v1/namespaces/${namespace}/services`,
-    {},
-    (type, service: V1Service) => {
-      const name = service.metadata?.name as string;
-      if (type === 'DELETED') {
-        if (holder === name) holder = undefined;
-        const at = waiting.indexOf(name);
-        if (at >= 0) waiting.splice(at, 1);
-        handOut();
-        return;
-      }
-      const key = `${name}/${service.metadata?.uid}`;
-      if (service.spec?.type !== 'LoadBalancer' || seen.has(key)) return;
-      seen.add(key);
-      waiting.push(name);
+  const handle = (type: string, service: V1Service) => {
+    const name = service.metadata?.name as string;
+    if (type === 'DELETED') {
+      if (holder === name) holder = undefined;
+      const at = waiting.indexOf(name);
+      if (at >= 0) waiting.splice(at, 1);
       handOut();
-    },
-    () => undefined,
-  );
-  return () => request.abort();
+      return;
+    }
+    const key = `${name}/${service.metadata?.uid}`;
+    if (service.spec?.type !== 'LoadBalancer' || seen.has(key)) return;
+    seen.add(key);
+    waiting.push(name);
+    handOut();
+  };
+  // The client ends a watch every 30 s or so: it is resumed from the last resourceVersion seen, so no
+  // event (a holder's deletion above all) is missed.
+  let resourceVersion: string | undefined;
+  let stopped = false;
+  let current: AbortController | undefined;
+  const start = (): void => {
+    if (stopped) return;
+    new Watch(admin)
+      .watch(
+        `/api/v1/namespaces/${namespace}/services`,
+        resourceVersion === undefined ? {} : { resourceVersion },
+        (type, service: V1Service) => {
+          // An expired version (410): list again from now.
+          if (type === 'ERROR') {
+            resourceVersion = undefined;
+            return;
+          }
+          resourceVersion = service.metadata?.resourceVersion ?? resourceVersion;
+          handle(type, service);
+        },
+        () => start(),
+      )
+      .then(
+        (controller) => (current = controller),
+        () => start(),
+      );
+  };
+  start();
+  return () => {
+    stopped = true;
+    current?.abort();
+  };
 }
