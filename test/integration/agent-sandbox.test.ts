@@ -28,7 +28,7 @@ import { SERVICE_USER, isActivityRecord, waitForObject, type AuditEvent, type Co
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { podIP, type OpenKruiseSandboxes } from '../support/openkruise.ts';
-import { waitForRoute } from '../support/registry-events.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import type { RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -214,8 +214,19 @@ describe('routing by agent-sandbox router headers', () => {
   it('answers a sandbox whose pod is starting (Ready=False DependenciesNotReady) with 503 sandbox_not_ready', async () => {
     // Its pod stays un-Ready until released (never, here): the controller reports DependenciesNotReady.
     await agents.createOnly({ namespace: TEAM, name: 'fresh', hold: true });
-    await waitForRoute(service.app.registry, `${TEAM}/fresh`, (r) => r?.state === 'creating');
-    expect(condition(await agents.get(TEAM, 'fresh'), 'Ready')?.reason).toBe('DependenciesNotReady');
+    const starting = await agents.waitFor(
+      TEAM,
+      'fresh',
+      (o) => condition(o, 'Ready')?.reason === 'DependenciesNotReady',
+      30_000,
+      'reported starting',
+    );
+    // The service has seen the controller's report (a Sandbox with no status yet is 'creating' too).
+    await waitForRoute(
+      service.app.registry,
+      `${TEAM}/fresh`,
+      (r) => r?.state === 'creating' && Number(r.resourceVersion) >= Number(starting.metadata.resourceVersion),
+    );
     const res = await agent('fresh');
     expect(res.status).toBe(503);
     expect(res.json()['error']).toBe('sandbox_not_ready');
@@ -507,15 +518,8 @@ describe('wake on traffic', () => {
   it('frees the slot of a client that disconnects while waiting', async () => {
     await suspended('ghost', { hold: true }); // its woken pod stays un-Ready until released below
     const wakes = service.app.wakes!;
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
-    const left = joined.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
-        }),
-    );
+    const joined = untilWaiting(wakes, (n) => n === 1);
+    const left = joined.then(() => untilWaiting(wakes, (n) => n === 0));
     const req = request(`${envoy.url}/`, {
       headers: { 'x-sandbox-id': 'ghost', 'x-sandbox-namespace': TEAM, 'x-sandbox-port': String(pool.port) },
       agent: false,

@@ -17,9 +17,9 @@
 //   hands out again is free on the network by then.
 // Everything else (which pods exist, when they are deleted, what the Sandboxes report) is the real
 // controllers', the garbage collector's and kwok's.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
-import { Backoff, delay } from '../../src/routes/backoff.ts';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { NODE_NAME, type Cluster } from './cluster.ts';
+import { keepWatching } from './watch.ts';
 import type { DockerNetwork } from './docker.ts';
 import { Pod } from './pod.ts';
 
@@ -58,7 +58,6 @@ export class PodRuntime {
   readonly #options: PodRuntimeOptions;
   readonly #pods = new Map<string, Entry>();
   readonly #stop = new AbortController();
-  #watch: AbortController | undefined;
   /** Pods whose containers could not be run, with why (a test's deadline message shows them). */
   readonly failures: string[] = [];
 
@@ -73,37 +72,25 @@ export class PodRuntime {
    * from the last version seen, and one that expired (410) starts over from a list.
    */
   async start(): Promise<void> {
-    const backoff = new Backoff(50, 1000);
-    let resourceVersion: string | undefined;
-    const run = async (): Promise<void> => {
-      if (this.#stop.signal.aborted) return;
-      if (resourceVersion === undefined) {
-        const list = await this.#core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${NODE_NAME}` });
-        for (const pod of list.items) this.#observe('ADDED', pod);
-        resourceVersion = list.metadata?.resourceVersion;
-      }
-      this.#watch = await new Watch(this.#cluster.plane.admin).watch(
-        '/api/v1/pods',
-        { fieldSelector: `spec.nodeName=${NODE_NAME}`, resourceVersion: resourceVersion ?? '' },
-        (type, object: V1Pod & { code?: number }) => {
-          backoff.reset();
-          if (type === 'ERROR') {
-            if (object.code === 410) resourceVersion = undefined;
-            return;
-          }
-          resourceVersion = object.metadata?.resourceVersion ?? resourceVersion;
-          this.#observe(type, object);
+    await keepWatching(
+      this.#cluster.plane.admin,
+      {
+        path: '/api/v1/pods',
+        query: { fieldSelector: `spec.nodeName=${NODE_NAME}` },
+        list: async () => {
+          const list = await this.#core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${NODE_NAME}` });
+          return { items: list.items, resourceVersion: list.metadata?.resourceVersion };
         },
-        () => void delay(backoff.next(), this.#stop.signal).then(() => run().catch((error: unknown) => this.#fail('the pod watch', error))),
-      );
-    };
-    await run();
+        onEvent: (type, object) => this.#observe(type, object as V1Pod),
+        onError: (error) => this.#fail('the pod watch', error),
+      },
+      this.#stop.signal,
+    );
   }
 
   /** Stops watching and removes every container it runs (the suite's end). */
   async stop(): Promise<void> {
     this.#stop.abort();
-    this.#watch?.abort();
     await Promise.all([...this.#pods.values()].map((entry) => entry.running?.remove()));
     this.#pods.clear();
   }

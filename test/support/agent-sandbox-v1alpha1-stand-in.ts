@@ -2,14 +2,14 @@
 // its real controller cannot go: agent-sandbox's v1alpha1 API (spec.replicas 0|1), served by releases
 // before v1beta1. The real controller is built from sigs.k8s.io/agent-sandbox v1.0.1, the only version
 // on the Go module proxy, which serves v1beta1 alone; every v1beta1 suite runs that real controller
-// (test/support/agent-sandbox.ts). The scale bench also uses create() to write settled objects.
+// (test/support/agent-sandbox.ts).
 //
 // Never kinder than the real one: it follows v1.0.1's controllers/sandbox_controller.go (reconcilePod,
 // computeSuspendedCondition, computeReadyCondition) where the service depends on it, with spec.replicas
 // in place of spec.operatingMode:
 // - asked to run with no pod: a pod is created (status: no podIPs, Ready=False DependenciesNotReady),
 //   gets its IP (reported while still not Ready), then turns Ready: Ready=True DependenciesReady;
-// - asked to suspend: the pod is deleted and takes stopDelayMs to stop; meanwhile Suspended=False
+// - asked to suspend: the pod is deleted and stops when stopGate lets it; meanwhile Suspended=False
 //   PodTerminating, Ready=False SandboxSuspended, its IP still reported; once gone, Suspended=True
 //   PodTerminated and podIPs cleared;
 // - asked to run again while the pod is still terminating: that DYING pod is reused (the real
@@ -20,8 +20,8 @@
 // written through the status subresource, one write per change, serialised per object, so each state
 // above is a version of its own, as the real controller's writes are.
 import { createHash } from 'node:crypto';
-import { CustomObjectsApi, KubeConfig, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import { Backoff, delay } from '../../src/routes/backoff.ts';
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { keepWatching } from './watch.ts';
 
 export const AS_GROUP = 'agents.x-k8s.io';
 export const AS_PLURAL = 'sandboxes';
@@ -70,8 +70,11 @@ export interface AgentControllerOptions {
   readonly version?: AgentSandboxVersion;
   /** From a pod's IP to its Ready. */
   readonly startDelayMs?: number;
-  /** How long a deleted pod takes to stop (its grace period's use), during which it stays Ready. */
-  stopDelayMs?: number;
+  /**
+   * When set, a deleted pod stops (its grace period's use, during which it stays Ready) only once this
+   * settles: a test holds the dying window open as long as it needs.
+   */
+  stopGate?: Promise<void>;
 }
 
 interface Pod {
@@ -89,7 +92,7 @@ const POD_TEMPLATE = { spec: { containers: [{ name: 'sandbox', image: 'sandbox:t
 const newer = (a: AgentSandboxObject, b: AgentSandboxObject | undefined) =>
   b === undefined || Number(a.metadata.resourceVersion ?? 0) >= Number(b.metadata.resourceVersion ?? 0);
 
-export class AgentSandboxController {
+export class AgentSandboxV1alpha1StandIn {
   readonly options: AgentControllerOptions;
   readonly version: AgentSandboxVersion;
   readonly #api: CustomObjectsApi;
@@ -101,7 +104,6 @@ export class AgentSandboxController {
   /** Per object: the reconcile under way, so writes never overtake one another. */
   readonly #chains = new Map<string, Promise<void>>();
   readonly #timers = new Set<NodeJS.Timeout>();
-  #watch: AbortController | undefined;
   #stopped = false;
   readonly #stopSignal = new AbortController();
 
@@ -114,34 +116,25 @@ export class AgentSandboxController {
 
   /** Watches every Sandbox, re-watching after any end, from the last version seen. */
   async start(): Promise<void> {
-    const backoff = new Backoff(50, 1000);
-    let resourceVersion: string | undefined;
-    const run = async (): Promise<void> => {
-      if (this.#stopped) return;
-      this.#watch = await new Watch(this.#config).watch(
-        `/apis/${AS_GROUP}/${this.version}/${AS_PLURAL}`,
-        resourceVersion === undefined ? {} : { resourceVersion, allowWatchBookmarks: true },
-        (type, object: AgentSandboxObject & { code?: number }) => {
-          backoff.reset();
-          if (type === 'ERROR') resourceVersion = object.code === 410 ? undefined : resourceVersion;
-          else resourceVersion = object.metadata.resourceVersion ?? resourceVersion;
+    await keepWatching(
+      this.#config,
+      {
+        path: `/apis/${AS_GROUP}/${this.version}/${AS_PLURAL}`,
+        onEvent: (type, received) => {
+          const object = received as AgentSandboxObject;
           const k = key(object.metadata.namespace, object.metadata.name);
-          if (type === 'ADDED' || type === 'MODIFIED') {
-            if (newer(object, this.#latest.get(k))) this.#latest.set(k, object);
-            this.#sync(k);
-          }
-          if (type === 'DELETED') this.#forget(k, object.metadata.uid);
+          if (type === 'DELETED') return this.#forget(k, object.metadata.uid);
+          if (newer(object, this.#latest.get(k))) this.#latest.set(k, object);
+          void this.#sync(k);
         },
-        () => void delay(backoff.next(), this.#stopSignal.signal).then(run),
-      );
-    };
-    await run();
+      },
+      this.#stopSignal.signal,
+    );
   }
 
   stop(): void {
     this.#stopped = true;
     this.#stopSignal.abort();
-    this.#watch?.abort();
     for (const timer of this.#timers) clearTimeout(timer);
   }
 
@@ -241,8 +234,11 @@ export class AgentSandboxController {
       if (pod !== undefined && !pod.deleting) {
         const dying = pod;
         dying.deleting = true;
-        this.#later(this.options.stopDelayMs ?? 0, k, () => {
-          if (this.#pods.get(k) === dying) this.#pods.delete(k);
+        void (this.options.stopGate ?? Promise.resolve()).then(() => {
+          if (this.#stopped || this.#pods.get(k) !== dying) return;
+          this.#pods.delete(k);
+          // The pod's disappearance is an event of its own (the real controller watches its pods).
+          void this.#sync(k);
         });
       }
     } else if (pod === undefined && !this.#stopped) {
