@@ -3,7 +3,11 @@
 // test_e2e_python_sdk.py, with PyPI's k8s-agent-sandbox 1.0.8, the SDK it imports) and the TypeScript
 // suite (test/e2e/clients/typescript, with the TypeScript client from the same module), with agent-sandbox's
 // real controller and its extensions (test/support/kind-agent-sandbox-sdk.ts) and their sandbox runtime
-// image (scripts/agent-sandbox-sdk.sh). Their suites run unchanged but for these, each for a reason:
+// image (scripts/agent-sandbox-sdk.sh). The module has no Go SDK suite (test/e2e/clients holds Python
+// and TypeScript only): its Go client's own example (clients/go/examples/basic) stands for one. Their
+// TypeScript suite at v1.0.1 only claims sandboxes (its runtime tests are skipped upstream), so the
+// routing proof is the Python suite's and the Go example's.
+// Their suites run unchanged but for these, each for a reason:
 // - the router manifest their Python suite applies in each test namespace is this chart, rendered to
 //   present as their router (routerManifest): that is the point;
 // - images are named by their variables (IMAGE_PREFIX, IMAGE_TAG) for the locally built runtime image;
@@ -14,7 +18,7 @@
 // - the cluster gets a default StorageClass with local volumes for their volumeClaimTemplates test (the
 //   project's node image has no dynamic provisioner).
 // Where no Docker engine can run, the suite skips with one line saying why.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,11 +32,9 @@ import {
   standInLoadBalancer,
 } from '../support/kind-agent-sandbox-sdk.ts';
 import { ENVOY_GATEWAY_NAMESPACE, gatewayImages, installEnvoyGateway } from '../support/kind-gateway.ts';
-import { execFileSync } from 'node:child_process';
-import { REPO_ROOT } from '../support/tools.ts';
 import { e2eImages, type E2eImages } from '../support/kind-images.ts';
 import { KindCluster, whyNoEngine } from '../support/kind.ts';
-import { provisionedPaths } from '../support/tools.ts';
+import { provisionedPaths, REPO_ROOT } from '../support/tools.ts';
 
 const skipReason = whyNoEngine();
 if (skipReason !== undefined) console.warn(`agent-sandbox SDK e2e suite skipped: no Docker engine can run here (${skipReason})`);
