@@ -30,7 +30,6 @@ import {
   loadYaml,
   PatchStrategy,
   setHeaderOptions,
-  Watch,
   type V1Service,
   type KubeConfig,
   type KubernetesObject,
@@ -41,6 +40,7 @@ import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import { renderChart, type KubeObject } from './helm.ts';
 import { watchUntil } from './kind.ts';
 import { toolPath } from './tools.ts';
+import { keepWatching } from './watch.ts';
 
 type Manifest = KubernetesObject & Record<string, unknown>;
 
@@ -198,7 +198,11 @@ export function cloudProviderKindClass(envoyImage: string, namespace: string): M
  * status, as a watch shows it appear. There is one such address: while a Service holds it, a newer one
  * waits until the holder is deleted (their suite deletes each test's namespace, and with it its Gateway
  * and Envoy Gateway's Service, before the next test's Gateway is used), so kube-proxy never maps the
- * address to two Services and no connection reaches a Gateway that is going away. Returns the stop.
+ * address to two Services and no connection reaches a Gateway that is going away. That wait is most of
+ * their warm-pool gateway test's time (Envoy Gateway removes a deleted Gateway's Service some 50 s
+ * later); handing the address over as soon as the holder's namespace was being deleted was tried, and
+ * that test's first request then got a 503, so the address waits for a Gateway that has had that time to
+ * come up. Returns the stop.
  */
 export function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: string): () => void {
   const core = admin.makeApiClient(CoreV1Api);
@@ -206,12 +210,16 @@ export function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: st
   let holder: string | undefined;
   /** Services waiting for the address, oldest first. */
   const waiting: string[] = [];
+  /** When each waiting Service appeared, for the line saying how long it waited. */
+  const appeared = new Map<string, number>();
   const seen = new Set<string>();
   const handOut = () => {
     if (holder !== undefined) return;
     const next = waiting.shift();
     if (next === undefined) return;
     holder = next;
+    const waited = ((Date.now() - (appeared.get(next) ?? Date.now())) / 1000).toFixed(1);
+    console.info(`load balancer stand-in: ${next} holds ${ip} (waited ${waited} s for it)`);
     core
       .patchNamespacedServiceStatus(
         { name: next, namespace, body: { status: { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } } } },
@@ -232,38 +240,20 @@ export function standInLoadBalancer(admin: KubeConfig, namespace: string, ip: st
     if (service.spec?.type !== 'LoadBalancer' || seen.has(key)) return;
     seen.add(key);
     waiting.push(name);
+    appeared.set(name, Date.now());
     handOut();
   };
-  // The client ends a watch every 30 s or so: it is resumed from the last resourceVersion seen, so no
-  // event (a holder's deletion above all) is missed.
-  let resourceVersion: string | undefined;
-  let stopped = false;
-  let current: AbortController | undefined;
-  const start = (): void => {
-    if (stopped) return;
-    new Watch(admin)
-      .watch(
-        `/api/v1/namespaces/${namespace}/services`,
-        resourceVersion === undefined ? {} : { resourceVersion },
-        (type, service: V1Service) => {
-          // An expired version (410): list again from now.
-          if (type === 'ERROR') {
-            resourceVersion = undefined;
-            return;
-          }
-          resourceVersion = service.metadata?.resourceVersion ?? resourceVersion;
-          handle(type, service);
-        },
-        () => start(),
-      )
-      .then(
-        (controller) => (current = controller),
-        () => start(),
-      );
-  };
-  start();
-  return () => {
-    stopped = true;
-    current?.abort();
-  };
+  // Resumed from the last version seen whenever the API server ends it, so no event (a holder's deletion
+  // above all) is missed.
+  const stop = new AbortController();
+  void keepWatching(
+    admin,
+    {
+      path: `/api/v1/namespaces/${namespace}/services`,
+      onEvent: (type, service) => handle(type, service as V1Service),
+      onError: (error) => console.warn(`load balancer stand-in: watch: ${String(error)}`),
+    },
+    stop.signal,
+  ).catch((error: unknown) => console.warn(`load balancer stand-in: watch: ${String(error)}`));
+  return () => stop.abort();
 }
