@@ -44,7 +44,7 @@ const MINUTE = 60_000;
 const ROUTER_MANIFEST = 'clients/python/agentic-sandbox-client/sandbox-router/sandbox_router.yaml';
 /**
  * Their gateway-mode tests, and Envoy Gateway for them, run unless SANDBOX_EXTPROC_E2E_SDK_GATEWAY=0
- * (about 80 s of the suite's 220 s warm: see the README), which leaves them out (deselected by name) for
+ * (about 80 s of the suite's 220 to 250 s warm: see the README), which leaves them out (deselected by name) for
  * a quicker run of the rest.
  */
 const GATEWAY_MODE = process.env['SANDBOX_EXTPROC_E2E_SDK_GATEWAY'] !== '0';
