@@ -27,7 +27,8 @@ case "$command" in
 esac
 # The e2e suite needs kind, its node image and the Sandbox controllers' images, which need a Docker engine
 # (without one it skips).
-case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
+# agent-sandbox's own SDK suites run there too, against the chart (their suites, SDK and runtime image).
+case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind agent-sandbox-sdk; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

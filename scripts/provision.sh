@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|envoy-gateway|helm|kind|h2spec|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|envoy-gateway|helm|kind|h2spec|agent-sandbox-sdk|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -357,6 +357,13 @@ provision_images() {
     NODE_BIN="$node_dir/bin/node" ENVOY_BIN="$envoy_dir/bin/envoy" "$here/scripts/base-images.sh"
 }
 
+# agent-sandbox's own SDK e2e suites (test/e2e/agent-sandbox-sdk.test.ts): their suites and clients from
+# its Go module, PyPI's k8s-agent-sandbox, and the sandbox runtime image their templates name
+# (scripts/agent-sandbox-sdk.sh; the image needs a Docker engine and the local Debian base).
+agent_sandbox_sdk() {
+  AGENT_SANDBOX_VERSION=$AGENT_SANDBOX_VERSION CACHE="$cache" "$here/scripts/agent-sandbox-sdk.sh" "$@"
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
   echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
@@ -365,6 +372,9 @@ print_env() {
   echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
   echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
   echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
+  # kubectl, built with the kind node's binaries (agent-sandbox's SDK suites run it on the host). Where
+  # scripts/kind-node-image.sh keeps them (its own hash keys the node image, so it is read, not asked).
+  echo "export SANDBOX_EXTPROC_KUBECTL=\"$cache/kind-node-bin-$KUBE_VERSION-coredns$(sed -n 's/^COREDNS_VERSION=//p' "$here/scripts/kind-node-image.sh")/bin/kubectl\""
   echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
   echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
   echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
@@ -382,6 +392,11 @@ print_env() {
   read -r -a images < <(gateway_images ref)
   echo "export SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE=\"${images[0]}\""
   echo "export SANDBOX_EXTPROC_KUBE_ROUTER_IMAGE=\"${images[1]}\""
+  local sdk; read -r -a sdk < <(agent_sandbox_sdk ref)
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE=\"${sdk[0]}\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_VENV=\"${sdk[1]}\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_RUNTIME_IMAGE=\"${sdk[2]}\""
+  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_GO_EXAMPLE=\"${sdk[3]}\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -401,8 +416,9 @@ for what in "$@"; do
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
+    agent-sandbox-sdk) agent_sandbox_sdk build ;;
     all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|envoy-gateway|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|envoy-gateway|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|agent-sandbox-sdk|all|env)" >&2; exit 2 ;;
   esac
 done

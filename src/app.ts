@@ -28,6 +28,9 @@ import { LeaseElector } from './idle/lease-elector.ts';
 import { IdleSuspender } from './idle/suspender.ts';
 import { kubernetesSuspendWriter } from './idle/writer.ts';
 import { TrafficTokenVerifier } from './auth/traffic-token-verifier.ts';
+import { ScopedTokenAuthorizer } from './auth/scoped-token.ts';
+import { kubernetesReviewer, TokenReviewAuthorizer } from './auth/token-review.ts';
+import type { RouterAuthorizer } from './core/router-authz.ts';
 
 interface RouteSource {
   stop(): Promise<void>;
@@ -95,12 +98,16 @@ export class App {
         idleNamespaces: config.idleNamespaces,
       }),
     );
+    const conventions = conventionsOf(config);
+    const agentSandbox = conventions.includes('agent-sandbox');
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
       // The traffic access token is a credential for this gateway, never for the sandbox: always removed.
       strippedHeaders: [...new Set([...config.stripHeaders, config.trafficTokenHeader])],
       defaultPort: config.defaultPort,
+      // agent-sandbox's router consumes Authorization whatever its authz mode.
+      ...(agentSandbox ? { agentSandbox: { strippedHeaders: ['authorization'] } } : {}),
     });
     if (config.trafficTokenJwksFile !== '' || config.trafficTokenDiscoveryUrl !== '') {
       this.trafficTokens = new TrafficTokenVerifier({
@@ -157,8 +164,8 @@ export class App {
         },
       );
     }
+    const routerAuthz = this.#routerAuthorizer(config);
     this.#idleElector = this.#idleSuspension();
-    const conventions = conventionsOf(config);
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
@@ -167,11 +174,14 @@ export class App {
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       ...(this.activity === undefined ? {} : { activity: this.activity }),
       ...(this.trafficTokens === undefined ? {} : { trafficTokens: this.trafficTokens }),
+      ...(routerAuthz === undefined
+        ? {}
+        : { routerAuthz, onRouterAuthz: (decision: 'allow' | 'deny') => this.metrics.authzDecisions.inc({ decision }) }),
       options: {
         names: {
           sandboxIdHeader: config.sandboxIdHeader,
           sandboxPortHeader: config.sandboxPortHeader,
-          agentSandbox: conventions.includes('agent-sandbox'),
+          agentSandbox,
           trafficTokenHeader: config.trafficTokenHeader,
         },
         identify: {
@@ -183,9 +193,17 @@ export class App {
             defaultNamespace: config.agentSandboxDefaultNamespace,
             defaultPort: config.agentSandboxDefaultPort,
             namespaces: config.agentSandboxNamespaces,
+            pathPrefix: config.agentSandboxPathPrefix,
+            podIPs: this.#addressPolicy,
           },
         },
-        decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests, accessTokenCheck: config.accessTokenCheck },
+        decide: {
+          wakeEnabled: this.wakes !== undefined,
+          unnamed: config.unnamedRequests,
+          accessTokenCheck: config.accessTokenCheck,
+          // agent-sandbox's router answers GET /healthz on its proxy port (Gateway health checks).
+          ...(agentSandbox ? { healthPath: '/healthz' } : {}),
+        },
       },
     });
     const activity = this.activity;
@@ -219,6 +237,27 @@ export class App {
           }),
     });
     this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
+  }
+
+  /** agent-sandbox's router authorization, when --agent-sandbox-authz-mode is not allow-all. */
+  #routerAuthorizer(config: Config): RouterAuthorizer | undefined {
+    switch (config.agentSandboxAuthzMode) {
+      case 'allow-all':
+        return undefined;
+      case 'scoped-token':
+        return ScopedTokenAuthorizer.fromFile(config.agentSandboxAuthzScopedTokenSecretFile);
+      case 'tokenreview':
+        return new TokenReviewAuthorizer(
+          {
+            ttlMs: config.agentSandboxAuthzTokenreviewTtl,
+            cacheSize: config.agentSandboxAuthzTokenreviewCacheSize,
+            requireToken: config.agentSandboxAuthzTokenreviewRequireToken,
+            audiences: config.agentSandboxAuthzTokenreviewAudiences,
+          },
+          kubernetesReviewer(this.#kubeConfig as KubeConfig),
+          (result) => this.metrics.tokenReviews.inc({ result }),
+        );
+    }
   }
 
   async start(): Promise<Listening> {

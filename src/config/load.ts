@@ -85,6 +85,22 @@ function checkCombinations(config: Config): void {
       'invalid --identify-by (SANDBOX_EXTPROC_IDENTIFY_BY): the e2b convention names OpenKruise Sandboxes (or file routes), so it needs --sandbox-kind openkruise',
     );
   }
+  const prefix = config.agentSandboxPathPrefix;
+  if ((prefix !== '' || config.agentSandboxAuthzMode !== 'allow-all') && !conventions.includes('agent-sandbox')) {
+    throw new ConfigError(
+      `invalid --${prefix !== '' ? 'agent-sandbox-path-prefix' : 'agent-sandbox-authz-mode'}: it applies to agent-sandbox requests, so it needs the agent-sandbox convention (--sandbox-kind agent-sandbox)`,
+    );
+  }
+  if (prefix !== '' && config.kruisePathRouting && conventions.includes('e2b') && (prefix === '/kruise' || prefix.startsWith('/kruise/'))) {
+    throw new ConfigError(
+      `invalid --agent-sandbox-path-prefix (SANDBOX_EXTPROC_AGENT_SANDBOX_PATH_PREFIX) ${JSON.stringify(prefix)}: OpenKruise's path form claims /kruise (--kruise-path-routing)`,
+    );
+  }
+  if (config.agentSandboxAuthzMode === 'scoped-token' && config.agentSandboxAuthzScopedTokenSecretFile === '') {
+    throw new ConfigError(
+      'missing --agent-sandbox-authz-scoped-token-secret-file (SANDBOX_EXTPROC_AGENT_SANDBOX_AUTHZ_SCOPED_TOKEN_SECRET_FILE): required with --agent-sandbox-authz-mode scoped-token',
+    );
+  }
   if (conventions.includes('agent-sandbox')) {
     if (config.routeSource !== 'kubernetes' || !config.sandboxKind.includes('agent-sandbox')) {
       throw new ConfigError(

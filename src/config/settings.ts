@@ -172,6 +172,52 @@ export const SETTINGS = {
     p.integer(1, 65535),
     'Sandbox port when an agent-sandbox request names none (x-sandbox-port).',
   ),
+  agentSandboxPathPrefix: setting(
+    'agent-sandbox-path-prefix',
+    '',
+    p.matching(
+      // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+      /^(?:\/[^/?#%\s\x00-\x1f\x7f]+)*$/,
+      'a path such as /router (starting with /, not ending with /, no ?, #, % or whitespace)',
+    ),
+    "agent-sandbox's router path form (its --path-routing-prefix): <prefix>/<namespace>/<name>/<port>/<rest> names a sandbox, for browsers that cannot set headers; the sandbox gets /<rest>. It claims the whole URL space under the prefix. Empty: off.",
+  ),
+  agentSandboxAuthzMode: setting(
+    'agent-sandbox-authz-mode',
+    'allow-all',
+    p.oneOf('allow-all', 'tokenreview', 'scoped-token'),
+    "agent-sandbox requests' authorization (its router's --authz-mode), from Authorization: Bearer: allow-all; tokenreview (the Kubernetes TokenReview API authenticates the token; needs create on tokenreviews); scoped-token (an HMAC token bound to one sandbox).",
+  ),
+  agentSandboxAuthzTokenreviewTtl: setting(
+    'agent-sandbox-authz-tokenreview-ttl',
+    '30s',
+    p.duration(1_000, 3_600_000),
+    'How long a TokenReview verdict is remembered (by the token SHA-256); a failed review a third of it.',
+  ),
+  agentSandboxAuthzTokenreviewCacheSize: setting(
+    'agent-sandbox-authz-tokenreview-cache-size',
+    '2048',
+    p.integer(1, 1_000_000),
+    'TokenReview verdicts remembered at most (least recently used forgotten first).',
+  ),
+  agentSandboxAuthzTokenreviewRequireToken: setting(
+    'agent-sandbox-authz-tokenreview-require-token',
+    'true',
+    p.boolean,
+    "tokenreview mode: a request without a Bearer token is refused (401); false lets it through (the router's transitional default).",
+  ),
+  agentSandboxAuthzTokenreviewAudiences: setting(
+    'agent-sandbox-authz-tokenreview-audiences',
+    '',
+    p.list(/^[^\s,]+$/, 'an audience'),
+    'tokenreview mode: audiences the token must be minted for (sent in the review); empty: not checked.',
+  ),
+  agentSandboxAuthzScopedTokenSecretFile: setting(
+    'agent-sandbox-authz-scoped-token-secret-file',
+    '',
+    p.string,
+    'scoped-token mode: file holding the shared HMAC-SHA256 secret (at least 32 bytes after trimming whitespace), as the minter has it.',
+  ),
   kruisePathRouting: setting(
     'kruise-path-routing',
     'true',

@@ -28,6 +28,8 @@ export interface Metrics {
   readonly idleSweepSeconds: Histogram;
   readonly grpcHandlerErrors: Counter<'method'>;
   readonly grpcLimited: Counter<'limit'>;
+  readonly authzDecisions: Counter<'decision'>;
+  readonly tokenReviews: Counter<'result'>;
 }
 
 export interface MetricSources {
@@ -214,6 +216,18 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_grpc_limited_total',
       help: 'gRPC connections or streams cut short by a transport bound, by limit: connections (grpc-max-connections), empty_streams (rapid-reset guard: connection closed), idle_streams (no first message in time, or too many waiting), buffers (a peer not taking its answers: stream reset), keepalive (PING unanswered: connection closed).',
       labelNames: ['limit'],
+      registers,
+    }),
+    authzDecisions: new Counter({
+      name: 'sandbox_extproc_authz_decisions_total',
+      help: "agent-sandbox requests authorized by --agent-sandbox-authz-mode, by decision: allow, deny (its router's sandbox_router_authz_decisions_total).",
+      labelNames: ['decision'],
+      registers,
+    }),
+    tokenReviews: new Counter({
+      name: 'sandbox_extproc_token_reviews_total',
+      help: 'Bearer tokens checked in tokenreview mode, by result: authenticated, rejected, failed (the API did not answer), cached (a verdict remembered: no API call).',
+      labelNames: ['result'],
       registers,
     }),
     addressesRefused: new Counter({

@@ -6,7 +6,9 @@ import { identify, type IdentifyOptions } from '../identification/identify.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Answers } from '../protocol/answers.ts';
-import { readFacts, type FactNames } from '../protocol/facts.ts';
+import { readFacts, type FactNames, type RequestFacts } from '../protocol/facts.ts';
+import type { RouterAuthorizer, RouterAuthzVerdict } from '../core/router-authz.ts';
+import type { Identification } from '../identification/identify.ts';
 import type { HeaderValue } from '../protocol/messages.ts';
 import type { RouteLookup } from '../routes/registry.ts';
 import type { ActivityNotes } from '../core/activity.ts';
@@ -46,6 +48,8 @@ export class RequestProcessor {
   readonly #waker: Waker | undefined;
   readonly #activity: ActivityNotes | undefined;
   readonly #trafficTokens: TrafficTokens | undefined;
+  readonly #routerAuthz: RouterAuthorizer | undefined;
+  readonly #routerAuthzDecisions: ((decision: 'allow' | 'deny') => void) | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -60,6 +64,10 @@ export class RequestProcessor {
     activity?: ActivityNotes;
     /** Checks traffic access tokens (JWTs); without it, sandboxes that require one are refused (503). */
     trafficTokens?: TrafficTokens;
+    /** agent-sandbox's router authorization (--agent-sandbox-authz-mode other than allow-all). */
+    routerAuthz?: RouterAuthorizer;
+    /** Told of every verdict of routerAuthz (its router's sandbox_router_authz_decisions_total). */
+    onRouterAuthz?: (decision: 'allow' | 'deny') => void;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -69,6 +77,8 @@ export class RequestProcessor {
     this.#waker = deps.waker;
     this.#activity = deps.activity;
     this.#trafficTokens = deps.trafficTokens;
+    this.#routerAuthz = deps.routerAuthz;
+    this.#routerAuthzDecisions = deps.onRouterAuthz;
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
@@ -77,34 +87,80 @@ export class RequestProcessor {
     const started = performance.now();
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
-    const decision = decide(
-      identity,
-      this.#routes,
-      { now: Date.now(), accessToken: facts.accessToken, trafficTokensReady: this.#trafficTokens?.ready === true },
-      this.#options.decide,
-      this.#waker,
-    );
-    const path = identity.kind === 'named' ? identity.path : undefined;
-    let result: ProcessResult;
-    let outcome: string;
-    if (decision.kind === 'verify') {
-      // Counted once the check is done, by what it led to.
-      result = { answer: this.#verifyThen(decision, facts.trafficToken, path, signal) };
-      outcome = 'verify';
+    let acted: Acted;
+    if (identity.kind === 'named' && identity.agentSandbox === true && this.#routerAuthz !== undefined) {
+      // agent-sandbox's router authorizes before it resolves anything: a refused request learns nothing
+      // of the sandbox and never wakes it.
+      const slash = identity.sandboxId.indexOf('/');
+      const verdict = this.#routerAuthz.authorize(
+        facts.authorization,
+        identity.sandboxId.slice(0, slash),
+        identity.sandboxId.slice(slash + 1),
+      );
+      if (verdict instanceof Promise) {
+        const wait = this.#routerAuthz.maxWaitMs;
+        const answer = verdict.then((v) =>
+          // The client left while its token was reviewed: nothing to answer, and nothing to wake for it.
+          signal().aborted
+            ? this.#answers.error({ code: 'internal_error' })
+            : this.#countedAfter(this.#afterAuthz(v, identity, facts, signal)).result,
+        );
+        // Envoy's per-message timer (1 s) is extended to cover the review's own bound.
+        acted = { result: wait === undefined ? { answer } : { overrideMs: wait + 1_000, answer }, outcome: 'authz' };
+      } else {
+        acted = this.#countedAfter(this.#afterAuthz(verdict, identity, facts, signal));
+      }
     } else {
-      const acted = this.#act(decision, path, signal);
-      result = acted.result;
-      outcome = acted.outcome;
-      this.#count(outcome);
+      acted = this.#decideAndAct(identity, facts, signal);
+      if (acted.outcome !== 'verify') this.#count(acted.outcome);
     }
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug(
-        { requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome },
+        { requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome: acted.outcome },
         'request decided',
       );
     }
-    return result;
+    return acted.result;
+  }
+
+  #afterAuthz(
+    verdict: RouterAuthzVerdict,
+    identity: Identification & { kind: 'named' },
+    facts: RequestFacts,
+    signal: () => AbortSignal,
+  ): Acted {
+    this.#routerAuthzDecisions?.(verdict.ok ? 'allow' : 'deny');
+    if (!verdict.ok) {
+      this.#log.debug({ sandboxId: identity.sandboxId, reason: verdict.reason }, 'agent-sandbox authorization refused');
+      return { result: this.#answers.error({ code: verdict.code, sandboxId: identity.sandboxId }), outcome: verdict.code };
+    }
+    return this.#decideAndAct(identity, facts, signal);
+  }
+
+  /** Counts an outcome decided after an asynchronous step (a 'verify' counts itself once its check is done). */
+  #countedAfter(acted: Acted): Acted {
+    if (acted.outcome !== 'verify') this.#count(acted.outcome);
+    return acted;
+  }
+
+  #decideAndAct(identity: Identification, facts: RequestFacts, signal: () => AbortSignal): Acted {
+    const decision = decide(
+      identity,
+      this.#routes,
+      { now: Date.now(), accessToken: facts.accessToken, trafficTokensReady: this.#trafficTokens?.ready === true, path: facts.path },
+      this.#options.decide,
+      this.#waker,
+    );
+    const path = identity.kind === 'named' ? identity.path : undefined;
+    if (decision.kind === 'verify') {
+      // Counted once the check is done, by what it led to.
+      return { result: { answer: this.#verifyThen(decision, facts.trafficToken, path, signal) }, outcome: 'verify' };
+    }
+    if (decision.kind === 'reject' && identity.kind === 'malformed' && identity.detail !== undefined) {
+      return { result: this.#answers.error({ ...decision, detail: identity.detail }), outcome: decision.code };
+    }
+    return this.#act(decision, path, signal);
   }
 
   /** The answer to a decision other than 'verify', and the outcome it is counted as. */
@@ -115,6 +171,8 @@ export class RequestProcessor {
         return { result: this.#answers.forward(decision.route, decision.port, path), outcome: 'forward' };
       case 'pass':
         return { result: this.#answers.pass, outcome: 'pass' };
+      case 'health':
+        return { result: this.#answers.health, outcome: 'health' };
       case 'wake': {
         // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
         const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());

@@ -28,6 +28,12 @@ const VALUE_SETS: Record<string, Record<string, string>> = {
   sidecar: {},
   standalone: { mode: 'standalone' },
   'watched namespaces': { 'watchNamespaces[0]': 'team-a', 'watchNamespaces[1]': 'team-b' },
+  "agent-sandbox's router": {
+    'config.sandboxKind': 'agent-sandbox',
+    'agentSandboxRouter.enabled': 'true',
+    'config.agentSandboxAuthzMode': 'tokenreview',
+    'config.agentSandboxPathPrefix': '/router',
+  },
   'autoscaled, tuned': {
     'autoscaling.enabled': 'true',
     'config.wakeTimeout': '90s',
@@ -191,6 +197,89 @@ describe('helm lint and template', () => {
         { name: 'SANDBOX_EXTPROC_METADATA_KEY', value: 'target' },
       ]),
     );
+  });
+
+  it("presents the edge as agent-sandbox's router: sandbox-router-svc port 8080, in sidecar mode and behind your own edge", () => {
+    const routerService = (objects: KubeObject[]) =>
+      objects.find((o) => o.kind === 'Service' && o.metadata.name === 'sandbox-router-svc') as unknown as
+        | {
+            metadata: { namespace: string };
+            spec: { selector: Record<string, string>; ports: { port: number; targetPort: string | number }[] };
+          }
+        | undefined;
+    expect(routerService(renderChart('rel', 'ns', { 'config.sandboxKind': 'agent-sandbox' }))).toBeUndefined();
+    const sidecar = renderChart('rel', 'sandbox-team', { 'config.sandboxKind': 'agent-sandbox', 'agentSandboxRouter.enabled': 'true' });
+    const service = routerService(sidecar);
+    expect(service?.metadata.namespace).toBe('sandbox-team');
+    expect(service?.spec.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'edge', protocol: 'TCP' }]);
+    // It selects this release's pods, whose Envoy listens on port 8080 (the Go client's tunnel port-forwards
+    // to the pod's 8080), and the pods carry app: sandbox-router, which agent-sandbox's SandboxTemplates'
+    // NetworkPolicies admit to the sandboxes.
+    const pod = (sidecar.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template;
+    expect(pod?.metadata?.labels).toMatchObject({ ...service?.spec.selector, app: 'sandbox-router' });
+    expect(pod?.spec?.initContainers?.[0]?.ports).toEqual([{ name: 'edge', containerPort: 8080 }]);
+    expect(() =>
+      renderChart('rel', 'ns', { 'config.sandboxKind': 'agent-sandbox', 'agentSandboxRouter.enabled': 'true', 'envoy.port': '9000' }),
+    ).toThrow(/envoy\.port must be 8080/);
+    expect(() => renderChart('rel', 'ns', { 'agentSandboxRouter.enabled': 'true' })).toThrow(
+      /config\.sandboxKind to include agent-sandbox/,
+    );
+    // Standalone: your edge's pods (the Envoy with the ext_proc filter) are the router.
+    const standalone = renderChart('rel', 'ns', {
+      mode: 'standalone',
+      'config.sandboxKind': 'agent-sandbox',
+      'agentSandboxRouter.enabled': 'true',
+      'agentSandboxRouter.edgeSelector.app': 'edge-envoy',
+      'agentSandboxRouter.edgeTargetPort': '10080',
+    });
+    expect(routerService(standalone)?.spec).toMatchObject({ selector: { app: 'edge-envoy' }, ports: [{ port: 8080, targetPort: 10080 }] });
+    expect(() =>
+      renderChart('rel', 'ns', { mode: 'standalone', 'config.sandboxKind': 'agent-sandbox', 'agentSandboxRouter.enabled': 'true' }),
+    ).toThrow(/agentSandboxRouter\.edgeSelector/);
+    // A fixed name for the release's objects (their suite waits for a Deployment named sandbox-router-deployment).
+    const named = renderChart('rel', 'ns', { fullnameOverride: 'sandbox-router-deployment' });
+    expect(named.find((o) => o.kind === 'Deployment')?.metadata.name).toBe('sandbox-router-deployment');
+  });
+
+  it('grants create on tokenreviews only while the tokenreview authorization is on, and mounts the scoped-token secret for the service only', () => {
+    const clusterRoles = (values: Record<string, string>) =>
+      renderChart('rel', 'ns', { 'config.sandboxKind': 'agent-sandbox', ...values }).filter((o) => o.kind === 'ClusterRole') as unknown as {
+        metadata: { name: string };
+        rules: unknown;
+      }[];
+    expect(clusterRoles({}).map((r) => r.metadata.name)).toEqual(['rel-sandbox-extproc']);
+    const withReview = clusterRoles({ 'config.agentSandboxAuthzMode': 'tokenreview' });
+    expect(withReview.map((r) => r.metadata.name)).toEqual(['rel-sandbox-extproc', 'rel-sandbox-extproc-tokenreview']);
+    expect(withReview[1]?.rules).toEqual(rbacRules(['agent-sandbox-tokenreview']));
+    // Cluster-scoped, so cluster-wide even when only some namespaces are watched.
+    const namespaced = renderChart('rel', 'ns', {
+      'config.sandboxKind': 'agent-sandbox',
+      'config.agentSandboxAuthzMode': 'tokenreview',
+      'watchNamespaces[0]': 'team-a',
+    });
+    expect(namespaced.filter((o) => o.kind === 'ClusterRoleBinding').map((o) => o.metadata.name)).toEqual([
+      'rel-sandbox-extproc-tokenreview',
+    ]);
+    const scoped = podSpec(
+      renderChart('rel', 'ns', {
+        'config.sandboxKind': 'agent-sandbox',
+        'config.agentSandboxAuthzMode': 'scoped-token',
+        'agentSandboxRouter.scopedTokenSecret.name': 'router-secret',
+      }),
+    );
+    expect(scoped.volumes?.find((v) => v.name === 'scoped-token')?.secret).toEqual({
+      secretName: 'router-secret',
+      items: [{ key: 'secret', path: 'secret' }],
+      defaultMode: 0o440,
+    });
+    expect(scoped.containers[0]?.env).toContainEqual({
+      name: 'SANDBOX_EXTPROC_AGENT_SANDBOX_AUTHZ_SCOPED_TOKEN_SECRET_FILE',
+      value: '/etc/sandbox-extproc/scoped-token/secret',
+    });
+    expect(scoped.initContainers?.[0]?.volumeMounts?.some((m) => m.name === 'scoped-token')).toBe(false);
+    expect(() =>
+      renderChart('rel', 'ns', { 'config.sandboxKind': 'agent-sandbox', 'config.agentSandboxAuthzMode': 'scoped-token' }),
+    ).toThrow(/scopedTokenSecret\.name/);
   });
 
   it('renders the edge listener limits into the Envoy config', () => {

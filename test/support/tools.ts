@@ -8,7 +8,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 let provisioned: Record<string, string> | undefined;
 
-function provisionedPaths(): Record<string, string> {
+export function provisionedPaths(): Record<string, string> {
   if (provisioned !== undefined) return provisioned;
   const text = execFileSync('bash', [`${REPO_ROOT}scripts/provision.sh`, 'env'], { encoding: 'utf8' });
   provisioned = {};

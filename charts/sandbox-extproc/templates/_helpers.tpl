@@ -3,7 +3,9 @@
 {{- end -}}
 
 {{- define "sandbox-extproc.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
@@ -94,6 +96,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.envoy.drainSeconds) 5) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed envoy.drainSeconds (%v) by more than 5" .Values.terminationGracePeriodSeconds .Values.envoy.drainSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.agentSandboxRouter.enabled -}}
+{{- if not (has "agent-sandbox" (splitList "," (toString (default "openkruise" .Values.config.sandboxKind)))) -}}
+{{- fail "agentSandboxRouter.enabled: the router serves agent-sandbox Sandboxes; set config.sandboxKind to include agent-sandbox" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "sidecar") (ne (int .Values.envoy.port) 8080) -}}
+{{- fail (printf "agentSandboxRouter.enabled: envoy.port must be 8080 (not %v): agent-sandbox's Go client port-forwards to port 8080 of a ready endpoint's pod" .Values.envoy.port) -}}
+{{- end -}}
+{{- if and (eq .Values.mode "standalone") (not .Values.agentSandboxRouter.edgeSelector) -}}
+{{- fail "agentSandboxRouter.edgeSelector: in standalone mode the router Service selects your edge's pods (the Envoy running the ext_proc filter); name their labels" -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (toString .Values.config.agentSandboxAuthzMode) "scoped-token" -}}
+{{- if not .Values.agentSandboxRouter.scopedTokenSecret.name -}}
+{{- fail "config.agentSandboxAuthzMode scoped-token: set agentSandboxRouter.scopedTokenSecret.name, the Secret holding the shared HMAC secret" -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.grpcTls.clientCa (not .Values.grpcTls.secretName) -}}
