@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|syft|otelcol|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -27,9 +27,12 @@ OPENKRUISE_AGENTS_COMMIT=0b72c83
 OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd086ebc83a2
 AGENT_SANDBOX_VERSION=1.0.1
 KWOK_VERSION=0.8.0
+# syft (github.com/anchore/syft): the image's package listing (SBOM), database-free, in the container suite
+# and the release path (docs/release.md).
+SYFT_VERSION=1.57.2
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
+cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
 mkdir -p "$cache"
 log() { echo "provision: $*" >&2; }
 
@@ -43,8 +46,13 @@ promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
-peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
+peers=${SBX_PEERS:-$here/../shared/peers}
 h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
+syft_dir="$cache/syft-$SYFT_VERSION"
+# The minimal OpenTelemetry Collector of the tracing test, built from this repository's module: keyed by
+# its files' hash (the module pins every collector version).
+otelcol_src="$here/test/otelcol"
+otelcol_dir="$cache/otelcol-$(cat "$otelcol_src/go.mod" "$otelcol_src/go.sum" "$otelcol_src/main.go" | sha256sum | cut -c1-12)"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -99,7 +107,7 @@ provision_controlplane() {
 provision_controllers() {
   if [ ! -x "$openkruise_dir/bin/agent-sandbox-controller" ]; then
     local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
-    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SANDBOX_EXTPROC_PEERS)"; return 1; }
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SBX_PEERS)"; return 1; }
     echo "$OPENKRUISE_AGENTS_SHA256  $tarball" | sha256sum -c --quiet - || { log "OpenKruise agents: $tarball has the wrong sha256"; return 1; }
     log "OpenKruise agents $OPENKRUISE_AGENTS_COMMIT: agent-sandbox-controller and sandbox-manager (go build; ~5 min cold)"
     rm -rf "$openkruise_dir.partial" && mkdir -p "$openkruise_dir.partial/src" "$openkruise_dir.partial/bin"
@@ -204,6 +212,26 @@ provision_h2spec() {
   go_install_into "$h2spec_dir" "github.com/summerwind/h2spec/cmd/h2spec@v$H2SPEC_MODULE_VERSION"
 }
 
+# syft lists the packages a scanner sees in the image (test/e2e/containers/image.test.ts; docs/release.md).
+provision_syft() {
+  [ -x "$syft_dir/bin/syft" ] && return 0
+  log "syft $SYFT_VERSION (go install; ~5 min cold)"
+  rm -rf "$syft_dir.partial" && mkdir -p "$syft_dir.partial"
+  CGO_ENABLED=0 GOBIN="$syft_dir.partial/bin" go install -trimpath \
+    -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
+  mv "$syft_dir.partial" "$syft_dir"
+}
+
+# An OpenTelemetry Collector (its OTLP receiver and file exporter only) for the tracing test
+# (test/integration/tracing.test.ts), from the module in test/otelcol.
+provision_otelcol() {
+  [ -x "$otelcol_dir/bin/otelcol" ] && return 0
+  log "OpenTelemetry Collector, OTLP receiver + file exporter (go build; ~5 min cold)"
+  rm -rf "$otelcol_dir.partial" && mkdir -p "$otelcol_dir.partial/bin"
+  (cd "$otelcol_src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$otelcol_dir.partial/bin/otelcol" .)
+  mv "$otelcol_dir.partial" "$otelcol_dir"
+}
+
 # rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
 provision_plot() {
   command -v rsvg-convert >/dev/null && return 0
@@ -275,21 +303,23 @@ provision_images() {
 
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
-  echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
-  echo "export SANDBOX_EXTPROC_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
-  echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
-  echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
-  echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
-  echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
-  echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
-  echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
-  echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
-  echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
-  echo "export SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER=\"$kube_dir/bin/kube-controller-manager\""
-  echo "export SANDBOX_EXTPROC_OPENKRUISE=\"$openkruise_dir\""
-  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX=\"$agent_sandbox_dir\""
-  echo "export SANDBOX_EXTPROC_KWOK=\"$kwok_dir/bin/kwok\""
-  echo "export SANDBOX_EXTPROC_H2SPEC=\"$h2spec_dir/bin/h2spec\""
+  echo "export SBX_ENVOY=\"$envoy_dir/bin/envoy\""
+  echo "export SBX_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
+  echo "export SBX_ETCD=\"$kube_dir/bin/etcd\""
+  echo "export SBX_HELM=\"$helm_dir/bin/helm\""
+  echo "export SBX_KIND=\"$kind_dir/bin/kind\""
+  echo "export SBX_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
+  echo "export SBX_GHZ=\"$load_dir/bin/ghz\""
+  echo "export SBX_VEGETA=\"$load_dir/bin/vegeta\""
+  echo "export SBX_BARE_GO=\"$bare_go_dir/bare-go-server\""
+  echo "export SBX_PROMTOOL=\"$promtool_dir/bin/promtool\""
+  echo "export SBX_KUBE_CONTROLLER_MANAGER=\"$kube_dir/bin/kube-controller-manager\""
+  echo "export SBX_OPENKRUISE=\"$openkruise_dir\""
+  echo "export SBX_AGENT_SANDBOX=\"$agent_sandbox_dir\""
+  echo "export SBX_KWOK=\"$kwok_dir/bin/kwok\""
+  echo "export SBX_H2SPEC=\"$h2spec_dir/bin/h2spec\""
+  echo "export SBX_SYFT=\"$syft_dir/bin/syft\""
+  echo "export SBX_OTELCOL=\"$otelcol_dir/bin/otelcol\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -305,11 +335,13 @@ for what in "$@"; do
     promtool) provision_promtool ;;
     controllers) provision_controllers ;;
     h2spec) provision_h2spec ;;
+    syft) provision_syft ;;
+    otelcol) provision_otelcol ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load; provision_syft; provision_otelcol ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|syft|otelcol|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -1,6 +1,7 @@
 // Wires the service together from a Config: route source -> registry -> processor -> gRPC stream loop,
 // with the operator HTTP endpoints beside it. Start and stop are the only lifecycle.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from './config/kubeconfig.ts';
 import { conventionsOf } from './config/load.ts';
 import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -88,7 +89,7 @@ export class App {
       metadataKey: config.metadataKey,
       // The traffic access token is a credential for this gateway, never for the sandbox: always removed.
       strippedHeaders: [...new Set([...config.stripHeaders, config.trafficTokenHeader])],
-      defaultPort: config.defaultPort,
+      defaultPort: config.e2bDefaultPort,
     });
     if (config.trafficTokenJwksFile !== '' || config.trafficTokenDiscoveryUrl !== '') {
       this.trafficTokens = new TrafficTokenVerifier({
@@ -100,14 +101,8 @@ export class App {
       }
     }
     if (config.routeSource === 'kubernetes') {
-      this.#kubeConfig = new KubeConfig();
-      if (config.kubeconfig === '') this.#kubeConfig.loadFromDefault();
-      else this.#kubeConfig.loadFromFile(config.kubeconfig);
-      if (this.#kubeConfig.getCurrentCluster() === null) {
-        throw new Error(
-          'no Kubernetes cluster is configured: set --kubeconfig (SANDBOX_EXTPROC_KUBECONFIG), $KUBECONFIG, or run in a cluster',
-        );
-      }
+      // Refuses, naming the setting, a configuration that could never connect (issue 28).
+      this.#kubeConfig = loadKubeConfig(config.kubeconfig, { env: process.env });
     }
     // Only Kubernetes sandboxes can be resumed; file routes have no controller to wake them.
     if (config.wake && this.#kubeConfig !== undefined) {
@@ -164,7 +159,7 @@ export class App {
         identify: {
           domains: config.domains,
           kruisePath: config.kruisePathRouting,
-          defaultPort: config.defaultPort,
+          defaultPort: config.e2bDefaultPort,
           conventions,
           agentSandbox: {
             defaultNamespace: config.agentSandboxDefaultNamespace,

@@ -3,6 +3,7 @@
 import { App } from './app.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { runtimeProblem } from './runtime.ts';
+import { versionText } from './version.ts';
 
 export interface MainIO {
   readonly stdout: (text: string) => void;
@@ -30,6 +31,10 @@ export async function main(
   }
   if (loaded.kind === 'help') {
     io.stdout(`${loaded.text}\n`);
+    return 0;
+  }
+  if (loaded.kind === 'version') {
+    io.stdout(`${versionText()}\n`);
     return 0;
   }
   let app: App;

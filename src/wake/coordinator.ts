@@ -34,7 +34,8 @@ export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
 const FAILURE_MEMORY_CAPACITY = 10_000;
 
 type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
-export type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
+export const WAKE_OUTCOMES = ['woken', 'failed', 'timeout', 'abandoned'] as const;
+export type Outcome = (typeof WAKE_OUTCOMES)[number];
 
 interface Waiter {
   readonly port: number;

@@ -97,8 +97,8 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
 
   afterAll(async () => {
     controller?.stop();
-    // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
-    if (process.env['SANDBOX_EXTPROC_E2E_KEEP'] === '1') await cluster?.audit.stop();
+    // SBX_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
+    if (process.env['SBX_E2E_KEEP'] === '1') await cluster?.audit.stop();
     else await cluster?.delete();
   }, 5 * MINUTE);
 

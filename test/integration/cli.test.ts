@@ -107,6 +107,32 @@ describe('the sandbox-extproc command', () => {
     expect(proc.lines.join('\n')).toContain('SANDBOX_EXTPROC_DEFAULT_PORT');
   });
 
+  // Issue 28: before, a typo was ignored, and no Kubernetes configuration meant retrying forever.
+  it('exits 2 at once on an unknown SANDBOX_EXTPROC_* variable, naming it', async () => {
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli], {
+      env: { ...process.env, SANDBOX_EXTPROC_WAKE_TIMOUT: '90s' },
+    });
+    expect(await proc.exited).toBe(2);
+    expect(proc.lines.join('\n')).toContain('unknown environment variable SANDBOX_EXTPROC_WAKE_TIMOUT');
+  });
+
+  it('exits 1 at once when no Kubernetes configuration can be loaded, naming --kubeconfig', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'sbx-cli-home-'));
+    const { KUBECONFIG: _unset, ...env } = process.env;
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli, '--grpc-port', '0', '--http-port', '0'], {
+      env: { ...env, HOME: home },
+    });
+    const deadline = new Promise<string>((resolve) => setTimeout(() => resolve('still running 15 s later'), 15_000));
+    expect(await Promise.race([proc.exited, deadline])).toBe(1);
+    expect(proc.lines.join('\n')).toContain('no Kubernetes configuration found: set --kubeconfig (SANDBOX_EXTPROC_KUBECONFIG)');
+  });
+
+  it('prints its version with --version', async () => {
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli, '--version']);
+    expect(await proc.exited).toBe(0);
+    expect(proc.lines).toEqual([`sandbox-extproc 0.1.0 (commit unknown, node ${process.versions.node})`]);
+  });
+
   it('drains on SIGTERM: NOT_SERVING at once, still answering for --drain-delay, then exits 0', async () => {
     const proc = service(['--drain-delay', '3s']);
     const { grpcPort, httpPort } = await listening(proc);

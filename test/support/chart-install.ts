@@ -29,7 +29,7 @@ export function renderInstall(command: readonly string[], registry: string, extr
   if (args[0] !== 'install') throw new Error(`not a helm install command: ${command.join(' ')}`);
   const [release, chart] = [args[1] as string, args[2] as string];
   const namespace = args[args.indexOf('--namespace') + 1] as string;
-  const text = execFileSync(toolPath('SANDBOX_EXTPROC_HELM'), ['template', ...args.slice(1), ...extra], {
+  const text = execFileSync(toolPath('SBX_HELM'), ['template', ...args.slice(1), ...extra], {
     cwd: REPO_ROOT,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -76,7 +76,7 @@ export class TestProcess {
     this.name = name;
     this.child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options }));
     // For tests of the harness itself (test/chaos/no-leftovers.test.ts): say what was started.
-    if (process.env['SANDBOX_EXTPROC_TRACE_CHILDREN']) console.log(`child started: ${name} (pid ${this.child.pid})`);
+    if (process.env['SBX_TRACE_CHILDREN']) console.log(`child started: ${name} (pid ${this.child.pid})`);
     for (const stream of [this.child.stdout, this.child.stderr]) {
       if (stream) createInterface({ input: stream }).on('line', (line) => this.#onLine(line));
     }

@@ -17,20 +17,20 @@ function provisionedPaths(): Record<string, string> {
 }
 
 export type Tool =
-  | 'SANDBOX_EXTPROC_ENVOY'
-  | 'SANDBOX_EXTPROC_KUBE_APISERVER'
-  | 'SANDBOX_EXTPROC_ETCD'
-  | 'SANDBOX_EXTPROC_HELM'
-  | 'SANDBOX_EXTPROC_KIND'
-  | 'SANDBOX_EXTPROC_GHZ'
-  | 'SANDBOX_EXTPROC_VEGETA'
-  | 'SANDBOX_EXTPROC_BARE_GO'
-  | 'SANDBOX_EXTPROC_PROMTOOL'
-  | 'SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'
-  | 'SANDBOX_EXTPROC_KWOK'
-  | 'SANDBOX_EXTPROC_OPENKRUISE'
-  | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
-  | 'SANDBOX_EXTPROC_H2SPEC';
+  | 'SBX_ENVOY'
+  | 'SBX_KUBE_APISERVER'
+  | 'SBX_ETCD'
+  | 'SBX_HELM'
+  | 'SBX_KIND'
+  | 'SBX_GHZ'
+  | 'SBX_VEGETA'
+  | 'SBX_BARE_GO'
+  | 'SBX_PROMTOOL'
+  | 'SBX_KUBE_CONTROLLER_MANAGER'
+  | 'SBX_KWOK'
+  | 'SBX_OPENKRUISE'
+  | 'SBX_AGENT_SANDBOX'
+  | 'SBX_H2SPEC';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];

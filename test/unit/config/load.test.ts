@@ -12,7 +12,7 @@ describe('loadConfig', () => {
   it('has a valid default for every setting', () => {
     const c = config();
     expect(c.grpcPort).toBe(9002);
-    expect(c.defaultPort).toBe(49983);
+    expect(c.e2bDefaultPort).toBe(49983);
     expect(c.domains).toEqual([]);
     // Headers that let a client pick the upstream (Envoy's; agent-sandbox's router's) never pass.
     expect(c.stripHeaders).toEqual(['x-envoy-original-dst-host', 'x-sandbox-pod-ip', 'x-sandbox-uid']);
@@ -131,5 +131,80 @@ describe('loadConfig', () => {
       expect(helpText()).toContain(`--${s.flag}`);
       expect(helpText()).toContain(s.env);
     }
+  });
+});
+
+describe('operators conventions (issue 28)', () => {
+  const file = (text: string) => (path: string) => {
+    if (path !== '/etc/sandbox-extproc.yaml') throw new Error(`ENOENT: no such file, open '${path}'`);
+    return text;
+  };
+  const load = (argv: string[], env: Record<string, string> = {}, text = '') => {
+    const result = loadConfig(argv, env, file(text));
+    if (result.kind !== 'config') throw new Error('expected a config');
+    return result.config;
+  };
+
+  it('refuses an unknown SANDBOX_EXTPROC_* variable, naming it and the setting it may mean', () => {
+    expect(() => config([], { SANDBOX_EXTPROC_WAKE_TIMOUT: '90s' })).toThrow(
+      /unknown environment variable SANDBOX_EXTPROC_WAKE_TIMOUT: .*did you mean SANDBOX_EXTPROC_WAKE_TIMEOUT\?/,
+    );
+    expect(() => config([], { SANDBOX_EXTPROC_ENVOY: '/usr/bin/envoy' })).toThrow(/SANDBOX_EXTPROC_ENVOY/);
+    // Other variables are not the service's business.
+    expect(config([], { PATH: '/bin', SANDBOX_EXTPROCX: '1', OTEL_SERVICE_NAME: 'x' }).grpcPort).toBe(9002);
+  });
+
+  it('knows every variable the chart and the tests set', () => {
+    // The chart's fixed variables and the test harness's: each must name a setting.
+    for (const name of ['SANDBOX_EXTPROC_GRPC_HOST', 'SANDBOX_EXTPROC_UPSTREAM_CIDRS', 'SANDBOX_EXTPROC_DEFAULT_PORT']) {
+      expect(() => config([], { [name]: name.endsWith('HOST') ? '0.0.0.0' : name.endsWith('PORT') ? '80' : '10.0.0.0/8' })).not.toThrow();
+    }
+  });
+
+  it('takes --e2b-default-port, and --default-port as its alias, but not both', () => {
+    expect(config(['--e2b-default-port', '8080']).e2bDefaultPort).toBe(8080);
+    expect(config(['--default-port', '8081']).e2bDefaultPort).toBe(8081);
+    expect(config([], { SANDBOX_EXTPROC_DEFAULT_PORT: '8082' }).e2bDefaultPort).toBe(8082);
+    expect(config(['--e2b-default-port', '8083'], { SANDBOX_EXTPROC_DEFAULT_PORT: '8082' }).e2bDefaultPort).toBe(8083);
+    expect(() => config(['--e2b-default-port', '1', '--default-port', '2'])).toThrow(
+      '--e2b-default-port and --default-port name the same setting: give one',
+    );
+  });
+
+  it('reads a YAML config file by flag names; env and flags override it', () => {
+    const text = 'wake-timeout: 90s\nnamespaces: [team-a, team-b]\nwake: false\ngrpc-port: 7000\n';
+    const c = load(['--config', '/etc/sandbox-extproc.yaml'], {}, text);
+    expect([c.wakeTimeout, c.namespaces, c.wake, c.grpcPort]).toEqual([90_000, ['team-a', 'team-b'], false, 7000]);
+    const d = load(['--grpc-port', '7001'], { SANDBOX_EXTPROC_CONFIG: '/etc/sandbox-extproc.yaml', SANDBOX_EXTPROC_WAKE: 'true' }, text);
+    expect([d.grpcPort, d.wake, d.wakeTimeout]).toEqual([7001, true, 90_000]);
+  });
+
+  it('refuses what the config file gets wrong, naming the file and the setting', () => {
+    const at = '/etc/sandbox-extproc.yaml';
+    expect(() => load(['--config', at], {}, 'wake-timout: 90s\n')).toThrow(
+      `unknown setting "wake-timout" in ${at} (did you mean wake-timeout?)`,
+    );
+    expect(() => load(['--config', at], {}, 'wake-timeout: soon\n')).toThrow(`invalid wake-timeout in ${at} "soon"`);
+    expect(() => load(['--config', at], {}, 'wake-timeout: { a: 1 }\n')).toThrow(`invalid wake-timeout in ${at}: expected a string`);
+    expect(() => load(['--config', at], {}, '- a\n')).toThrow('expected a mapping');
+    expect(() => load(['--config', at], {}, 'a: 1\na: 2\n')).toThrow(/cannot read .*Map keys must be unique/);
+    expect(() => load(['--config', at], {}, 'config: other.yaml\n')).toThrow('unknown setting "config"');
+    expect(() => load(['--config', at], {}, 'default-port: 1\ne2b-default-port: 2\n')).toThrow('name the same setting');
+    expect(() => load(['--config', '/nonexistent.yaml'])).toThrow(/cannot read --config .*\/nonexistent.yaml: ENOENT/);
+  });
+
+  it('answers --version', () => {
+    expect(loadConfig(['--version'], {})).toEqual({ kind: 'version' });
+  });
+
+  it('lists the allowed values of every enumerated setting in --help, and the aliases', () => {
+    const help = helpText();
+    expect(help).toContain('one of: kubernetes, file');
+    expect(help).toContain('one of: openkruise, agent-sandbox');
+    expect(help).toContain('one of: fatal, error, warn, info, debug, trace, silent');
+    expect(help).toContain('one of: every-request, wake-only');
+    expect(help).toContain('--default-port <value>   (SANDBOX_EXTPROC_DEFAULT_PORT): alias of --e2b-default-port');
+    expect(help).toContain('--version');
+    for (const s of Object.values(SETTINGS)) if (s.parse.choices !== undefined) expect(help).toContain(s.parse.choices.join(', '));
   });
 });
