@@ -6,6 +6,7 @@ import { conventionsOf } from './config/load.ts';
 import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { Tracing } from './observability/tracing.ts';
 import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
 import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
@@ -53,6 +54,8 @@ export class App {
   readonly #kubeConfig: KubeConfig | undefined;
   /** Checks traffic access tokens (JWTs), when keys are configured (a JWKS file or OIDC discovery). */
   readonly trafficTokens: TrafficTokenVerifier | undefined;
+  /** OpenTelemetry spans, when --tracing-endpoint is set. */
+  readonly tracing: Tracing | undefined;
   readonly #stopDiscovery = new AbortController();
   #sources: RouteSource[] = [];
   #stopping = false;
@@ -82,6 +85,9 @@ export class App {
       limits: { maxStreams: config.maxStreams, maxWaiters: config.maxWaiters, wakeTimeoutSeconds: config.wakeTimeout / 1000 },
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
+    if (config.tracingEndpoint !== '') {
+      this.tracing = new Tracing({ endpoint: config.tracingEndpoint, sampleRatio: config.tracingSampleRatio, logger: this.logger });
+    }
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
     this.#kinds = config.sandboxKind.map((name) => sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }));
     const answers = new Answers({
@@ -111,6 +117,7 @@ export class App {
         resumer: new KubernetesResumer(this.#kubeConfig, (outcome) => this.metrics.resumePatches.inc({ outcome }), this.registry),
         metrics: this.metrics,
         logger: this.logger,
+        ...(this.tracing === undefined ? {} : { tracer: this.tracing }),
         options: {
           timeoutMs: config.wakeTimeout,
           maxHoldMs: config.maxMessageTimeout,
@@ -149,6 +156,7 @@ export class App {
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       ...(this.activity === undefined ? {} : { activity: this.activity }),
       ...(this.trafficTokens === undefined ? {} : { trafficTokens: this.trafficTokens }),
+      ...(this.tracing === undefined ? {} : { tracing: this.tracing }),
       options: {
         names: {
           sandboxIdHeader: config.sandboxIdHeader,
@@ -240,6 +248,10 @@ export class App {
     this.#stopDiscovery.abort();
     await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
+    // Spans still buffered leave before the process does.
+    await this.tracing
+      ?.shutdown()
+      .catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, 'sending the last spans failed'));
     this.logger.info('stopped');
   }
 

@@ -13,6 +13,8 @@ import type { ActivityNotes } from '../core/activity.ts';
 import type { WakeResult, Waker } from '../core/waker.ts';
 import type { TrafficTokens } from '../core/traffic-tokens.ts';
 import type { Decision } from '../core/decide.ts';
+import type { Tracing } from '../observability/tracing.ts';
+import type { Span } from '@opentelemetry/api';
 
 /**
  * An answer that is not ready yet: Envoy's timer is extended by overrideMs first (when given: a wake's
@@ -46,6 +48,8 @@ export class RequestProcessor {
   readonly #waker: Waker | undefined;
   readonly #activity: ActivityNotes | undefined;
   readonly #trafficTokens: TrafficTokens | undefined;
+  /** Spans per decision, when tracing is on; undefined costs the hot path one check. */
+  readonly #tracing: Tracing | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -60,6 +64,7 @@ export class RequestProcessor {
     activity?: ActivityNotes;
     /** Checks traffic access tokens (JWTs); without it, sandboxes that require one are refused (503). */
     trafficTokens?: TrafficTokens;
+    tracing?: Tracing;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -69,12 +74,14 @@ export class RequestProcessor {
     this.#waker = deps.waker;
     this.#activity = deps.activity;
     this.#trafficTokens = deps.trafficTokens;
+    this.#tracing = deps.tracing;
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
   /** `signal` gives the stream's abort signal (made on demand: only a held request needs one). */
   process(headers: readonly HeaderValue[] | undefined, signal: () => AbortSignal): ProcessResult {
     const started = performance.now();
+    const span = this.#tracing?.decision(headers);
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
     const decision = decide(
@@ -89,15 +96,16 @@ export class RequestProcessor {
     let outcome: string;
     if (decision.kind === 'verify') {
       // Counted once the check is done, by what it led to.
-      result = { answer: this.#verifyThen(decision, facts.trafficToken, path, signal) };
+      result = { answer: this.#verifyThen(decision, facts.trafficToken, path, signal, span) };
       outcome = 'verify';
     } else {
-      const acted = this.#act(decision, path, signal);
+      const acted = this.#act(decision, path, signal, span);
       result = acted.result;
       outcome = acted.outcome;
       this.#count(outcome);
     }
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (span !== undefined) this.#endSpan(span, result, outcome, identity.kind === 'named' ? identity.sandboxId : undefined);
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug(
         { requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome },
@@ -107,8 +115,20 @@ export class RequestProcessor {
     return result;
   }
 
+  /** Ends a decision's span when its answer is ready: at once, or when a held or checked answer settles. */
+  #endSpan(span: Span, result: ProcessResult, outcome: string, sandboxId: string | undefined): void {
+    const tracing = this.#tracing as Tracing;
+    if (Buffer.isBuffer(result)) tracing.decided(span, outcome, sandboxId);
+    else {
+      result.answer.then(
+        () => tracing.decided(span, outcome, sandboxId),
+        () => tracing.decided(span, 'internal_error', sandboxId),
+      );
+    }
+  }
+
   /** The answer to a decision other than 'verify', and the outcome it is counted as. */
-  #act(decision: Exclude<Decision, { kind: 'verify' }>, path: string | undefined, signal: () => AbortSignal): Acted {
+  #act(decision: Exclude<Decision, { kind: 'verify' }>, path: string | undefined, signal: () => AbortSignal, span?: Span): Acted {
     switch (decision.kind) {
       case 'forward':
         this.#activity?.note(decision.route);
@@ -117,7 +137,7 @@ export class RequestProcessor {
         return { result: this.#answers.pass, outcome: 'pass' };
       case 'wake': {
         // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
-        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());
+        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal(), span);
         if ('result' in held) {
           return { result: { overrideMs: held.overrideMs, answer: held.result.then((r) => this.#encodeWake(r, path)) }, outcome: 'wake' };
         }
@@ -137,6 +157,7 @@ export class RequestProcessor {
     token: string | undefined,
     path: string | undefined,
     signal: () => AbortSignal,
+    span: Span | undefined,
   ): Promise<ProcessResult> {
     const { route, port } = decision;
     const verdict = await (this.#trafficTokens as TrafficTokens).verify(token, route);
@@ -151,7 +172,7 @@ export class RequestProcessor {
     }
     // The client left while its token was checked: nothing to answer, and nothing to wake for it.
     if (signal().aborted) return this.#answers.error({ code: 'internal_error' });
-    const acted = this.#act({ kind: decision.then, route, port }, path, signal);
+    const acted = this.#act({ kind: decision.then, route, port }, path, signal, span);
     this.#count(acted.outcome);
     return acted.result;
   }

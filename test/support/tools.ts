@@ -12,7 +12,7 @@ function provisionedPaths(): Record<string, string> {
   if (provisioned !== undefined) return provisioned;
   const text = execFileSync('bash', [`${REPO_ROOT}scripts/provision.sh`, 'env'], { encoding: 'utf8' });
   provisioned = {};
-  for (const match of text.matchAll(/^export (SANDBOX_EXTPROC_[A-Z_]+)="([^"]*)"$/gm)) provisioned[match[1] as string] = match[2] as string;
+  for (const match of text.matchAll(/^export (SBX_[A-Z_]+)="([^"]*)"$/gm)) provisioned[match[1] as string] = match[2] as string;
   return provisioned;
 }
 
@@ -30,7 +30,9 @@ export type Tool =
   | 'SBX_KWOK'
   | 'SBX_OPENKRUISE'
   | 'SBX_AGENT_SANDBOX'
-  | 'SBX_H2SPEC';
+  | 'SBX_H2SPEC'
+  | 'SBX_SYFT'
+  | 'SBX_OTELCOL';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
