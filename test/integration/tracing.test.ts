@@ -62,7 +62,7 @@ afterAll(async () => {
 /** The spans the collector wrote, once `done` holds for them: read again on each change to its file. */
 function spans(done: (all: OtlpSpan[]) => boolean): Promise<OtlpSpan[]> {
   const read = (): OtlpSpan[] => {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(spansFile, 'utf8');
     } catch {
