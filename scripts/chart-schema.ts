@@ -57,8 +57,10 @@ const free = { type: 'object' };
 const image = obj({
   repository: { type: 'string', minLength: 1 },
   tag: { type: 'string' },
+  digest: { type: 'string', pattern: '^$|^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$' },
   pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'] },
 });
+const list = { type: 'array' };
 
 export function chartSchema(): Record<string, unknown> {
   const config: Record<string, unknown> = {};
@@ -77,6 +79,11 @@ export function chartSchema(): Record<string, unknown> {
     ...obj(
       {
         mode: { type: 'string', enum: ['sidecar', 'standalone'] },
+        nameOverride: { type: 'string' },
+        fullnameOverride: { type: 'string' },
+        // A parent chart's global values reach every subchart: accepted whatever they hold (helm/helm#10392:
+        // a strict root schema without it fails as a subchart), imageRegistry checked.
+        global: { type: 'object', properties: { imageRegistry: { type: 'string' } } },
         replicaCount: { type: 'integer', minimum: 0 },
         image,
         imagePullSecrets: { type: 'array' },
@@ -92,6 +99,9 @@ export function chartSchema(): Record<string, unknown> {
           maxConnections: { type: 'integer', minimum: 1 },
           xffNumTrustedHops: { type: 'integer', minimum: 0 },
           drainSeconds: { type: 'integer', minimum: 0 },
+          logLevel: { type: 'string', enum: ['trace', 'debug', 'info', 'warning', 'warn', 'error', 'critical', 'off'] },
+          concurrency: { type: 'integer', minimum: 0 },
+          statsPort: port,
           resources: free,
         }),
         service: obj({
@@ -101,6 +111,8 @@ export function chartSchema(): Record<string, unknown> {
           httpPort: port,
           headless: { type: 'boolean' },
           annotations: free,
+          externalTrafficPolicy: { type: 'string', enum: ['', 'Cluster', 'Local'] },
+          loadBalancerClass: { type: 'string' },
         }),
         grpcTls: obj({ secretName: { type: 'string' }, clientCa: { type: 'boolean' } }),
         networkPolicy: obj({
@@ -113,6 +125,7 @@ export function chartSchema(): Record<string, unknown> {
         admissionPolicy: obj({ enabled: { type: 'boolean' } }),
         watchNamespaces: { type: 'array', items: { type: 'string', pattern: DNS_LABEL }, uniqueItems: true },
         labelSelector: { type: 'string' },
+        podCIDR: { ...SETTINGS.upstreamCidrs.parse.schema, description: 'The pod network(s): sets config.upstreamCidrs.' },
         config: obj(config),
         logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
         serviceAccount: obj({ create: { type: 'boolean' }, name: { type: 'string' }, annotations: free }),
@@ -146,10 +159,17 @@ export function chartSchema(): Record<string, unknown> {
         terminationGracePeriodSeconds: { type: 'integer', minimum: 0 },
         podAnnotations: free,
         podLabels: free,
+        priorityClassName: { type: 'string' },
         nodeSelector: free,
-        tolerations: { type: 'array' },
+        tolerations: list,
         affinity: free,
-        topologySpreadConstraints: { type: 'array' },
+        podAntiAffinity: { type: 'string', enum: ['soft', 'hard', 'none'] },
+        topologySpreadConstraints: list,
+        extraEnv: list,
+        extraEnvFrom: list,
+        extraVolumes: list,
+        extraVolumeMounts: list,
+        tests: obj({ enabled: { type: 'boolean' } }),
       },
       { required: ['mode', 'image', 'envoy', 'service', 'config'] },
     ),

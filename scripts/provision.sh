@@ -11,6 +11,8 @@ NODE_VERSION=24.21.0
 ENVOY_VERSION=1.40.0
 KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
+# The Kubernetes minor of the client-go Helm $HELM_VERSION links (its go.mod: k8s.io/client-go v0.35).
+HELM_KUBE_MINOR=35
 KIND_VERSION=0.32.0
 # npm inside the local stand-in for the Node image (scripts/base-images.sh), from the npm registry.
 NPM_VERSION=11.21.2
@@ -39,7 +41,7 @@ log() { echo "provision: $*" >&2; }
 node_dir="$cache/node-$NODE_VERSION"
 envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
-helm_dir="$cache/helm-$HELM_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION-k8s1.$HELM_KUBE_MINOR"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
@@ -144,10 +146,19 @@ go_install_into() {
   mv "$dir.partial" "$dir"
 }
 
+# Built as Helm's own Makefile builds its releases: the Kubernetes version `helm template` and `helm lint`
+# assume without a cluster is that of the client-go it links (1.35 for 3.21), not the source's
+# placeholder 1.20, which a chart's kubeVersion (>=1.30) would refuse.
 provision_helm() {
   [ -x "$helm_dir/bin/helm" ] && return 0
   log "helm $HELM_VERSION (go install)"
-  go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  local ld="-s -w" pkg
+  for pkg in lint/rules chartutil; do
+    ld="$ld -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$HELM_KUBE_MINOR"
+  done
+  rm -rf "$helm_dir.partial" && mkdir -p "$helm_dir.partial"
+  CGO_ENABLED=0 GOBIN="$helm_dir.partial/bin" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  mv "$helm_dir.partial" "$helm_dir"
 }
 
 # Installs Debian packages (root with apt), refreshing the package lists only when the first try fails.

@@ -2,7 +2,9 @@
 // several value sets, apply every rendered object (the API server validates it), then run the service
 // as the chart's own ServiceAccount and prove it routes, wakes (OpenKruise's own controller resuming
 // the sandbox, kwok's pods), and can do nothing else.
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -13,7 +15,7 @@ import {
   type V1Deployment,
   type V1PodSpec,
 } from '@kubernetes/client-node';
-import { parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSandboxController } from '../support/agent-sandbox.ts';
 import { Cluster } from '../support/cluster.ts';
@@ -65,14 +67,16 @@ describe('helm lint and template', () => {
     expect(() => helm(['template', 'rel', CHART, '--set', 'watchNamespaces[0]=Bad_NS'])).toThrow(/watchNamespaces/);
   });
 
-  it('ships envoy/envoy.yaml with only its ports and addresses filled in', () => {
+  it('ships envoy/envoy.yaml with only its ports and addresses filled in, and the stats listener added', () => {
     const cm = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'ConfigMap') as KubeObject & { data: Record<string, string> };
     const template = readFileSync(`${CHART}/../../envoy/envoy.yaml`, 'utf8');
+    const stats = readFileSync(`${CHART}/files/envoy-stats.yaml`, 'utf8');
     const rendered = cm.data['envoy.yaml'] as string;
     expect(rendered).not.toMatch(/\$\{[A-Z_]+\}/);
     const tokens = [...template.matchAll(/\$\{[A-Z_]+\}/g)].length;
     expect(tokens).toBeGreaterThan(5);
-    expect(rendered.split('\n').length).toBe(template.split('\n').length);
+    // The stats file's separator line is not rendered.
+    expect(rendered.split('\n').length).toBe(template.split('\n').length + stats.split('\n').length - 2);
   });
 
   it('takes its RBAC rules from the one rules file, those of the enabled Sandbox families only, with no wildcard', () => {
@@ -169,7 +173,8 @@ describe('helm lint and template', () => {
     expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'grpc-tls', mountPath: '/etc/sandbox-extproc/tls', readOnly: true });
     // Sidecar mode: the gRPC port is on localhost; the policy admits the edge and metrics ports only.
     const sidecar = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'NetworkPolicy') as unknown as typeof policy;
-    expect(sidecar.spec.ingress.flatMap((r) => r.ports.map((p) => p.port)).sort()).toEqual([8080, 9003]);
+    // 9102: Envoy's own statistics (envoy.statsPort), admitted as the metrics port is.
+    expect(sidecar.spec.ingress.flatMap((r) => r.ports.map((p) => p.port)).sort()).toEqual([8080, 9003, 9102]);
   });
 
   it('refuses values the bundled Envoy or the pod cannot honour, naming them', () => {
@@ -212,6 +217,204 @@ describe('helm lint and template', () => {
     expect(hcm.route_config.virtual_hosts[0].routes[1].route.idle_timeout).toBe('2h');
     expect(config.overload_manager.resource_monitors[0].typed_config.max_active_downstream_connections).toBe(1234);
     expect(JSON.stringify(hcm.access_log)).toContain('%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%');
+  });
+});
+
+// Issue 28: what operators expect of a chart (the conventions of well-kept charts).
+describe('operators’ conventions', () => {
+  const deploymentOf = (objects: KubeObject[]) => objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment;
+  const serviceOf = (objects: KubeObject[]) =>
+    objects.find((o) => o.kind === 'Service') as unknown as {
+      metadata: { name: string };
+      spec: Record<string, unknown> & { ports: { name: string; port: number }[] };
+    };
+
+  it('renders as a subchart of a parent chart that sets global values (helm/helm#10392)', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'sbx-parent-chart-'));
+    writeFileSync(
+      join(parent, 'Chart.yaml'),
+      'apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies: [{ name: sandbox-extproc, version: 0.1.0 }]\n',
+    );
+    writeFileSync(
+      join(parent, 'values.yaml'),
+      'global:\n  imageRegistry: registry.internal\n  team: sandboxes\nsandbox-extproc:\n  replicaCount: 3\n',
+    );
+    cpSync(CHART, join(parent, 'charts', 'sandbox-extproc'), { recursive: true });
+    const objects = parseAllDocuments(helm(['template', 'rel', parent, '--namespace', 'platform']))
+      .map((d) => d.toJS() as KubeObject | null)
+      .filter((o): o is KubeObject => o !== null);
+    const deployment = deploymentOf(objects);
+    expect(deployment.spec?.replicas).toBe(3);
+    expect(deployment.spec?.template.spec?.containers[0]?.image).toBe('registry.internal/sandbox-extproc:0.1.0');
+    expect(deployment.spec?.template.spec?.initContainers?.[0]?.image).toBe('registry.internal/envoyproxy/envoy:v1.40.0');
+    expect(helm(['lint', parent, '--strict', '--with-subcharts'])).toContain('0 chart(s) failed');
+  });
+
+  it('takes nameOverride and fullnameOverride for every object’s name', () => {
+    expect(serviceOf(renderChart('rel', 'ns', { nameOverride: 'edge' })).metadata.name).toBe('rel-edge');
+    const objects = renderChart('rel', 'ns', { fullnameOverride: 'sandbox-edge' });
+    expect(serviceOf(objects).metadata.name).toBe('sandbox-edge');
+    expect(deploymentOf(objects).metadata?.name).toBe('sandbox-edge');
+  });
+
+  it('pulls by digest when image.digest is set, from global.imageRegistry when set', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const pod = podSpec(renderChart('rel', 'ns', { 'image.digest': digest, 'global.imageRegistry': 'mirror.local:5000' }));
+    expect(pod.containers[0]?.image).toBe(`mirror.local:5000/sandbox-extproc@${digest}`);
+    expect(() => renderChart('rel', 'ns', { 'image.digest': 'latest' })).toThrow(/digest/);
+  });
+
+  it('places pods: priorityClassName, a default anti-affinity and zone spread, each replaced by the user’s own', () => {
+    const pod = podSpec(renderChart('rel', 'ns', { priorityClassName: 'system-cluster-critical' }));
+    expect(pod.priorityClassName).toBe('system-cluster-critical');
+    expect(pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution?.[0]?.podAffinityTerm.topologyKey).toBe(
+      'kubernetes.io/hostname',
+    );
+    expect(pod.topologySpreadConstraints?.[0]).toMatchObject({
+      topologyKey: 'topology.kubernetes.io/zone',
+      whenUnsatisfiable: 'ScheduleAnyway',
+    });
+    const hard = podSpec(renderChart('rel', 'ns', { podAntiAffinity: 'hard' }));
+    expect(hard.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution).toHaveLength(1);
+    expect(podSpec(renderChart('rel', 'ns', { podAntiAffinity: 'none' })).affinity).toBeUndefined();
+    const own = podSpec(
+      renderChart('rel', 'ns', {
+        'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key': 'edge',
+        'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator': 'Exists',
+        'topologySpreadConstraints[0].maxSkew': '2',
+        'topologySpreadConstraints[0].topologyKey': 'kubernetes.io/hostname',
+        'topologySpreadConstraints[0].whenUnsatisfiable': 'DoNotSchedule',
+      }),
+    );
+    expect(own.affinity?.podAntiAffinity).toBeUndefined();
+    expect(own.topologySpreadConstraints).toEqual([
+      { maxSkew: 2, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule' },
+    ]);
+  });
+
+  it('adds extraEnv, extraEnvFrom, extraVolumes and extraVolumeMounts to the service container', () => {
+    const pod = podSpec(
+      renderChart('rel', 'ns', {
+        'extraEnv[0].name': 'NODE_OPTIONS',
+        'extraEnv[0].value': '--enable-source-maps',
+        'extraEnvFrom[0].secretRef.name': 'proxy-settings',
+        'extraVolumes[0].name': 'ca',
+        'extraVolumes[0].configMap.name': 'corporate-ca',
+        'extraVolumeMounts[0].name': 'ca',
+        'extraVolumeMounts[0].mountPath': '/etc/ca',
+      }),
+    );
+    const container = pod.containers[0];
+    expect(container?.env).toContainEqual({ name: 'NODE_OPTIONS', value: '--enable-source-maps' });
+    expect(container?.envFrom).toEqual([{ secretRef: { name: 'proxy-settings' } }]);
+    expect(pod.volumes).toContainEqual({ name: 'ca', configMap: { name: 'corporate-ca' } });
+    expect(container?.volumeMounts).toContainEqual({ name: 'ca', mountPath: '/etc/ca' });
+  });
+
+  it('sets the Service’s externalTrafficPolicy and loadBalancerClass', () => {
+    const spec = serviceOf(
+      renderChart('rel', 'ns', {
+        'service.type': 'LoadBalancer',
+        'service.externalTrafficPolicy': 'Local',
+        'service.loadBalancerClass': 'example.com/lb',
+      }),
+    ).spec;
+    expect([spec['type'], spec['externalTrafficPolicy'], spec['loadBalancerClass']]).toEqual(['LoadBalancer', 'Local', 'example.com/lb']);
+    expect(serviceOf(renderChart('rel', 'ns')).spec['externalTrafficPolicy']).toBeUndefined();
+  });
+
+  it('sets Envoy’s log level and worker threads', () => {
+    const envoy = podSpec(renderChart('rel', 'ns', { 'envoy.logLevel': 'warning', 'envoy.concurrency': '2' })).initContainers?.[0];
+    expect(envoy?.args?.join(' ')).toContain('--log-level warning --concurrency 2');
+    expect(podSpec(renderChart('rel', 'ns')).initContainers?.[0]?.args).not.toContain('--concurrency');
+  });
+
+  it('restricts pod IPs to the pod network given as podCIDR (--upstream-cidrs), and refuses it twice', () => {
+    const env = podSpec(renderChart('rel', 'ns', { podCIDR: '10.244.0.0/16' })).containers[0]?.env;
+    expect(env).toContainEqual({ name: 'SANDBOX_EXTPROC_UPSTREAM_CIDRS', value: '10.244.0.0/16' });
+    expect(() => renderChart('rel', 'ns', { podCIDR: '10.244.0.0/16', 'config.upstreamCidrs': '10.0.0.0/8' })).toThrow(
+      /podCIDR and config.upstreamCidrs/,
+    );
+  });
+
+  it('maps config names to the service’s variables, the E2B port under its new name and its alias', () => {
+    const env = podSpec(renderChart('rel', 'ns', { 'config.e2bDefaultPort': '8080', 'config.tracingEndpoint': 'http://otel:4318' }))
+      .containers[0]?.env;
+    expect(env).toContainEqual({ name: 'SANDBOX_EXTPROC_E2B_DEFAULT_PORT', value: '8080' });
+    expect(env).toContainEqual({ name: 'SANDBOX_EXTPROC_TRACING_ENDPOINT', value: 'http://otel:4318' });
+    const alias = podSpec(renderChart('rel', 'ns', { 'config.defaultPort': '8081' })).containers[0]?.env;
+    expect(alias).toContainEqual({ name: 'SANDBOX_EXTPROC_DEFAULT_PORT', value: '8081' });
+  });
+
+  it('exposes Envoy’s own statistics in sidecar mode: the Service, the ServiceMonitor and the NetworkPolicy', () => {
+    const objects = renderChart('rel', 'ns', { 'serviceMonitor.enabled': 'true' });
+    expect(serviceOf(objects).spec.ports).toContainEqual({ name: 'envoy-metrics', port: 9102, targetPort: 'envoy-metrics' });
+    const monitor = objects.find((o) => o.kind === 'ServiceMonitor') as unknown as {
+      spec: { endpoints: { port: string; path: string }[] };
+    };
+    expect(monitor.spec.endpoints.map((e) => [e.port, e.path])).toEqual([
+      ['http-metrics', '/metrics'],
+      ['envoy-metrics', '/stats/prometheus'],
+    ]);
+    const policy = objects.find((o) => o.kind === 'NetworkPolicy') as unknown as { spec: { ingress: { ports: { port: number }[] }[] } };
+    expect(policy.spec.ingress.flatMap((i) => i.ports.map((p) => p.port))).toContain(9102);
+    const standalone = renderChart('rel', 'ns', { mode: 'standalone', 'serviceMonitor.enabled': 'true' });
+    expect(serviceOf(standalone).spec.ports.map((p) => p.name)).not.toContain('envoy-metrics');
+  });
+
+  it('refuses Kubernetes older than 1.30', () => {
+    expect(() => helm(['template', 'rel', CHART, '--kube-version', '1.29.0'])).toThrow(/kubeVersion: >=1.30.0-0/);
+    expect(helm(['template', 'rel', CHART, '--kube-version', '1.30.0'])).toContain('kind: Deployment');
+  });
+
+  it('prints NOTES for the families it serves: E2B headers for OpenKruise, x-sandbox-* for agent-sandbox', () => {
+    const notes = (values: string[]) => {
+      // A dry run still asks a cluster for its version: the real API server of this file.
+      const out = helm([
+        'install',
+        'rel',
+        CHART,
+        '--dry-run=client',
+        '--namespace',
+        'ns',
+        '--kubeconfig',
+        plane.adminKubeconfig,
+        ...values,
+      ]);
+      return out.slice(out.indexOf('NOTES:'));
+    };
+    const openkruise = notes([]);
+    expect(openkruise).toContain('e2b-sandbox-id: <sandbox ID>');
+    expect(openkruise).not.toContain('x-sandbox-id');
+    const agent = notes(['--set', 'config.sandboxKind=agent-sandbox']);
+    expect(agent).toContain('x-sandbox-id: <name>');
+    expect(agent).not.toContain('e2b-sandbox-id');
+    const both = notes(['--set', 'config.sandboxKind=openkruise\\,agent-sandbox', '--set', 'podCIDR=10.244.0.0/16']);
+    expect(both).toContain('serving openkruise and agent-sandbox Sandboxes');
+    expect(both).toContain('e2b-sandbox-id');
+    expect(both).toContain('x-sandbox-id');
+    expect(both).not.toContain('Pod IPs are not restricted');
+    expect(both).toContain('helm test rel -n ns');
+  });
+
+  it('has a helm test: a hook Pod from the service image that checks readiness and, in sidecar mode, a routed 502 through the edge', () => {
+    const test = renderChart('rel', 'ns').find((o) => o.kind === 'Pod') as unknown as {
+      metadata: { annotations: Record<string, string> };
+      spec: V1PodSpec;
+    };
+    expect(test.metadata.annotations['helm.sh/hook']).toBe('test');
+    const command = test.spec.containers[0]?.command ?? [];
+    expect(command.slice(-3)).toEqual([
+      'http://rel-sandbox-extproc.ns.svc:9003/readyz',
+      'http://rel-sandbox-extproc.ns.svc:80/',
+      'e2b-sandbox-id',
+    ]);
+    expect(test.spec.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    const agent = renderChart('rel', 'ns', { mode: 'standalone', 'config.sandboxKind': 'agent-sandbox' }).find(
+      (o) => o.kind === 'Pod',
+    ) as unknown as { spec: V1PodSpec };
+    expect(agent.spec.containers[0]?.command?.slice(-2)).toEqual(['-', 'x-sandbox-id']);
+    expect(renderChart('rel', 'ns', { 'tests.enabled': 'false' }).some((o) => o.kind === 'Pod')).toBe(false);
   });
 });
 

@@ -1,13 +1,40 @@
 {{- define "sandbox-extproc.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "sandbox-extproc.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An image reference: [global.imageRegistry/]repository, then @digest when given, else :tag. Args: (list image-values root default-tag). */}}
+{{- define "sandbox-extproc.image" -}}
+{{- $image := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- $registry := (($root.Values.global | default dict).imageRegistry | default "") -}}
+{{- $repository := ternary (printf "%s/%s" (trimSuffix "/" $registry) $image.repository) $image.repository (ne $registry "") -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (toString (index . 2)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Sandbox families of this install (config.sandboxKind), as a list. */}}
+{{- define "sandbox-extproc.kinds" -}}
+{{- $kinds := list -}}
+{{- range splitList "," (toString (default "openkruise" .Values.config.sandboxKind)) -}}
+{{- with trim . }}{{ $kinds = append $kinds . }}{{ end -}}
+{{- end -}}
+{{- toJson $kinds -}}
 {{- end -}}
 
 {{- define "sandbox-extproc.selectorLabels" -}}
@@ -42,9 +69,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ toYaml $rules }}
 {{- end -}}
 
-{{/* envoy/envoy.yaml (files/envoy.yaml links to it) with its ${TOKENS} filled in. */}}
+{{/* envoy/envoy.yaml (files/envoy.yaml is a copy, checked by test/unit/chart-files.test.ts) with its
+${TOKENS} filled in, and the sidecar's stats listener (files/envoy-stats.yaml) added: Envoy's own
+/stats/prometheus on envoy.statsPort, while its admin interface stays on 127.0.0.1. */}}
 {{- define "sandbox-extproc.envoyConfig" -}}
+{{- $stats := .Files.Get "files/envoy-stats.yaml" | replace "${STATS_PORT}" (toString .Values.envoy.statsPort) | replace "${ADMIN_PORT}" (toString .Values.envoy.adminPort) -}}
+{{- $listener := index (regexSplit "(?m)^# --- cluster\n" $stats -1) 0 -}}
+{{- $cluster := index (regexSplit "(?m)^# --- cluster\n" $stats -1) 1 -}}
 {{- .Files.Get "files/envoy.yaml"
+  | replace "\n  clusters:\n" (printf "\n%s  clusters:\n%s" $listener $cluster)
   | replace "${ADMIN_PORT}" (toString .Values.envoy.adminPort)
   | replace "${LISTEN_ADDRESS}" "0.0.0.0"
   | replace "${LISTEN_PORT}" (toString .Values.envoy.port)
@@ -83,6 +116,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.envoy.drainSeconds) 5) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed envoy.drainSeconds (%v) by more than 5" .Values.terminationGracePeriodSeconds .Values.envoy.drainSeconds) -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.podCIDR (hasKey .Values.config "upstreamCidrs") -}}
+{{- fail "podCIDR and config.upstreamCidrs both set the networks pod IPs must lie in: set one" -}}
 {{- end -}}
 {{- if and .Values.grpcTls.clientCa (not .Values.grpcTls.secretName) -}}
 {{- fail "grpcTls.clientCa: needs grpcTls.secretName (the Secret's ca.crt)" -}}
