@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|syft|otelcol|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|syft|otelcol|crane|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -32,6 +32,9 @@ KWOK_VERSION=0.8.0
 # syft (github.com/anchore/syft): the image's package listing (SBOM), database-free, in the container suite
 # and the release path (docs/release.md).
 SYFT_VERSION=1.57.2
+# crane (github.com/google/go-containerregistry): the release path's local registry (`crane registry
+# serve`), pushes and digests (scripts/release.sh).
+CRANE_VERSION=0.22.1
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
@@ -51,6 +54,7 @@ kwok_dir="$cache/kwok-$KWOK_VERSION"
 peers=${SBX_PEERS:-$here/../shared/peers}
 h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
 syft_dir="$cache/syft-$SYFT_VERSION"
+crane_dir="$cache/crane-$CRANE_VERSION"
 # The minimal OpenTelemetry Collector of the tracing test, built from this repository's module: keyed by
 # its files' hash (the module pins every collector version).
 otelcol_src="$here/test/otelcol"
@@ -233,6 +237,13 @@ provision_syft() {
   mv "$syft_dir.partial" "$syft_dir"
 }
 
+# crane: an OCI registry on loopback and pushes to it, for the local run of the release path.
+provision_crane() {
+  [ -x "$crane_dir/bin/crane" ] && return 0
+  log "crane $CRANE_VERSION (go install)"
+  go_install_into "$crane_dir" "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION"
+}
+
 # An OpenTelemetry Collector (its OTLP receiver and file exporter only) for the tracing test
 # (test/integration/tracing.test.ts), from the module in test/otelcol.
 provision_otelcol() {
@@ -331,6 +342,7 @@ print_env() {
   echo "export SBX_H2SPEC=\"$h2spec_dir/bin/h2spec\""
   echo "export SBX_SYFT=\"$syft_dir/bin/syft\""
   echo "export SBX_OTELCOL=\"$otelcol_dir/bin/otelcol\""
+  echo "export SBX_CRANE=\"$crane_dir/bin/crane\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -348,11 +360,12 @@ for what in "$@"; do
     h2spec) provision_h2spec ;;
     syft) provision_syft ;;
     otelcol) provision_otelcol ;;
+    crane) provision_crane ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load; provision_syft; provision_otelcol ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load; provision_syft; provision_otelcol; provision_crane ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|syft|otelcol|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|syft|otelcol|crane|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
   esac
 done

@@ -476,6 +476,25 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         "list configmaps in the chart's namespace": 403,
       });
     });
+
+    // Issue 28: the chart's own check of an install (templates/tests/test-install.yaml).
+    it('passes `helm test`: the service is ready and, in sidecar mode, the edge routes an unknown ID to its 502', () => {
+      const args = [
+        'test',
+        mode.release,
+        '--kubeconfig',
+        cluster.kubeconfigPath,
+        '--namespace',
+        mode.namespace,
+        '--logs',
+        '--timeout',
+        '3m',
+      ];
+      const out = helm(args);
+      expect(out).toMatch(/Phase:\s+Succeeded/);
+      expect(out).toContain('"msg":"install works"');
+      if (mode.name === 'sidecar') expect(out).toContain('the edge routes through the service');
+    });
   });
 });
 

@@ -31,7 +31,11 @@ export interface SandboxObject {
     shutdownTime?: string | null;
     autoPausePolicy?: { resume?: { onIngressTraffic?: { pauseTimeout?: string } } };
   };
-  status?: { phase?: string; podInfo?: { podIP?: string }; conditions?: { type: string; status: string }[] };
+  status?: {
+    phase?: string;
+    podInfo?: { podIP?: string };
+    conditions?: { type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }[];
+  };
 }
 
 export interface NewSandbox {
@@ -308,10 +312,7 @@ export class SandboxController {
       this.setStatus(namespace, name, {
         phase: 'Resuming',
         podInfo: { podIP: '' },
-        conditions: [
-          { type: 'Ready', status: 'False' },
-          { type: 'SandboxPaused', status: 'False' },
-        ],
+        conditions: [condition('Ready', 'False', 'PodReady'), condition('SandboxPaused', 'False', 'Resuming')],
       }).catch(() => undefined);
       const delayMs =
         typeof this.options.resumeDelayMs === 'function' ? this.options.resumeDelayMs(name) : (this.options.resumeDelayMs ?? 0);
@@ -335,14 +336,26 @@ export class SandboxController {
   }
 }
 
+/**
+ * A condition with every field OpenKruise's CRD requires (reason, message, lastTransitionTime): its
+ * schema refuses a status without them, as it refuses the real controller's.
+ */
+const condition = (type: string, status: string, reason: string) => ({
+  type,
+  status,
+  reason,
+  message: '',
+  lastTransitionTime: new Date().toISOString(),
+});
+
 export function runningStatus(podIP: string): SandboxObject['status'] {
   return {
     phase: 'Running',
     podInfo: { podIP },
     conditions: [
-      { type: 'Ready', status: 'True' },
-      { type: 'SandboxPaused', status: 'False' },
-      { type: 'SandboxResumed', status: 'True' },
+      condition('Ready', 'True', 'PodReady'),
+      condition('SandboxPaused', 'False', 'ResumeSucceed'),
+      condition('SandboxResumed', 'True', 'ResumeSucceed'),
     ],
   };
 }
@@ -351,9 +364,6 @@ export function pausedStatus(): SandboxObject['status'] {
   return {
     phase: 'Paused',
     podInfo: { podIP: '' },
-    conditions: [
-      { type: 'Ready', status: 'False' },
-      { type: 'SandboxPaused', status: 'True' },
-    ],
+    conditions: [condition('Ready', 'False', 'PodReady'), condition('SandboxPaused', 'True', 'StopPauseSucceed')],
   };
 }
