@@ -60,7 +60,8 @@ export const ratio: Parser<number> = parser(
     if (!(value >= 0 && value <= 1)) throw new Error('expected a number from 0 to 1, such as 0.25');
     return value;
   },
-  { type: 'string', pattern: '^(0|1|0?\\.[0-9]+|1\\.0*)$' },
+  // A number in values files (0.25), or its text.
+  { type: 'number', minimum: 0, maximum: 1 },
 );
 
 /** A decimal strictly between 0 and 1, such as 0.5. */
@@ -70,7 +71,7 @@ export const fraction: Parser<number> = parser(
     if (!(value > 0 && value < 1)) throw new Error('expected a fraction between 0 and 1, such as 0.5');
     return value;
   },
-  { type: 'string', pattern: '^0?\\.[0-9]+$' },
+  { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
 );
 
 export const boolean: Parser<boolean> = parser(

@@ -22,6 +22,8 @@ import { Cluster } from '../support/cluster.ts';
 import { ControlPlane, RBAC_RULES_FILE, rbacRules } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { CHART, helm, renderChart, type KubeObject } from '../support/helm.ts';
+import { configEnv } from '../../scripts/chart-schema.ts';
+import { envOf, SETTINGS } from '../../src/config/settings.ts';
 import { GROUP, OpenKruiseController, OpenKruiseSandboxes, PLURAL, podIP, VERSION } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startService } from '../support/service.ts';
@@ -360,6 +362,36 @@ describe('operators’ conventions', () => {
     expect(policy.spec.ingress.flatMap((i) => i.ports.map((p) => p.port))).toContain(9102);
     const standalone = renderChart('rel', 'ns', { mode: 'standalone', 'serviceMonitor.enabled': 'true' });
     expect(serviceOf(standalone).spec.ports.map((p) => p.name)).not.toContain('envoy-metrics');
+  });
+
+  it('sets only SANDBOX_EXTPROC_* variables the service knows (it refuses any other at start-up)', () => {
+    const known = new Set(Object.values(SETTINGS).flatMap((s) => [s.env, ...s.aliases.map(envOf)]));
+    // Every setting the chart passes through config, at its default (a valid value by definition).
+    const everySetting = Object.fromEntries(
+      (Object.keys(configEnv()) as string[])
+        .filter((name) => name in SETTINGS && SETTINGS[name as keyof typeof SETTINGS].default !== '')
+        // Standalone only (the sidecar's Envoy reads the fixed key): refused by the chart here.
+        .filter((name) => name !== 'metadataNamespace' && name !== 'metadataKey')
+        .map((name) => [`config.${name}`, SETTINGS[name as keyof typeof SETTINGS].default.replaceAll(',', '\\,')]),
+    );
+    const sets: Record<string, string>[] = [
+      everySetting,
+      { mode: 'standalone', 'grpcTls.secretName': 'tls', 'grpcTls.clientCa': 'true', podCIDR: '10.0.0.0/8' },
+      { 'config.defaultPort': '8080' },
+    ];
+    expect(Object.keys(everySetting).length).toBeGreaterThan(30);
+    for (const values of sets) {
+      const names = (podSpec(renderChart('rel', 'ns', values)).containers[0]?.env ?? [])
+        .map((e) => e.name)
+        .filter((n) => n.startsWith('SANDBOX_EXTPROC_'));
+      expect(names.length).toBeGreaterThan(5);
+      expect(
+        names.filter((n) => !known.has(n)),
+        JSON.stringify(values),
+      ).toEqual([]);
+    }
+    // Both names of one setting: refused by the chart, as the service would refuse them.
+    expect(() => renderChart('rel', 'ns', { 'config.defaultPort': '1', 'config.e2bDefaultPort': '2' })).toThrow(/config.defaultPort/);
   });
 
   it('refuses Kubernetes older than 1.30', () => {

@@ -117,6 +117,9 @@ ${TOKENS} filled in, and the sidecar's stats listener (files/envoy-stats.yaml) a
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed envoy.drainSeconds (%v) by more than 5" .Values.terminationGracePeriodSeconds .Values.envoy.drainSeconds) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (hasKey .Values.config "defaultPort") (hasKey .Values.config "e2bDefaultPort") -}}
+{{- fail "config.defaultPort is the old name of config.e2bDefaultPort: set one" -}}
+{{- end -}}
 {{- if and .Values.podCIDR (hasKey .Values.config "upstreamCidrs") -}}
 {{- fail "podCIDR and config.upstreamCidrs both set the networks pod IPs must lie in: set one" -}}
 {{- end -}}
