@@ -165,6 +165,11 @@ export class Tracing implements WakeTracer {
     };
   }
 
+  /** Sends what is buffered now. */
+  async flush(): Promise<void> {
+    await this.#provider.forceFlush();
+  }
+
   /** Sends what is buffered and stops (at shutdown). */
   async shutdown(): Promise<void> {
     await this.#provider.shutdown();
