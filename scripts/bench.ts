@@ -15,13 +15,14 @@ import { runBuilt } from '../test/support/service-process.ts';
 import { REPO_ROOT, toolPath, type Tool } from '../test/support/tools.ts';
 import { measureActivity } from '../test/bench/activity.ts';
 import { measureAnswerMemory } from '../test/bench/answer-memory.ts';
+import { measureIdle } from '../test/bench/idle.ts';
 import { measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams, type Baseline } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
 import { measureWake } from '../test/bench/wake.ts';
 
-const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'scale'] as const;
+const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale'] as const;
 
 const { values } = parseArgs({
   options: {
@@ -83,6 +84,7 @@ await step('path', () => measureEnvoyPath(report, quick));
 await step('streams', () => measureStreams(report, quick, baseline));
 await step('wake', () => measureWake(report, quick));
 await step('activity', () => measureActivity(report, quick));
+await step('idle', () => measureIdle(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
 
 console.log(`\n${report.table()}\n`);

@@ -150,6 +150,7 @@ export function chartSchema(): Record<string, unknown> {
             decisionP99Seconds: { type: 'number', exclusiveMinimum: 0 },
             nearLimitRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
             watchRestartsPer15m: { type: 'integer', minimum: 0 },
+            idleFlapsPer30m: { type: 'integer', minimum: 0 },
           }),
         }),
         grafanaDashboard: obj({ enabled: { type: 'boolean' }, labels: free, annotations: free }),

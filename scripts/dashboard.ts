@@ -102,6 +102,43 @@ const ROWS: readonly (readonly [string, readonly PanelSpec[]])[] = [
     ],
   ],
   [
+    'Scale to zero',
+    [
+      {
+        title: 'Idle suspensions by outcome',
+        unit: 'short',
+        stack: true,
+        targets: [[`sum by (outcome) (increase(sandbox_extproc_suspensions_total{${SEL}}[$__rate_interval]))`, '{{outcome}}']],
+      },
+      {
+        title: 'Idle sandboxes and flaps',
+        unit: 'short',
+        targets: [
+          [`max(sandbox_extproc_idle_sandboxes{${SEL}})`, 'idle past their timeout'],
+          [`sum(increase(sandbox_extproc_idle_flaps_total{${SEL}}[$__rate_interval]))`, 'flaps (woken within a minute)'],
+        ],
+      },
+      {
+        title: 'Idle suspender leader',
+        unit: 'short',
+        targets: [
+          [`max by (pod) (sandbox_extproc_idle_suspender_leader{${SEL}})`, '{{pod}}'],
+          [`max(sandbox_extproc_idle_suspension_enabled{${SEL}})`, 'enabled'],
+        ],
+      },
+      {
+        title: 'Idle sweep CPU (p99)',
+        unit: 's',
+        targets: [
+          [
+            `histogram_quantile(0.99, sum by (le) (rate(sandbox_extproc_idle_sweep_duration_seconds_bucket{${SEL}}[$__rate_interval])))`,
+            'p99',
+          ],
+        ],
+      },
+    ],
+  ],
+  [
     'Routes and watch',
     [
       { title: 'Routes by state', unit: 'short', stack: true, targets: [[`max by (state) (sandbox_extproc_routes{${SEL}})`, '{{state}}']] },

@@ -1,13 +1,13 @@
 // `npm run demo`: the whole stack on this machine, and a walk through it in the terminal.
 // A real kube-apiserver + etcd, the real Envoy, sandbox-extproc under its own least-privilege identity
 // running both Sandbox families, and the families' own controllers: OpenKruise agents' (three demo
-// sandboxes) and agent-sandbox's (two). Their pods are kwok's (no kubelet here): each gets an address on
+// sandboxes) and agent-sandbox's (three, one suspended by the service when idle). Their pods are kwok's (no kubelet here): each gets an address on
 // loopback where a small HTTP server answers as that pod. Ctrl-C tears everything down; --once exits
 // after the tour.
 import { performance } from 'node:perf_hooks';
-import { AgentSandboxController, AgentSandboxes, podIPOf } from '../test/support/agent-sandbox.ts';
+import { AgentSandboxController, AgentSandboxes, isSuspended, podIPOf } from '../test/support/agent-sandbox.ts';
 import { addressesOf, Cluster, DEFAULT_POD_CIDR } from '../test/support/cluster.ts';
-import { ControlPlane, isActivityRecord, SERVICE_USER } from '../test/support/controlplane.ts';
+import { ControlPlane, SERVICE_USER } from '../test/support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../test/support/envoy.ts';
 import { httpGet, type HttpResult } from '../test/support/http.ts';
 import { OpenKruiseController, OpenKruiseSandboxes, podIP } from '../test/support/openkruise.ts';
@@ -23,6 +23,8 @@ const say = (s = '') => console.log(s);
 const NS = 'demo';
 /** How long a woken sandbox's new pod takes to turn Ready (kwok), so the held request shows. */
 const READY_DELAY = '1500ms';
+/** napper's idle timeout: seconds here, so the demo shows it (minutes in production). */
+const IDLE_S = 5;
 
 const cleanups: (() => Promise<void> | void)[] = [];
 async function teardown(): Promise<void> {
@@ -77,11 +79,20 @@ async function main(): Promise<void> {
       sandboxes.create({ namespace: NS, name: 'vault', paused: true, wake: { by: 'annotation' }, accessToken: 'open-sesame' }),
     ]),
   );
-  const [notebook] = await timed('two agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic)', async () =>
-    Promise.all([
-      agents.create({ namespace: NS, name: 'notebook' }),
-      agents.create({ namespace: NS, name: 'lab', suspended: true, wake: true, readyDelay: READY_DELAY }),
-    ]),
+  const [notebook, , napper] = await timed(
+    'three agent-sandbox Sandboxes created: notebook (running), lab (suspended, wakes on traffic), napper (suspended when idle 5 s)',
+    async () =>
+      Promise.all([
+        agents.create({ namespace: NS, name: 'notebook' }),
+        agents.create({ namespace: NS, name: 'lab', suspended: true, wake: true, readyDelay: READY_DELAY }),
+        agents.create({
+          namespace: NS,
+          name: 'napper',
+          wake: true,
+          readyDelay: READY_DELAY,
+          annotations: { 'sandbox-extproc.io/idle-timeout': `${IDLE_S}s` },
+        }),
+      ]),
   );
   say(dim(`  pods: web at ${podIP(web)}, notebook at ${podIPOf(notebook)}`));
   const service: RunningService = await timed(
@@ -98,6 +109,11 @@ async function main(): Promise<void> {
         'openkruise,agent-sandbox',
         '--agent-sandbox-namespaces',
         NS,
+        // Idle timeouts are seconds long here: the activity record may lag at most 1 s behind.
+        '--activity-min-interval',
+        '1s',
+        '--idle-sweep-interval',
+        '500ms',
       ]),
   );
   cleanups.push(() => service.stop());
@@ -123,7 +139,8 @@ async function main(): Promise<void> {
     show(res, performance.now() - started);
     return res;
   };
-  const patchCount = (name: string, group = 'agents.kruise.io') =>
+  /** Patches the service applied to one sandbox, as one field manager (resumes: sandbox-extproc). */
+  const patchCount = (name: string, group = 'agents.kruise.io', manager = 'sandbox-extproc') =>
     plane.auditEvents(
       (e) =>
         e.verb === 'patch' &&
@@ -131,7 +148,7 @@ async function main(): Promise<void> {
         e.objectRef?.name === name &&
         e.objectRef.apiGroup === group &&
         e.objectRef.subresource === undefined &&
-        !isActivityRecord(e),
+        new RegExp(`fieldManager=${manager}(&|$)`).test(e.requestURI ?? ''),
     ).length;
 
   await request('1. A running sandbox, named by headers', { 'e2b-sandbox-id': `${NS}--web`, 'e2b-sandbox-port': String(port) });
@@ -179,6 +196,18 @@ async function main(): Promise<void> {
     'x-sandbox-pod-ip': '127.1.0.250',
   });
   await request('9. A namespace requests may not name', { ...agentHeaders('notebook'), 'x-sandbox-namespace': 'kube-system' });
+
+  say(
+    `\n${bold('10. Scale to zero: napper, idle for its timeout, is suspended by the service')} ${dim(`(sandbox-extproc.io/idle-timeout: ${IDLE_S}s)`)}`,
+  );
+  // Nobody has used it since it turned Ready: that is when its idleness began.
+  const readySince = Date.parse(napper.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ?? '');
+  const suspended = await agents.waitFor(NS, 'napper', isSuspended, 60_000, 'suspended for idleness');
+  const suspendedAt = Date.parse(suspended.metadata.annotations?.['sandbox-extproc.io/idle-suspended-at'] ?? '');
+  say(
+    `  suspended after ${Math.round((suspendedAt - readySince) / 1000)} s idle: operatingMode ${suspended.spec?.operatingMode}, its pod deleted by agent-sandbox's controller; idle suspensions: ${patchCount('napper', 'agents.x-k8s.io', 'sandbox-extproc-idle')}`,
+  );
+  await request('   the next request wakes it', agentHeaders('napper'));
 
   say(`\n${bold('Envoy access log for the wakes')} ${dim('(sandbox, decision and wake time come from the service as metadata)')}`);
   await envoy.waitForAccessLog((e) => e['sandbox_id'] === `${NS}--vault` && e['decision'] === 'wake');

@@ -28,7 +28,8 @@ case "$command" in
     scripts/provision.sh docker images
     ;;
 esac
-# The e2e suite needs kind and its node image, which need a Docker engine (without one it skips).
+# The e2e suite needs kind, its node image and the Sandbox controllers' images, which need a Docker engine
+# (without one it skips).
 case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

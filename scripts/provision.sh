@@ -121,8 +121,18 @@ provision_controllers() {
     (cd "$openkruise_dir.partial/src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$openkruise_dir.partial/bin/" \
       ./cmd/agent-sandbox-controller ./cmd/sandbox-manager)
     cp -r "$openkruise_dir.partial/src/config/crd/bases" "$openkruise_dir.partial/crds"
+    mkdir -p "$openkruise_dir.partial/config"
+    cp -r "$openkruise_dir.partial/src/config/rbac" "$openkruise_dir.partial/src/config/manager" "$openkruise_dir.partial/config/"
     rm -rf "$openkruise_dir.partial/src"
     mv "$openkruise_dir.partial" "$openkruise_dir"
+  fi
+  # Its own RBAC and Deployment (config/rbac, config/manager), which the kind e2e suite deploys; added
+  # to a cache made before they were kept.
+  if [ ! -f "$openkruise_dir/config/rbac/role.yaml" ]; then
+    local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SBX_PEERS)"; return 1; }
+    mkdir -p "$openkruise_dir/config"
+    tar -xzf "$tarball" -C "$openkruise_dir/config" --strip-components=2 --wildcards '*/config/rbac/*' '*/config/manager/*'
   fi
   if [ ! -x "$agent_sandbox_dir/bin/agent-sandbox-controller" ]; then
     log "agent-sandbox $AGENT_SANDBOX_VERSION: agent-sandbox-controller and sandbox-router (go install)"
@@ -135,6 +145,13 @@ provision_controllers() {
     dir=$(go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     cp -r "$dir/k8s/crds" "$agent_sandbox_dir.partial/crds" && chmod -R u+w "$agent_sandbox_dir.partial/crds"
     mv "$agent_sandbox_dir.partial" "$agent_sandbox_dir"
+  fi
+  # Its own manifests (k8s/controller.yaml, k8s/rbac.generated.yaml, ...), which the kind e2e suite
+  # deploys; added to a cache made before they were kept.
+  if [ ! -f "$agent_sandbox_dir/k8s/controller.yaml" ]; then
+    local manifests
+    manifests=$(go mod download -json "sigs.k8s.io/agent-sandbox@v$AGENT_SANDBOX_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    mkdir -p "$agent_sandbox_dir/k8s" && cp "$manifests"/k8s/*.yaml "$agent_sandbox_dir/k8s/" && chmod -R u+w "$agent_sandbox_dir/k8s"
   fi
   if [ ! -x "$kwok_dir/bin/kwok" ]; then
     log "kwok $KWOK_VERSION (go install)"
@@ -187,6 +204,15 @@ provision_kind() {
     apt_install --no-install-recommends mmdebstrap jq gcc libc6-dev binutils
   fi
   KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" build
+  # The Sandbox families' own controllers run in the kind cluster too, from images of the binaries
+  # `controllers` builds (scripts/controller-images.sh).
+  provision_controllers
+  controller_images build
+}
+
+controller_images() {
+  OPENKRUISE_AGENTS_COMMIT=$OPENKRUISE_AGENTS_COMMIT AGENT_SANDBOX_VERSION=$AGENT_SANDBOX_VERSION \
+    OPENKRUISE_DIR="$openkruise_dir" AGENT_SANDBOX_DIR="$agent_sandbox_dir" "$here/scripts/controller-images.sh" "$@"
 }
 
 # Load generators for `npm run bench` and the chaos suite: ghz (gRPC) and vegeta (HTTP: it records
@@ -343,6 +369,9 @@ print_env() {
   echo "export SBX_SYFT=\"$syft_dir/bin/syft\""
   echo "export SBX_OTELCOL=\"$otelcol_dir/bin/otelcol\""
   echo "export SBX_CRANE=\"$crane_dir/bin/crane\""
+  local images; read -r -a images < <(controller_images ref)
+  echo "export SBX_OPENKRUISE_IMAGE=\"${images[0]}\""
+  echo "export SBX_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
 }
 
 [ $# -gt 0 ] || set -- all

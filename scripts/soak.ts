@@ -71,6 +71,15 @@ check(
   `= ${result.wakes.attempted} attempted`,
   result.wakes.served === result.wakes.attempted && result.wakes.attempted > 0,
 );
+check(
+  'idle suspensions, each woken by its next request',
+  result.idle.woken,
+  `= ${result.idle.suspended} suspended, > 0`,
+  result.idle.woken === result.idle.suspended && result.idle.suspended > 0,
+);
+check('suspensions of the Sandbox kept in use', result.idle.inUseSuspended, '= 0', result.idle.inUseSuspended === 0);
+// Flaps are expected here (the idlers are woken the moment they are suspended): reported, not gated.
+check('flaps (wakes within a minute of an idle suspension)', result.idle.flaps, 'reported', true);
 const loops = steady.map((s) => s.loopP99ms).sort((a, b) => a - b);
 const loopMedian = loops[Math.floor(loops.length / 2)] ?? 0;
 check('event-loop delay p99, median of samples (ms)', loopMedian, `<= ${LOOP_P99_MEDIAN_LIMIT_MS}`, loopMedian <= LOOP_P99_MEDIAN_LIMIT_MS);
@@ -131,6 +140,7 @@ const summary = {
   errors: Object.fromEntries(tally.errors),
   statuses: Object.fromEntries([...tally.statuses].map(([kind, byStatus]) => [kind, Object.fromEntries(byStatus)])),
   wakes: result.wakes,
+  idle: result.idle,
   changes: result.changes,
   watchRestarts: result.watchRestarts,
   apiserverRestartAtS: result.restartAt,

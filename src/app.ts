@@ -18,13 +18,17 @@ import type { SandboxKind } from './sandbox-kinds/kind.ts';
 import { GrpcServer } from './server/grpc-server.ts';
 import { HttpServer } from './server/http-server.ts';
 import { RequestProcessor } from './server/processor.ts';
-import { ActivityTracker } from './activity/tracker.ts';
+import { ActivityTracker, unrecordedForAtMostMs } from './activity/tracker.ts';
 import { kubernetesActivityWriter } from './activity/writer.ts';
 import { WakeCoordinator } from './wake/coordinator.ts';
 import { KubernetesResumer } from './wake/resumer.ts';
 import type { DestinationStream } from 'pino';
 import { readFileSync } from 'node:fs';
 import { discoverUntilLoaded, keysFromFile } from './auth/traffic-token-source.ts';
+import { leaseIdentity, leaseNamespace } from './idle/lease-identity.ts';
+import { LeaseElector } from './idle/lease-elector.ts';
+import { IdleSuspender } from './idle/suspender.ts';
+import { kubernetesSuspendWriter } from './idle/writer.ts';
 import { TrafficTokenVerifier } from './auth/traffic-token-verifier.ts';
 
 interface RouteSource {
@@ -57,6 +61,8 @@ export class App {
   /** OpenTelemetry spans, when --tracing-endpoint is set. */
   readonly tracing: Tracing | undefined;
   readonly #stopDiscovery = new AbortController();
+  /** Campaigns for the idle suspender's Lease, when agent-sandbox idle suspension is on. */
+  readonly #idleElector: LeaseElector | undefined;
   #sources: RouteSource[] = [];
   #stopping = false;
   /** Where the service listens, once started. */
@@ -89,7 +95,13 @@ export class App {
       this.tracing = new Tracing({ endpoint: config.tracingEndpoint, sampleRatio: config.tracingSampleRatio, logger: this.logger });
     }
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
-    this.#kinds = config.sandboxKind.map((name) => sandboxKind(name, { pauseFloorSeconds: config.minPauseTimeout / 1000 }));
+    this.#kinds = config.sandboxKind.map((name) =>
+      sandboxKind(name, {
+        pauseFloorSeconds: config.minPauseTimeout / 1000,
+        idleTimeoutSeconds: config.idleTimeout / 1000,
+        idleNamespaces: config.idleNamespaces,
+      }),
+    );
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
@@ -147,6 +159,7 @@ export class App {
         },
       );
     }
+    this.#idleElector = this.#idleSuspension();
     const conventions = conventionsOf(config);
     const processor = new RequestProcessor({
       routes: this.registry,
@@ -226,6 +239,7 @@ export class App {
     });
     this.#startTrafficTokenDiscovery();
     await this.#startSources();
+    this.#idleElector?.start();
     const listening = { grpcPort: this.#grpc.tcpPort, grpcSocket: c.grpcSocket || undefined, httpPort };
     this.listening = listening;
     this.logger.info(listening, 'sandbox-extproc listening');
@@ -245,6 +259,7 @@ export class App {
     await this.#grpc.shutdown(this.config.shutdownGrace, () => this.wakes?.close());
     this.wakes?.close();
     this.activity?.stop();
+    await this.#idleElector?.stop();
     this.#stopDiscovery.abort();
     await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
@@ -253,6 +268,52 @@ export class App {
       ?.shutdown()
       .catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, 'sending the last spans failed'));
     this.logger.info('stopped');
+  }
+
+  /**
+   * agent-sandbox's idle suspension: the suspender sweeps on the one replica holding the Lease. It reads
+   * the activity record the activity writers keep, so without them (--activity false) it would suspend
+   * sandboxes in use: then it does not run.
+   */
+  #idleSuspension(): LeaseElector | undefined {
+    const c = this.config;
+    if (!c.idleSuspension || this.#kubeConfig === undefined || !this.#kinds.some((k) => k.idleSuspendPatch !== undefined)) return undefined;
+    const log = this.logger.child({ component: 'idle' });
+    if (this.activity === undefined) {
+      log.warn('idle suspension is off: it reads the activity record, which --activity false does not keep');
+      return undefined;
+    }
+    const activity = this.activity;
+    const suspender = new IdleSuspender({
+      registry: this.registry,
+      write: kubernetesSuspendWriter(this.#kubeConfig),
+      // Never while this replica holds a request for it or has its activity waiting to be written.
+      busy: (route) => this.wakes?.waking(route) === true || activity.pending(route.uid),
+      metrics: {
+        onSuspend: (outcome) => this.metrics.suspensions.inc({ reason: 'idle', outcome }),
+        setIdle: (count) => this.metrics.idleSandboxes.set(count),
+        onSweep: (seconds) => this.metrics.idleSweepSeconds.observe(seconds),
+      },
+      logger: this.logger,
+      options: {
+        sweepIntervalMs: c.idleSweepInterval,
+        perSecond: c.idleSuspensionsPerSecond,
+        unrecordedMs: (idleMs) => unrecordedForAtMostMs({ fraction: c.activityFraction, minIntervalMs: c.activityMinInterval }, idleMs),
+      },
+    });
+    this.metrics.idleEnabled.set(1);
+    return new LeaseElector(
+      this.#kubeConfig,
+      { namespace: leaseNamespace(c.leaseNamespace), name: c.leaseName, identity: leaseIdentity(), durationMs: c.leaseDuration },
+      {
+        onStartedLeading: (signal) => {
+          this.metrics.idleLeader.set(1);
+          signal.addEventListener('abort', () => this.metrics.idleLeader.set(0), { once: true });
+          suspender.lead(signal);
+        },
+      },
+      this.logger,
+    );
   }
 
   #notReadyReason(): string | undefined {

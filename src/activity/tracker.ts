@@ -45,6 +45,19 @@ export interface ActivityHooks {
   readonly now?: () => number;
 }
 
+/** The default jitter of a replica's write threshold. */
+export const DEFAULT_JITTER = 0.2;
+
+/**
+ * The longest activity can go unrecorded on the object under this rule: a use that comes while more
+ * than the threshold's share of the timer is left writes nothing, and after a write the next waits at
+ * least the minimum interval. What reads the record (the idle suspender) must allow for it.
+ */
+export function unrecordedForAtMostMs(options: Pick<ActivityOptions, 'fraction' | 'minIntervalMs' | 'jitter'>, timeoutMs: number): number {
+  const lowestThreshold = options.fraction * (1 - (options.jitter ?? DEFAULT_JITTER));
+  return Math.max((1 - lowestThreshold) * timeoutMs, options.minIntervalMs);
+}
+
 /** How long a write is remembered (for the per-interval bound and the kept-awake count). */
 const KEPT_AWAKE_WINDOW_MS = 10 * 60_000;
 
@@ -63,7 +76,7 @@ export class ActivityTracker {
   #stopped = false;
 
   constructor(options: ActivityOptions, hooks: ActivityHooks) {
-    const jitter = options.jitter ?? 0.2;
+    const jitter = options.jitter ?? DEFAULT_JITTER;
     this.#threshold = options.fraction * (1 - jitter * Math.random());
     this.#minIntervalMs = options.minIntervalMs;
     this.#concurrency = options.concurrency ?? 4;
@@ -91,6 +104,11 @@ export class ActivityTracker {
       this.#scheduled = true;
       setImmediate(() => this.#drain());
     }
+  }
+
+  /** Whether activity noted for this object waits to be written (it was in use just now). */
+  pending(uid: string): boolean {
+    return this.#pending.has(uid);
   }
 
   /** Stops writing; pending writes are dropped (the next replica or start picks activity up again). */

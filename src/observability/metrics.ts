@@ -21,6 +21,12 @@ export interface Metrics {
   readonly activityWrites: Counter<'outcome'>;
   readonly activityRemainingSeconds: Histogram;
   readonly accessLogEntries: Counter<'result'>;
+  readonly suspensions: Counter<'reason' | 'outcome'>;
+  readonly idleSandboxes: Gauge;
+  readonly idleLeader: Gauge;
+  readonly idleEnabled: Gauge;
+  readonly idleFlaps: Counter;
+  readonly idleSweepSeconds: Histogram;
   readonly grpcHandlerErrors: Counter<'method'>;
   readonly grpcLimited: Counter<'limit'>;
 }
@@ -173,6 +179,38 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_access_log_entries_total',
       help: 'Envoy access log entries received for routed requests, by result: activity (credited to its sandbox), unknown (no such sandbox now).',
       labelNames: ['result'],
+      registers,
+    }),
+    suspensions: new Counter({
+      name: 'sandbox_extproc_suspensions_total',
+      help: 'Sandboxes suspended by sandbox-extproc, by reason (idle: no traffic for its idle timeout) and outcome: applied, superseded (it changed since the decision: decided again at the next sweep), failed.',
+      labelNames: ['reason', 'outcome'],
+      registers,
+    }),
+    idleSandboxes: new Gauge({
+      name: 'sandbox_extproc_idle_sandboxes',
+      help: "Running sandboxes with an idle timeout that their activity record shows idle past it, at the idle suspender's last sweep (0 on replicas that do not hold the Lease).",
+      registers,
+    }),
+    idleLeader: new Gauge({
+      name: 'sandbox_extproc_idle_suspender_leader',
+      help: "1 while this replica holds the idle suspender's Lease, else 0.",
+      registers,
+    }),
+    idleEnabled: new Gauge({
+      name: 'sandbox_extproc_idle_suspension_enabled',
+      help: "1 when this replica campaigns for the idle suspender's Lease (idle suspension on, agent-sandbox served), else 0.",
+      registers,
+    }),
+    idleFlaps: new Counter({
+      name: 'sandbox_extproc_idle_flaps_total',
+      help: 'Wakes of a sandbox within a minute of its idle suspension: its idle timeout is shorter than its pauses between uses.',
+      registers,
+    }),
+    idleSweepSeconds: new Histogram({
+      name: 'sandbox_extproc_idle_sweep_duration_seconds',
+      help: 'CPU time of one idle suspender sweep over the route table.',
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers,
     }),
     grpcHandlerErrors: new Counter({

@@ -59,6 +59,9 @@ export function parseRoutesFile(
       shutdownAt: undefined,
       pauseAt: undefined,
       activityAt: undefined,
+      idleMs: 0,
+      readySince: undefined,
+      idleSuspendedAt: undefined,
       deleting: false,
       // A file has no controller to resume a sandbox, so file routes never wake.
       wake: undefined,

@@ -85,6 +85,11 @@ export class RouteRegistry implements RouteLookup {
     return this.#byUid.get(uid);
   }
 
+  /** Every object held, in no particular order (the idle suspender's sweep). */
+  routes(): IterableIterator<Route> {
+    return this.#byUid.values();
+  }
+
   /** Marks the table loaded: the first full list (or file read) has been applied. */
   markReady(): void {
     this.#ready = true;

@@ -54,6 +54,15 @@ export interface Route {
   readonly pauseAt: number | undefined;
   /** Epoch ms of the last activity recorded on the object by this service (agent-sandbox), or undefined. */
   readonly activityAt: number | undefined;
+  /**
+   * Idle suspension (agent-sandbox): the sandbox is suspended after this long without traffic, in ms;
+   * 0 when it never is.
+   */
+  readonly idleMs: number;
+  /** Epoch ms since when the sandbox has served (its controller's Ready condition), or undefined. */
+  readonly readySince: number | undefined;
+  /** Epoch ms at which sandbox-extproc last suspended it for idleness (recorded on the object), or undefined. */
+  readonly idleSuspendedAt: number | undefined;
   /** Being deleted. */
   readonly deleting: boolean;
   /** Present when the sandbox opted in to wake on traffic. */

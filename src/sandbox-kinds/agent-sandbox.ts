@@ -13,8 +13,27 @@
 //   keeps unclaimed pool pods out of its name index).
 // There is no wake opt-in field: sandbox-extproc's own annotations (annotations.ts) provide it.
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
-import { accessTokenDigest, LAST_ACTIVITY_ANNOTATION, wakeDeadlineSeconds, WAKE_ON_TRAFFIC_ANNOTATION } from './annotations.ts';
-import { asObj, asStr, conditionTrue, findCondition, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
+import {
+  accessTokenDigest,
+  IDLE_SUSPENDED_AT_ANNOTATION,
+  IDLE_TIMEOUT_ANNOTATION,
+  LAST_ACTIVITY_ANNOTATION,
+  MIN_IDLE_TIMEOUT_SECONDS,
+  wakeDeadlineSeconds,
+  WAKE_ON_TRAFFIC_ANNOTATION,
+} from './annotations.ts';
+import {
+  asObj,
+  asStr,
+  conditionTrue,
+  findCondition,
+  Interner,
+  objectParts,
+  parseGoDurationSeconds,
+  parseTime,
+  rfc3339,
+  type Obj,
+} from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 export const AGENT_SANDBOX_GROUP = 'agents.x-k8s.io';
@@ -66,8 +85,28 @@ export function deriveAgentSandboxState(meta: Obj, spec: Obj | undefined, status
   return 'creating';
 }
 
+export interface AgentSandboxOptions {
+  /** Idle timeout (seconds) of wake-opted-in Sandboxes in idleNamespaces that name none (0: none). */
+  readonly idleTimeoutSeconds?: number;
+  /** Namespaces where idleTimeoutSeconds applies; '*' for all. */
+  readonly idleNamespaces?: readonly string[];
+}
+
+/**
+ * The idle timeout of a Sandbox, in ms (0: never suspended for idleness). Only a Sandbox that may be
+ * woken by traffic is ever suspended for idleness: otherwise nothing would bring it back.
+ */
+function idleTimeoutMs(namespace: string, annotations: Obj | undefined, optedIn: boolean, options: AgentSandboxOptions): number {
+  if (!optedIn) return 0;
+  const text = asStr(annotations?.[IDLE_TIMEOUT_ANNOTATION]);
+  const own = text === undefined ? undefined : parseGoDurationSeconds(text);
+  const namespaces = options.idleNamespaces ?? [];
+  const seconds = own ?? (namespaces.includes('*') || namespaces.includes(namespace) ? (options.idleTimeoutSeconds ?? 0) : 0);
+  return seconds > 0 ? Math.max(seconds, MIN_IDLE_TIMEOUT_SECONDS) * 1000 : 0;
+}
+
 /** A new agent-sandbox kind; each instance keeps its own shared-value tables and chosen version. */
-export function createAgentSandboxKind(): SandboxKind {
+export function createAgentSandboxKind(options: AgentSandboxOptions = {}): SandboxKind {
   const namespaces = new Interner<string>();
   const policies = new Interner<WakePolicy>();
   const phases = new Interner<string>();
@@ -136,6 +175,9 @@ export function createAgentSandboxKind(): SandboxKind {
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: undefined,
         activityAt: parseTime(asStr(annotations?.[LAST_ACTIVITY_ANNOTATION])),
+        idleMs: idleTimeoutMs(namespace, annotations, optedIn, options),
+        readySince: readiness?.['status'] === 'True' ? parseTime(asStr(readiness['lastTransitionTime'])) : undefined,
+        idleSuspendedAt: parseTime(asStr(annotations?.[IDLE_SUSPENDED_AT_ANNOTATION])),
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         // No pause timer to re-arm: agent-sandbox suspends only when asked.
         wake: optedIn ? policies.get(String(timeoutSeconds), () => Object.freeze({ pauseAfterSeconds: 0, timeoutSeconds })) : undefined,
@@ -156,15 +198,35 @@ export function createAgentSandboxKind(): SandboxKind {
     },
 
     /**
-     * agent-sandbox has no idle suspension of its own, and nothing reads a record of activity: so
-     * nothing is written (each write would also cost the controller a full reconcile).
+     * agent-sandbox has no idle suspension of its own; sandbox-extproc's (src/idle/) reads the record of
+     * activity, so the record is kept only for Sandboxes that opted in to it: its "timer" runs out one
+     * idle timeout after the last recorded use (or after the sandbox turned Ready), and it is refreshed
+     * by the activity writer's rule, as OpenKruise's pause timer is pushed.
      */
-    activityTimer(): ActivityTimer | undefined {
-      return undefined;
+    activityTimer(route: Route): ActivityTimer | undefined {
+      if (route.idleMs === 0 || route.state !== 'running') return undefined;
+      return { deadline: Math.max(route.activityAt ?? 0, route.readySince ?? 0) + route.idleMs, timeoutMs: route.idleMs };
     },
 
     activityPatch(route: Route, now: Date): Record<string, unknown> {
       return { metadata: { uid: route.uid, annotations: { [LAST_ACTIVITY_ANNOTATION]: rfc3339(now.getTime()) } } };
+    },
+
+    /**
+     * Suspends an idle sandbox in the served version's own field, recording when (a wake soon after is a
+     * flap). Locked on the resourceVersion it was decided on: any change since (a newer activity
+     * record, a resume) makes the API server refuse it, and the decision is made again.
+     */
+    idleSuspendPatch(route: Route, now: Date): Record<string, unknown> {
+      const spec = version === 'v1alpha1' ? { replicas: 0 } : { operatingMode: 'Suspended' };
+      return {
+        metadata: {
+          uid: route.uid,
+          resourceVersion: route.resourceVersion,
+          annotations: { [IDLE_SUSPENDED_AT_ANNOTATION]: rfc3339(now.getTime()) },
+        },
+        spec,
+      };
     },
   };
   return kind;

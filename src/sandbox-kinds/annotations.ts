@@ -32,6 +32,15 @@ export function accessTokenDigest(annotations: Record<string, unknown> | undefin
 
 /**
  * The last time sandbox-extproc saw the sandbox in use (RFC 3339, whole seconds), for families with no
- * pause timer of their own to push (agent-sandbox): an idle-suspension controller can read it.
+ * pause timer of their own (agent-sandbox): the record the idle suspender reads, shared by replicas.
  */
 export const LAST_ACTIVITY_ANNOTATION = 'sandbox-extproc.io/last-activity';
+
+/** Opt-in to idle suspension (agent-sandbox): suspend after this long without traffic ("10m", "600s"). */
+export const IDLE_TIMEOUT_ANNOTATION = 'sandbox-extproc.io/idle-timeout';
+
+/** When sandbox-extproc last suspended the sandbox for idleness (RFC 3339): a wake soon after is a flap. */
+export const IDLE_SUSPENDED_AT_ANNOTATION = 'sandbox-extproc.io/idle-suspended-at';
+
+/** The shortest idle timeout honoured, in seconds: shorter values are read as this. */
+export const MIN_IDLE_TIMEOUT_SECONDS = 2;

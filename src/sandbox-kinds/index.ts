@@ -6,11 +6,18 @@ import { createOpenKruiseKind } from './openkruise.ts';
 export interface KindOptions {
   /** Least pause timeout a wake or activity sets, in seconds (kinds with a pause timer). */
   readonly pauseFloorSeconds?: number;
+  /** agent-sandbox: the default idle timeout (seconds) of wake-opted-in Sandboxes in idleNamespaces. */
+  readonly idleTimeoutSeconds?: number;
+  readonly idleNamespaces?: readonly string[];
 }
 
 const KINDS: Record<SandboxKindName, (options: KindOptions) => SandboxKind> = {
   openkruise: createOpenKruiseKind,
-  'agent-sandbox': () => createAgentSandboxKind(),
+  'agent-sandbox': (options) =>
+    createAgentSandboxKind({
+      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
+      ...(options.idleNamespaces === undefined ? {} : { idleNamespaces: options.idleNamespaces }),
+    }),
 };
 
 /** A new instance of the named kind (each owns its caches; make one per process and share it). */

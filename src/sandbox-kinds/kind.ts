@@ -42,6 +42,11 @@ export interface SandboxKind {
   activityTimer(route: Route): ActivityTimer | undefined;
   /** The JSON merge patch recording activity at `now` (pushes the timer; tied to the object's UID). */
   activityPatch(route: Route, now: Date): Record<string, unknown>;
+  /**
+   * The JSON merge patch that suspends an idle sandbox (tied to its UID and resourceVersion), for kinds
+   * that sandbox-extproc suspends itself (those whose routes have an idle timeout).
+   */
+  idleSuspendPatch?(route: Route, now: Date): Record<string, unknown>;
 }
 
 export interface ActivityTimer {

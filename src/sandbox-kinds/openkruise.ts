@@ -3,7 +3,20 @@
 import { createHash } from 'node:crypto';
 import type { Route, RouteState, WakePolicy } from '../routes/route.ts';
 import { wakeDeadlineSeconds } from './annotations.ts';
-import { asObj, asStr, conditionTrue, findCondition, Interner, objectParts, parseTime, rfc3339, type Obj } from './fields.ts';
+import {
+  asObj,
+  asStr,
+  conditionTrue,
+  findCondition,
+  Interner,
+  objectParts,
+  parseGoDurationSeconds,
+  parseTime,
+  rfc3339,
+  type Obj,
+} from './fields.ts';
+
+export { parseGoDurationSeconds } from './fields.ts';
 import type { ActivityTimer, SandboxKind } from './kind.ts';
 
 const SANDBOX_ID_LABEL = 'agents.kruise.io/sandbox-id';
@@ -16,20 +29,6 @@ const LEGACY_TOKEN_ANNOTATION = 'e2b.agents.kruise.io/envd-access-token';
 const JWT_AUTH_ANNOTATION = 'security.agents.kruise.io/enable-jwt-auth';
 /** The reference gateway never re-arms a pause timer sooner than this after a wake. */
 export const DEFAULT_PAUSE_FLOOR_SECONDS = 300;
-
-/** Parses a Go duration string ("120s", "2m", "1h30m", "1.5h") into seconds; undefined when malformed. */
-export function parseGoDurationSeconds(text: string): number | undefined {
-  const re = /([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)/gy;
-  const unit: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
-  if (text === '0') return 0;
-  let total = 0;
-  let consumed = 0;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    total += Number(m[1]) * (unit[m[2] as string] as number);
-    consumed = re.lastIndex;
-  }
-  return consumed === text.length && consumed > 0 ? total : undefined;
-}
 
 /** The legacy annotation's re-arm timeout when it names none (the reference gateway's default). */
 const LEGACY_PAUSE_TIMEOUT_SECONDS = 60;
@@ -144,6 +143,10 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),
         activityAt: undefined,
+        // Idle pauses are OpenKruise's own (spec.pauseTime), which activity pushes.
+        idleMs: 0,
+        readySince: undefined,
+        idleSuspendedAt: undefined,
         deleting: asStr(meta['deletionTimestamp']) !== undefined,
         wake: wakePolicy(spec, annotations, policies, floorSeconds),
         accessTokenDigest: token === undefined || token === '' ? undefined : createHash('sha256').update(token).digest(),

@@ -30,11 +30,13 @@ export interface WakeOptions {
 
 /** Envoy's timer is set this much past our deadline, so the service always answers first. */
 export const ENVOY_MARGIN_MS = 1000;
+/** A wake this soon after an idle suspension counts as a flap (the idle timeout is too short for its use). */
+export const FLAP_WINDOW_MS = 60_000;
 /** How long a refused resume is remembered: doubling from the first to the last, per object. */
 export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
 const FAILURE_MEMORY_CAPACITY = 10_000;
 
-type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters'>;
+type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters' | 'idleFlaps'>;
 export const WAKE_OUTCOMES = ['woken', 'failed', 'timeout', 'abandoned'] as const;
 export type Outcome = (typeof WAKE_OUTCOMES)[number];
 
@@ -206,6 +208,7 @@ export class WakeCoordinator implements Waker {
       trace: this.#tracer?.begin(route, trace),
     };
     this.#wakes.set(route.id, wake);
+    if (route.idleSuspendedAt !== undefined && wake.startedAt - route.idleSuspendedAt < FLAP_WINDOW_MS) this.#metrics.idleFlaps.inc();
     if (!route.pauseRequested) {
       // spec.paused is already false: a resume is under way (another replica, or a person); just wait.
       wake.trace?.waitStarted();

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { ProcessingRequest } from '../../src/protocol/messages.ts';
 import { encodeRequest } from '../../src/protocol/proto.ts';
 import { execTracked } from '../support/process.ts';
+import { grpcMessage } from '../support/h2-frames.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
 import { REPO_ROOT, toolPath } from '../support/tools.ts';
 import { differs, rawExchanges } from './answer-bytes.ts';
@@ -57,11 +58,7 @@ export async function h2load(
   answer?: Buffer,
 ): Promise<Closed> {
   const body = join(dir, `request-${port}.grpc`);
-  const encoded = encodeRequest(sent);
-  const frame = Buffer.alloc(5 + encoded.length);
-  frame.writeUInt32BE(encoded.length, 1);
-  encoded.copy(frame, 5);
-  writeFileSync(body, frame);
+  writeFileSync(body, grpcMessage(encodeRequest(sent)));
   const log = join(dir, `h2load-${port}.log`);
   const { stdout } = await execTracked(
     'taskset',

@@ -3,14 +3,13 @@
 // --drain-delay while Envoy's health check moves traffic away, then stops: zero failed requests, every
 // request sent accounted for (answered, or a transport error). Bounded: 25 s of load at 300 requests/s,
 // on loopback only.
-import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeLoad, httpLoad } from '../bench/http-load.ts';
+import { LineFifo } from '../support/line-fifo.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { freePort } from '../support/ports.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
@@ -60,8 +59,7 @@ let ports: number[];
 let replicas: ServiceProcess[];
 let envoy: RunningEnvoy;
 /** Envoy's health-check events, read from a FIFO as they are written. */
-const healthEvents: string[] = [];
-const healthWaiters = new Set<() => void>();
+let healthEvents: LineFifo;
 
 const args = () => ['--route-source', 'file', '--routes-file', routes, '--drain-delay', '3s', '--shutdown-grace', '5s'];
 
@@ -72,13 +70,8 @@ beforeAll(async () => {
   writeFileSync(routes, 'routes: [{ id: sbx, podIP: 127.0.0.95 }]\n');
   ports = [await freePort(), await freePort()];
   replicas = await Promise.all(ports.map((port) => startServiceProcess([...args(), '--grpc-port', String(port)])));
-  const fifo = join(dir, 'health-events');
-  execFileSync('mkfifo', [fifo]);
-  createInterface({ input: createReadStream(fifo) }).on('line', (line) => {
-    healthEvents.push(line);
-    for (const wake of healthWaiters) wake();
-  });
-  envoy = await startEnvoy({ extprocPort: ports[0] as number, transform: (y) => twoReplicas(y, ports, fifo) });
+  healthEvents = new LineFifo(join(dir, 'health-events'));
+  envoy = await startEnvoy({ extprocPort: ports[0] as number, transform: (y) => twoReplicas(y, ports, healthEvents.path) });
 });
 
 afterAll(async () => {
@@ -104,7 +97,7 @@ describe('graceful rolling restart of two replicas under load', () => {
         if (!line.includes('add_healthy_event') || !line.includes(`"port_value":${port}`)) return false;
         return Date.parse((JSON.parse(line) as { timestamp: string }).timestamp) >= restarted;
       };
-      await waitForHealthEvent(healthy, 10_000);
+      await healthEvents.waitFor(healthy, 10_000, `replica ${port} healthy again`);
     }
     const result = await load;
     console.log(`chaos: rolling restart: ${describeLoad(result)}`);
@@ -113,20 +106,3 @@ describe('graceful rolling restart of two replicas under load', () => {
     expect(result.failed, describeLoad(result)).toBe(0);
   });
 });
-
-function waitForHealthEvent(match: (line: string) => boolean, timeoutMs: number): Promise<void> {
-  if (healthEvents.some(match)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (!healthEvents.some(match)) return;
-      healthWaiters.delete(check);
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      healthWaiters.delete(check);
-      reject(new Error(`no matching health event within ${timeoutMs} ms; last: ${healthEvents.slice(-3).join(' | ')}`));
-    }, timeoutMs);
-    healthWaiters.add(check);
-  });
-}

@@ -1,35 +1,38 @@
 // End to end on a real cluster: kind with the project's offline node image (scripts/kind.sh), the
-// project's image loaded into the node, the Sandbox CRD, stand-in sandbox pods, and the Helm chart
-// installed twice: in sidecar mode (Envoy + sandbox-extproc in one pod, the chart's Envoy as the edge)
-// and in standalone mode (sandbox-extproc alone, behind an Envoy the test runs in the cluster, which
-// finds the service by its cluster DNS name). The test controller plays the OpenKruise controller
-// against the cluster's API server. Every request goes to 127.0.0.1, where the node's NodePorts are
-// published. Where no Docker engine can run, the suite skips with one line saying why.
+// project's image loaded into the node, both Sandbox families' own controllers installed from their
+// manifests (test/support/kind-controllers.ts), sandboxes as real pods of each family, and the Helm
+// chart installed twice, serving both families: in sidecar mode (Envoy + sandbox-extproc in one pod,
+// the chart's Envoy as the edge) and in standalone mode (sandbox-extproc alone, behind an Envoy the test
+// runs in the cluster, which finds the service by its cluster DNS name). A paused sandbox has no pod; a
+// wake is the service's patch, then the controller's new pod, with a new IP. Every request goes to
+// 127.0.0.1, where the node's NodePorts are published. Where no Docker engine can run, the suite skips
+// with one line saying why.
 import { request as httpsRequest } from 'node:https';
 import { Writable } from 'node:stream';
-import { readFileSync } from 'node:fs';
 import {
   AppsV1Api,
   CoreV1Api,
   Exec,
   KubeConfig,
-  KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
-  type KubernetesObject,
   type V1Deployment,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderEnvoyConfig } from '../support/envoy-config.ts';
 import { CHART, helm } from '../support/helm.ts';
 import { httpGet } from '../support/http.ts';
 import { KindCluster, watchUntil, whyNoEngine } from '../support/kind.ts';
-import { e2eImages } from '../support/kind-images.ts';
-import { SandboxController } from '../support/sandbox-controller.ts';
+import {
+  AGENT_SANDBOX_CONTROLLER_USER,
+  deployControllers,
+  installControllerCrds,
+  OPENKRUISE_CONTROLLER_USER,
+} from '../support/kind-controllers.ts';
+import { e2eImages, type E2eImages } from '../support/kind-images.ts';
+import { AGENT_SANDBOX, KindSandboxes, OPENKRUISE, SANDBOX_PORT, type Family } from '../support/kind-sandboxes.ts';
 import { SteadyLoad } from '../support/steady-load.ts';
-import { REPO_ROOT } from '../support/tools.ts';
 
 const skipReason = whyNoEngine();
 if (skipReason !== undefined) console.warn(`e2e suite skipped: no Docker engine can run here (${skipReason})`);
@@ -38,7 +41,6 @@ const CLUSTER = 'sbx-e2e';
 const TENANTS = 'tenants';
 const SIDECAR_PORT = 30080;
 const STANDALONE_PORT = 30081;
-const SANDBOX_PORT = 49983;
 const MINUTE = 60_000;
 
 interface Mode {
@@ -51,6 +53,15 @@ const MODES: readonly Mode[] = [
   { name: 'sidecar', namespace: 'sbx-sidecar', release: 'edge', nodePort: SIDECAR_PORT },
   { name: 'standalone', namespace: 'sbx-standalone', release: 'core', nodePort: STANDALONE_PORT },
 ];
+const FAMILIES: readonly Family[] = [OPENKRUISE, AGENT_SANDBOX];
+/** Running sandboxes: two OpenKruise ones, one of agent-sandbox. */
+const RUNNING: readonly [Family, string][] = [
+  [OPENKRUISE, 'alpha'],
+  [OPENKRUISE, 'beta'],
+  [AGENT_SANDBOX, 'gamma'],
+];
+/** Per mode and family, a sandbox paused before the chart is installed, for that mode's wake. */
+const asleep = (family: Family, mode: Mode) => `asleep-${family.name}-${mode.name}`;
 const fullname = (mode: Mode) => `${mode.release}-sandbox-extproc`;
 const serviceAccount = (mode: Mode) => `system:serviceaccount:${mode.namespace}:${fullname(mode)}`;
 
@@ -59,11 +70,10 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
   let admin: KubeConfig;
   let core: CoreV1Api;
   let apps: AppsV1Api;
-  let objects: KubernetesObjectApi;
-  let controller: SandboxController;
-  let images: Awaited<ReturnType<typeof e2eImages>>;
-  /** The stand-in sandbox pods, by name, with their IPs. */
-  let standIns: { name: string; ip: string }[];
+  let images: E2eImages;
+  let sandboxes: KindSandboxes;
+  /** What each sandbox paused in beforeAll was serving from before its pause: its pod and that pod's IP. */
+  const beforePause = new Map<string, { podUid: string; ip: string }>();
 
   beforeAll(async () => {
     let started = Date.now();
@@ -71,34 +81,62 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       console.info(`${what}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
       started = Date.now();
     };
-    images = await e2eImages();
-    lap('project image built');
-    cluster = await KindCluster.create(CLUSTER, [SIDECAR_PORT, STANDALONE_PORT]);
-    lap('kind cluster created, node Ready');
+    [images, cluster] = await Promise.all([e2eImages(), KindCluster.create(CLUSTER, [SIDECAR_PORT, STANDALONE_PORT])]);
+    lap('project image built, kind cluster created, node Ready');
     admin = cluster.admin;
     core = admin.makeApiClient(CoreV1Api);
     apps = admin.makeApiClient(AppsV1Api);
-    objects = KubernetesObjectApi.makeApiClient(admin);
-    for (const image of [images.service, images.envoy]) await cluster.loadImage(image.ref);
-    lap('images loaded into the node');
-
-    await objects.create(parseYaml(readFileSync(`${REPO_ROOT}test/fixtures/sandbox-crd.yaml`, 'utf8')) as KubernetesObject);
-    for (const name of [TENANTS, ...MODES.map((m) => m.namespace)]) await core.createNamespace({ body: { metadata: { name } } });
-    await apps.createNamespacedDeployment({ namespace: TENANTS, body: standInDeployment(images.service.ref) });
-    const ready = await readyPods(TENANTS, 'app=stand-in', 2);
-    standIns = ready.map((p) => ({ name: p.metadata?.name as string, ip: p.status?.podIP as string }));
-
-    controller = new SandboxController(admin, { resumeDelayMs: 500 });
-    await controller.start();
-    await controller.create({ namespace: TENANTS, name: 'alpha', podIP: (standIns[0] as { ip: string }).ip });
-    await controller.create({ namespace: TENANTS, name: 'beta', podIP: (standIns[1] as { ip: string }).ip });
-    lap('CRD, namespaces and stand-in pods ready');
+    // The CRDs go in while the images load; the controllers' Deployments once their images are there.
+    await Promise.all([
+      cluster.loadImages([images.service, images.envoy, images.openkruiseController, images.agentSandboxController].map((i) => i.ref)),
+      (async () => {
+        for (const name of [TENANTS, ...MODES.map((m) => m.namespace)]) await core.createNamespace({ body: { metadata: { name } } });
+        await installControllerCrds(admin);
+      })(),
+    ]);
+    lap("images loaded into the node, the families' CRDs established");
+    await deployControllers(admin, { openkruise: images.openkruiseController.ref, agentSandbox: images.agentSandboxController.ref });
+    sandboxes = new KindSandboxes(admin, TENANTS, images.service.ref);
+    // The chart installs in both modes while the sandboxes come up and some are paused: the service
+    // follows each sandbox on its watch.
+    await Promise.all([
+      startSandboxes(),
+      ...MODES.map(async (mode) => {
+        const begun = Date.now();
+        await install(mode);
+        console.info(`${mode.name} mode installed and served: ${((Date.now() - begun) / 1000).toFixed(1)} s`);
+      }),
+    ]);
+    lap('controllers deployed, sandboxes running or paused, the chart installed in both modes');
   }, 20 * MINUTE);
 
+  /**
+   * Creates every sandbox and waits until its controller reports it serving (its pod Ready), then
+   * pauses the sleepers and waits until the controller reports each pause complete (its pod deleted).
+   */
+  async function startSandboxes(): Promise<void> {
+    const sleepers = MODES.flatMap((mode) => FAMILIES.map((family) => [family, asleep(family, mode)] as const));
+    await Promise.all([
+      ...RUNNING.map(([family, name]) => sandboxes.create(family, name)),
+      ...sleepers.map(([family, name]) => sandboxes.create(family, name, { wake: true })),
+    ]);
+    await Promise.all(
+      [...RUNNING, ...sleepers].map(([family, name]) => sandboxes.waitFor(family, name, family.serving, 3 * MINUTE, 'serving')),
+    );
+    await Promise.all(
+      sleepers.map(async ([family, name]) => {
+        const pod = await sandboxes.pod(name);
+        beforePause.set(name, { podUid: pod?.metadata?.uid as string, ip: family.ip(await sandboxes.get(family, name)) });
+        expect(pod?.status?.podIP).toBe(beforePause.get(name)?.ip);
+        await sandboxes.pause(family, name);
+        await sandboxes.waitFor(family, name, family.paused, MINUTE, 'paused');
+      }),
+    );
+  }
+
   afterAll(async () => {
-    controller?.stop();
     // SBX_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
-    if (process.env['SBX_E2E_KEEP'] === '1') await cluster?.audit.stop();
+    if (process.env['SBX_E2E_KEEP'] === '1') await Promise.all([cluster?.audit.stop(), cluster?.nft.stop()]);
     else await cluster?.delete();
   }, 5 * MINUTE);
 
@@ -197,6 +235,11 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       `watchNamespaces[0]=${TENANTS}`,
       '--set',
       'replicaCount=2',
+      // Both families, and agent-sandbox requests may name the tenants' namespace.
+      '--set',
+      'config.sandboxKind=openkruise\\,agent-sandbox',
+      '--set',
+      `config.agentSandboxNamespaces=${TENANTS}`,
     ]);
     await rolledOut(mode.namespace, fullname(mode));
     const servicePods = await readyPods(mode.namespace, `app.kubernetes.io/instance=${mode.release}`, 2);
@@ -287,23 +330,40 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
     });
   }
 
+  it("runs each family's sandboxes through its own controller in the cluster, as that controller's ServiceAccount", async () => {
+    for (const [family, user] of [
+      [OPENKRUISE, OPENKRUISE_CONTROLLER_USER],
+      [AGENT_SANDBOX, AGENT_SANDBOX_CONTROLLER_USER],
+    ] as const) {
+      const name = asleep(family, MODES[0] as Mode);
+      // It made the sandbox's pod, deleted it for the pause, and wrote the sandbox's status.
+      for (const [verbs, resource, subresource] of [
+        [['create'], 'pods', undefined],
+        [['delete'], 'pods', undefined],
+        [['update', 'patch'], 'sandboxes', 'status'],
+      ] as const) {
+        await cluster.waitForAudit(
+          (e) =>
+            (verbs as readonly string[]).includes(e.verb) &&
+            e.objectRef?.resource === resource &&
+            e.objectRef.subresource === subresource &&
+            e.objectRef.namespace === TENANTS &&
+            e.objectRef.name === name &&
+            e.user.username === user &&
+            (e.responseStatus?.code ?? 0) < 300,
+          MINUTE,
+          `${verbs.join('/')} ${resource}${subresource ? `/${subresource}` : ''} ${name} by ${user}`,
+        );
+      }
+    }
+  });
+
   describe.each(MODES)('$name mode', (mode) => {
     let edge: string;
 
-    beforeAll(async () => {
-      // Created before the chart, so the service's first list (which its readiness waits for) has it paused.
-      await controller.create({
-        namespace: TENANTS,
-        name: `asleep-${mode.name}`,
-        podIP: (standIns[0] as { ip: string }).ip,
-        paused: true,
-        wake: { by: 'policy' },
-      });
-      const started = Date.now();
-      await install(mode);
-      console.info(`${mode.name} mode installed and served: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    beforeAll(() => {
       edge = `http://127.0.0.1:${cluster.hostPort(mode.nodePort)}`;
-    }, 10 * MINUTE);
+    });
 
     it('runs Ready pods: probes passing, uid 65532, read-only root filesystem', async () => {
       const pods = await readyPods(mode.namespace, `app.kubernetes.io/instance=${mode.release}`, 2);
@@ -329,40 +389,43 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       }
     });
 
-    it("watches Sandboxes with its ServiceAccount's token, from each pod", async () => {
+    it("watches both families' Sandboxes with its ServiceAccount's token, from each pod", async () => {
       const pods = await readyPods(mode.namespace, `app.kubernetes.io/instance=${mode.release}`, 2);
       for (const pod of pods) {
         const ip = pod.status?.podIP as string;
-        const event = await cluster.waitForAudit(
-          (e) =>
-            e.verb === 'watch' &&
-            e.objectRef?.resource === 'sandboxes' &&
-            e.objectRef.namespace === TENANTS &&
-            e.user.username === serviceAccount(mode) &&
-            (e.sourceIPs ?? []).includes(ip) &&
-            e.responseStatus?.code === 200,
-          MINUTE,
-          `a watch of sandboxes by ${serviceAccount(mode)} from ${ip}`,
-        );
-        expect(event.requestURI).toContain('watch=true');
+        for (const family of FAMILIES) {
+          const event = await cluster.waitForAudit(
+            (e) =>
+              e.verb === 'watch' &&
+              e.objectRef?.resource === 'sandboxes' &&
+              e.objectRef.apiGroup === family.group &&
+              e.objectRef.namespace === TENANTS &&
+              e.user.username === serviceAccount(mode) &&
+              (e.sourceIPs ?? []).includes(ip) &&
+              e.responseStatus?.code === 200,
+            MINUTE,
+            `a watch of ${family.name} sandboxes by ${serviceAccount(mode)} from ${ip}`,
+          );
+          expect(event.requestURI).toContain('watch=true');
+        }
       }
     });
 
-    it('routes by header to the named sandbox pod', async () => {
-      for (const [name, standIn] of [
-        ['alpha', standIns[0]],
-        ['beta', standIns[1]],
-      ] as const) {
-        const res = await httpGet(`${edge}/hello?from=${mode.name}`, { 'e2b-sandbox-id': `${TENANTS}--${name}` });
+    it("routes by each family's headers to the named sandbox's pod", async () => {
+      for (const [family, name] of RUNNING) {
+        const res = await httpGet(`${edge}/hello?from=${mode.name}`, family.headers(TENANTS, name));
         expect(res.status, res.body).toBe(200);
-        expect(res.json()).toMatchObject({ pod: standIn?.name, path: `/hello?from=${mode.name}` });
+        // The pod the controller reports for this sandbox (named after it), at the IP it reports.
+        const address = family.ip(await sandboxes.get(family, name));
+        expect(res.json()).toMatchObject({ pod: name, ip: address, path: `/hello?from=${mode.name}` });
       }
     });
 
     it('routes by host to the named sandbox pod', async () => {
       const res = await httpGet(`${edge}/by-host`, { host: `${SANDBOX_PORT}-${TENANTS}--beta.sandbox.test` });
       expect(res.status, res.body).toBe(200);
-      expect(res.json()).toMatchObject({ pod: standIns[1]?.name, host: `${SANDBOX_PORT}-${TENANTS}--beta.sandbox.test` });
+      const address = OPENKRUISE.ip(await sandboxes.get(OPENKRUISE, 'beta'));
+      expect(res.json()).toMatchObject({ pod: 'beta', ip: address, host: `${SANDBOX_PORT}-${TENANTS}--beta.sandbox.test` });
     });
 
     it('answers an unknown sandbox with the JSON error, never reaching a pod', async () => {
@@ -371,22 +434,38 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       expect(res.json()).toMatchObject({ error: 'sandbox_not_found' });
     });
 
-    it('wakes a paused sandbox on a request, and serves it', async () => {
-      const name = `asleep-${mode.name}`;
-      expect((await controller.get(TENANTS, name)).status?.phase).toBe('Paused');
-      const res = await httpGet(`${edge}/woken`, { 'e2b-sandbox-id': `${TENANTS}--${name}` }, MINUTE);
-      expect(res.status, res.body).toBe(200);
-      expect(res.json()).toMatchObject({ pod: standIns[0]?.name, path: '/woken' });
-      expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(0);
-      expect((await controller.get(TENANTS, name)).spec?.paused).toBe(false);
-      // The resume was the service's own patch, made with its ServiceAccount.
-      await cluster.waitForAudit(
-        (e) =>
-          e.verb === 'patch' && e.objectRef?.name === name && e.user.username === serviceAccount(mode) && e.responseStatus?.code === 200,
-        MINUTE,
-        `the resume patch of ${name} by ${serviceAccount(mode)}`,
-      );
-    });
+    it.each(FAMILIES)(
+      'wakes a paused $name sandbox on a request: the controller makes a new pod, with a new IP, and the request reaches it',
+      async (family) => {
+        const name = asleep(family, mode);
+        const before = beforePause.get(name) as { podUid: string; ip: string };
+        // Paused: the controller says so, and its pod is gone.
+        expect(family.paused(await sandboxes.get(family, name))).toBe(true);
+        expect(await sandboxes.pod(name)).toBeUndefined();
+        const res = await httpGet(`${edge}/woken`, family.headers(TENANTS, name), MINUTE);
+        expect(res.status, res.body).toBe(200);
+        expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(0);
+        const woken = await sandboxes.get(family, name);
+        const pod = await sandboxes.pod(name);
+        expect(family.serving(woken)).toBe(true);
+        // A new pod, at a new address, is what the request reached.
+        expect(pod?.metadata?.uid).not.toBe(before.podUid);
+        expect(pod?.status?.podIP).toBe(family.ip(woken));
+        expect(family.ip(woken)).not.toBe(before.ip);
+        expect(res.json()).toMatchObject({ pod: name, ip: family.ip(woken), path: '/woken' });
+        // The resume was the service's own patch, made with its ServiceAccount.
+        await cluster.waitForAudit(
+          (e) =>
+            e.verb === 'patch' &&
+            e.objectRef?.apiGroup === family.group &&
+            e.objectRef.name === name &&
+            e.user.username === serviceAccount(mode) &&
+            e.responseStatus?.code === 200,
+          MINUTE,
+          `the resume patch of ${family.name} ${name} by ${serviceAccount(mode)}`,
+        );
+      },
+    );
 
     it('fails no request while the Deployment rolls out under load', async () => {
       const load = new SteadyLoad(`${edge}/load`, { 'e2b-sandbox-id': `${TENANTS}--alpha` }, { concurrency: 4, maxMs: 5 * MINUTE });
@@ -433,7 +512,7 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       expect(result.answered).toBe(result.sent);
     });
 
-    it('RBAC denies the ServiceAccount everything the chart does not grant', async () => {
+    it('RBAC and the admission policy deny the ServiceAccount everything the chart does not grant', async () => {
       const token = await core.createNamespacedServiceAccountToken({
         namespace: mode.namespace,
         name: fullname(mode),
@@ -441,14 +520,22 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       });
       const bearer = token.status?.token as string;
       const sandboxes = `/apis/agents.kruise.io/v1alpha1/namespaces/${TENANTS}/sandboxes`;
+      const agentSandboxes = `/apis/agents.x-k8s.io/v1beta1/namespaces/${TENANTS}/sandboxes`;
       const attempts: [string, string, string, unknown?][] = [
         // granted
         ['GET', sandboxes, 'list sandboxes in the watched namespace'],
+        ['GET', agentSandboxes, 'list agent-sandbox sandboxes in the watched namespace'],
         // What a wake writes (the chart's admission policy refuses any other change from this identity).
         ['PATCH', `${sandboxes}/alpha`, 'patch a sandbox (wake)', { spec: { paused: false } }],
+        ['PATCH', `${agentSandboxes}/gamma`, 'patch an agent-sandbox sandbox (wake)', { spec: { operatingMode: 'Running' } }],
+        // granted by RBAC, refused by the admission policy
+        ['PATCH', `${sandboxes}/alpha`, 'pause a sandbox', { spec: { paused: true } }],
+        ['PATCH', `${agentSandboxes}/gamma`, 'suspend an agent-sandbox sandbox', { spec: { operatingMode: 'Suspended' } }],
         // not granted
         ['PATCH', `${sandboxes}/alpha/status`, 'patch sandbox status', { status: { phase: 'Paused' } }],
+        ['PATCH', `${agentSandboxes}/gamma/status`, 'patch agent-sandbox sandbox status', { status: { podIPs: ['10.0.0.1'] } }],
         ['DELETE', `${sandboxes}/alpha`, 'delete a sandbox'],
+        ['DELETE', `${agentSandboxes}/gamma`, 'delete an agent-sandbox sandbox'],
         [
           'POST',
           sandboxes,
@@ -462,12 +549,23 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         ['GET', `/api/v1/namespaces/${mode.namespace}/configmaps`, "list configmaps in the chart's namespace"],
       ];
       const codes: Record<string, number> = {};
-      for (const [method, path, what, body] of attempts) codes[what] = await callAs(admin, bearer, method, path, body);
+      const messages: Record<string, string> = {};
+      for (const [method, path, what, body] of attempts) {
+        const answer = await callAs(admin, bearer, method, path, body);
+        codes[what] = answer.status;
+        messages[what] = answer.message;
+      }
       expect(codes).toEqual({
         'list sandboxes in the watched namespace': 200,
+        'list agent-sandbox sandboxes in the watched namespace': 200,
         'patch a sandbox (wake)': 200,
+        'patch an agent-sandbox sandbox (wake)': 200,
+        'pause a sandbox': 403,
+        'suspend an agent-sandbox sandbox': 403,
         'patch sandbox status': 403,
+        'patch agent-sandbox sandbox status': 403,
         'delete a sandbox': 403,
+        'delete an agent-sandbox sandbox': 403,
         'create a sandbox': 403,
         'list sandboxes in an unwatched namespace': 403,
         'list sandboxes cluster-wide': 403,
@@ -475,6 +573,9 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         'list pods': 403,
         "list configmaps in the chart's namespace": 403,
       });
+      // The two RBAC allows were refused by the chart's ValidatingAdmissionPolicies, each in its words.
+      expect(messages['pause a sandbox']).toContain('sandbox-extproc may resume a sandbox, never pause one');
+      expect(messages['suspend an agent-sandbox sandbox']).toContain('sandbox-extproc may resume a sandbox, never suspend one');
     });
 
     // Issue 28: the chart's own check of an install (templates/tests/test-install.yaml).
@@ -498,8 +599,14 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
   });
 });
 
-/** One API request with a bearer token; resolves with the HTTP status the API server answered. */
-function callAs(config: KubeConfig, token: string, method: string, path: string, body?: unknown): Promise<number> {
+/** One API request with a bearer token; resolves with the HTTP status and the message the API server answered. */
+function callAs(
+  config: KubeConfig,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; message: string }> {
   const cluster = config.getCurrentCluster();
   if (!cluster?.caData) throw new Error('no cluster CA in the kubeconfig');
   const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -516,8 +623,18 @@ function callAs(config: KubeConfig, token: string, method: string, path: string,
         timeout: 30_000,
       },
       (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          let message: string;
+          try {
+            message = String((JSON.parse(text) as { message?: unknown }).message ?? '');
+          } catch {
+            message = text;
+          }
+          resolve({ status: res.statusCode ?? 0, message });
+        });
       },
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
@@ -530,45 +647,4 @@ const ip = (pod: V1Pod) => pod.status?.podIP as string;
 
 function isReady(pod: V1Pod): boolean {
   return pod.status?.phase === 'Running' && (pod.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-}
-
-/**
- * Stand-in sandboxes: two pods answering on the E2B agent port with who they are and what they were
- * asked, run from the project's image (it carries Node) under the same restrictions as the service.
- */
-function standInDeployment(image: string): V1Deployment {
-  const script =
-    "require('http').createServer((q,s)=>{s.setHeader('content-type','application/json');" +
-    "s.end(JSON.stringify({pod:require('os').hostname(),path:q.url,host:q.headers.host}))}).listen(" +
-    String(SANDBOX_PORT) +
-    ')';
-  return {
-    metadata: { name: 'stand-in', namespace: TENANTS },
-    spec: {
-      replicas: 2,
-      selector: { matchLabels: { app: 'stand-in' } },
-      template: {
-        metadata: { labels: { app: 'stand-in' } },
-        spec: {
-          containers: [
-            {
-              name: 'sandbox',
-              image,
-              imagePullPolicy: 'Never',
-              command: ['node', '-e', script],
-              ports: [{ containerPort: SANDBOX_PORT }],
-              readinessProbe: { tcpSocket: { port: SANDBOX_PORT as never }, periodSeconds: 1 },
-              securityContext: {
-                runAsNonRoot: true,
-                runAsUser: 65532,
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'] },
-              },
-            },
-          ],
-        },
-      },
-    },
-  };
 }

@@ -7,17 +7,14 @@
 //   its pool; a late write that set pauseTime again would have the pooled sandbox paused later. Writes
 //   are held on their way (the proxy stalls requests while the watch keeps delivering) until the
 //   recycle has landed: deterministic, with no timing window to hit.
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/settings.ts';
+import type { App } from '../../src/app.ts';
 import { isActivityRecord, type AuditEvent } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { FaultProxy, kubeconfigThrough } from '../support/fault-proxy.ts';
 import { CLAIMED_LABEL, podIP, type OpenKruiseSandboxes } from '../support/openkruise.ts';
 import { waitForRoute } from '../support/registry-events.ts';
-import { TEST_UPSTREAM_ENV } from '../support/service.ts';
+import { startService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'activity-faults';
@@ -42,19 +39,20 @@ beforeAll(async () => {
   sandboxes = stack.openkruise;
   proxy = await FaultProxy.start(Number(new URL(stack.plane.url).port));
   const kubeconfig = kubeconfigThrough(await stack.plane.serviceIdentity(IDENTITY, [NS]), proxy);
-  const args = ['--kubeconfig', kubeconfig, '--namespaces', NS, '--grpc-port', '0', '--http-port', '0'];
+  const args = ['--kubeconfig', kubeconfig, '--namespaces', NS];
   args.push('--min-pause-timeout', '1s', '--activity-min-interval', '1s', '--activity-fraction', '0.5', '--log-level', 'debug');
-  const loaded = loadConfig(args, TEST_UPSTREAM_ENV);
-  const sink = new Writable({
-    write: (chunk: Buffer, _e, done) => {
-      lines.push(chunk.toString());
-      for (const wake of lineWaiters) wake();
-      done();
+  const service = await startService(
+    args,
+    {},
+    {
+      logs: (line) => {
+        lines.push(line);
+        for (const wake of lineWaiters) wake();
+      },
     },
-  });
-  app = new App((loaded as { config: Config }).config, sink);
-  const listening = await app.start();
-  client = new ExtProcClient(`127.0.0.1:${listening.grpcPort}`);
+  );
+  app = service.app;
+  client = new ExtProcClient(`127.0.0.1:${service.listening.grpcPort}`);
 });
 
 afterAll(async () => {

@@ -9,7 +9,7 @@
 // on it, never kinder (a resume during the pod's termination reuses the dying pod and reports it Ready,
 // as the real one does); every v1beta1 scenario runs on the real controller (agent-sandbox.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentSandboxController, type AgentSandboxObject } from '../support/agent-sandbox-controller.ts';
+import { AgentSandboxV1alpha1StandIn, type AgentSandboxObject } from '../support/agent-sandbox-v1alpha1-stand-in.ts';
 import { SERVICE_USER, waitForObject, type AuditEvent } from '../support/controlplane.ts';
 import { AGENT_SANDBOX_V1ALPHA1_CRD } from '../support/crds.ts';
 import { httpGet } from '../support/http.ts';
@@ -22,7 +22,7 @@ const NS = 'default';
 // file creates no OpenKruise sandbox, and the stand-in's pods are its own).
 const [IP1, IP2, IP3] = ['127.1.0.201', '127.1.0.202', '127.1.0.203'];
 let stack: Stack;
-let agents: AgentSandboxController;
+let agents: AgentSandboxV1alpha1StandIn;
 
 beforeAll(async () => {
   stack = await startStack({
@@ -34,7 +34,7 @@ beforeAll(async () => {
     serviceArgs: ['--wake-timeout', '20s'],
     envoy: { messageTimeout: '1s', maxMessageTimeout: '300s' },
   });
-  agents = new AgentSandboxController(stack.plane.admin, { version: 'v1alpha1', startDelayMs: 300 });
+  agents = new AgentSandboxV1alpha1StandIn(stack.plane.admin, { version: 'v1alpha1', startDelayMs: 300 });
 });
 
 afterAll(async () => {

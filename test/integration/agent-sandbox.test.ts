@@ -28,7 +28,7 @@ import { SERVICE_USER, isActivityRecord, waitForObject, type AuditEvent, type Co
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
 import { podIP, type OpenKruiseSandboxes } from '../support/openkruise.ts';
-import { waitForRoute } from '../support/registry-events.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import type { RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
@@ -505,15 +505,8 @@ describe('wake on traffic', () => {
   it('frees the slot of a client that disconnects while waiting', async () => {
     await suspended('ghost', { hold: true }); // its woken pod stays un-Ready until released below
     const wakes = service.app.wakes!;
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
-    const left = joined.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
-        }),
-    );
+    const joined = untilWaiting(wakes, (n) => n === 1);
+    const left = joined.then(() => untilWaiting(wakes, (n) => n === 0));
     const req = request(`${envoy.url}/`, {
       headers: { 'x-sandbox-id': 'ghost', 'x-sandbox-namespace': TEAM, 'x-sandbox-port': String(pool.port) },
       agent: false,

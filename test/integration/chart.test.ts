@@ -469,7 +469,14 @@ describe('on the real API server', () => {
     for (const object of renderChart('edge', 'sandbox-system', { 'watchNamespaces[0]': 'tenants' })) await api.create(object as never);
     await plane.ensureNamespace('as-system');
     await plane.ensureNamespace('as-tenants');
-    for (const object of renderChart('as', 'as-system', { 'watchNamespaces[0]': 'as-tenants', 'config.sandboxKind': 'agent-sandbox' })) {
+    await plane.ensureNamespace('as-idle');
+    for (const object of renderChart('as', 'as-system', {
+      'watchNamespaces[0]': 'as-tenants',
+      'watchNamespaces[1]': 'as-idle',
+      'config.sandboxKind': 'agent-sandbox',
+      'config.idleTimeout': '10m',
+      'config.idleNamespaces': 'as-idle',
+    })) {
       await api.create(object as never);
     }
     await plane.stopApiserver();
@@ -571,17 +578,23 @@ describe('on the real API server', () => {
     }
   });
 
-  it('agent-sandbox: the admission policy lets the ServiceAccount resume, nothing else', async () => {
+  it('agent-sandbox: the admission policy lets the ServiceAccount resume, suspend only what opted in to idle suspension, and nothing else', async () => {
     const target = { group: 'agents.x-k8s.io', version: 'v1beta1', plural: 'sandboxes', namespace: 'as-tenants' };
-    await plane.admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      ...target,
-      body: {
-        apiVersion: 'agents.x-k8s.io/v1beta1',
-        kind: 'Sandbox',
-        metadata: { name: 'box', annotations: { owner: 'team' } },
-        spec: { operatingMode: 'Suspended', podTemplate: { spec: { containers: [{ name: 'c', image: 'c' }] } } },
-      },
-    });
+    const admin = plane.admin.makeApiClient(CustomObjectsApi);
+    const create = (namespace: string, name: string, annotations: Record<string, string>, operatingMode = 'Suspended') =>
+      admin.createNamespacedCustomObject({
+        ...target,
+        namespace,
+        body: {
+          apiVersion: 'agents.x-k8s.io/v1beta1',
+          kind: 'Sandbox',
+          metadata: { name, annotations },
+          spec: { operatingMode, podTemplate: { spec: { containers: [{ name: 'c', image: 'c' }] } } },
+        },
+      });
+    await create('as-tenants', 'box', { owner: 'team' });
+    await create('as-tenants', 'idler', { 'sandbox-extproc.io/idle-timeout': '5m' }, 'Running');
+    await create('as-idle', 'defaulted', {}, 'Running');
     const identity = new KubeConfig();
     identity.loadFromFile(await plane.kubeconfigFor('as-system', 'as-sandbox-extproc'));
     const custom = identity.makeApiClient(CustomObjectsApi);
@@ -597,11 +610,23 @@ describe('on the real API server', () => {
     };
     // What the service writes: the resume.
     await expect(patch({ spec: { operatingMode: 'Running' } })).resolves.toBeDefined();
-    // Nothing else.
-    await refused({ spec: { operatingMode: 'Suspended' } }, /never suspend one/);
+    // An idle suspension, with its records, of a Sandbox that opted in (its own annotation, or the
+    // release's default for its namespace); never of one that did not.
+    const idle = {
+      'sandbox-extproc.io/idle-suspended-at': '2030-01-01T00:00:00Z',
+      'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z',
+    };
+    const suspend = (namespace: string, name: string) =>
+      custom.patchNamespacedCustomObject(
+        { ...target, namespace, name, body: { metadata: { annotations: idle }, spec: { operatingMode: 'Suspended' } } },
+        merge,
+      );
+    await expect(suspend('as-tenants', 'idler')).resolves.toBeDefined();
+    await expect(suspend('as-idle', 'defaulted')).resolves.toBeDefined();
+    await refused({ spec: { operatingMode: 'Suspended' } }, /suspend only one opted in to idle suspension/);
     await refused({ spec: { shutdownPolicy: 'Delete' } }, /only spec\.operatingMode and spec\.replicas/);
-    await refused({ metadata: { annotations: { owner: 'me' } } }, /labels, annotations/);
-    await refused({ metadata: { annotations: { 'sandbox-extproc.io/last-activity': '2030-01-01T00:00:00Z' } } }, /labels, annotations/);
-    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /labels, annotations/);
+    await refused({ metadata: { annotations: { owner: 'me' } } }, /only its own records/);
+    await refused({ metadata: { annotations: { 'sandbox-extproc.io/idle-timeout': '1s' } } }, /only its own records/);
+    await refused({ metadata: { labels: { 'agents.x-k8s.io/warm-pool-sandbox': 'x' } } }, /no label/);
   });
 });

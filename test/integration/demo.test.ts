@@ -28,5 +28,8 @@ describe('npm run demo', () => {
     expect(out).toMatch(new RegExp(`8\\. [^\\n]*\\n.*\\n {2}-> 200 in \\d+ ms\\n.*"upstream":"${notebook}"`));
     expect(out).toContain('"error":"namespace_not_allowed"');
     expect(out).toContain('"sandbox_id":"demo/lab"');
+    // Scale to zero: napper suspended for idleness by the service, once, then woken by a request.
+    expect(out).toMatch(/suspended after [\d.]+ s idle: operatingMode Suspended[^\n]*idle suspensions: 1/);
+    expect(out).toMatch(/the next request wakes it\n.*\n {2}-> 200 in \d+ ms, x-sandbox-wake-ms: \d+/);
   });
 });

@@ -7,7 +7,7 @@
 // every request stays held however slow the machine. Two sandboxes in all (the 1,100 requests name one).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRunning, podIP } from '../support/openkruise.ts';
-import { waitForRoute } from '../support/registry-events.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
 const NS = 'capacity';
@@ -35,9 +35,7 @@ afterAll(async () => {
 describe('more held requests than Envoy allows by default', () => {
   it('holds 1,100 wakes, serves running sandboxes meanwhile, and answers the rest with the service’s 503', async () => {
     const wakes = stack.service.app.wakes!;
-    const allHeld = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === HELD && (off(), resolve()));
-    });
+    const allHeld = untilWaiting(wakes, (n) => n === HELD);
     const held = Array.from({ length: HELD }, () => stack.get(`${NS}--frozen`));
     // Nothing may answer a held request before the release; and all of them must reach the service.
     const early = Promise.race(held).then((r) => `answered before the release: ${r.status} ${r.body}`);

@@ -8,12 +8,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/settings.ts';
+import type { App } from '../../src/app.ts';
 import type { ProcessingRequest } from '../../src/protocol/messages.ts';
 import { encodeRequest } from '../../src/protocol/proto.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
@@ -34,7 +31,7 @@ import {
   type Frame,
 } from '../support/h2-frames.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
-import { startService, TEST_UPSTREAM_ENV, type RunningService } from '../support/service.ts';
+import { startService, type RunningService } from '../support/service.ts';
 
 const PROCESS = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 let routes: string;
@@ -322,16 +319,12 @@ describe('protocol edges (item 6) and the process staying up (item 4)', () => {
   let httpPort: number;
   const logLines: string[] = [];
   beforeAll(async () => {
-    const loaded = loadConfig(
+    const service = await startService(
       [
         '--route-source',
         'file',
         '--routes-file',
         routes,
-        '--grpc-port',
-        '0',
-        '--http-port',
-        '0',
         '--grpc-keepalive-interval',
         '300ms',
         '--grpc-keepalive-timeout',
@@ -341,11 +334,11 @@ describe('protocol edges (item 6) and the process staying up (item 4)', () => {
         '--shutdown-grace',
         '5s',
       ],
-      TEST_UPSTREAM_ENV,
+      {},
+      { logs: (l) => logLines.push(l) },
     );
-    const sink = new Writable({ write: (chunk: Buffer, _e, done) => (logLines.push(chunk.toString()), done()) });
-    app = new App((loaded as { config: Config }).config, sink);
-    const listening = await app.start();
+    app = service.app;
+    const listening = service.listening;
     port = listening.grpcPort as number;
     httpPort = listening.httpPort;
   });

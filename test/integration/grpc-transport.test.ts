@@ -4,9 +4,7 @@
 // framing across and within DATA frames, grpc-timeout, RST_STREAM from either side, trailers and
 // trailers-only errors, GOAWAY and graceful shutdown, pings, flow control with large messages, unknown
 // methods, bad content types, compressed messages.
-import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +13,8 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
+import { grpcMessage } from '../support/h2-frames.ts';
+import { LineFifo } from '../support/line-fifo.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { startService, type RunningService } from '../support/service.ts';
 
@@ -27,13 +27,6 @@ let session: ClientHttp2Session;
 const named = (id: string): ProcessingRequest => ({
   request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] }, end_of_stream: true },
 });
-const framed = (message: Buffer, compressed = 0): Buffer => {
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = compressed;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-};
 
 interface RawResult {
   readonly headers: http2.IncomingHttpHeaders;
@@ -102,7 +95,7 @@ afterAll(async () => {
 
 describe('framing', () => {
   it('reassembles a message split across many DATA frames', async () => {
-    const bytes = framed(encodeRequest(named('sbx')));
+    const bytes = grpcMessage(encodeRequest(named('sbx')));
     const result = await raw(PROCESS, async (stream) => {
       for (const byte of bytes) await flushed(stream, Buffer.from([byte]));
       stream.end();
@@ -113,8 +106,8 @@ describe('framing', () => {
 
   it('reads several messages from one DATA frame, in order', async () => {
     const both = Buffer.concat([
-      framed(encodeRequest(named('sbx'))),
-      framed(encodeRequest({ response_headers: { headers: { headers: [] } } })),
+      grpcMessage(encodeRequest(named('sbx'))),
+      grpcMessage(encodeRequest({ response_headers: { headers: { headers: [] } } })),
     ]);
     const result = await raw(PROCESS, (stream) => void stream.end(both));
     expect(result.messages.map((m) => Object.keys(m).find((k) => k !== 'response' && k !== 'dynamic_metadata'))).toEqual([
@@ -126,7 +119,7 @@ describe('framing', () => {
 
   it('takes a 200 KB message through HTTP/2 flow control (far past the 64 KB initial window)', async () => {
     const headers = Array.from({ length: 400 }, (_, i) => ({ key: `x-big-${i}`, raw_value: Buffer.alloc(500, 'a') }));
-    const big = framed(
+    const big = grpcMessage(
       encodeRequest({ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from('sbx') }, ...headers] } } }),
     );
     expect(big.length).toBeGreaterThan(200_000);
@@ -144,19 +137,19 @@ describe('framing', () => {
   });
 
   it('refuses a message with the compressed flag but no grpc-encoding with INTERNAL, as the gRPC spec asks', async () => {
-    const result = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')), 1)));
+    const result = await raw(PROCESS, (stream) => void stream.end(grpcMessage(encodeRequest(named('sbx')), 1)));
     expect(grpcStatus(result)).toBe(String(status.INTERNAL));
   });
 
   it('refuses a grpc-encoding it does not support with UNIMPLEMENTED, naming what it accepts (grpc-accept-encoding)', async () => {
-    const result = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')))), { 'grpc-encoding': 'gzip' });
+    const result = await raw(PROCESS, (stream) => void stream.end(grpcMessage(encodeRequest(named('sbx')))), { 'grpc-encoding': 'gzip' });
     expect(result.headers['grpc-status']).toBe(String(status.UNIMPLEMENTED));
     expect(result.headers['grpc-accept-encoding']).toBe('identity');
     expect(result.messages).toHaveLength(0);
   });
 
   it('ends a stream that stops in the middle of a message with INTERNAL', async () => {
-    const bytes = framed(encodeRequest(named('sbx')));
+    const bytes = grpcMessage(encodeRequest(named('sbx')));
     const result = await raw(PROCESS, (stream) => void stream.end(bytes.subarray(0, bytes.length - 2)));
     expect(grpcStatus(result)).toBe(String(status.INTERNAL));
   });
@@ -164,7 +157,7 @@ describe('framing', () => {
 
 describe('statuses, trailers and methods', () => {
   it('ends a normal call with grpc-status 0 in trailers after its messages', async () => {
-    const result = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')))));
+    const result = await raw(PROCESS, (stream) => void stream.end(grpcMessage(encodeRequest(named('sbx')))));
     expect(result.headers[':status']).toBe(200);
     expect(result.headers['content-type']).toBe('application/grpc');
     expect(result.headers['grpc-status']).toBeUndefined();
@@ -172,7 +165,7 @@ describe('statuses, trailers and methods', () => {
   });
 
   it('ends a broken call with its status in trailers after the answers already sent', async () => {
-    const twice = Buffer.concat([framed(encodeRequest(named('sbx'))), framed(encodeRequest(named('sbx')))]);
+    const twice = Buffer.concat([grpcMessage(encodeRequest(named('sbx'))), grpcMessage(encodeRequest(named('sbx')))]);
     const result = await raw(PROCESS, (stream) => void stream.end(twice));
     expect(result.messages).toHaveLength(1);
     expect(result.trailers?.['grpc-status']).toBe(String(status.FAILED_PRECONDITION));
@@ -180,7 +173,7 @@ describe('statuses, trailers and methods', () => {
   });
 
   it('answers an unknown method trailers-only with UNIMPLEMENTED, to a raw client and to grpc-js', async () => {
-    const result = await raw('/no.Such/Method', (stream) => void stream.end(framed(Buffer.alloc(0))));
+    const result = await raw('/no.Such/Method', (stream) => void stream.end(grpcMessage(Buffer.alloc(0))));
     expect(result.headers['grpc-status']).toBe(String(status.UNIMPLEMENTED));
     expect(result.trailers).toBeUndefined();
     const Client = makeGenericClientConstructor(
@@ -223,7 +216,7 @@ describe('deadlines, cancellation and pings', () => {
   it('ends a call at its grpc-timeout with DEADLINE_EXCEEDED', async () => {
     // A health Watch stays open until the client leaves: the client's deadline ends it.
     const started = Date.now();
-    const result = await raw('/grpc.health.v1.Health/Watch', (stream) => void stream.end(framed(Buffer.alloc(0))), {
+    const result = await raw('/grpc.health.v1.Health/Watch', (stream) => void stream.end(grpcMessage(Buffer.alloc(0))), {
       'grpc-timeout': '300m',
     });
     expect(grpcStatus(result)).toBe(String(status.DEADLINE_EXCEEDED));
@@ -241,12 +234,12 @@ describe('deadlines, cancellation and pings', () => {
     // The stream is open on the server once its answer to a first message arrives.
     await new Promise<void>((resolve) => {
       opened.once('data', () => resolve());
-      opened.write(framed(encodeRequest(named('sbx'))));
+      opened.write(grpcMessage(encodeRequest(named('sbx'))));
     });
     expect(await metrics()).toBe('1');
     opened.close(http2.constants.NGHTTP2_CANCEL);
     // Frames on one connection are handled in order: once a later call is answered, the reset was seen.
-    const after = await raw(PROCESS, (stream) => void stream.end(framed(encodeRequest(named('sbx')))));
+    const after = await raw(PROCESS, (stream) => void stream.end(grpcMessage(encodeRequest(named('sbx')))));
     expect(grpcStatus(after)).toBe('0');
     expect(await metrics()).toBe('0');
   });
@@ -271,7 +264,7 @@ describe('GOAWAY and graceful shutdown', () => {
       const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => open.on('trailers', resolve));
       await new Promise<void>((resolve) => {
         open.once('data', () => resolve());
-        open.write(framed(encodeRequest(named('sbx'))));
+        open.write(grpcMessage(encodeRequest(named('sbx'))));
       });
       const started = Date.now();
       const stopped = own.stop();
@@ -279,7 +272,7 @@ describe('GOAWAY and graceful shutdown', () => {
       // Still served: a second message on the open call is answered during the grace.
       await new Promise<void>((resolve) => {
         open.once('data', () => resolve());
-        open.write(framed(encodeRequest({ response_headers: { headers: { headers: [] } } })));
+        open.write(grpcMessage(encodeRequest({ response_headers: { headers: { headers: [] } } })));
       });
       open.end();
       expect((await trailers)['grpc-status']).toBe('0');
@@ -296,30 +289,9 @@ describe('with real Envoy', () => {
   it('Envoy’s gRPC health check sees the service SERVING, and NOT_SERVING once it drains', async () => {
     const own = await startService(['--route-source', 'file', '--routes-file', routes, '--drain-delay', '10s']);
     // Envoy writes health-check events to a file: a FIFO, read line by line as they come.
-    const fifo = join(dir, 'health-events');
-    execFileSync('mkfifo', [fifo]);
-    const events: string[] = [];
-    const waiters = new Set<() => void>();
-    createInterface({ input: createReadStream(fifo) }).on('line', (line) => {
-      events.push(line);
-      for (const wake of waiters) wake();
-    });
-    const event = (pattern: RegExp, timeoutMs: number) =>
-      new Promise<string>((resolve, reject) => {
-        const check = () => {
-          const found = events.find((e) => pattern.test(e));
-          if (found === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(found);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no health event matching ${pattern} within ${timeoutMs} ms: ${events.join('\n')}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
+    const health = new LineFifo(join(dir, 'health-events'));
+    const fifo = health.path;
+    const event = (pattern: RegExp, timeoutMs: number) => health.waitFor((e) => pattern.test(e), timeoutMs, `health event ${pattern}`);
     const envoy = await startEnvoy({
       extprocPort: own.listening.grpcPort as number,
       transform: (yaml) => {

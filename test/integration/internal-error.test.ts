@@ -5,15 +5,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/settings.ts';
+import type { App } from '../../src/app.ts';
 import type { Route } from '../../src/routes/route.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet } from '../support/http.ts';
-import { TEST_UPSTREAM_ENV } from '../support/service.ts';
+import { startService } from '../support/service.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let app: App;
@@ -26,11 +23,13 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-bug-'));
   const routes = join(dir, 'routes.yaml');
   writeFileSync(routes, 'routes: [{ id: sbx, podIP: 127.0.0.75 }, { id: buggy, podIP: 127.0.0.75 }]\n');
-  const loaded = loadConfig(['--route-source', 'file', '--routes-file', routes, '--grpc-port', '0', '--http-port', '0'], TEST_UPSTREAM_ENV);
-  const sink = new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) });
-  app = new App((loaded as { config: Config }).config, sink);
-  const listening = await app.start();
-  envoy = await startEnvoy({ extprocPort: listening.grpcPort as number });
+  const service = await startService(
+    ['--route-source', 'file', '--routes-file', routes, '--log-level', 'info'],
+    {},
+    { logs: (l) => lines.push(l) },
+  );
+  app = service.app;
+  envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
 });
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_USER, type AuditEvent } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { isRunning, podIP } from '../support/openkruise.ts';
-import { waitForRoute } from '../support/registry-events.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
 import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 
@@ -40,12 +40,7 @@ describe('two replicas waking one sandbox', () => {
     const id = `${NS}--shared`;
     const clients = [stack.service, second].map((r) => new ExtProcClient(`127.0.0.1:${r.listening.grpcPort}`));
     // Both replicas hold requests before either patch lands: they race for the resume.
-    const joined = [stack.service, second].map(
-      (r) =>
-        new Promise<void>((resolve) => {
-          const off = r.app.wakes!.onWaitersChange((n) => n > 0 && (off(), resolve()));
-        }),
-    );
+    const joined = [stack.service, second].map((r) => untilWaiting(r.app.wakes!, (n) => n > 0));
     const exchanges = clients.flatMap((client) =>
       Array.from({ length: 25 }, () =>
         client.exchange([{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }], {

@@ -4,18 +4,14 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/app.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/settings.ts';
 import { startBrokenProcessor } from '../support/broken-processor.ts';
 import { grpcTlsArgs, makeCerts, type CertPaths } from '../support/certs.ts';
 import { startEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { httpGet } from '../support/http.ts';
-import { startService, TEST_UPSTREAM_ENV } from '../support/service.ts';
+import { startService } from '../support/service.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let dir: string;
@@ -149,13 +145,13 @@ describe('limits', () => {
 describe('tokens', () => {
   it('never appear in logs, even at trace level', async () => {
     const lines: string[] = [];
-    const sink = new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString()), done()) });
-    const loaded = loadConfig(
-      ['--route-source', 'file', '--routes-file', routes, '--grpc-port', '0', '--http-port', '0', '--log-level', 'trace'],
-      TEST_UPSTREAM_ENV,
+    const { app, listening } = await startService(
+      ['--route-source', 'file', '--routes-file', routes, '--log-level', 'trace'],
+      {},
+      {
+        logs: (l) => lines.push(l),
+      },
     );
-    const app = new App((loaded as { config: Config }).config, sink);
-    const listening = await app.start();
     const client = new ExtProcClient(`127.0.0.1:${listening.grpcPort}`);
     try {
       await client.exchange([headers('sbx', { 'x-access-token': 'super-secret-token-value' })], { closeAfter: 1 });

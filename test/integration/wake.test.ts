@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_USER, type AuditEvent, type ControlPlane } from '../support/controlplane.ts';
 import type { RunningEnvoy } from '../support/envoy.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
-import { waitForRoute } from '../support/registry-events.ts';
+import { untilWaiting, waitForRoute } from '../support/registry-events.ts';
 import { isPaused, isRunning, podIP, type NewSandbox, type OpenKruiseSandboxes, type SandboxObject } from '../support/openkruise.ts';
 import type { UpstreamPool } from '../support/sandboxes.ts';
 import { startService, type RunningService } from '../support/service.ts';
@@ -188,15 +188,8 @@ describe('wake on traffic', () => {
       20_000,
       'the resume patch of ghost',
     );
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
-    const left = joined.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const off = wakes.onWaitersChange((n) => n === 0 && (off(), resolve()));
-        }),
-    );
+    const joined = untilWaiting(wakes, (n) => n === 1);
+    const left = joined.then(() => untilWaiting(wakes, (n) => n === 0));
     // The wake ends once its patch is answered too (the audit event comes before the service has the answer).
     const ended = new Promise<string>((resolve) => {
       const off = wakes.onWakeEnd((outcome) => (off(), resolve(outcome)));
@@ -227,9 +220,7 @@ describe('long holds under traffic', () => {
     await waitForRoute(service.app.registry, `${NS}--busy`, (r) => r?.state === 'running');
     const connections = await envoy.stat('cluster.sandbox_extproc.upstream_cx_total');
     const wakes = service.app.wakes!;
-    const joined = new Promise<void>((resolve) => {
-      const off = wakes.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
+    const joined = untilWaiting(wakes, (n) => n === 1);
     const held = get(id);
     await joined;
     let done = 0;
@@ -259,9 +250,7 @@ describe('graceful shutdown', () => {
     const second = await startService(['--kubeconfig', kubeconfig, '--namespaces', NS, '--shutdown-grace', '500ms']);
     await waitForRoute(second.app.registry, id, (r) => r?.state === 'paused');
     const client = new ExtProcClient(`127.0.0.1:${second.listening.grpcPort}`);
-    const joined = new Promise<void>((resolve) => {
-      const off = second.app.wakes!.onWaitersChange((n) => n === 1 && (off(), resolve()));
-    });
+    const joined = untilWaiting(second.app.wakes!, (n) => n === 1);
     const exchange = client.exchange(
       [{ request_headers: { headers: { headers: [{ key: 'e2b-sandbox-id', raw_value: Buffer.from(id) }] } } }],
       { closeAfter: 2 },

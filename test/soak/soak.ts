@@ -1,9 +1,11 @@
 // The soak run (issue #19): the built service, as the image runs it, for a bounded time on loopback with
-// the real Envoy, kube-apiserver and etcd, OpenKruise's own controller (pods by kwok, orphans collected
-// by kube-controller-manager), under steady mixed traffic and a steady stream of changes: wakes,
-// pauses, creations, deletions, ID relabels, periodic relists, and one API server restart at half
-// time. Every request is accounted for at the transport level; the service's own /metrics are sampled
+// the real Envoy, kube-apiserver and etcd, OpenKruise's and agent-sandbox's own controllers (pods by
+// kwok, orphans collected by kube-controller-manager), under steady mixed traffic and a steady stream
+// of changes: wakes, pauses, creations, deletions, ID relabels, idle suspensions (agent-sandbox
+// Sandboxes left idle, then woken by a request; one kept in use throughout, which must never be
+// suspended), periodic relists, and one API server restart at half time. Every request is accounted for at the transport level; the service's own /metrics are sampled
 // every 5 s for memory, handles and event-loop delay.
+import { AgentSandboxController, AgentSandboxes, isSuspended } from '../support/agent-sandbox.ts';
 import { addressesOf, Cluster, DEFAULT_POD_CIDR } from '../support/cluster.ts';
 import { ControlPlane } from '../support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
@@ -17,6 +19,9 @@ const NS = 'soak';
 const STABLE = 20;
 const WAKEABLE = 5;
 const SAMPLE_MS = 5_000;
+/** Idle agent-sandbox Sandboxes take turns being left idle; one more is kept in use throughout. */
+const IDLERS = 3;
+const IDLE_S = 5;
 
 export interface SoakOptions {
   readonly durationMs: number;
@@ -30,6 +35,8 @@ export interface SoakResult {
   readonly samples: Sample[];
   readonly tally: Tally;
   readonly wakes: { attempted: number; served: number };
+  /** Idle suspensions seen, the wakes that followed, and suspensions of the Sandbox kept in use (must be 0). */
+  readonly idle: { suspended: number; woken: number; inUseSuspended: number; flaps: number };
   readonly changes: Record<string, number>;
   /** Seconds since the start at which the API server was restarted. */
   readonly restartAt: number;
@@ -48,7 +55,7 @@ const sum = (text: string, name: string): number => {
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? (() => undefined);
-  const plane = await ControlPlane.start({ auditPolicy: false, crds: OpenKruiseController.crds() });
+  const plane = await ControlPlane.start({ auditPolicy: false });
   const stops: (() => Promise<void> | void)[] = [() => plane.stop()];
   try {
     const cluster = await Cluster.start(plane);
@@ -56,10 +63,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const pool = await UpstreamPool.start(addressesOf(DEFAULT_POD_CIDR));
     stops.push(() => pool.close());
     await plane.ensureNamespace(NS);
-    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS]);
+    const kubeconfig = await plane.serviceIdentity('sandbox-extproc', [NS], ['openkruise', 'agent-sandbox']);
     const controller = await OpenKruiseController.start(plane);
     stops.push(() => controller.stop());
+    const agentController = await AgentSandboxController.start(plane);
+    stops.push(() => agentController.stop());
     const sandboxes = new OpenKruiseSandboxes(plane, cluster);
+    const agents = new AgentSandboxes(plane, cluster);
+    const idleOptIn = { wake: true, annotations: { 'sandbox-extproc.io/idle-timeout': `${IDLE_S}s` } } as const;
     // A woken sandbox's new pod turns Ready 300 ms after it is created.
     const ready = { readyDelay: '300ms' } as const;
     await Promise.all([
@@ -67,8 +78,26 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       ...Array.from({ length: WAKEABLE }, (_, i) => sandboxes.create({ namespace: NS, name: `w${i}`, wake: { by: 'policy' }, ...ready })),
       sandboxes.create({ namespace: NS, name: 'r0', labels: { [SANDBOX_ID_LABEL]: 'relabelled' } }),
       sandboxes.create({ namespace: NS, name: 'r1' }),
+      ...Array.from({ length: IDLERS }, (_, i) => agents.create({ namespace: NS, name: `idle${i}`, ...idleOptIn })),
+      agents.create({ namespace: NS, name: 'used', ...idleOptIn }),
     ]);
-    const service: ServiceProcess = await startServiceProcess(['--kubeconfig', kubeconfig, '--namespaces', NS, '--resync-interval', '1m']);
+    const service: ServiceProcess = await startServiceProcess([
+      '--kubeconfig',
+      kubeconfig,
+      '--namespaces',
+      NS,
+      '--sandbox-kind',
+      'openkruise,agent-sandbox',
+      '--agent-sandbox-namespaces',
+      NS,
+      '--resync-interval',
+      '1m',
+      // Idle timeouts are seconds long here: records may lag at most 1 s; sweeps every 500 ms.
+      '--activity-min-interval',
+      '1s',
+      '--idle-sweep-interval',
+      '500ms',
+    ]);
     stops.push(() => service.stop());
     await service.process.waitForLine(/routes synced from Kubernetes/, 30_000);
     const envoy: RunningEnvoy = await startEnvoy({ extprocPort: service.grpcPort });
@@ -91,6 +120,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       tally.sent += 1;
       return send(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(pool.port) });
     };
+    const getAgent = (name: string) => {
+      tally.sent += 1;
+      return send(`${envoy.url}/`, { 'x-sandbox-id': name, 'x-sandbox-namespace': NS, 'x-sandbox-port': String(pool.port) });
+    };
 
     // Steady traffic: 80 % to sandboxes nobody touches (every answer must be 200), 20 % to the ones that
     // change under it (every request must be answered, with whatever the sandbox's state warrants).
@@ -102,6 +135,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       for (let i = 0; i < perTick; i += 1) {
         tick += 1;
         const stable = tick % 5 !== 0;
+        // Every tenth request keeps the agent-sandbox Sandbox "used" in use: it must never be suspended.
+        if (tick % 10 === 0) {
+          void track(getAgent('used')).then((o: Outcome) => tally.record('stable', o));
+          continue;
+        }
         const id = stable ? `${NS}--s${tick % STABLE}` : (churnIds[tick % churnIds.length] as string);
         void track(get(id)).then((o: Outcome) => tally.record(stable ? 'stable' : 'churn', o));
       }
@@ -162,6 +200,29 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
     })();
 
+    // Idle suspensions: the idlers get no traffic; each time one is suspended for idleness a request
+    // wakes it (one at a time, in turn), and the service's own count of flaps is read at the end.
+    const idle = { suspended: 0, woken: 0, inUseSuspended: 0, flaps: 0 };
+    let idleStep = 0;
+    const idleLoop = (async () => {
+      while (running()) {
+        const name = `idle${idleStep++ % IDLERS}`;
+        try {
+          const left = deadline - Date.now();
+          if (left < (IDLE_S + 10) * 1000) break;
+          await agents.waitFor(NS, name, isSuspended, left, 'suspended for idleness');
+          idle.suspended += 1;
+          if (!running() || apiserverDown) continue;
+          const outcome = await track(getAgent(name));
+          tally.record('wake', outcome);
+          if (outcome.status === 200) idle.woken += 1;
+          else log(`soak: waking the idle ${name} answered ${outcome.status ?? outcome.error}`);
+        } catch (error) {
+          log(`soak: idle step ${name} skipped: ${(error as Error).message}`);
+        }
+      }
+    })();
+
     // One API server restart at half time: routes stay served from the cache; changes pause meanwhile.
     const restartAt = options.durationMs / 2;
     const restart = (async () => {
@@ -203,14 +264,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     clearInterval(traffic);
     clearInterval(churn);
     clearInterval(relabel);
-    await Promise.all([wakeLoop, restart]);
+    await Promise.all([wakeLoop, restart, idleLoop]);
     await Promise.all(pending);
     const finalMetrics = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+    idle.flaps = sum(finalMetrics, 'sandbox_extproc_idle_flaps_total');
+    const used = await agents.get(NS, 'used');
+    idle.inUseSuspended = used.metadata.annotations?.['sandbox-extproc.io/idle-suspended-at'] === undefined ? 0 : 1;
     return {
       durationMs: Date.now() - started,
       samples,
       tally,
       wakes,
+      idle,
       changes,
       restartAt: restartAt / 1000,
       watchRestarts: sum(finalMetrics, 'sandbox_extproc_watch_restarts_total'),

@@ -5,9 +5,10 @@
 // (test/support/cluster.ts); every state a Sandbox shows is the controller's.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
-import { waitForObject, type ControlPlane } from './controlplane.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import { kwokPodTemplate, type Cluster, type PodBehaviour } from './cluster.ts';
+import { CustomResource } from './custom-resource.ts';
+import type { ControlPlane } from './controlplane.ts';
 import { TestProcess } from './process.ts';
 import { toolPath } from './tools.ts';
 import { agentSandboxCrds } from './crds.ts';
@@ -17,8 +18,6 @@ export const AS_VERSION = 'v1beta1';
 export const AS_PLURAL = 'sandboxes';
 export const EXTENSIONS_GROUP = 'extensions.agents.x-k8s.io';
 export const WARM_POOL_LABEL = 'agents.x-k8s.io/warm-pool-sandbox';
-
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export interface Condition {
   type: string;
@@ -46,17 +45,6 @@ export interface AgentSandboxObject {
     podTemplate?: unknown;
   };
   status?: { podIPs?: string[]; conditions?: Condition[] };
-}
-
-/** What a test says about a pod's life (kwok's delays, the hold gate): see OpenKruise's NewSandbox. */
-export interface PodBehaviour {
-  /** Every pod stays un-Ready until released (release()); the first one is released by create(). */
-  readonly hold?: boolean;
-  readonly readyDelay?: string;
-  /** How long its containers take to stop once deleted (keep within terminationGracePeriodSeconds). */
-  readonly stopDelay?: string;
-  /** The pods' termination grace period, seconds (default 30, as Kubernetes's). */
-  readonly gracePeriodSeconds?: number;
 }
 
 export interface NewAgentSandbox extends PodBehaviour {
@@ -113,14 +101,20 @@ export const podIPOf = (o: AgentSandboxObject) => o.status?.podIPs?.[0] ?? '';
 
 /** A test's hands on agent-sandbox objects, as an admin: what its users and SDKs do. */
 export class AgentSandboxes {
-  readonly #plane: ControlPlane;
   readonly #cluster: Cluster;
-  readonly #api: CustomObjectsApi;
+  readonly #sandboxes: CustomResource<AgentSandboxObject>;
+  readonly #templates: CustomResource<unknown>;
+  readonly #warmPools: CustomResource<unknown>;
+  readonly #claims: CustomResource<unknown>;
 
   constructor(plane: ControlPlane, cluster: Cluster) {
-    this.#plane = plane;
     this.#cluster = cluster;
-    this.#api = plane.admin.makeApiClient(CustomObjectsApi);
+    const extension = (plural: string, kind: string) =>
+      new CustomResource<unknown>(plane.admin, { group: EXTENSIONS_GROUP, version: AS_VERSION, plural, kind });
+    this.#sandboxes = new CustomResource(plane.admin, { group: AS_GROUP, version: AS_VERSION, plural: AS_PLURAL, kind: 'Sandbox' });
+    this.#templates = extension('sandboxtemplates', 'SandboxTemplate');
+    this.#warmPools = extension('sandboxwarmpools', 'SandboxWarmPool');
+    this.#claims = extension('sandboxclaims', 'SandboxClaim');
   }
 
   /** Creates a Sandbox and returns it once it serves (or, with suspended, once it is suspended). */
@@ -136,22 +130,15 @@ export class AgentSandboxes {
   /** Creates the object and returns at once. */
   async createOnly(sandbox: NewAgentSandbox): Promise<AgentSandboxObject> {
     const annotations = { ...(sandbox.annotations ?? {}), ...optIn(sandbox) };
-    return (await this.#api.createNamespacedCustomObject({
-      group: AS_GROUP,
-      version: AS_VERSION,
-      plural: AS_PLURAL,
-      namespace: sandbox.namespace,
-      body: {
-        apiVersion: `${AS_GROUP}/${AS_VERSION}`,
-        kind: 'Sandbox',
-        metadata: { name: sandbox.name, labels: sandbox.labels ?? {}, annotations },
-        spec: {
-          podTemplate: podTemplate(sandbox),
-          ...(sandbox.shutdownTime === undefined ? {} : { shutdownTime: sandbox.shutdownTime }),
-          ...(sandbox.shutdownPolicy === undefined ? {} : { shutdownPolicy: sandbox.shutdownPolicy }),
-        },
+    return this.#sandboxes.create(
+      sandbox.namespace,
+      { name: sandbox.name, labels: sandbox.labels ?? {}, annotations },
+      {
+        podTemplate: kwokPodTemplate(sandbox),
+        ...(sandbox.shutdownTime === undefined ? {} : { shutdownTime: sandbox.shutdownTime }),
+        ...(sandbox.shutdownPolicy === undefined ? {} : { shutdownPolicy: sandbox.shutdownPolicy }),
       },
-    })) as AgentSandboxObject;
+    );
   }
 
   suspend(namespace: string, name: string): Promise<AgentSandboxObject> {
@@ -162,25 +149,16 @@ export class AgentSandboxes {
     return this.patch(namespace, name, { spec: { operatingMode: 'Running' } });
   }
 
-  async patch(namespace: string, name: string, body: Record<string, unknown>): Promise<AgentSandboxObject> {
-    return (await this.#api.patchNamespacedCustomObject(
-      { group: AS_GROUP, version: AS_VERSION, plural: AS_PLURAL, namespace, name, body },
-      mergePatch,
-    )) as AgentSandboxObject;
+  patch(namespace: string, name: string, body: Record<string, unknown>): Promise<AgentSandboxObject> {
+    return this.#sandboxes.patch(namespace, name, body);
   }
 
-  async delete(namespace: string, name: string): Promise<void> {
-    await this.#api.deleteNamespacedCustomObject({ group: AS_GROUP, version: AS_VERSION, plural: AS_PLURAL, namespace, name });
+  delete(namespace: string, name: string): Promise<void> {
+    return this.#sandboxes.delete(namespace, name);
   }
 
   get(namespace: string, name: string): Promise<AgentSandboxObject> {
-    return this.#api.getNamespacedCustomObject({
-      group: AS_GROUP,
-      version: AS_VERSION,
-      plural: AS_PLURAL,
-      namespace,
-      name,
-    }) as Promise<AgentSandboxObject>;
+    return this.#sandboxes.get(namespace, name);
   }
 
   waitFor(
@@ -190,28 +168,13 @@ export class AgentSandboxes {
     timeoutMs: number,
     what: string,
   ): Promise<AgentSandboxObject> {
-    return waitForObject(
-      this.#plane.admin,
-      `/apis/${AS_GROUP}/${AS_VERSION}/namespaces/${namespace}/${AS_PLURAL}`,
-      { fieldSelector: `metadata.name=${name}` },
-      (o) => predicate(o as AgentSandboxObject),
-      timeoutMs,
-      `agent-sandbox ${namespace}/${name} ${what}`,
-    ) as Promise<AgentSandboxObject>;
+    return this.#sandboxes.waitFor(namespace, name, predicate, timeoutMs, what);
   }
 
   /** Releases the sandbox's current held pod (its newest live one, waited for). */
   async release(namespace: string, name: string, timeoutMs = 30_000): Promise<V1Pod> {
     const { metadata } = await this.get(namespace, name);
-    const pod = await this.#cluster.waitForPod(
-      namespace,
-      metadata.uid as string,
-      (p) => p.metadata?.deletionTimestamp === undefined && (p.status?.podIP ?? '') !== '',
-      timeoutMs,
-      `a pod of agent-sandbox ${namespace}/${name}`,
-    );
-    await this.#cluster.release(namespace, pod.metadata?.name as string);
-    return pod;
+    return this.#cluster.releaseOwnedBy(namespace, metadata.uid as string, timeoutMs, `agent-sandbox ${namespace}/${name}`);
   }
 
   /** A SandboxTemplate (the pod template a warm pool's members and claims use). */
@@ -220,49 +183,16 @@ export class AgentSandboxes {
     name: string,
     behaviour: PodBehaviour & { annotations?: Record<string, string> } = {},
   ): Promise<void> {
-    await this.#api.createNamespacedCustomObject({
-      group: EXTENSIONS_GROUP,
-      version: AS_VERSION,
-      plural: 'sandboxtemplates',
-      namespace,
-      body: {
-        apiVersion: `${EXTENSIONS_GROUP}/${AS_VERSION}`,
-        kind: 'SandboxTemplate',
-        metadata: { name },
-        spec: { podTemplate: podTemplate(behaviour) },
-      },
-    });
+    await this.#templates.create(namespace, { name }, { podTemplate: kwokPodTemplate(behaviour) });
   }
 
   async createWarmPool(namespace: string, name: string, template: string, replicas: number): Promise<void> {
-    await this.#api.createNamespacedCustomObject({
-      group: EXTENSIONS_GROUP,
-      version: AS_VERSION,
-      plural: 'sandboxwarmpools',
-      namespace,
-      body: {
-        apiVersion: `${EXTENSIONS_GROUP}/${AS_VERSION}`,
-        kind: 'SandboxWarmPool',
-        metadata: { name },
-        spec: { replicas, sandboxTemplateRef: { name: template } },
-      },
-    });
+    await this.#warmPools.create(namespace, { name }, { replicas, sandboxTemplateRef: { name: template } });
   }
 
   /** A SandboxClaim on a warm pool, as the SDKs make one; resolves with the claim as created. */
-  async createClaim(namespace: string, name: string, warmPool: string, annotations: Record<string, string> = {}): Promise<unknown> {
-    return this.#api.createNamespacedCustomObject({
-      group: EXTENSIONS_GROUP,
-      version: AS_VERSION,
-      plural: 'sandboxclaims',
-      namespace,
-      body: {
-        apiVersion: `${EXTENSIONS_GROUP}/${AS_VERSION}`,
-        kind: 'SandboxClaim',
-        metadata: { name, annotations },
-        spec: { warmPoolRef: { name: warmPool } },
-      },
-    });
+  createClaim(namespace: string, name: string, warmPool: string, annotations: Record<string, string> = {}): Promise<unknown> {
+    return this.#claims.create(namespace, { name, annotations }, { warmPoolRef: { name: warmPool } });
   }
 }
 
@@ -277,19 +207,4 @@ function optIn(sandbox: NewAgentSandbox): Record<string, string> {
     annotations['sandbox-extproc.io/access-token-sha256'] = createHash('sha256').update(sandbox.accessToken).digest('hex');
   }
   return annotations;
-}
-
-function podTemplate(behaviour: PodBehaviour): Record<string, unknown> {
-  const annotations: Record<string, string> = {};
-  if (behaviour.readyDelay !== undefined) annotations['pod-ready.stage.kwok.x-k8s.io/delay'] = behaviour.readyDelay;
-  if (behaviour.stopDelay !== undefined) annotations['pod-delete.stage.kwok.x-k8s.io/delay'] = behaviour.stopDelay;
-  return {
-    metadata: { labels: { app: 'sandbox' }, annotations },
-    spec: {
-      nodeName: NODE_NAME,
-      containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
-      ...(behaviour.gracePeriodSeconds === undefined ? {} : { terminationGracePeriodSeconds: behaviour.gracePeriodSeconds }),
-      ...(behaviour.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
-    },
-  };
 }

@@ -2,15 +2,12 @@
 // (no cluster runs here), every object applied to the real kube-apiserver (which validates them and
 // enforces the chart's RBAC and admission policy), and the Deployment's pods run on the Docker engine
 // (pod.ts) as in-cluster clients of that API server, with their ServiceAccount's token.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CoreV1Api, KubernetesObjectApi, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
 import type { ControlPlane } from './controlplane.ts';
 import type { DockerNetwork } from './docker.ts';
-import type { KubeObject } from './helm.ts';
+import { helm, objectsOf, type KubeObject } from './helm.ts';
 import { Pod } from './pod.ts';
-import { REPO_ROOT, toolPath } from './tools.ts';
 
 export interface ChartInstall {
   readonly release: string;
@@ -29,15 +26,8 @@ export function renderInstall(command: readonly string[], registry: string, extr
   if (args[0] !== 'install') throw new Error(`not a helm install command: ${command.join(' ')}`);
   const [release, chart] = [args[1] as string, args[2] as string];
   const namespace = args[args.indexOf('--namespace') + 1] as string;
-  const text = execFileSync(toolPath('SBX_HELM'), ['template', ...args.slice(1), ...extra], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
   if (!chart.startsWith('charts/')) throw new Error(`unexpected chart path ${chart}`);
-  const objects = parseAllDocuments(text)
-    .map((d) => d.toJS() as KubeObject | null)
-    .filter((o): o is KubeObject => o !== null);
+  const objects = objectsOf(helm(['template', ...args.slice(1), ...extra]));
   const deployment = objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment;
   const configMaps: Record<string, Record<string, string>> = {};
   for (const cm of objects.filter((o) => o.kind === 'ConfigMap') as unknown as V1ConfigMap[])

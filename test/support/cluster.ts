@@ -9,7 +9,7 @@
 // Holding a pod: a pod whose spec lists the readiness gate HOLD_GATE stays un-Ready (as the kubelet
 // keeps it) until release() sets that condition, as the gate's owning controller would. Only this, and
 // waiting on pods, is test code; everything else a pod does here is kwok's and the API server's.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, Watch, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { REPO_ROOT, toolPath } from './tools.ts';
 import { TestProcess } from './process.ts';
 import { waitForObject, type ControlPlane } from './controlplane.ts';
@@ -174,6 +174,19 @@ export class Cluster {
     });
   }
 
+  /** Releases the current held pod of a sandbox (its newest live one with an IP, waited for). */
+  async releaseOwnedBy(namespace: string, ownerUid: string, timeoutMs: number, what: string): Promise<V1Pod> {
+    const pod = await this.waitForPod(
+      namespace,
+      ownerUid,
+      (p) => p.metadata?.deletionTimestamp === undefined && (p.status?.podIP ?? '') !== '',
+      timeoutMs,
+      `a pod of ${what}`,
+    );
+    await this.release(namespace, pod.metadata?.name as string);
+    return pod;
+  }
+
   /** Releases a held pod: sets its hold gate's condition True; kwok then makes it Ready. */
   async release(namespace: string, podName: string): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -187,6 +200,38 @@ export class Cluster {
       setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
     );
   }
+}
+
+/** What a test says about a sandbox pod's life: kwok's delays, the hold gate, where it runs. */
+export interface PodBehaviour {
+  /** Every pod stays un-Ready until released (release()); the first one is released by create(). */
+  readonly hold?: boolean;
+  /** How long each pod takes to become Ready once created (kwok's delay, e.g. "2s"). */
+  readonly readyDelay?: string;
+  /** How long its containers take to stop once deleted (keep within the grace period). */
+  readonly stopDelay?: string;
+  /** The pods' termination grace period, seconds (default 30, as Kubernetes's). */
+  readonly gracePeriodSeconds?: number;
+  /** The node its pods run on (default: the cluster's first node, NODE_NAME); see Cluster.addNode. */
+  readonly nodeName?: string;
+  /** Its container, as its pod template states it (default: a placeholder, for pods nothing runs). */
+  readonly container?: V1Container;
+}
+
+/** The pod template every test sandbox uses: a kwok node, one container, the hold gate if asked. */
+export function kwokPodTemplate(behaviour: PodBehaviour): Record<string, unknown> {
+  const annotations: Record<string, string> = {};
+  if (behaviour.readyDelay !== undefined) annotations['pod-ready.stage.kwok.x-k8s.io/delay'] = behaviour.readyDelay;
+  if (behaviour.stopDelay !== undefined) annotations['pod-delete.stage.kwok.x-k8s.io/delay'] = behaviour.stopDelay;
+  return {
+    metadata: { labels: { app: 'sandbox' }, annotations },
+    spec: {
+      nodeName: behaviour.nodeName ?? NODE_NAME,
+      containers: [behaviour.container ?? { name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
+      ...(behaviour.gracePeriodSeconds === undefined ? {} : { terminationGracePeriodSeconds: behaviour.gracePeriodSeconds }),
+      ...(behaviour.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
+    },
+  };
 }
 
 /** A node kwok manages (its annotation selector), with the pod CIDR kwok takes its pods' IPs from. */

@@ -1,26 +1,32 @@
-// Sandboxes as real containers on a Docker network, for the container suites: each answers HTTP on the
-// E2B agent port (its name, the request's path and headers, and a request count), and upgrades to a
-// websocket that echoes. The test controller (sandbox-controller.ts) plays OpenKruise against the real
-// API server with the container's IP as the pod IP; a paused sandbox's container is frozen with
-// `docker pause` (the cgroup freezer), and thawed with `docker unpause` when the resume patch arrives,
-// before the controller reports it Running.
-import { KubeConfig, Watch } from '@kubernetes/client-node';
-import { Backoff, delay } from '../../src/routes/backoff.ts';
-import { docker, inspect, waitForContainerLog, type DockerNetwork } from './docker.ts';
-import { GROUP, PLURAL, SandboxController, VERSION, type NewSandbox, type SandboxObject } from './sandbox-controller.ts';
+// OpenKruise sandboxes as real containers on a Docker network, for the container suites, driven by
+// OpenKruise agents' own controller: the controller (test/support/openkruise.ts) and the cluster's
+// node (kube-controller-manager's garbage collector and kwok, test/support/cluster.ts) run on the host
+// against the suite's API server, kwok's node takes its pod IPs from a range of the Docker network, and
+// the pod runtime (test/support/pod-runtime.ts) runs each pod's container at its IP. Every sandbox's
+// container answers HTTP on the E2B agent port (its name, its address, the request's path and headers,
+// and a request count) and upgrades to a websocket that echoes. A pause is the controller's: it deletes
+// the pod, and the container goes with it; a resume is a new pod and a new container.
+import type { V1Container } from '@kubernetes/client-node';
+import { Cluster } from './cluster.ts';
+import type { ControlPlane } from './controlplane.ts';
+import { docker, type DockerNetwork } from './docker.ts';
+import { isPaused, isRunning, OpenKruiseController, OpenKruiseSandboxes, podIP, SANDBOX_ID_LABEL, type NewSandbox } from './openkruise.ts';
+import { POD_LABEL, POD_UID_LABEL, PodRuntime } from './pod-runtime.ts';
 
 export const SANDBOX_PORT = 49983;
 const IMAGE = 'node:24-bookworm-slim';
 
 // The sandbox's server: JSON answers; /slow?ms=N answers after N ms; upgrades become an echoing socket.
+// It exits on SIGTERM, as a server should when its pod is deleted.
 const SERVER = `
 const http = require('node:http'), crypto = require('node:crypto');
+process.on('SIGTERM', () => process.exit(0));
 let count = 0;
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://x');
   if (url.pathname !== '/count') count++;
   const answer = () => { res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ sandbox: process.env.SANDBOX_NAME, count, path: req.url, headers: req.headers, peer: req.socket.remoteAddress })); };
+    res.end(JSON.stringify({ sandbox: process.env.SANDBOX_NAME, ip: req.socket.localAddress, count, path: req.url, headers: req.headers, peer: req.socket.remoteAddress })); };
   if (url.pathname === '/slow') setTimeout(answer, Number(url.searchParams.get('ms') ?? 1000)); else answer();
 });
 server.on('upgrade', (req, socket) => {
@@ -29,151 +35,112 @@ server.on('upgrade', (req, socket) => {
   socket.on('data', (d) => socket.write(d));
   socket.on('error', () => {});
 });
-server.listen(${SANDBOX_PORT}, () => console.log('sandbox listening'));
+server.listen(${SANDBOX_PORT}, '0.0.0.0', () => console.log('sandbox listening'));
 `;
+
+/** The sandbox's container, as its pod template states it: the server, under the chart's restrictions. */
+function container(name: string): V1Container {
+  return {
+    name: 'sandbox',
+    image: IMAGE,
+    command: ['node', '-e', SERVER],
+    env: [{ name: 'SANDBOX_NAME', value: name }],
+    ports: [{ containerPort: SANDBOX_PORT }],
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    },
+  };
+}
 
 export interface ContainerSandbox {
   readonly namespace: string;
   readonly name: string;
   readonly id: string;
-  readonly container: string;
+  /** Its pod IP when created (the controller keeps reporting it while the sandbox is paused). */
   readonly ip: string;
 }
 
 export class ContainerSandboxes {
-  readonly controller: SandboxController;
-  readonly #stuck = new Set<string>();
-  readonly #sandboxes = new Map<string, ContainerSandbox>();
-  readonly #frozen = new Map<string, number>();
-  readonly #resumeWaiters = new Map<string, (() => void)[]>();
+  readonly #plane: ControlPlane;
   readonly #network: DockerNetwork;
   readonly #labels: Record<string, string>;
-  readonly #admin: KubeConfig;
-  #watch: AbortController | undefined;
-  readonly #stop = new AbortController();
-  /** Unpauses done on resume patches, in order. */
-  readonly thawed: string[] = [];
+  #parts: { cluster: Cluster; controller: OpenKruiseController; runtime: PodRuntime; sandboxes: OpenKruiseSandboxes } | undefined;
 
-  constructor(admin: KubeConfig, network: DockerNetwork, labels: Record<string, string>) {
-    this.#admin = admin;
+  constructor(plane: ControlPlane, network: DockerNetwork, labels: Record<string, string>) {
+    this.#plane = plane;
     this.#network = network;
     this.#labels = labels;
-    // Every container sandbox is "stuck" in the controller until its container is thawed.
-    this.controller = new SandboxController(admin, { stuck: this.#stuck, resumeDelayMs: 0 });
   }
 
-  /**
-   * Starts the controller, and a watch for resume patches that re-watches after any end (the API server
-   * answers 429 while a new CRD's watch cache initialises, and ends watches now and then), from the
-   * last version seen.
-   */
+  /** The users' calls on OpenKruise Sandboxes (get, patch, waitFor, ...). */
+  get openkruise(): OpenKruiseSandboxes {
+    return this.#started.sandboxes;
+  }
+
+  get #started() {
+    if (this.#parts === undefined) throw new Error('ContainerSandboxes: not started');
+    return this.#parts;
+  }
+
+  /** Starts the cluster's node (garbage collector, kwok, the pod runtime) and the controller. */
   async start(): Promise<void> {
-    await this.controller.start();
-    const backoff = new Backoff(50, 1000);
-    let resourceVersion: string | undefined;
-    const run = async (): Promise<void> => {
-      if (this.#stop.signal.aborted) return;
-      this.#watch = await new Watch(this.#admin).watch(
-        `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-        resourceVersion === undefined ? {} : { resourceVersion },
-        (type, object: SandboxObject & { code?: number }) => {
-          backoff.reset();
-          if (type === 'ERROR') resourceVersion = object.code === 410 ? undefined : resourceVersion;
-          else resourceVersion = object.metadata.resourceVersion ?? resourceVersion;
-          if ((type === 'ADDED' || type === 'MODIFIED') && object.spec?.paused === false) {
-            void this.#thaw(object.metadata.namespace, object.metadata.name);
-          }
-        },
-        () => void delay(backoff.next(), this.#stop.signal).then(run),
-      );
-    };
-    await run();
+    const [cluster, controller] = await Promise.all([
+      Cluster.start(this.#plane, { podCIDR: this.#network.podCIDR }),
+      OpenKruiseController.start(this.#plane),
+    ]);
+    const runtime = new PodRuntime(cluster, { network: this.#network, labels: this.#labels, listening: /sandbox listening/ });
+    this.#parts = { cluster, controller, runtime, sandboxes: new OpenKruiseSandboxes(this.#plane, cluster) };
+    await runtime.start();
   }
 
-  /** Stops the controller and removes the sandboxes' containers. */
+  /** Removes the sandboxes' containers, then stops the controller and the node. */
   async stop(): Promise<void> {
-    this.#stop.abort();
-    this.#watch?.abort();
-    this.controller.stop();
-    const ids = [...this.#sandboxes.values()].map((s) => s.container);
-    if (ids.length > 0) await docker(['rm', '-f', ...ids]).catch(() => undefined);
+    const parts = this.#parts;
+    if (parts === undefined) return;
+    await parts.runtime.stop();
+    await Promise.all([parts.controller.stop(), parts.cluster.stop()]);
   }
 
   /**
-   * Starts the sandbox's container, then creates its Sandbox (frozen and paused, if asked). A paused
-   * sandbox is thawed `thawDelayMs` after its resume patch arrives (a slow resume).
+   * Creates a sandbox and returns once the controller reports it running, its container answering (or,
+   * with paused, once it reports the pause complete: its pod and container gone). Its pods carry the
+   * runtime's readiness gate; readyDelay holds each new pod Pending that long first (a slow start).
    */
-  async create(sandbox: Omit<NewSandbox, 'podIP'>, options: { thawDelayMs?: number } = {}): Promise<ContainerSandbox> {
-    const key = `${sandbox.namespace}/${sandbox.name}`;
-    const labelArgs = Object.entries(this.#labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
-    const container = (
-      await docker([
-        'run',
-        '-d',
-        '--pull',
-        'never',
-        '--name',
-        `${this.#network.name}-sbx-${sandbox.namespace}-${sandbox.name}`,
-        ...labelArgs,
-        '--network',
-        this.#network.name,
-        '--env',
-        `SANDBOX_NAME=${sandbox.name}`,
-        '--read-only',
-        '--user',
-        '65532:65532',
-        '--cap-drop',
-        'ALL',
-        IMAGE,
-        'node',
-        '-e',
-        SERVER,
-      ])
-    ).trim();
-    await waitForContainerLog(container, /sandbox listening/);
-    const ip = (await inspect(container)).ip(this.#network.name);
-    const entry = {
+  async create(sandbox: Omit<NewSandbox, 'hold' | 'container'>, timeoutMs = 60_000): Promise<ContainerSandbox> {
+    const { sandboxes, runtime, cluster } = this.#started;
+    const { paused, ...rest } = sandbox;
+    await sandboxes.createOnly({ ...rest, hold: true, container: container(sandbox.name) });
+    const why = () => [...runtime.failures, cluster.tail()].join('\n');
+    const running = await sandboxes.waitFor(sandbox.namespace, sandbox.name, isRunning, timeoutMs, 'running').catch((error: Error) => {
+      throw new Error(`${error.message}\n${why()}`, { cause: error });
+    });
+    if (paused) {
+      await sandboxes.pause(sandbox.namespace, sandbox.name);
+      await sandboxes.waitFor(sandbox.namespace, sandbox.name, isPaused, timeoutMs, 'paused');
+    }
+    return {
       namespace: sandbox.namespace,
       name: sandbox.name,
-      id: sandbox.id ?? `${sandbox.namespace}--${sandbox.name}`,
-      container,
-      ip,
+      id: sandbox.labels?.[SANDBOX_ID_LABEL] ?? `${sandbox.namespace}--${sandbox.name}`,
+      ip: podIP(running),
     };
-    this.#sandboxes.set(key, entry);
-    if (sandbox.paused) {
-      await docker(['pause', container]);
-      this.#frozen.set(key, options.thawDelayMs ?? 0);
-      this.#stuck.add(sandbox.name);
-    }
-    await this.controller.create({ ...sandbox, podIP: ip });
-    return entry;
   }
 
-  async frozen(namespace: string, name: string): Promise<boolean> {
-    const entry = this.#sandboxes.get(`${namespace}/${name}`);
-    if (entry === undefined) throw new Error(`no sandbox ${namespace}/${name}`);
-    return (await inspect(entry.container)).paused;
-  }
-
-  /** Resolves when the resume patch for this sandbox has arrived (spec.paused=false seen). */
-  resumeRequested(namespace: string, name: string): Promise<void> {
-    const key = `${namespace}/${name}`;
-    if (!this.#frozen.has(key)) return Promise.resolve();
-    return new Promise((resolve) => this.#resumeWaiters.set(key, [...(this.#resumeWaiters.get(key) ?? []), resolve]));
-  }
-
-  /** The resume patch arrived: thaw the container, then let the controller report it Running. */
-  async #thaw(namespace: string, name: string): Promise<void> {
-    const key = `${namespace}/${name}`;
-    const entry = this.#sandboxes.get(key);
-    const delayMs = this.#frozen.get(key);
-    if (entry === undefined || delayMs === undefined) return;
-    this.#frozen.delete(key);
-    for (const resolve of this.#resumeWaiters.get(key) ?? []) resolve();
-    this.#resumeWaiters.delete(key);
-    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
-    await docker(['unpause', entry.container]);
-    this.thawed.push(key);
-    this.controller.release(namespace, name);
+  /**
+   * The pods of this sandbox that have containers on the engine (running or not), by UID: the runtime
+   * labels each container with its pod.
+   */
+  async podsWithContainers(namespace: string, name: string): Promise<string[]> {
+    const filters = Object.entries({ ...this.#labels, [POD_LABEL]: `${namespace}/${name}` }).flatMap(([k, v]) => [
+      '--filter',
+      `label=${k}=${v}`,
+    ]);
+    const out = await docker(['ps', '-a', ...filters, '--format', `{{.Label "${POD_UID_LABEL}"}}`]);
+    return [...new Set(out.split('\n').filter(Boolean))];
   }
 }

@@ -265,7 +265,45 @@ export class ControlPlane {
         await rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name }, subjects, roleRef } });
       }
     }
+    if (kinds.includes('agent-sandbox')) await this.#leaseRights(namespace, name);
     return this.kubeconfigFor(namespace, name);
+  }
+
+  /**
+   * The idle suspender's Lease rights, as the chart's templates/rbac.yaml grants them: create a Lease in
+   * the service's namespace, read, watch and renew only the default one by name. Shared by every identity of
+   * the same namespace (replicas campaign for one Lease).
+   */
+  async #leaseRights(namespace: string, serviceAccount: string): Promise<void> {
+    const rbac = this.admin.makeApiClient(RbacAuthorizationV1Api);
+    const role = 'sandbox-extproc-idle-lease';
+    try {
+      await rbac.createNamespacedRole({
+        namespace,
+        body: {
+          metadata: { name: role },
+          rules: [
+            { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+            {
+              apiGroups: ['coordination.k8s.io'],
+              resources: ['leases'],
+              resourceNames: ['sandbox-extproc-idle-suspender'],
+              verbs: ['get', 'watch', 'update'],
+            },
+          ],
+        },
+      });
+    } catch (error) {
+      if ((error as { code?: number }).code !== 409) throw error;
+    }
+    await rbac.createNamespacedRoleBinding({
+      namespace,
+      body: {
+        metadata: { name: `${serviceAccount}-idle-lease` },
+        subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+      },
+    });
   }
 
   /** Writes a kubeconfig authenticating as an existing ServiceAccount, with a TokenRequest token. */

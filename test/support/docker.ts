@@ -99,13 +99,41 @@ export interface DockerNetwork {
   readonly name: string;
   /** The host's address on the network: containers reach host processes bound to it. */
   readonly gateway: string;
+  /**
+   * A range of the network's addresses the engine never hands out (its dynamic range is the first /24),
+   * for pod IPs assigned elsewhere (a kwok node's pod CIDR) and taken with `docker run --ip`.
+   */
+  readonly podCIDR: string;
 }
 
+/**
+ * Creates a network on an address pool the engine chooses as free, with its subnet stated at creation
+ * (`docker run --ip` needs that): the engine picks the pool for a throwaway network of the same name,
+ * which is then re-created on that subnet, with the engine's own addresses limited to its first /24. A
+ * pool taken meanwhile by someone else's network makes the engine refuse the overlap: chosen again.
+ */
 export async function createNetwork(name: string, labels: Record<string, string>): Promise<DockerNetwork> {
   const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
-  await docker(['network', 'create', ...labelArgs, name]);
-  const gateway = (await docker(['network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', name])).trim();
-  return { name, gateway };
+  for (let attempt = 1; ; attempt++) {
+    await docker(['network', 'create', ...labelArgs, name]);
+    const [subnet, gateway] = (
+      await docker(['network', 'inspect', '--format', '{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}', name])
+    )
+      .trim()
+      .split(' ') as [string, string];
+    await docker(['network', 'rm', name]);
+    const [base, bits] = subnet.split('/') as [string, string];
+    if (Number(bits) > 23) throw new Error(`docker network ${name}: the engine's pool ${subnet} is smaller than two /24s`);
+    const octets = base.split('.').map(Number) as [number, number, number, number];
+    const dynamic = `${octets[0]}.${octets[1]}.${octets[2]}.0/24`;
+    const podCIDR = `${octets[0]}.${octets[1]}.${octets[2] + 1}.0/24`;
+    try {
+      await docker(['network', 'create', ...labelArgs, '--subnet', subnet, '--gateway', gateway, '--ip-range', dynamic, name]);
+      return { name, gateway, podCIDR };
+    } catch (error) {
+      if (attempt >= 5 || !/overlap/i.test(String(error))) throw error;
+    }
+  }
 }
 
 /** GenericContainer with what a pod's securityContext asks for and testcontainers does not offer. */

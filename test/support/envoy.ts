@@ -13,6 +13,11 @@ export interface EnvoyOptions {
   readonly maxMessageTimeout?: string;
   /** Edits the rendered config (tests of variants only). */
   readonly transform?: (yaml: string) => string;
+  /**
+   * How often Envoy reports requests still open to the service's access log (envoy.yaml: 30s), for tests
+   * whose timeouts are seconds long.
+   */
+  readonly accessLogFlushInterval?: string;
 }
 
 export interface RunningEnvoy {
@@ -39,7 +44,11 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     MESSAGE_TIMEOUT: options.messageTimeout ?? '1s',
     MAX_MESSAGE_TIMEOUT: options.maxMessageTimeout ?? '300s',
   };
-  const rendered = renderEnvoyConfig(values);
+  let rendered = renderEnvoyConfig(values);
+  if (options.accessLogFlushInterval !== undefined) {
+    if (!rendered.includes('access_log_flush_interval: 30s')) throw new Error('envoy.yaml: the access log flush interval moved');
+    rendered = rendered.replace('access_log_flush_interval: 30s', `access_log_flush_interval: ${options.accessLogFlushInterval}`);
+  }
   const configPath = join(dir, 'envoy.yaml');
   writeFileSync(configPath, options.transform ? options.transform(rendered) : rendered);
   const adminPath = join(dir, 'admin-address');

@@ -37,7 +37,7 @@ export interface AuditEvent {
   readonly requestURI: string;
   readonly user: { username: string };
   readonly sourceIPs?: string[];
-  readonly objectRef?: { resource?: string; namespace?: string; name?: string; subresource?: string };
+  readonly objectRef?: { resource?: string; apiGroup?: string; namespace?: string; name?: string; subresource?: string };
   readonly responseStatus?: { code?: number };
 }
 
@@ -112,9 +112,12 @@ export class KindCluster {
     return port;
   }
 
-  /** Imports a local Docker image into the node's containerd (`kind load docker-image`). */
-  async loadImage(image: string): Promise<void> {
-    await kind(['load', 'docker-image', image, '--name', this.name]);
+  /**
+   * Imports local Docker images into the node's containerd (`kind load docker-image`), in one archive:
+   * layers the images share are sent once.
+   */
+  async loadImages(images: readonly string[]): Promise<void> {
+    await kind(['load', 'docker-image', ...images, '--name', this.name]);
   }
 
   /** Runs a command on the node. */

@@ -4,9 +4,10 @@
 // recycle. Pods are kwok's (test/support/cluster.ts); every state a Sandbox shows is the controller's.
 // Its CRDs are its own (test/support/crds.ts).
 import { join } from 'node:path';
-import { CustomObjectsApi, PatchStrategy, Watch, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { HOLD_GATE, NODE_NAME, type Cluster } from './cluster.ts';
-import { waitForObject, type ControlPlane } from './controlplane.ts';
+import { Watch, type V1Pod } from '@kubernetes/client-node';
+import { kwokPodTemplate, type Cluster, type PodBehaviour } from './cluster.ts';
+import { CustomResource } from './custom-resource.ts';
+import type { ControlPlane } from './controlplane.ts';
 import { freePort } from './ports.ts';
 import { TestProcess } from './process.ts';
 import { toolPath } from './tools.ts';
@@ -24,8 +25,6 @@ export const CLAIM_NAME_LABEL = 'agents.kruise.io/claim-name';
 /** A pool member recycles (instead of being deleted) when both annotations are "true". */
 export const CLEANUP_ENABLED_ANNOTATION = 'agents.kruise.io/cleanup-enabled';
 export const CLEANUP_ANNOTATION = 'agents.kruise.io/cleanup';
-
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export interface Condition {
   type: string;
@@ -58,7 +57,11 @@ export interface SandboxObject {
   status?: { phase?: string; podInfo?: { podIP?: string; podUID?: string }; sandboxIp?: string; conditions?: Condition[] };
 }
 
-export interface NewSandbox {
+/**
+ * A Sandbox to create; its pods behave as PodBehaviour says (kwok's delays, the hold gate, the node).
+ * Keep stopDelay within the 5 s grace the controller gives its pods.
+ */
+export interface NewSandbox extends PodBehaviour {
   readonly namespace: string;
   readonly name: string;
   /**
@@ -77,14 +80,6 @@ export interface NewSandbox {
   /** spec.pauseTime and spec.shutdownTime (RFC 3339): the controller acts on them when they pass. */
   readonly pauseTime?: string;
   readonly shutdownTime?: string;
-  /** Every pod of this sandbox stays un-Ready until released (release()); the first one is released here. */
-  readonly hold?: boolean;
-  /** How long each pod of this sandbox takes to become Ready once created (kwok's delay, e.g. "2s"). */
-  readonly readyDelay?: string;
-  /** How long its containers take to stop on deletion (kwok; keep within the 5 s grace the controller gives). */
-  readonly stopDelay?: string;
-  /** The node its pods run on (default: the cluster's first node, NODE_NAME); see Cluster.addNode. */
-  readonly nodeName?: string;
 }
 
 /** A SandboxSet: a pool of running sandboxes from one pod template, refilled by the controller. */
@@ -161,12 +156,16 @@ export const podIP = (o: SandboxObject) => o.status?.podInfo?.podIP ?? '';
 export class OpenKruiseSandboxes {
   readonly #plane: ControlPlane;
   readonly #cluster: Cluster;
-  readonly #api: CustomObjectsApi;
+  readonly #sandboxes: CustomResource<SandboxObject>;
+  readonly #sets: CustomResource<unknown>;
+  readonly #claims: CustomResource<unknown>;
 
   constructor(plane: ControlPlane, cluster: Cluster) {
     this.#plane = plane;
     this.#cluster = cluster;
-    this.#api = plane.admin.makeApiClient(CustomObjectsApi);
+    this.#sandboxes = new CustomResource(plane.admin, { group: GROUP, version: VERSION, plural: PLURAL, kind: 'Sandbox' });
+    this.#sets = new CustomResource(plane.admin, { group: GROUP, version: VERSION, plural: 'sandboxsets', kind: 'SandboxSet' });
+    this.#claims = new CustomResource(plane.admin, { group: GROUP, version: VERSION, plural: 'sandboxclaims', kind: 'SandboxClaim' });
   }
 
   /** Creates a sandbox and returns it once it runs (or, with paused, once it is paused). */
@@ -185,7 +184,7 @@ export class OpenKruiseSandboxes {
     const spec: Record<string, unknown> = {
       ...(sandbox.pauseTime === undefined ? {} : { pauseTime: sandbox.pauseTime }),
       ...(sandbox.shutdownTime === undefined ? {} : { shutdownTime: sandbox.shutdownTime }),
-      template: podTemplate(sandbox),
+      template: kwokPodTemplate(sandbox),
     };
     if (sandbox.wake?.by === 'policy')
       spec['autoPausePolicy'] = {
@@ -199,18 +198,7 @@ export class OpenKruiseSandboxes {
     if (sandbox.wake?.deadlineSeconds !== undefined)
       annotations['sandbox-extproc.io/wake-deadline-seconds'] = String(sandbox.wake.deadlineSeconds);
     if (sandbox.accessToken !== undefined) annotations['agents.kruise.io/runtime-access-token'] = sandbox.accessToken;
-    return (await this.#api.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace: sandbox.namespace,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'Sandbox',
-        metadata: { name: sandbox.name, labels: sandbox.labels ?? {}, annotations },
-        spec,
-      },
-    })) as SandboxObject;
+    return this.#sandboxes.create(sandbox.namespace, { name: sandbox.name, labels: sandbox.labels ?? {}, annotations }, spec);
   }
 
   /** Asks for a pause (spec.paused=true), as a user or the E2B API would; the controller does it. */
@@ -224,29 +212,15 @@ export class OpenKruiseSandboxes {
     return this.waitFor(namespace, name, isPaused, timeoutMs, 'paused');
   }
 
-  async patch(namespace: string, name: string, body: Record<string, unknown>): Promise<SandboxObject> {
-    return (await this.#api.patchNamespacedCustomObject(
-      { group: GROUP, version: VERSION, plural: PLURAL, namespace, name, body },
-      mergePatch,
-    )) as SandboxObject;
+  patch(namespace: string, name: string, body: Record<string, unknown>): Promise<SandboxObject> {
+    return this.#sandboxes.patch(namespace, name, body);
   }
 
   /** Creates a SandboxSet; the controller then fills the pool (waitForPool). */
   async createSandboxSet(set: NewSandboxSet): Promise<void> {
-    const template = podTemplate({ namespace: set.namespace, name: set.name, ...(set.hold ? { hold: true } : {}) });
+    const template = kwokPodTemplate(set);
     if (set.recyclable) (template['metadata'] as { annotations: Record<string, string> }).annotations[CLEANUP_ENABLED_ANNOTATION] = 'true';
-    await this.#api.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'sandboxsets',
-      namespace: set.namespace,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'SandboxSet',
-        metadata: { name: set.name },
-        spec: { replicas: set.replicas, template },
-      },
-    });
+    await this.#sets.create(set.namespace, { name: set.name }, { replicas: set.replicas, template });
   }
 
   /** Resolves with a member of the pool that is unclaimed and running (the controller's own word). */
@@ -267,24 +241,17 @@ export class OpenKruiseSandboxes {
       timeoutMs,
       `the sandbox of claim ${claim.name}`,
     );
-    await this.#api.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: 'sandboxclaims',
-      namespace: claim.namespace,
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'SandboxClaim',
-        metadata: { name: claim.name },
-        spec: {
-          templateName: claim.pool,
-          replicas: claim.replicas ?? 1,
-          ...(claim.labels === undefined ? {} : { labels: claim.labels }),
-          ...(claim.annotations === undefined ? {} : { annotations: claim.annotations }),
-          ...(claim.shutdownTime === undefined ? {} : { shutdownTime: claim.shutdownTime }),
-        },
+    await this.#claims.create(
+      claim.namespace,
+      { name: claim.name },
+      {
+        templateName: claim.pool,
+        replicas: claim.replicas ?? 1,
+        ...(claim.labels === undefined ? {} : { labels: claim.labels }),
+        ...(claim.annotations === undefined ? {} : { annotations: claim.annotations }),
+        ...(claim.shutdownTime === undefined ? {} : { shutdownTime: claim.shutdownTime }),
       },
-    });
+    );
     return claimed;
   }
 
@@ -300,28 +267,15 @@ export class OpenKruiseSandboxes {
 
   /** Resolves with the first sandbox of the namespace (already there, or to come) the predicate accepts. */
   waitForAny(namespace: string, predicate: (o: SandboxObject) => boolean, timeoutMs: number, what: string): Promise<SandboxObject> {
-    return waitForObject(
-      this.#plane.admin,
-      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
-      {},
-      (o) => predicate(o as SandboxObject),
-      timeoutMs,
-      `${what} in ${namespace}`,
-    ) as Promise<SandboxObject>;
+    return this.#sandboxes.waitForAny(namespace, predicate, timeoutMs, what);
   }
 
-  async delete(namespace: string, name: string): Promise<void> {
-    await this.#api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name });
+  delete(namespace: string, name: string): Promise<void> {
+    return this.#sandboxes.delete(namespace, name);
   }
 
   get(namespace: string, name: string): Promise<SandboxObject> {
-    return this.#api.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: PLURAL,
-      namespace,
-      name,
-    }) as Promise<SandboxObject>;
+    return this.#sandboxes.get(namespace, name);
   }
 
   /** Resolves with the sandbox once (already, or on a later watch event) the predicate accepts it. */
@@ -332,14 +286,7 @@ export class OpenKruiseSandboxes {
     timeoutMs: number,
     what: string,
   ): Promise<SandboxObject> {
-    return waitForObject(
-      this.#plane.admin,
-      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
-      { fieldSelector: `metadata.name=${name}` },
-      (o) => predicate(o as SandboxObject),
-      timeoutMs,
-      `sandbox ${namespace}/${name} ${what}`,
-    ) as Promise<SandboxObject>;
+    return this.#sandboxes.waitFor(namespace, name, predicate, timeoutMs, what);
   }
 
   /**
@@ -349,7 +296,7 @@ export class OpenKruiseSandboxes {
   async record(namespace: string, name: string): Promise<{ readonly versions: SandboxObject[]; stop(): void }> {
     const versions: SandboxObject[] = [];
     const controller = await new Watch(this.#plane.admin).watch(
-      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+      this.#sandboxes.path(namespace),
       { fieldSelector: `metadata.name=${name}` },
       (type, object: SandboxObject) => {
         if (type === 'ADDED' || type === 'MODIFIED') versions.push(object);
@@ -362,29 +309,6 @@ export class OpenKruiseSandboxes {
   /** Releases the sandbox's current held pod (waits for the pod to exist first). */
   async release(namespace: string, name: string, timeoutMs = 30_000): Promise<V1Pod> {
     const { metadata } = await this.get(namespace, name);
-    const pod = await this.#cluster.waitForPod(
-      namespace,
-      metadata.uid as string,
-      (p) => p.metadata?.deletionTimestamp === undefined && (p.status?.podIP ?? '') !== '',
-      timeoutMs,
-      `a pod of sandbox ${namespace}/${name}`,
-    );
-    await this.#cluster.release(namespace, pod.metadata?.name as string);
-    return pod;
+    return this.#cluster.releaseOwnedBy(namespace, metadata.uid as string, timeoutMs, `sandbox ${namespace}/${name}`);
   }
-}
-
-/** The pod template every test sandbox uses: a kwok node, one container, the hold gate if asked. */
-function podTemplate(sandbox: NewSandbox): Record<string, unknown> {
-  const annotations: Record<string, string> = {};
-  if (sandbox.readyDelay !== undefined) annotations['pod-ready.stage.kwok.x-k8s.io/delay'] = sandbox.readyDelay;
-  if (sandbox.stopDelay !== undefined) annotations['pod-delete.stage.kwok.x-k8s.io/delay'] = sandbox.stopDelay;
-  return {
-    metadata: { labels: { app: 'sandbox' }, annotations },
-    spec: {
-      nodeName: sandbox.nodeName ?? NODE_NAME,
-      containers: [{ name: 'sandbox', image: 'sandbox-extproc/test-sandbox:kwok' }],
-      ...(sandbox.hold ? { readinessGates: [{ conditionType: HOLD_GATE }] } : {}),
-    },
-  };
 }

@@ -27,6 +27,10 @@ const HOLDER_IMAGE = 'node:24-bookworm-slim';
 
 export interface PodOptions {
   readonly name: string;
+  /** The prefix of its containers' names on the engine (default: the pod's name), when pod names repeat. */
+  readonly dockerName?: string;
+  /** Its IP on the network (the network needs a subnet given at creation); default: the engine picks one. */
+  readonly ip?: string;
   readonly namespace: string;
   readonly spec: V1PodSpec;
   readonly network: DockerNetwork;
@@ -79,6 +83,10 @@ export class Pod {
     }
   }
 
+  get #dockerName(): string {
+    return this.#options.dockerName ?? this.name;
+  }
+
   /** The containers in start order: native sidecars, then the main containers. */
   get #ordered(): V1Container[] {
     const sidecars = (this.#options.spec.initContainers ?? []).filter((c) => c.restartPolicy === 'Always');
@@ -97,10 +105,11 @@ export class Pod {
         'run',
         '-d',
         '--name',
-        `${this.name}-pod`,
+        `${this.#dockerName}-pod`,
         ...labelArgs,
         '--network',
         network.name,
+        ...(this.#options.ip === undefined ? [] : ['--ip', this.#options.ip]),
         ...aliasArgs,
         '--pull',
         'never',
@@ -127,7 +136,7 @@ export class Pod {
     const lines: string[] = [];
     this.#lines.set(spec.name, lines);
     const container = new LocalContainer(spec.image as string)
-      .withName(`${this.name}-${spec.name}`)
+      .withName(`${this.#dockerName}-${spec.name}`)
       .withLabels(this.#options.labels)
       .withNetworkMode(`container:${this.#holder}`)
       .withEnvironment(this.#env(spec))
@@ -345,10 +354,11 @@ export class Pod {
 
   /**
    * Deletes the pod as the kubelet does: main containers' preStop hooks, SIGTERM, SIGKILL at the end
-   * of the grace period; then the sidecars, in reverse order. Resolves with each container's exit code.
+   * of the grace period (the pod's, or the one its deletion asked for); then the sidecars, in reverse
+   * order. Resolves with each container's exit code.
    */
-  async terminate(): Promise<Record<string, number>> {
-    const grace = (this.#options.spec.terminationGracePeriodSeconds ?? 30) * 1000;
+  async terminate(graceSeconds = this.#options.spec.terminationGracePeriodSeconds ?? 30): Promise<Record<string, number>> {
+    const grace = graceSeconds * 1000;
     const deadline = Date.now() + grace;
     const codes: Record<string, number> = {};
     const stop = async (spec: V1Container) => {

@@ -3,6 +3,7 @@
 // leave its HTTP/2 stream open on the server and its connection with it.) Messages are raw bytes.
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { PROCESS_PATH } from './raw-processor.ts';
+import { grpcMessage } from './h2-frames.ts';
 
 export interface RawResult {
   readonly responses: Buffer[];
@@ -49,12 +50,7 @@ export class RawGrpcClient {
       });
       stream.on('error', () => undefined);
       stream.on('close', () => resolve({ responses, status }));
-      for (const m of messages) {
-        const frame = Buffer.alloc(5 + m.length);
-        frame.writeUInt32BE(m.length, 1);
-        m.copy(frame, 5);
-        stream.write(frame);
-      }
+      for (const m of messages) stream.write(grpcMessage(m));
       if (ending === 'half-close') stream.end();
       else if (ending === 'cancel-after-send') stream.write(Buffer.alloc(0), () => cancel());
     });

@@ -1,5 +1,6 @@
 // Waits on the service's own route table: resolves when a route change satisfies the predicate.
 import type { RouteRegistry } from '../../src/routes/registry.ts';
+import type { WakeCoordinator } from '../../src/wake/coordinator.ts';
 import type { Route } from '../../src/routes/route.ts';
 
 export function waitForRoute(
@@ -23,6 +24,21 @@ export function waitForRoute(
         unsubscribe();
         resolve(route);
       }
+    });
+  });
+}
+
+/**
+ * Resolves the first time the number of requests the service holds for wakes satisfies the predicate
+ * (now included), from the coordinator's own count: `untilWaiting(wakes, (n) => n === 3)`.
+ */
+export function untilWaiting(wakes: WakeCoordinator, predicate: (waiting: number) => boolean): Promise<void> {
+  if (predicate(wakes.waiting)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const off = wakes.onWaitersChange((n) => {
+      if (!predicate(n)) return;
+      off();
+      resolve();
     });
   });
 }

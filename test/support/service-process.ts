@@ -2,7 +2,7 @@
 // process with the load (memory, CPU pinning). Ready when it logs where it listens.
 import { readFileSync } from 'node:fs';
 import { TestProcess } from './process.ts';
-import { TEST_UPSTREAM_ENV } from './service.ts';
+import { TEST_LEASE_ENV, TEST_UPSTREAM_ENV } from './service.ts';
 import { REPO_ROOT } from './tools.ts';
 
 export interface ServiceProcess {
@@ -36,7 +36,9 @@ export async function startServiceProcess(
   const entry = options.bundle ?? (runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`);
   const command = [process.execPath, ...(built ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
   const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
-  const proc = new TestProcess('sandbox-extproc', file as string, rest, { env: { ...process.env, ...TEST_UPSTREAM_ENV } });
+  const proc = new TestProcess('sandbox-extproc', file as string, rest, {
+    env: { ...process.env, ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV },
+  });
   const line = await proc.waitForLine(/"msg":"sandbox-extproc listening"/, 30_000);
   const { grpcPort, httpPort } = JSON.parse(line) as { grpcPort: number; httpPort: number };
   return {

@@ -17,6 +17,12 @@ export interface RunningService {
  */
 export const TEST_UPSTREAM_ENV = { SANDBOX_EXTPROC_UPSTREAM_CIDRS: '0.0.0.0/0,::/0,127.0.0.0/8' } as const;
 
+/**
+ * Outside a cluster the service has no namespace of its own for the idle suspender's Lease: the tests
+ * keep it in the namespace of the service's ServiceAccount, where ControlPlane.serviceIdentity grants it.
+ */
+export const TEST_LEASE_ENV = { SANDBOX_EXTPROC_LEASE_NAMESPACE: 'sandbox-extproc-system' } as const;
+
 export interface ServiceOptions {
   /**
    * Receives every log line the service writes (pino's JSON, one chunk per line), for a test that reads
@@ -34,7 +40,7 @@ export async function startService(
   const errors: string[] = [];
   const result = await main(
     ['--grpc-port', '0', '--http-port', '0', '--log-level', 'warn', ...args],
-    { ...TEST_UPSTREAM_ENV, ...env },
+    { ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV, ...env },
     {
       stdout: () => undefined,
       stderr: (text) => errors.push(text),
@@ -46,7 +52,11 @@ export async function startService(
 
 /** main()'s start-up with the logs going to `logs` instead of stdout. */
 async function startLogged(args: readonly string[], env: Record<string, string>, logs: (line: string) => void): Promise<RunningService> {
-  const loaded = loadConfig(['--grpc-port', '0', '--http-port', '0', '--log-level', 'warn', ...args], { ...TEST_UPSTREAM_ENV, ...env });
+  const loaded = loadConfig(['--grpc-port', '0', '--http-port', '0', '--log-level', 'warn', ...args], {
+    ...TEST_UPSTREAM_ENV,
+    ...TEST_LEASE_ENV,
+    ...env,
+  });
   const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs(chunk.toString()), done()) });
   const app = new App((loaded as { config: Config }).config, sink);
   const listening = await app.start();

@@ -41,3 +41,13 @@ export function toolPath(variable: Tool): string {
   }
   return path;
 }
+
+/**
+ * A value `scripts/provision.sh env` exports that is not a path (an image reference, say): the
+ * environment's, else the provisioned one.
+ */
+export function provisionedValue(variable: 'SBX_OPENKRUISE_IMAGE' | 'SBX_AGENT_SANDBOX_IMAGE'): string {
+  const value = process.env[variable] ?? provisionedPaths()[variable];
+  if (value === undefined || value === '') throw new Error(`${variable}: not provisioned; run scripts/provision.sh kind`);
+  return value;
+}

@@ -57,6 +57,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Whether this release suspends idle agent-sandbox Sandboxes: the family is on and config.idleSuspension is not false. */}}
+{{- define "sandbox-extproc.idleSuspension" -}}
+{{- $families := list -}}
+{{- range splitList "," (toString (default "openkruise" .Values.config.sandboxKind)) }}{{ $families = append $families (trim .) }}{{ end -}}
+{{- if and (has "agent-sandbox" $families) (ne (toString (default "true" .Values.config.idleSuspension)) "false") }}true{{ end -}}
+{{- end -}}
+
+{{/* The idle suspender's Lease: one per release, so two releases in a namespace never share one. */}}
+{{- define "sandbox-extproc.leaseName" -}}
+{{- default (printf "%s-idle" (include "sandbox-extproc.fullname" .)) .Values.config.leaseName -}}
+{{- end -}}
+
 {{/* The project's one list of API rights (files/rbac-rules.yaml, shared with the tests): the rules of the enabled Sandbox families (config.sandboxKind) only. */}}
 {{- define "sandbox-extproc.rules" -}}
 {{- $all := .Files.Get "files/rbac-rules.yaml" | fromYaml -}}

@@ -40,10 +40,15 @@ describe.skipIf(skip !== '')('the edge listener', () => {
       Object.entries(LIMITS).flatMap(([k, v]) => ['--set', `${k}=${v}`]),
     );
     await applyInstall(plane, install);
-    sandboxes = new ContainerSandboxes(plane.admin, network, labels);
-    await sandboxes.start();
-    await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
-    pod = await startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-limits`, network, labels });
+    sandboxes = new ContainerSandboxes(plane, network, labels);
+    // The chart's pod starts while the sandbox comes up: the service follows it on its watch.
+    [pod] = await Promise.all([
+      startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-limits`, network, labels }),
+      (async () => {
+        await sandboxes.start();
+        await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
+      })(),
+    ]);
   });
 
   afterAll(async () => {

@@ -2,10 +2,12 @@
 // flags, every object applied to a real kube-apiserver, the Deployment's two pods on the Docker engine
 // (Envoy with the chart's own rendered envoy.yaml as a native sidecar, the service from the image built
 // from the Dockerfile, authenticated as the chart's ServiceAccount), and sandboxes as real containers on
-// the Docker network, frozen with `docker pause` while paused. Requests go to the pods' Envoy.
+// the Docker network, paused and resumed by OpenKruise's own controller (a paused sandbox has no pod and
+// no container; a wake brings a new pod and a new container). Requests go to the pods' Envoy.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { applyInstall, renderInstall, startChartPod, type ChartInstall } from '../../support/chart-install.ts';
 import { ContainerSandboxes, SANDBOX_PORT, type ContainerSandbox } from '../../support/container-sandboxes.ts';
+import { podIP } from '../../support/openkruise.ts';
 import { ControlPlane } from '../../support/controlplane.ts';
 import { createNetwork, docker, inspect, runLabels, type DockerNetwork } from '../../support/docker.ts';
 import { EdgeLoad } from '../../support/edge-load.ts';
@@ -33,13 +35,26 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     install = renderInstall(command, inject('registry'));
     expect(install.deployment.spec?.template.spec?.containers[0]?.image).toBe(inject('image'));
     await applyInstall(plane, install);
-    sandboxes = new ContainerSandboxes(plane.admin, network, labels);
-    await sandboxes.start();
-    await sandboxes.create({ namespace: 'team-a', name: 'alpha' });
-    beta = await sandboxes.create({ namespace: 'team-b', name: 'beta' });
-    for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) {
-      pods.push(await startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-edge-${i}`, network, labels }));
-    }
+    sandboxes = new ContainerSandboxes(plane, network, labels);
+    // The chart's pods start while the sandboxes come up: the service follows them on its watch.
+    const [started] = await Promise.all([
+      Promise.all(
+        Array.from({ length: install.deployment.spec?.replicas ?? 1 }, (_, i) =>
+          startChartPod(plane, install, { name: `${labels['sandbox-extproc.test-run']}-edge-${i}`, network, labels }),
+        ),
+      ),
+      (async () => {
+        await sandboxes.start();
+        [, beta] = await Promise.all([
+          sandboxes.create({ namespace: 'team-a', name: 'alpha' }),
+          sandboxes.create({ namespace: 'team-b', name: 'beta' }),
+          sandboxes.create({ namespace: 'team-a', name: 'sleepy', paused: true, wake: { by: 'policy' } }),
+          // Each of its pods takes 8 s to start: longer than a pod's drain (rollout test).
+          sandboxes.create({ namespace: 'team-a', name: 'late', paused: true, wake: { by: 'policy' }, readyDelay: '8s' }),
+        ]);
+      })(),
+    ]);
+    pods.push(...started);
     edge = `http://${pods[0]?.ip}:8080`;
   });
 
@@ -68,16 +83,22 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     expect(outside.status).toBe(400);
   });
 
-  it('wakes a frozen sandbox on a request and serves it: the container is thawed when the resume patch arrives', async () => {
-    await sandboxes.create({ namespace: 'team-a', name: 'sleepy', paused: true, wake: { by: 'policy' } });
-    expect(await sandboxes.frozen('team-a', 'sleepy')).toBe(true);
+  it('wakes a paused sandbox on a request and serves it: the controller makes a new pod, and the request reaches its container', async () => {
+    const paused = await sandboxes.openkruise.get('team-a', 'sleepy');
+    const before = paused.status?.podInfo?.podUID as string;
+    // Paused: its pod is gone, and its container with it.
+    expect(await sandboxes.podsWithContainers('team-a', 'sleepy')).toEqual([]);
     const res = await byId('team-a--sleepy');
-    expect(res.status).toBe(200);
+    expect(res.status, res.body).toBe(200);
     expect(res.json()['sandbox']).toBe('sleepy');
     expect(Number(res.headers['x-sandbox-wake-ms'])).toBeGreaterThan(0);
-    expect(await sandboxes.frozen('team-a', 'sleepy')).toBe(false);
-    expect(sandboxes.thawed).toContain('team-a/sleepy');
-    expect((await sandboxes.controller.get('team-a', 'sleepy')).spec?.paused).toBe(false);
+    const woken = await sandboxes.openkruise.get('team-a', 'sleepy');
+    expect(woken.spec?.paused).toBe(false);
+    // A new pod, whose container answered at the address the controller reports.
+    const pod = woken.status?.podInfo?.podUID as string;
+    expect(pod).not.toBe(before);
+    expect(await sandboxes.podsWithContainers('team-a', 'sleepy')).toEqual([pod]);
+    expect(res.json()['ip']).toBe(podIP(woken));
   });
 
   it('never honours a client-sent x-envoy-original-dst-host', async () => {
@@ -125,7 +146,6 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
 
   it('rolls a pod with zero failed requests: Envoy is drained before anything is signalled, held requests finish', async () => {
     const [old, next] = pods as [Pod, Pod];
-    await sandboxes.create({ namespace: 'team-a', name: 'late', paused: true, wake: { by: 'policy' } }, { thawDelayMs: 8000 });
     // kube-proxy's part: new connections go to the old pod until its deletion, then to the new one.
     let target = `http://${old.ip}:8080`;
     const load = new EdgeLoad(() => target, { 'e2b-sandbox-id': 'team-b--beta' }).start(8);
@@ -133,7 +153,7 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     // In flight when the pod is deleted: a held wake (8 s) and a slow download (8 s), longer than the drain.
     const held = byId('team-a--late', {}, target);
     const slow = httpGet(`${target}/slow?ms=8000`, { 'e2b-sandbox-id': 'team-a--alpha' }, 30_000);
-    await sandboxes.resumeRequested('team-a', 'late');
+    await sandboxes.openkruise.waitFor('team-a', 'late', (o) => o.spec?.paused === false, 30_000, 'asked to resume');
     const terminating = old.terminate();
     target = `http://${next.ip}:8080`;
     const codes = await terminating;

@@ -61,11 +61,18 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
       metadata: { name: 'extproc-tls', namespace: install.namespace },
       stringData: tls,
     } as never);
-    sandboxes = new ContainerSandboxes(plane.admin, network, labels);
-    await sandboxes.start();
-    await plane.ensureNamespace('tenants');
-    await sandboxes.create({ namespace: 'tenants', name: 'alpha' });
-    for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) replicas.push(await startReplica());
+    sandboxes = new ContainerSandboxes(plane, network, labels);
+    // The replicas start while the sandbox comes up: the service follows it on its watch.
+    await Promise.all([
+      (async () => {
+        await sandboxes.start();
+        await plane.ensureNamespace('tenants');
+        await sandboxes.create({ namespace: 'tenants', name: 'alpha' });
+      })(),
+      (async () => {
+        for (let i = 0; i < (install.deployment.spec?.replicas ?? 1); i++) replicas.push(await startReplica());
+      })(),
+    ]);
     envoy = await Pod.start({
       name: `${run}-envoy`,
       namespace: 'gateway',
@@ -121,6 +128,7 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
     const before = await Promise.all(replicas.map(decided));
     for (let i = 0; i < 40; i++) {
       const res = await httpGet(`${edge}/`, { 'e2b-sandbox-id': 'tenants--alpha' });
+      expect(res.status, res.body).toBe(200);
       expect(res.json()['sandbox']).toBe('alpha');
     }
     const after = await Promise.all(replicas.map(decided));

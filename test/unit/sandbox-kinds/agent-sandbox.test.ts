@@ -327,3 +327,61 @@ describe('route IDs never collide across kinds', () => {
     expect(registry.get('team--box')).toBeUndefined();
   });
 });
+
+describe('idle suspension (sandbox-extproc.io/idle-timeout)', () => {
+  const withDefault = createAgentSandboxKind({ idleTimeoutSeconds: 600, idleNamespaces: ['team'] });
+  const noDefault = createAgentSandboxKind();
+  const annotated = (annotations: Obj) =>
+    sandbox({ meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true', ...annotations } } });
+
+  it("reads a Sandbox's own idle timeout, as a Go duration, and only for one that may be woken", () => {
+    expect(noDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '10m' }))?.idleMs).toBe(600_000);
+    expect(noDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '90s' }))?.idleMs).toBe(90_000);
+    // Nothing would bring it back: never suspended for idleness.
+    expect(noDefault.toRoute(sandbox({ meta: { annotations: { 'sandbox-extproc.io/idle-timeout': '10m' } } }))?.idleMs).toBe(0);
+    expect(noDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': 'soon' }))?.idleMs).toBe(0);
+    expect(noDefault.toRoute(annotated({}))?.idleMs).toBe(0);
+    // Below the floor: read as the floor, never as "at once".
+    expect(noDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '1ms' }))?.idleMs).toBe(2_000);
+  });
+
+  it('applies the default to the namespaces it covers, and a Sandbox of its own overrides it', () => {
+    expect(withDefault.toRoute(annotated({}))?.idleMs).toBe(600_000);
+    expect(withDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '1m' }))?.idleMs).toBe(60_000);
+    const elsewhere = sandbox({ meta: { namespace: 'other', annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true' } } });
+    expect(withDefault.toRoute(elsewhere)?.idleMs).toBe(0);
+    expect(createAgentSandboxKind({ idleTimeoutSeconds: 60, idleNamespaces: ['*'] }).toRoute(elsewhere)?.idleMs).toBe(60_000);
+  });
+
+  it('keeps the record only for a running Sandbox with an idle timeout: due one timeout after its last use or its Ready', () => {
+    const route = noDefault.toRoute(
+      annotated({ 'sandbox-extproc.io/idle-timeout': '2m', 'sandbox-extproc.io/last-activity': '2026-11-21T10:05:00Z' }),
+    );
+    expect(route?.readySince).toBe(Date.parse('2026-11-21T10:00:00Z'));
+    expect(noDefault.activityTimer(route as never)).toEqual({ deadline: Date.parse('2026-11-21T10:07:00Z'), timeoutMs: 120_000 });
+    const fresh = noDefault.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '2m' }));
+    expect(noDefault.activityTimer(fresh as never)).toEqual({ deadline: Date.parse('2026-11-21T10:02:00Z'), timeoutMs: 120_000 });
+    const suspended = noDefault.toRoute(
+      sandbox({
+        meta: { annotations: { 'sandbox-extproc.io/wake-on-traffic': 'true', 'sandbox-extproc.io/idle-timeout': '2m' } },
+        spec: { operatingMode: 'Suspended' },
+      }),
+    );
+    expect(noDefault.activityTimer(suspended as never)).toBeUndefined();
+  });
+
+  it("suspends in the served version's own field, locked on the version decided on, recording when", () => {
+    const k = createAgentSandboxKind();
+    const route = k.toRoute(annotated({ 'sandbox-extproc.io/idle-timeout': '2m' })) as never;
+    const now = new Date('2026-11-21T11:00:00.400Z');
+    expect(k.idleSuspendPatch?.(route, now)).toEqual({
+      metadata: { uid: 'u1', resourceVersion: '10', annotations: { 'sandbox-extproc.io/idle-suspended-at': '2026-11-21T11:00:00Z' } },
+      spec: { operatingMode: 'Suspended' },
+    });
+    k.useVersion('v1alpha1');
+    expect(k.idleSuspendPatch?.(route, now)).toMatchObject({ spec: { replicas: 0 } });
+    expect(k.toRoute(annotated({ 'sandbox-extproc.io/idle-suspended-at': '2026-11-21T11:00:00Z' }))?.idleSuspendedAt).toBe(
+      Date.parse('2026-11-21T11:00:00Z'),
+    );
+  });
+});

@@ -10,6 +10,7 @@ import { ACCESS_LOG_PATH } from '../../../src/protocol/access-log.ts';
 import { EXT_PROC_PATH } from '../../../src/protocol/proto.ts';
 import { GrpcServer } from '../../../src/server/grpc-server.ts';
 import type { RequestProcessor } from '../../../src/server/processor.ts';
+import { grpcMessage } from '../../support/h2-frames.ts';
 
 let server: GrpcServer;
 let session: http2.ClientHttp2Session;
@@ -54,10 +55,7 @@ function announce(path: string, length: number): Promise<string | undefined> {
     stream.on('trailers', (h) => (found ??= h['grpc-status'] as string | undefined));
     stream.on('close', () => resolve(found));
     stream.resume();
-    const body = Buffer.alloc(5 + length, 0xff);
-    body[0] = 0;
-    body.writeUInt32BE(length, 1);
-    stream.end(body);
+    stream.end(grpcMessage(Buffer.alloc(length, 0xff)));
   });
 }
 

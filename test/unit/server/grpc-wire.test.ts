@@ -5,14 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../../src/server/byte-budget.ts';
 import { MAX_TIMER_MS, MessageReader, parseGrpcTimeout, Status } from '../../../src/server/grpc-wire.ts';
-
-const framed = (message: Buffer, flag = 0) => {
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = flag;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-};
+import { grpcMessage } from '../../support/h2-frames.ts';
 
 /** Splits `bytes` at the given cut points (sorted, deduplicated, within range). */
 const split = (bytes: Buffer, cuts: number[]) => {
@@ -36,7 +29,7 @@ describe('MessageReader', () => {
           const budget = new ByteBudget(1 << 20);
           const reader = new MessageReader(1024, budget);
           const got: Buffer[] = [];
-          const bytes = Buffer.concat(messages.map((m) => framed(Buffer.from(m))));
+          const bytes = Buffer.concat(messages.map((m) => grpcMessage(Buffer.from(m))));
           for (const chunk of split(bytes, cuts)) expect(reader.push(chunk, (m) => got.push(Buffer.from(m)))).toBeUndefined();
           expect(got.map((m) => [...m])).toEqual(messages.map((m) => [...m]));
           expect(reader.incomplete).toBe(false);
@@ -47,7 +40,7 @@ describe('MessageReader', () => {
   });
 
   it('hands on a message inside one chunk as a view of that chunk (no copy)', () => {
-    const chunk = Buffer.concat([framed(Buffer.from('one')), framed(Buffer.from('two'))]);
+    const chunk = Buffer.concat([grpcMessage(Buffer.from('one')), grpcMessage(Buffer.from('two'))]);
     const got: Buffer[] = [];
     new MessageReader(1024).push(chunk, (m) => got.push(m));
     expect(got.map((m) => m.buffer === chunk.buffer)).toEqual([true, true]);
@@ -56,7 +49,7 @@ describe('MessageReader', () => {
   it('charges a message spread over chunks at its announced size until it is complete, and gives it back when the call ends', () => {
     const budget = new ByteBudget(1 << 20);
     const reader = new MessageReader(1024, budget);
-    const bytes = framed(Buffer.alloc(1000, 7));
+    const bytes = grpcMessage(Buffer.alloc(1000, 7));
     reader.push(bytes.subarray(0, 10), () => undefined);
     expect(budget.used).toBe(1000);
     expect(reader.incomplete).toBe(true);
@@ -65,10 +58,10 @@ describe('MessageReader', () => {
   });
 
   it('refuses a message above the limit (RESOURCE_EXHAUSTED), a set compressed flag (INTERNAL), and one the budget cannot hold (RESOURCE_EXHAUSTED)', () => {
-    expect(new MessageReader(10).push(framed(Buffer.alloc(11)), () => undefined)?.code).toBe(Status.RESOURCE_EXHAUSTED);
-    expect(new MessageReader(10).push(framed(Buffer.alloc(1), 1), () => undefined)?.code).toBe(Status.INTERNAL);
+    expect(new MessageReader(10).push(grpcMessage(Buffer.alloc(11)), () => undefined)?.code).toBe(Status.RESOURCE_EXHAUSTED);
+    expect(new MessageReader(10).push(grpcMessage(Buffer.alloc(1), 1), () => undefined)?.code).toBe(Status.INTERNAL);
     const full = new ByteBudget(100);
-    expect(new MessageReader(1000, full).push(framed(Buffer.alloc(500)).subarray(0, 20), () => undefined)?.code).toBe(
+    expect(new MessageReader(1000, full).push(grpcMessage(Buffer.alloc(500)).subarray(0, 20), () => undefined)?.code).toBe(
       Status.RESOURCE_EXHAUSTED,
     );
     expect(full.used).toBe(0);

@@ -200,6 +200,23 @@ describe("following the real controllers' resume to the end", () => {
   });
 });
 
+describe('flaps (a wake soon after an idle suspension)', () => {
+  it('counts a wake within a minute of the idle suspension, and not one after', async () => {
+    const now = Date.now();
+    const flaps = async () => (await metrics.idleFlaps.get()).values[0]?.value ?? 0;
+    registry.upsert(paused({ idleSuspendedAt: now - 59_000 }));
+    const first = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.60'));
+    await outcome(first);
+    expect(await flaps()).toBe(1);
+    registry.upsert(paused({ idleSuspendedAt: now - 61_000 }));
+    const second = hold(registry.get('sbx') as Route);
+    registry.upsert(running('10.0.0.61'));
+    await outcome(second);
+    expect(await flaps()).toBe(1);
+  });
+});
+
 describe('deadlines and failures', () => {
   it('answers 503 sandbox_wake_timeout at the deadline and frees the slot', async () => {
     registry.upsert(paused());

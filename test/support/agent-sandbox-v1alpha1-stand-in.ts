@@ -2,7 +2,7 @@
 // its real controller cannot go: agent-sandbox's v1alpha1 API (spec.replicas 0|1), served by releases
 // before v1beta1. The real controller is built from sigs.k8s.io/agent-sandbox v1.0.1, the only version
 // on the Go module proxy, which serves v1beta1 alone; every v1beta1 suite runs that real controller
-// (test/support/agent-sandbox.ts). The scale bench also uses create() to write settled objects.
+// (test/support/agent-sandbox.ts).
 //
 // Never kinder than the real one: it follows v1.0.1's controllers/sandbox_controller.go (reconcilePod,
 // computeSuspendedCondition, computeReadyCondition) where the service depends on it, with spec.replicas
@@ -20,8 +20,8 @@
 // written through the status subresource, one write per change, serialised per object, so each state
 // above is a version of its own, as the real controller's writes are.
 import { createHash } from 'node:crypto';
-import { CustomObjectsApi, KubeConfig, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import { Backoff, delay } from '../../src/routes/backoff.ts';
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { keepWatching } from './watch.ts';
 
 export const AS_GROUP = 'agents.x-k8s.io';
 export const AS_PLURAL = 'sandboxes';
@@ -89,7 +89,7 @@ const POD_TEMPLATE = { spec: { containers: [{ name: 'sandbox', image: 'sandbox:t
 const newer = (a: AgentSandboxObject, b: AgentSandboxObject | undefined) =>
   b === undefined || Number(a.metadata.resourceVersion ?? 0) >= Number(b.metadata.resourceVersion ?? 0);
 
-export class AgentSandboxController {
+export class AgentSandboxV1alpha1StandIn {
   readonly options: AgentControllerOptions;
   readonly version: AgentSandboxVersion;
   readonly #api: CustomObjectsApi;
@@ -101,7 +101,6 @@ export class AgentSandboxController {
   /** Per object: the reconcile under way, so writes never overtake one another. */
   readonly #chains = new Map<string, Promise<void>>();
   readonly #timers = new Set<NodeJS.Timeout>();
-  #watch: AbortController | undefined;
   #stopped = false;
   readonly #stopSignal = new AbortController();
 
@@ -114,34 +113,25 @@ export class AgentSandboxController {
 
   /** Watches every Sandbox, re-watching after any end, from the last version seen. */
   async start(): Promise<void> {
-    const backoff = new Backoff(50, 1000);
-    let resourceVersion: string | undefined;
-    const run = async (): Promise<void> => {
-      if (this.#stopped) return;
-      this.#watch = await new Watch(this.#config).watch(
-        `/apis/${AS_GROUP}/${this.version}/${AS_PLURAL}`,
-        resourceVersion === undefined ? {} : { resourceVersion, allowWatchBookmarks: true },
-        (type, object: AgentSandboxObject & { code?: number }) => {
-          backoff.reset();
-          if (type === 'ERROR') resourceVersion = object.code === 410 ? undefined : resourceVersion;
-          else resourceVersion = object.metadata.resourceVersion ?? resourceVersion;
+    await keepWatching(
+      this.#config,
+      {
+        path: `/apis/${AS_GROUP}/${this.version}/${AS_PLURAL}`,
+        onEvent: (type, received) => {
+          const object = received as AgentSandboxObject;
           const k = key(object.metadata.namespace, object.metadata.name);
-          if (type === 'ADDED' || type === 'MODIFIED') {
-            if (newer(object, this.#latest.get(k))) this.#latest.set(k, object);
-            this.#sync(k);
-          }
-          if (type === 'DELETED') this.#forget(k, object.metadata.uid);
+          if (type === 'DELETED') return this.#forget(k, object.metadata.uid);
+          if (newer(object, this.#latest.get(k))) this.#latest.set(k, object);
+          void this.#sync(k);
         },
-        () => void delay(backoff.next(), this.#stopSignal.signal).then(run),
-      );
-    };
-    await run();
+      },
+      this.#stopSignal.signal,
+    );
   }
 
   stop(): void {
     this.#stopped = true;
     this.#stopSignal.abort();
-    this.#watch?.abort();
     for (const timer of this.#timers) clearTimeout(timer);
   }
 
