@@ -1,11 +1,13 @@
 // Builds the frozen Config from argv, the environment and an optional YAML file (--config): a flag beats
 // its variable, which beats the file, which beats the default. Any bad value, unknown flag, unknown
 // SANDBOX_EXTPROC_* variable, unknown key in the file or impossible combination throws a ConfigError
-// naming the setting.
+// naming the setting. Variables the kubelet injects for a Service named sandbox-extproc(-*) (service
+// links) are not settings and are let through (config/service-links.ts).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import type { Convention } from '../identification/identify.ts';
+import { isServiceLink, serviceLinkHint } from './service-links.ts';
 import { envOf, SETTINGS, type Config, type SettingKey } from './settings.ts';
 
 export class ConfigError extends Error {
@@ -61,7 +63,8 @@ export function loadConfig(
   const config: Record<string, unknown> = {};
   for (const key of KEYS) {
     const s = SETTINGS[key];
-    const given = flagOf(key) ?? envValueOf(key);
+    const flag = flagOf(key);
+    const given = flag ?? envValueOf(key);
     const text = given?.text ?? file?.values.get(key) ?? s.default;
     try {
       config[key] = s.parse(text);
@@ -72,7 +75,8 @@ export function loadConfig(
           : given !== undefined && given.name !== s.flag
             ? `--${given.name} (${envOf(given.name)}, alias of --${s.flag})`
             : `--${s.flag} (${s.env})`;
-      throw new ConfigError(`invalid ${where} ${JSON.stringify(text)}: ${(error as Error).message}`);
+      const hint = flag === undefined && given !== undefined ? serviceLinkHint(envOf(given.name), text) : '';
+      throw new ConfigError(`invalid ${where} ${JSON.stringify(text)}: ${(error as Error).message}${hint}`);
     }
   }
   const result = Object.freeze(config) as Config;
@@ -100,10 +104,14 @@ function pick(
   return found;
 }
 
-/** Refuses SANDBOX_EXTPROC_* variables that name no setting: a typo would otherwise be ignored. */
+/**
+ * Refuses SANDBOX_EXTPROC_* variables that name no setting: a typo would otherwise be ignored. Those the
+ * kubelet injects for a Service named sandbox-extproc(-*) are no typo (a setting's own name is never
+ * taken for one: it is read, and checked, as the setting).
+ */
 function checkEnvironment(env: Readonly<Record<string, string | undefined>>): void {
-  for (const name of Object.keys(env)) {
-    if (!name.startsWith(ENV_PREFIX) || KNOWN_ENV.has(name) || env[name] === undefined) continue;
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || KNOWN_ENV.has(name) || value === undefined || isServiceLink(name, value)) continue;
     const near = closest(name, KNOWN_ENV);
     throw new ConfigError(
       `unknown environment variable ${name}: no setting has that name${near === undefined ? '' : ` (did you mean ${near}?)`}; see --help`,

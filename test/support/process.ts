@@ -33,6 +33,19 @@ export function execTracked(
   });
 }
 
+/**
+ * What `promise` gives, or `otherwise` once `ms` have passed (the timer cleared either way, so a test
+ * that ends early leaves no timer behind to hold the worker).
+ */
+export async function within<T, U>(promise: Promise<T>, ms: number, otherwise: U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<U>((resolve) => (timer = setTimeout(() => resolve(otherwise), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function killAll(signal: NodeJS.Signals): void {
   for (const child of live) {
     try {
