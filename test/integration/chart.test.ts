@@ -176,7 +176,7 @@ describe('helm lint and template', () => {
     // Sidecar mode: the gRPC port is on localhost; the policy admits the edge and metrics ports only.
     const sidecar = renderChart('rel', 'sandbox-system').find((o) => o.kind === 'NetworkPolicy') as unknown as typeof policy;
     // 9102: Envoy's own statistics (envoy.statsPort), admitted as the metrics port is.
-    expect(sidecar.spec.ingress.flatMap((r) => r.ports.map((p) => p.port)).sort()).toEqual([8080, 9003, 9102]);
+    expect([...new Set(sidecar.spec.ingress.flatMap((r) => r.ports.map((p) => p.port)))].sort()).toEqual([8080, 9003, 9102]);
   });
 
   it('refuses values the bundled Envoy or the pod cannot honour, naming them', () => {
@@ -225,11 +225,17 @@ describe('helm lint and template', () => {
 // Issue 28: what operators expect of a chart (the conventions of well-kept charts).
 describe('operators’ conventions', () => {
   const deploymentOf = (objects: KubeObject[]) => objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment;
+  type ServiceObject = {
+    metadata: { name: string; labels: Record<string, string> };
+    spec: Record<string, unknown> & { ports: { name: string; port: number; targetPort: string }[]; selector: Record<string, string> };
+  };
+  /** The edge (sidecar) or gRPC (standalone) Service: the one not named -metrics. */
   const serviceOf = (objects: KubeObject[]) =>
-    objects.find((o) => o.kind === 'Service') as unknown as {
-      metadata: { name: string };
-      spec: Record<string, unknown> & { ports: { name: string; port: number }[] };
-    };
+    objects.find((o) => o.kind === 'Service' && !o.metadata.name.endsWith('-metrics')) as unknown as ServiceObject;
+  const metricsServiceOf = (objects: KubeObject[]) =>
+    objects.find((o) => o.kind === 'Service' && o.metadata.name.endsWith('-metrics')) as unknown as ServiceObject;
+  const testPodOf = (objects: KubeObject[]) =>
+    objects.find((o) => o.kind === 'Pod') as unknown as { metadata: { labels: Record<string, string> }; spec: V1PodSpec };
 
   it('renders as a subchart of a parent chart that sets global values (helm/helm#10392)', () => {
     const parent = mkdtempSync(join(tmpdir(), 'sbx-parent-chart-'));
@@ -348,21 +354,148 @@ describe('operators’ conventions', () => {
     expect(alias).toContainEqual({ name: 'SANDBOX_EXTPROC_DEFAULT_PORT', value: '8081' });
   });
 
-  it('exposes Envoy’s own statistics in sidecar mode: the Service, the ServiceMonitor and the NetworkPolicy', () => {
+  it('exposes Envoy’s own statistics in sidecar mode: the metrics Service, the ServiceMonitor and the NetworkPolicy', () => {
     const objects = renderChart('rel', 'ns', { 'serviceMonitor.enabled': 'true' });
-    expect(serviceOf(objects).spec.ports).toContainEqual({ name: 'envoy-metrics', port: 9102, targetPort: 'envoy-metrics' });
+    const metrics = metricsServiceOf(objects);
+    expect(metrics.metadata.name).toBe('rel-sandbox-extproc-metrics');
+    expect(metrics.spec.ports).toEqual([
+      { name: 'http-metrics', port: 9003, targetPort: 'http-metrics' },
+      { name: 'envoy-metrics', port: 9102, targetPort: 'envoy-metrics' },
+    ]);
     const monitor = objects.find((o) => o.kind === 'ServiceMonitor') as unknown as {
-      spec: { endpoints: { port: string; path: string }[] };
+      spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
     };
     expect(monitor.spec.endpoints.map((e) => [e.port, e.path])).toEqual([
       ['http-metrics', '/metrics'],
       ['envoy-metrics', '/stats/prometheus'],
     ]);
+    // The ServiceMonitor selects the metrics Service, not the edge one.
+    const selects = (service: ServiceObject) =>
+      Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => service.metadata.labels[k] === v);
+    expect([selects(metrics), selects(serviceOf(objects))]).toEqual([true, false]);
     const policy = objects.find((o) => o.kind === 'NetworkPolicy') as unknown as { spec: { ingress: { ports: { port: number }[] }[] } };
     expect(policy.spec.ingress.flatMap((i) => i.ports.map((p) => p.port))).toContain(9102);
     const standalone = renderChart('rel', 'ns', { mode: 'standalone', 'serviceMonitor.enabled': 'true' });
-    expect(serviceOf(standalone).spec.ports.map((p) => p.name)).not.toContain('envoy-metrics');
+    expect(metricsServiceOf(standalone).spec.ports.map((p) => p.name)).toEqual(['http-metrics']);
+    expect(serviceOf(standalone).spec.ports.map((p) => p.name)).toEqual(['grpc']);
   });
+
+  // Review of issue 28: the edge Service carried 9102 and 9003, so a LoadBalancer or NodePort edge
+  // published Envoy's statistics and the service's metrics to whoever reaches the edge.
+  it.each(['LoadBalancer', 'NodePort'])(
+    'publishes only the edge port on an edge Service of type %s; metrics stay on a ClusterIP Service',
+    (type) => {
+      const objects = renderChart('rel', 'ns', { 'service.type': type });
+      expect(serviceOf(objects).spec['type']).toBe(type);
+      expect(serviceOf(objects).spec.ports.map((p) => p.name)).toEqual(['http']);
+      expect(metricsServiceOf(objects).spec['type']).toBe('ClusterIP');
+      expect(metricsServiceOf(objects).spec.selector).toEqual(serviceOf(objects).spec.selector);
+    },
+  );
+
+  // Review of issue 28: with service links on, a release named sandbox-extproc (Services sandbox-extproc
+  // and sandbox-extproc-metrics) gave the pod SANDBOX_EXTPROC_SERVICE_HOST, _PORT, _PORT_80_TCP...,
+  // which the service refused as unknown settings: it never started.
+  it('turns service links off for the pods of a release named sandbox-extproc (their variables would share the service’s prefix)', () => {
+    const objects = renderChart('sandbox-extproc', 'ns');
+    expect(objects.filter((o) => o.kind === 'Service').map((o) => o.metadata.name)).toEqual(['sandbox-extproc', 'sandbox-extproc-metrics']);
+    expect(podSpec(objects).enableServiceLinks).toBe(false);
+    expect(testPodOf(objects).spec.enableServiceLinks).toBe(false);
+  });
+
+  // Review of issue 28: Kubernetes keeps the last of two variables of one name, so an extraEnv entry
+  // silently replaced what the chart sets (the gRPC listener, podCIDR's networks, the sidecar's
+  // metadata key).
+  it('refuses SANDBOX_EXTPROC_* variables in extraEnv, pointing to the value that sets each', () => {
+    const refuse = (name: string) => () => renderChart('rel', 'ns', { 'extraEnv[0].name': name, 'extraEnv[0].value': 'x' });
+    expect(refuse('SANDBOX_EXTPROC_UPSTREAM_CIDRS')).toThrow(
+      /extraEnv: SANDBOX_EXTPROC_UPSTREAM_CIDRS is a setting: set config\.upstreamCidrs/,
+    );
+    expect(refuse('SANDBOX_EXTPROC_METADATA_KEY')).toThrow(/set config\.metadataKey/);
+    expect(refuse('SANDBOX_EXTPROC_WAKE_TIMEOUT')).toThrow(/set config\.wakeTimeout/);
+    expect(refuse('SANDBOX_EXTPROC_GRPC_PORT')).toThrow(/extraEnv: SANDBOX_EXTPROC_GRPC_PORT is set by the chart from service\.grpcPort/);
+    expect(refuse('SANDBOX_EXTPROC_GRPC_HOST')).toThrow(/SANDBOX_EXTPROC_GRPC_HOST is set by the chart from mode/);
+    expect(refuse('SANDBOX_EXTPROC_WAKE_TIMOUT')).toThrow(/extraEnv: SANDBOX_EXTPROC_WAKE_TIMOUT: .*config\.<name>/);
+    expect(
+      podSpec(renderChart('rel', 'ns', { 'extraEnv[0].name': 'NODE_OPTIONS', 'extraEnv[0].value': '--enable-source-maps' })).containers[0]
+        ?.env,
+    ).toContainEqual({
+      name: 'NODE_OPTIONS',
+      value: '--enable-source-maps',
+    });
+  });
+
+  // Review of issue 28: the test Pod carried the selector labels (so the Service, the PDB and the
+  // NetworkPolicy took it for a replica), and with metricsFrom or edgeFrom set the NetworkPolicy did
+  // not admit it: helm test failed on a working install.
+  it.each([
+    ['sidecar', {}],
+    ['standalone', { mode: 'standalone' }],
+  ] as const)(
+    'lets helm test’s Pod through a NetworkPolicy that admits only chosen peers (%s), and no selector takes it for a replica',
+    (_mode, values) => {
+      const objects = renderChart('rel', 'ns', {
+        ...values,
+        'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name': 'monitoring',
+        'networkPolicy.edgeFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name': 'ingress',
+      });
+      const test = testPodOf(objects);
+      const matches = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => test.metadata.labels[k] === v);
+      const selectors: Record<string, Record<string, string>> = {
+        deployment: (objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.selector.matchLabels ?? {},
+        pdb: (
+          objects.find((o) => o.kind === 'PodDisruptionBudget') as unknown as {
+            spec: { selector: { matchLabels: Record<string, string> } };
+          }
+        ).spec.selector.matchLabels,
+        policy: (
+          objects.find((o) => o.kind === 'NetworkPolicy') as unknown as { spec: { podSelector: { matchLabels: Record<string, string> } } }
+        ).spec.podSelector.matchLabels,
+        ...Object.fromEntries(
+          objects.filter((o) => o.kind === 'Service').map((o) => [o.metadata.name, (o as unknown as ServiceObject).spec.selector]),
+        ),
+      };
+      expect(Object.keys(selectors).length).toBe(5);
+      for (const [what, selector] of Object.entries(selectors)) expect(matches(selector), what).toBe(false);
+      expect(test.metadata.labels['app.kubernetes.io/component']).toBe('helm-test');
+
+      // Each URL the test Pod checks: its Service's port, to the container port the NetworkPolicy sees.
+      const pod = podSpec(objects);
+      const containerPort = (name: string) =>
+        [...pod.containers, ...(pod.initContainers ?? [])].flatMap((c) => c.ports ?? []).find((p) => p.name === name)?.containerPort;
+      const urls = (test.spec.containers[0]?.command ?? []).filter((a) => a.startsWith('http://'));
+      expect(urls.length).toBe('mode' in values ? 1 : 2);
+      const policy = objects.find((o) => o.kind === 'NetworkPolicy') as unknown as {
+        spec: {
+          ingress: {
+            ports: { port: number }[];
+            from?: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown }[];
+          }[];
+        };
+      };
+      for (const url of urls) {
+        const { hostname, port } = new URL(url);
+        // (URL leaves out http's default port 80.)
+        const service = objects.find((o) => o.kind === 'Service' && hostname === `${o.metadata.name}.ns.svc`) as unknown as ServiceObject;
+        expect(service, url).toBeDefined();
+        const target = containerPort(service.spec.ports.find((p) => p.port === Number(port || 80))?.targetPort ?? '');
+        const admitted = policy.spec.ingress.some(
+          (rule) =>
+            rule.ports.some((p) => p.port === target) &&
+            (rule.from === undefined ||
+              rule.from.some(
+                (peer) => peer.namespaceSelector === undefined && peer.podSelector !== undefined && matches(peer.podSelector.matchLabels),
+              )),
+        );
+        expect(admitted, `${url} (container port ${target})`).toBe(true);
+      }
+      // No rule for it when there is no test Pod.
+      const untested = renderChart('rel', 'ns', { ...values, 'tests.enabled': 'false' }).find(
+        (o) => o.kind === 'NetworkPolicy',
+      ) as unknown as typeof policy;
+      expect(JSON.stringify(untested.spec.ingress)).not.toContain('helm-test');
+    },
+  );
 
   it('sets only SANDBOX_EXTPROC_* variables the service knows (it refuses any other at start-up)', () => {
     const known = new Set(Object.values(SETTINGS).flatMap((s) => [s.env, ...s.aliases.map(envOf)]));
@@ -437,7 +570,7 @@ describe('operators’ conventions', () => {
     expect(test.metadata.annotations['helm.sh/hook']).toBe('test');
     const command = test.spec.containers[0]?.command ?? [];
     expect(command.slice(-3)).toEqual([
-      'http://rel-sandbox-extproc.ns.svc:9003/readyz',
+      'http://rel-sandbox-extproc-metrics.ns.svc:9003/readyz',
       'http://rel-sandbox-extproc.ns.svc:80/',
       'e2b-sandbox-id',
     ]);

@@ -49,6 +49,22 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The helm test Pod's labels: the release's, but not the selector labels, so that no Service, PDB,
+NetworkPolicy or spread constraint of the release takes it for a replica. */}}
+{{- define "sandbox-extproc.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "sandbox-extproc.testSelectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "sandbox-extproc.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* What the NetworkPolicy admits the helm test Pod by. */}}
+{{- define "sandbox-extproc.testSelectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end -}}
+
 {{- define "sandbox-extproc.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "sandbox-extproc.fullname" .) .Values.serviceAccount.name -}}
@@ -137,6 +153,35 @@ ${TOKENS} filled in, and the sidecar's stats listener (files/envoy-stats.yaml) a
 {{- end -}}
 {{- if and .Values.grpcTls.clientCa (not .Values.grpcTls.secretName) -}}
 {{- fail "grpcTls.clientCa: needs grpcTls.secretName (the Secret's ca.crt)" -}}
+{{- end -}}
+{{- /* Kubernetes keeps the last of two variables of one name: an extraEnv entry would silently replace
+what the chart sets (the gRPC address, podCIDR's networks, the metadata key the bundled Envoy reads). */ -}}
+{{- $envOf := .Files.Get "files/settings-env.yaml" | fromYaml -}}
+{{- range .Values.extraEnv -}}
+{{- $name := toString .name -}}
+{{- if hasPrefix "SANDBOX_EXTPROC_" $name -}}
+{{- $key := "" -}}
+{{- range $k, $v := $envOf }}{{ if eq $v $name }}{{ $key = $k }}{{ end }}{{ end -}}
+{{- $chartValue := get (dict
+  "SANDBOX_EXTPROC_GRPC_HOST" "from mode"
+  "SANDBOX_EXTPROC_GRPC_PORT" "from service.grpcPort"
+  "SANDBOX_EXTPROC_HTTP_HOST" "(0.0.0.0: probes and Prometheus reach it)"
+  "SANDBOX_EXTPROC_HTTP_PORT" "from service.httpPort"
+  "SANDBOX_EXTPROC_ROUTE_SOURCE" "(kubernetes)"
+  "SANDBOX_EXTPROC_NAMESPACES" "from watchNamespaces"
+  "SANDBOX_EXTPROC_LABEL_SELECTOR" "from labelSelector"
+  "SANDBOX_EXTPROC_LOG_LEVEL" "from logLevel"
+  "SANDBOX_EXTPROC_GRPC_TLS_CERT" "from grpcTls.secretName"
+  "SANDBOX_EXTPROC_GRPC_TLS_KEY" "from grpcTls.secretName"
+  "SANDBOX_EXTPROC_GRPC_TLS_CLIENT_CA" "from grpcTls.clientCa") $name -}}
+{{- if $key -}}
+{{- fail (printf "extraEnv: %s is a setting: set config.%s instead (the chart checks it, and may set that variable itself)" $name $key) -}}
+{{- else if $chartValue -}}
+{{- fail (printf "extraEnv: %s is set by the chart %s" $name $chartValue) -}}
+{{- else -}}
+{{- fail (printf "extraEnv: %s: SANDBOX_EXTPROC_* variables are the chart's to set; give the setting as config.<name> (the README's configuration table)" $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
