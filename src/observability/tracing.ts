@@ -132,22 +132,26 @@ export class Tracing implements WakeTracer {
     let patch: Span | undefined;
     let wait: Span | undefined;
     let ended = false;
+    // After end() every call is a no-op: the patch of a wake that ended first (the sandbox deleted, its
+    // ID moved) is still answered later, and an ended span must not be touched again.
     return {
       patchStarted: () => {
-        patch = tracer.startSpan('sandbox-extproc wake patch', { kind: SpanKind.CLIENT }, within);
+        if (!ended) patch = tracer.startSpan('sandbox-extproc wake patch', { kind: SpanKind.CLIENT }, within);
       },
       patchEnded: (error) => {
-        if (error !== undefined) patch?.setStatus({ code: SpanStatusCode.ERROR, message: error });
-        patch?.end();
+        if (patch === undefined) return;
+        if (error !== undefined) patch.setStatus({ code: SpanStatusCode.ERROR, message: error });
+        patch.end();
         patch = undefined;
       },
       waitStarted: () => {
-        wait ??= tracer.startSpan('sandbox-extproc wake watch wait', {}, within);
+        if (!ended) wait ??= tracer.startSpan('sandbox-extproc wake watch wait', {}, within);
       },
       joined: (joining) => {
         if (isSpan(joining)) joining.addLink({ context: wake.spanContext(), attributes: { 'sandbox_extproc.link': 'joined wake' } });
       },
       released: (waiters) => {
+        if (ended) return;
         wait?.end();
         wait = undefined;
         tracer.startSpan('sandbox-extproc wake release', { attributes: { 'sandbox_extproc.waiters': waiters } }, within).end();
@@ -155,8 +159,12 @@ export class Tracing implements WakeTracer {
       end: (outcome, code) => {
         if (ended) return;
         ended = true;
+        // A patch still unanswered is cut short: the wake no longer waits for it (its request is aborted).
+        patch?.setStatus({ code: SpanStatusCode.ERROR, message: `unanswered: the wake ended first (${code ?? outcome})` });
         patch?.end();
+        patch = undefined;
         wait?.end();
+        wait = undefined;
         wake.setAttribute('sandbox_extproc.wake.outcome', outcome);
         if (code !== undefined) wake.setAttribute('sandbox_extproc.code', code);
         if (outcome !== 'woken') wake.setStatus({ code: SpanStatusCode.ERROR, message: code ?? outcome });

@@ -19,7 +19,10 @@ const header = (key: string, value: string) => ({ key, raw_value: Buffer.from(va
 
 function setup(resumer: Resumer) {
   const exporter = new InMemorySpanExporter();
-  const tracing = new Tracing({ endpoint: 'http://unused', sampleRatio: 1, logger: createLogger('silent'), exporter });
+  // What the tracing logger receives: OpenTelemetry's own warnings (diag) go there.
+  const warnings: string[] = [];
+  const logger = createLogger('warn', { write: (line: string) => void warnings.push(line) });
+  const tracing = new Tracing({ endpoint: 'http://unused', sampleRatio: 1, logger, exporter });
   const registry = new RouteRegistry();
   registry.markReady();
   const coordinator = new WakeCoordinator({
@@ -34,7 +37,7 @@ function setup(resumer: Resumer) {
     await tracing.flush();
     return exporter.getFinishedSpans();
   };
-  return { tracing, registry, coordinator, spans };
+  return { tracing, registry, coordinator, spans, warnings };
 }
 
 const paused = (): Route =>
@@ -101,5 +104,63 @@ describe('tracing', () => {
     expect(byName('sandbox-extproc wake release')).toEqual([]);
     const joiner = all.find((s) => s.spanContext().spanId === second.spanContext().spanId) as ReadableSpan;
     expect(joiner.links.map((l) => l.context.spanId)).toEqual([wake.spanContext().spanId]);
+  });
+
+  // Review of issue 28: end() ended the patch span but kept it, so the patch's answer, arriving after
+  // the wake had ended, set a status on and ended an ended span (OpenTelemetry: "Cannot execute the
+  // operation on ended Span", "You can only call end() on a span once"), and the span kept status UNSET.
+  it.each([
+    ['answered', (answer: { resolve: (v: string) => void }) => answer.resolve('7')],
+    ['refused', (answer: { reject: (e: Error) => void }) => answer.reject(new ResumeError('refused', 'aborted'))],
+  ] as const)(
+    'ends an unanswered patch as an error when the sandbox is deleted first, and ignores its later answer (%s)',
+    async (_how, answerWith) => {
+      const answer = {} as { resolve: (v: string) => void; reject: (e: Error) => void };
+      const { tracing, registry, coordinator, spans, warnings } = setup({
+        resume: () => new Promise<string>((resolve, reject) => Object.assign(answer, { resolve, reject })),
+      });
+      const route = paused();
+      registry.upsert(route);
+      const request = tracing.decision(undefined);
+      const held = coordinator.hold(route, 80, new AbortController().signal, request);
+      registry.remove(route.uid);
+      expect('result' in held && (await held.result)).toMatchObject({ kind: 'reject', code: 'sandbox_not_found' });
+      answerWith(answer);
+      // The answer's handlers run on the next turns of the loop.
+      await new Promise((resolve) => setImmediate(resolve));
+      tracing.decided(request, 'wake', 'sbx');
+      const all = await spans();
+      const byName = (name: string) => all.filter((s) => s.name === name);
+      const [wake] = byName('sandbox-extproc wake');
+      expect([wake?.status.code, wake?.attributes['sandbox_extproc.code']]).toEqual([SpanStatusCode.ERROR, 'sandbox_not_found']);
+      const patches = byName('sandbox-extproc wake patch');
+      expect(patches.map((p) => [p.status.code, p.status.message])).toEqual([
+        [SpanStatusCode.ERROR, 'unanswered: the wake ended first (sandbox_not_found)'],
+      ]);
+      expect(byName('sandbox-extproc wake watch wait')).toEqual([]);
+      expect(warnings.filter((w) => w.includes('"component":"tracing"'))).toEqual([]);
+    },
+  );
+
+  it('does nothing with a wake’s spans once it has ended', async () => {
+    const { tracing, spans, warnings } = setup({ resume: () => Promise.resolve('6') });
+    const wake = tracing.begin(paused(), undefined);
+    wake.patchStarted();
+    wake.waitStarted();
+    wake.end('failed', 'sandbox_not_running');
+    wake.patchEnded('refused');
+    wake.patchStarted();
+    wake.waitStarted();
+    wake.released(1);
+    wake.end('woken');
+    const names = (await spans()).map((s) => [s.name, s.status.code]);
+    expect(names.sort()).toEqual(
+      [
+        ['sandbox-extproc wake', SpanStatusCode.ERROR],
+        ['sandbox-extproc wake patch', SpanStatusCode.ERROR],
+        ['sandbox-extproc wake watch wait', SpanStatusCode.UNSET],
+      ].sort(),
+    );
+    expect(warnings.filter((w) => w.includes('"component":"tracing"'))).toEqual([]);
   });
 });
