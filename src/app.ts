@@ -31,6 +31,12 @@ import { IdleSuspender } from './idle/suspender.ts';
 import { kubernetesSuspendWriter } from './idle/writer.ts';
 import { TrafficTokenVerifier } from './auth/traffic-token-verifier.ts';
 
+/**
+ * How long the last spans may take to reach the collector at stop. Within the second the command allows
+ * past drain + grace (cli.ts STOP_MARGIN_MS), with room for the closes and log lines after it.
+ */
+export const TRACING_STOP_MS = 500;
+
 interface RouteSource {
   stop(): Promise<void>;
 }
@@ -264,9 +270,14 @@ export class App {
     await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
     // Spans still buffered leave before the process does.
-    await this.tracing
-      ?.shutdown()
-      .catch((error: unknown) => this.logger.warn({ err: (error as Error).message }, 'sending the last spans failed'));
+    // Bounded: a collector that hangs must not keep the process from exiting (the command's stop deadline
+    // leaves a second past the grace for everything after the streams).
+    await this.tracing?.shutdown(TRACING_STOP_MS).then(
+      (sent) => {
+        if (!sent) this.logger.warn({ limitMs: TRACING_STOP_MS }, 'the last spans were not sent in time; dropped');
+      },
+      (error: unknown) => this.logger.warn({ err: (error as Error).message }, 'sending the last spans failed'),
+    );
     this.logger.info('stopped');
   }
 

@@ -178,9 +178,22 @@ export class Tracing implements WakeTracer {
     await this.#provider.forceFlush();
   }
 
-  /** Sends what is buffered and stops (at shutdown). */
-  async shutdown(): Promise<void> {
-    await this.#provider.shutdown();
+  /**
+   * Sends what is buffered and stops (at shutdown), for at most `limitMs`: a collector that accepts the
+   * connection and never answers would otherwise hold the process for the exporter's own timeouts (10 s,
+   * then the batch's 30 s), past the deadline the command gives its whole stop. Resolves `false` when the
+   * limit was reached and the spans still on their way were given up.
+   */
+  async shutdown(limitMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), limitMs);
+    });
+    try {
+      return await Promise.race([this.#provider.shutdown().then(() => true as const), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 

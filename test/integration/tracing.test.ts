@@ -7,11 +7,16 @@ import { mkdtempSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRACING_STOP_MS } from '../../src/app.ts';
+import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
+import { httpGet } from '../support/http.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { freePort } from '../support/ports.ts';
 import { TestProcess } from '../support/process.ts';
+import { startService, type RunningService } from '../support/service.ts';
 import { startStack, type Stack } from '../support/stack.ts';
 import { toolPath } from '../support/tools.ts';
+import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 const NS = 'traced';
 let stack: Stack;
@@ -29,9 +34,9 @@ interface OtlpSpan {
   status?: { code?: number };
 }
 
-beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sbx-otelcol-'));
-  spansFile = join(dir, 'spans.jsonl');
+/** The OpenTelemetry Collector on a free port, writing what it receives to `spansFile`. */
+async function startCollector(spansFile: string): Promise<{ collector: TestProcess; port: number }> {
+  const dir = dirname(spansFile);
   const port = await freePort();
   writeFileSync(
     join(dir, 'config.yaml'),
@@ -45,8 +50,16 @@ beforeAll(async () => {
       },
     }),
   );
-  collector = new TestProcess('otelcol', toolPath('SBX_OTELCOL'), ['--config', join(dir, 'config.yaml')]);
+  const collector = new TestProcess('otelcol', toolPath('SBX_OTELCOL'), ['--config', join(dir, 'config.yaml')]);
   await collector.waitForLine(/Everything is ready/, 30_000);
+  return { collector, port };
+}
+
+beforeAll(async () => {
+  spansFile = join(mkdtempSync(join(tmpdir(), 'sbx-otelcol-')), 'spans.jsonl');
+  const started = await startCollector(spansFile);
+  collector = started.collector;
+  const port = started.port;
   stack = await startStack({
     namespaces: [NS],
     serviceArgs: ['--wake-timeout', '20s', '--tracing-endpoint', `http://127.0.0.1:${port}`],
@@ -140,5 +153,100 @@ describe('tracing', () => {
     expect(children.sort()).toEqual(['sandbox-extproc wake patch', 'sandbox-extproc wake release', 'sandbox-extproc wake watch wait']);
     const release = all.find((s) => s.name === 'sandbox-extproc wake release') as OtlpSpan;
     expect(Number(attr(release, 'sandbox_extproc.waiters'))).toBe(1);
+  });
+});
+
+// The collector down or hung (docs/operations.md): spans leave off the requests' path, so the service
+// answers as usual, logs the exporter's failure, and its stop gives up the last spans after its limit.
+// File routes and Envoy only: the Kubernetes side plays no part in what is tested here.
+describe('a collector that is down or hangs', () => {
+  let upstream: Upstream;
+  let routesFile: string;
+  const started: { service?: RunningService; envoy?: RunningEnvoy; collector?: TestProcess }[] = [];
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sbx-traced-file-'));
+    routesFile = join(dir, 'routes.yaml');
+    upstream = await startUpstream('sandbox-a', '127.0.0.2');
+    writeFileSync(routesFile, JSON.stringify({ routes: [{ id: 'sbx-a', podIP: '127.0.0.2' }] }));
+  });
+
+  afterAll(async () => {
+    for (const s of started) {
+      s.collector?.child.kill('SIGCONT');
+      await s.envoy?.stop();
+      await s.service?.stop();
+      await s.collector?.stop(5000);
+    }
+    await upstream?.close();
+  });
+
+  /** The service traced to `endpoint`, Envoy in front, and its log lines with a wait on them. */
+  async function traced(endpoint: string) {
+    const lines: string[] = [];
+    const waiters = new Set<() => void>();
+    const service = await startService(
+      ['--route-source', 'file', '--routes-file', routesFile, '--tracing-endpoint', endpoint],
+      {},
+      {
+        logs: (line) => {
+          lines.push(line);
+          for (const w of waiters) w();
+        },
+      },
+    );
+    const envoy = await startEnvoy({ extprocPort: service.listening.grpcPort as number });
+    started.push({ service, envoy });
+    const logged = (text: string, timeoutMs: number) =>
+      new Promise<string>((resolve, reject) => {
+        const check = () => {
+          const line = lines.find((l) => l.includes(text));
+          if (line === undefined) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(line);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no log line with "${text}" within ${timeoutMs} ms; got:\n${lines.join('')}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    const get = (id: string) => httpGet(`${envoy.url}/`, { 'e2b-sandbox-id': id, 'e2b-sandbox-port': String(upstream.port) }, 10_000);
+    return { service, lines, logged, get };
+  }
+
+  it('keeps answering while the collector is down, and logs the failed export', async () => {
+    // Nothing listens on the endpoint: every export is refused.
+    const { service, logged, get } = await traced(`http://127.0.0.1:${await freePort()}`);
+    expect((await get('sbx-a')).status).toBe(200);
+    expect((await get('nobody')).status).toBe(502);
+    // Send the batch now rather than on the processor's schedule; it fails (and is retried) off the path.
+    const flushed = (service.app.tracing as NonNullable<typeof service.app.tracing>).flush().then(
+      () => 'sent',
+      () => 'failed',
+    );
+    const first = await Promise.all([get('sbx-a'), get('nobody')]);
+    expect(first.map((r) => r.status)).toEqual([200, 502]);
+    const line = JSON.parse(await logged('"component":"tracing"', 30_000)) as { level: number };
+    expect(line.level).toBe(40); // warn
+    expect(await flushed).toBe('failed');
+    expect((await get('sbx-a')).status).toBe(200);
+  });
+
+  it('keeps answering while the collector hangs, and its stop gives up the last spans after its limit', async () => {
+    // The real Collector, stopped (SIGSTOP): the kernel still accepts connections, nothing answers.
+    const file = join(mkdtempSync(join(tmpdir(), 'sbx-otelcol-hung-')), 'spans.jsonl');
+    const { collector, port } = await startCollector(file);
+    started.push({ collector });
+    collector.child.kill('SIGSTOP');
+    const { service, lines, get } = await traced(`http://127.0.0.1:${port}`);
+    const answers = await Promise.all([get('sbx-a'), get('nobody'), get('sbx-a')]);
+    expect(answers.map((r) => r.status)).toEqual([200, 502, 200]);
+    // Resolves: the stop is not held by the export still waiting for an answer.
+    await service.stop();
+    const dropped = lines.filter((l) => l.includes('the last spans were not sent in time'));
+    expect(dropped.map((l) => (JSON.parse(l) as { limitMs: number }).limitMs)).toEqual([TRACING_STOP_MS]);
   });
 });

@@ -1,6 +1,8 @@
 // The spans of a decision and of a wake, through the real OpenTelemetry SDK into its in-memory exporter
 // (the OTLP path to a real Collector is test/integration/tracing.test.ts): the failure paths the
 // integration test does not reach, and the link of a request that joins a wake someone else started.
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { describe, expect, it } from 'vitest';
@@ -162,5 +164,29 @@ describe('tracing', () => {
       ].sort(),
     );
     expect(warnings.filter((w) => w.includes('"component":"tracing"'))).toEqual([]);
+  });
+
+  // Review of issue 28: shutdown waited on the exporter as long as it took, so a collector that accepts
+  // and never answers held the stop for the exporter's timeouts, past the command's stop deadline.
+  // The collector here is a loopback HTTP server that reads the export and never answers: what a hung
+  // collector is to its client (the real Collector, stopped, in test/integration/tracing.test.ts).
+  it('gives up the last spans at shutdown after its limit when the collector never answers', async () => {
+    const exports: IncomingMessage[] = [];
+    const server = createServer((request) => void exports.push(request));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const received = new Promise((resolve) => server.once('request', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const tracing = new Tracing({ endpoint: `http://127.0.0.1:${port}`, sampleRatio: 1, logger: createLogger('silent') });
+      tracing.decided(tracing.decision(undefined), 'pass', undefined);
+      const stopped = tracing.shutdown(100);
+      await received;
+      expect(exports.map((r) => [r.method, r.url])).toEqual([['POST', '/v1/traces']]);
+      // Never answered: only the limit ends the shutdown.
+      expect(await stopped).toBe(false);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
