@@ -4,6 +4,7 @@
 // the sandbox, kwok's pods), and can do nothing else.
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import {
   CoreV1Api,
@@ -25,8 +26,11 @@ import { CHART, helm, renderChart, type KubeObject } from '../support/helm.ts';
 import { configEnv } from '../../scripts/chart-schema.ts';
 import { envOf, SETTINGS } from '../../src/config/settings.ts';
 import { GROUP, OpenKruiseController, OpenKruiseSandboxes, PLURAL, podIP, VERSION } from '../support/openkruise.ts';
+import { freePort } from '../support/ports.ts';
+import { TestProcess } from '../support/process.ts';
 import { waitForRoute } from '../support/registry-events.ts';
 import { startService } from '../support/service.ts';
+import { toolPath } from '../support/tools.ts';
 
 const VALUE_SETS: Record<string, Record<string, string>> = {
   sidecar: {},
@@ -378,6 +382,75 @@ describe('operators’ conventions', () => {
     const standalone = renderChart('rel', 'ns', { mode: 'standalone', 'serviceMonitor.enabled': 'true' });
     expect(metricsServiceOf(standalone).spec.ports.map((p) => p.name)).toEqual(['http-metrics']);
     expect(serviceOf(standalone).spec.ports.map((p) => p.name)).toEqual(['grpc']);
+  });
+
+  // Review of issue 28: the stats listener shared the edge's global connection limit, so a flood that
+  // filled it cut Prometheus off from the statistics that would show it; and it had no limit of its own.
+  // The real Envoy runs the rendered sidecar config, its edge limit at one connection.
+  it('keeps Envoy’s statistics reachable when the edge is at its connection limit, within a limit of their own', async () => {
+    const [port, statsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const cm = renderChart('rel', 'ns', {
+      'envoy.port': String(port),
+      'envoy.statsPort': String(statsPort),
+      'envoy.adminPort': String(adminPort),
+      'envoy.maxConnections': '1',
+    }).find((o) => o.kind === 'ConfigMap') as KubeObject & { data: Record<string, string> };
+    const config = parseYaml(cm.data['envoy.yaml'] as string) as EnvoyBootstrap;
+    const stats = (config.static_resources.listeners as EnvoyBootstrap[]).find((l) => l.name === 'stats');
+    expect(stats.ignore_global_conn_limit).toBe(true);
+    const filters = stats.filter_chains[0].filters as EnvoyBootstrap[];
+    expect(filters.map((f) => f.name)).toEqual(['envoy.filters.network.connection_limit', 'envoy.filters.network.http_connection_manager']);
+    const limit = filters[0].typed_config.max_connections as number;
+    expect(limit).toBeGreaterThanOrEqual(4); // a few scrapers (an HA pair of Prometheus, a person with curl)
+
+    const file = join(mkdtempSync(join(tmpdir(), 'sbx-chart-envoy-')), 'envoy.yaml');
+    writeFileSync(file, cm.data['envoy.yaml'] as string);
+    const envoy = new TestProcess('envoy', toolPath('SBX_ENVOY'), ['-c', file, '--disable-hot-restart', '--concurrency', '1']);
+    const sockets: Socket[] = [];
+    /** A TCP connection, once connected; `closed` resolves when Envoy closes it. */
+    const open = (to: number) =>
+      new Promise<{ socket: Socket; closed: Promise<void> }>((resolve, reject) => {
+        const socket = connect(to, '127.0.0.1');
+        sockets.push(socket);
+        const closed = new Promise<void>((done) => socket.once('close', () => done()));
+        socket.once('error', reject);
+        socket.once('connect', () => resolve({ socket, closed }));
+      });
+    /** GET over a connection of its own, read until Envoy closes it (its count is down by then). */
+    const get = async (to: number, path: string) => {
+      const { socket, closed } = await open(to);
+      let text = '';
+      socket.setEncoding('utf8').on('data', (d: string) => (text += d));
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: stats\r\nconnection: close\r\n\r\n`);
+      await closed;
+      return text;
+    };
+    const within = <T>(what: string, promise: Promise<T>) =>
+      Promise.race([
+        promise,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within 10 s`)), 10_000).unref()),
+      ]);
+    try {
+      await envoy.waitForLine(/starting main dispatch loop/, 30_000);
+      // One open edge connection fills the edge's limit: the next is closed at once.
+      await open(port);
+      await within('a second edge connection closed', (await open(port)).closed);
+      const scrape = await within('a scrape', get(statsPort, '/stats/prometheus'));
+      expect(scrape).toMatch(/^HTTP\/1\.1 200/);
+      expect(scrape).toContain('envoy_listener_downstream_global_cx_overflow');
+      // Past its own limit the stats listener closes new connections, those before it stay open.
+      const held = [];
+      for (let i = 0; i < limit; i++) held.push(await open(statsPort));
+      await within('the connection past the stats limit closed', (await open(statsPort)).closed);
+      expect(held.filter((c) => c.socket.destroyed)).toEqual([]);
+      const admin = await fetch(
+        `http://127.0.0.1:${adminPort}/stats?filter=${encodeURIComponent('^connection_limit\\.stats\\.limited_connections$')}`,
+      );
+      expect(await admin.text()).toMatch(/: 1\s*$/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await envoy.stop();
+    }
   });
 
   // Review of issue 28: the edge Service carried 9102 and 9003, so a LoadBalancer or NodePort edge
