@@ -7,6 +7,7 @@ import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { Tracing } from './observability/tracing.ts';
+import type { AccessLogResult } from './protocol/access-log.ts';
 import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
 import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
@@ -222,7 +223,8 @@ export class App {
               // Credit the very object the request went to, and only while it still holds that ID.
               const route = this.registry.byUid(fact.uid);
               const known = route !== undefined && route.id === fact.sandboxId;
-              this.metrics.accessLogEntries.inc({ result: known ? 'activity' : 'unknown' });
+              const result: AccessLogResult = known ? 'activity' : 'unknown';
+              this.metrics.accessLogEntries.inc({ result });
               if (known) activity.note(route);
             },
           }),

@@ -8,6 +8,8 @@ import { ACTIVITY_OUTCOMES } from '../../src/activity/tracker.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { WAKE_OUTCOMES } from '../../src/wake/coordinator.ts';
 import { PATCH_OUTCOMES } from '../../src/wake/resumer.ts';
+import { SUSPENSION_OUTCOMES } from '../../src/idle/suspender.ts';
+import { ACCESS_LOG_RESULTS } from '../../src/protocol/access-log.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -24,13 +26,16 @@ describe('README', () => {
 
   // Issue 28: the README listed 5 resume patch outcomes while the code emitted 7. Each metric whose
   // README entry lists its label values ("`name{label}` (a, b, c...)") must list exactly the code's,
-  // and its help text must name each.
+  // and its help text must name each (the review added the access log's results and the suspensions).
   it.each([
     ['sandbox_extproc_resume_patches_total', PATCH_OUTCOMES],
     ['sandbox_extproc_wakes_total', WAKE_OUTCOMES],
     ['sandbox_extproc_activity_writes_total', ACTIVITY_OUTCOMES],
+    ['sandbox_extproc_access_log_entries_total', ACCESS_LOG_RESULTS],
+    ['sandbox_extproc_suspensions_total', SUSPENSION_OUTCOMES],
   ])('lists exactly the outcomes of %s the code emits', async (name, outcomes) => {
-    const entry = new RegExp(`\`${name}\\{outcome\\}\` \\(([^):;]*)`).exec(readme.replace(/\n/g, ' '));
+    // `name{outcome}`, `name{result}`, `name{reason="idle",outcome}`: the list in parentheses after it.
+    const entry = new RegExp(`\`${name}\\{[^}]*\\}\` \\(([^):;]*)`).exec(readme.replace(/\n/g, ' '));
     expect(entry, `README entry for ${name}`).not.toBeNull();
     const listed = (entry?.[1] as string)
       .split(/[;,]/)
