@@ -4,10 +4,11 @@
 # builds the image from the Dockerfile (version and commit stamped), starts an OCI registry on
 # 127.0.0.1 (crane's, built by scripts/provision.sh crane), pushes the image and reads back its digest,
 # lists its packages into an SPDX SBOM with syft from the pushed digest, packages the chart as an OCI
-# artifact (helm package) and pushes it (helm push), then pulls it back by its digest. It writes
-# <out dir>/release.json (what a release publishes: references by digest) and the artifacts beside it.
-# A real release does the same against your registry (REGISTRY=..., no --local), with BuildKit for
-# multi-arch images and provenance: see docs/release.md.
+# artifact (helm package) and pushes it (helm push, which prints its digest), then pulls it back and
+# compares it byte for byte with what it pushed. It writes <out dir>/release.json (what a release
+# publishes: references by digest) and the artifacts beside it. Only --local runs here: a real release
+# runs docs/release.md's commands against your registry, with BuildKit for multi-arch images and
+# provenance.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 eval "$("$here/scripts/provision.sh" env)"
