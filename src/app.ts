@@ -6,7 +6,7 @@ import { conventionsOf } from './config/load.ts';
 import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
-import { Tracing } from './observability/tracing.ts';
+import type { Tracing } from './observability/tracing.ts';
 import type { AccessLogResult } from './protocol/access-log.ts';
 import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
@@ -75,7 +75,17 @@ export class App {
   /** Where the service listens, once started. */
   listening: Listening | undefined;
 
-  constructor(config: Config, logDestination?: DestinationStream) {
+  /**
+   * Builds the App, loading OpenTelemetry's SDK and exporter only when tracing is on: off, their modules
+   * are never evaluated, so they cost start-up nothing.
+   */
+  static async create(config: Config, logDestination?: DestinationStream): Promise<App> {
+    const sdk = config.tracingEndpoint === '' ? undefined : (await import('./observability/tracing.ts')).Tracing;
+    return new App(config, logDestination, sdk);
+  }
+
+  /** `tracingSdk`: the Tracing class, required when tracing is on (App.create loads it). */
+  constructor(config: Config, logDestination?: DestinationStream, tracingSdk?: typeof Tracing) {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
     const routeLog = this.logger.child({ component: 'routes' });
@@ -99,7 +109,9 @@ export class App {
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
     if (config.tracingEndpoint !== '') {
-      this.tracing = new Tracing({ endpoint: config.tracingEndpoint, sampleRatio: config.tracingSampleRatio, logger: this.logger });
+      if (tracingSdk === undefined)
+        throw new Error('tracing is on (--tracing-endpoint): build the App with App.create, which loads its SDK');
+      this.tracing = new tracingSdk({ endpoint: config.tracingEndpoint, sampleRatio: config.tracingSampleRatio, logger: this.logger });
     }
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
     this.#kinds = config.sandboxKind.map((name) =>

@@ -39,7 +39,7 @@ export async function main(
   }
   let app: App;
   try {
-    app = new App(loaded.config);
+    app = await App.create(loaded.config);
   } catch (error) {
     io.stderr(`sandbox-extproc: ${(error as Error).message}\n`);
     return 1;

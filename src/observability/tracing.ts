@@ -4,8 +4,9 @@
 // the release of its waiters), so a slow cold start shows in the user's own traces. Spans leave in
 // batches over OTLP/HTTP (protobuf) through the official SDK and exporter.
 //
-// When tracing is off nothing here runs: the processor and the wake coordinator hold no Tracing and
-// skip every call behind one `undefined` check, so a request costs what it did before.
+// When tracing is off this module is not even loaded (App.create imports it only when tracing is on),
+// and the processor and the wake coordinator hold no Tracing and skip every call behind one `undefined`
+// check, so a request costs what it did before.
 import {
   diag,
   DiagLogLevel,
