@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
 scripts/provision.sh node envoy controlplane controllers helm
-# promtool checks the chart's alert rules in the integration suite; h2spec checks the gRPC port's HTTP/2.
-case "$command" in test | test:integration) scripts/provision.sh promtool h2spec ;; esac
+# promtool checks the chart's alert rules in the integration suite; h2spec checks the gRPC port's HTTP/2;
+# the OpenTelemetry Collector receives the tracing test's spans.
+case "$command" in test | test:integration) scripts/provision.sh promtool h2spec otelcol ;; esac
+# syft lists the image's packages and crane serves the release path's registry (container suites).
+case "$command" in test | test:containers) scripts/provision.sh syft crane ;; esac
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The container suites need a Docker engine (started here if none runs and one can; they skip, saying

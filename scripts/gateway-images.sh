@@ -23,7 +23,7 @@ set -euo pipefail
 DEBIAN_SUITE=bookworm
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 recipes="$here/scripts/gateway-images"
-cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}/images
+cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}/images
 log() { echo "gateway-images: $*" >&2; }
 LABEL=io.sandbox-extproc.local-build
 

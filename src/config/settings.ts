@@ -1,5 +1,6 @@
 // Every setting of the service, in one table: its CLI flag, environment variable, default and meaning.
-// --help, start-up validation and the README's configuration table (checked by a test) all come from here.
+// --help, start-up validation, the config file's keys, the README's configuration table and the chart's
+// values schema (each checked by a test) all come from here.
 import { AGENT_SANDBOX_DEFAULT_NAMESPACE, AGENT_SANDBOX_DEFAULT_PORT, CONVENTIONS, E2B_DEFAULT_PORT } from '../identification/identify.ts';
 import { SANDBOX_KIND_NAMES } from '../sandbox-kinds/kind.ts';
 import * as p from './parsers.ts';
@@ -10,14 +11,20 @@ export interface Setting<T> {
   readonly default: string;
   readonly help: string;
   readonly parse: p.Parser<T>;
+  /** Older flag names still accepted (each with its own variable, from envOf), documented as aliases. */
+  readonly aliases: readonly string[];
 }
 
-const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string): Setting<T> => ({
+/** The environment variable of a flag name. */
+export const envOf = (flag: string): string => `SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string, aliases: readonly string[] = []): Setting<T> => ({
   flag,
-  env: `SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}`,
+  env: envOf(flag),
   default: def,
   help,
   parse,
+  aliases,
 });
 
 const DNS_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
@@ -25,6 +32,12 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const NAMESPACE_OR_ANY = /^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 
 export const SETTINGS = {
+  config: setting(
+    'config',
+    '',
+    p.string,
+    'YAML file of settings by flag name (grpc-port: 9002); unknown names and bad values are refused. Flags and variables override it.',
+  ),
   grpcHost: setting('grpc-host', '127.0.0.1', p.string, 'Address the ext_proc gRPC server listens on (0.0.0.0 for all).'),
   grpcPort: setting('grpc-port', '9002', p.port, 'TCP port of the ext_proc gRPC server; 0 picks a free one (logged).'),
   grpcTcp: setting('grpc-tcp', 'true', p.boolean, 'Serve gRPC on TCP; false serves only on grpc-socket.'),
@@ -153,7 +166,13 @@ export const SETTINGS = {
     p.headerName,
     'Request header naming the sandbox port (E2B convention).',
   ),
-  defaultPort: setting('default-port', String(E2B_DEFAULT_PORT), p.integer(1, 65535), 'Sandbox port when an E2B request names none.'),
+  e2bDefaultPort: setting(
+    'e2b-default-port',
+    String(E2B_DEFAULT_PORT),
+    p.integer(1, 65535),
+    'Sandbox port when an E2B request names none (the E2B convention).',
+    ['default-port'],
+  ),
   agentSandboxDefaultNamespace: setting(
     'agent-sandbox-default-namespace',
     AGENT_SANDBOX_DEFAULT_NAMESPACE,
@@ -393,6 +412,18 @@ export const SETTINGS = {
     '10000',
     p.integer(1, 10_000_000),
     'Requests that may wait on wakes in total; beyond that 503 at once.',
+  ),
+  tracingEndpoint: setting(
+    'tracing-endpoint',
+    '',
+    p.httpUrl,
+    'OTLP/HTTP endpoint traces are sent to (http://collector:4318; /v1/traces is added): a span per decision and per wake, joined to the traceparent Envoy forwards. Empty: tracing off.',
+  ),
+  tracingSampleRatio: setting(
+    'tracing-sample-ratio',
+    '1',
+    p.ratio,
+    "Share of requests traced when their traceparent does not decide (a sampled parent is always followed, as OpenTelemetry's parent-based sampler does).",
   ),
   logLevel: setting(
     'log-level',

@@ -2,6 +2,7 @@
 // never from request data, so cardinality stays fixed.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RouteState } from '../routes/route.ts';
+import { BUILD } from '../version.ts';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -46,8 +47,16 @@ export interface MetricSources {
 export function createMetrics(routeCounts: () => Record<RouteState, number>, sources: Omit<MetricSources, 'routeCounts'> = {}): Metrics {
   const { routeConflicts = () => 0, keptAwake = () => 0, ready = () => false, limits } = sources;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
+  // prom-client's process and Node.js metrics under their standard names (process_cpu_seconds_total,
+  // process_resident_memory_bytes, nodejs_*), which the dashboards and alerts people already have query.
+  collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  new Gauge({
+    name: 'sandbox_extproc_build_info',
+    help: 'Always 1; the labels say which build runs: version, commit, and the Node.js version.',
+    labelNames: ['version', 'commit', 'node'],
+    registers,
+  }).set({ version: BUILD.version, commit: BUILD.commit, node: BUILD.node }, 1);
   new Gauge({
     name: 'sandbox_extproc_routes',
     help: 'Routes in the table, by state.',

@@ -15,6 +15,8 @@ import type { ActivityNotes } from '../core/activity.ts';
 import type { WakeResult, Waker } from '../core/waker.ts';
 import type { TrafficTokens } from '../core/traffic-tokens.ts';
 import type { Decision } from '../core/decide.ts';
+import type { Tracing } from '../observability/tracing.ts';
+import type { Span } from '@opentelemetry/api';
 
 /**
  * An answer that is not ready yet: Envoy's timer is extended by overrideMs first (when given: a wake's
@@ -50,6 +52,8 @@ export class RequestProcessor {
   readonly #trafficTokens: TrafficTokens | undefined;
   readonly #routerAuthz: RouterAuthorizer | undefined;
   readonly #routerAuthzDecisions: ((decision: 'allow' | 'deny') => void) | undefined;
+  /** Spans per decision, when tracing is on; undefined costs the hot path one check. */
+  readonly #tracing: Tracing | undefined;
   /** Counter children by outcome: the label set is closed, so each is looked up once, not per request. */
   readonly #counted = new Map<string, { inc(): void }>();
 
@@ -68,6 +72,7 @@ export class RequestProcessor {
     routerAuthz?: RouterAuthorizer;
     /** Told of every verdict of routerAuthz (its router's sandbox_router_authz_decisions_total). */
     onRouterAuthz?: (decision: 'allow' | 'deny') => void;
+    tracing?: Tracing;
   }) {
     this.#routes = deps.routes;
     this.#answers = deps.answers;
@@ -79,12 +84,14 @@ export class RequestProcessor {
     this.#trafficTokens = deps.trafficTokens;
     this.#routerAuthz = deps.routerAuthz;
     this.#routerAuthzDecisions = deps.onRouterAuthz;
+    this.#tracing = deps.tracing;
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 
   /** `signal` gives the stream's abort signal (made on demand: only a held request needs one). */
   process(headers: readonly HeaderValue[] | undefined, signal: () => AbortSignal): ProcessResult {
     const started = performance.now();
+    const span = this.#tracing?.decision(headers);
     const facts = readFacts(headers, this.#options.names);
     const identity = identify(facts, this.#options.identify);
     let acted: Acted;
@@ -103,18 +110,19 @@ export class RequestProcessor {
           // The client left while its token was reviewed: nothing to answer, and nothing to wake for it.
           signal().aborted
             ? this.#answers.error({ code: 'internal_error' })
-            : this.#countedAfter(this.#afterAuthz(v, identity, facts, signal)).result,
+            : this.#countedAfter(this.#afterAuthz(v, identity, facts, signal, span)).result,
         );
         // Envoy's per-message timer (1 s) is extended to cover the review's own bound.
         acted = { result: wait === undefined ? { answer } : { overrideMs: wait + 1_000, answer }, outcome: 'authz' };
       } else {
-        acted = this.#countedAfter(this.#afterAuthz(verdict, identity, facts, signal));
+        acted = this.#countedAfter(this.#afterAuthz(verdict, identity, facts, signal, span));
       }
     } else {
-      acted = this.#decideAndAct(identity, facts, signal);
+      acted = this.#decideAndAct(identity, facts, signal, span);
       if (acted.outcome !== 'verify') this.#count(acted.outcome);
     }
     this.#metrics.decisionSeconds.observe((performance.now() - started) / 1000);
+    if (span !== undefined) this.#endSpan(span, acted.result, acted.outcome, identity.kind === 'named' ? identity.sandboxId : undefined);
     if (this.#log.isLevelEnabled('debug')) {
       this.#log.debug(
         { requestId: facts.requestId, sandboxId: identity.kind === 'named' ? identity.sandboxId : undefined, outcome: acted.outcome },
@@ -129,13 +137,14 @@ export class RequestProcessor {
     identity: Identification & { kind: 'named' },
     facts: RequestFacts,
     signal: () => AbortSignal,
+    span: Span | undefined,
   ): Acted {
     this.#routerAuthzDecisions?.(verdict.ok ? 'allow' : 'deny');
     if (!verdict.ok) {
       this.#log.debug({ sandboxId: identity.sandboxId, reason: verdict.reason }, 'agent-sandbox authorization refused');
       return { result: this.#answers.error({ code: verdict.code, sandboxId: identity.sandboxId }), outcome: verdict.code };
     }
-    return this.#decideAndAct(identity, facts, signal);
+    return this.#decideAndAct(identity, facts, signal, span);
   }
 
   /** Counts an outcome decided after an asynchronous step (a 'verify' counts itself once its check is done). */
@@ -144,7 +153,7 @@ export class RequestProcessor {
     return acted;
   }
 
-  #decideAndAct(identity: Identification, facts: RequestFacts, signal: () => AbortSignal): Acted {
+  #decideAndAct(identity: Identification, facts: RequestFacts, signal: () => AbortSignal, span: Span | undefined): Acted {
     const decision = decide(
       identity,
       this.#routes,
@@ -155,16 +164,28 @@ export class RequestProcessor {
     const path = identity.kind === 'named' ? identity.path : undefined;
     if (decision.kind === 'verify') {
       // Counted once the check is done, by what it led to.
-      return { result: { answer: this.#verifyThen(decision, facts.trafficToken, path, signal) }, outcome: 'verify' };
+      return { result: { answer: this.#verifyThen(decision, facts.trafficToken, path, signal, span) }, outcome: 'verify' };
     }
     if (decision.kind === 'reject' && identity.kind === 'malformed' && identity.detail !== undefined) {
       return { result: this.#answers.error({ ...decision, detail: identity.detail }), outcome: decision.code };
     }
-    return this.#act(decision, path, signal);
+    return this.#act(decision, path, signal, span);
+  }
+
+  /** Ends a decision's span when its answer is ready: at once, or when a held or checked answer settles. */
+  #endSpan(span: Span, result: ProcessResult, outcome: string, sandboxId: string | undefined): void {
+    const tracing = this.#tracing as Tracing;
+    if (Buffer.isBuffer(result)) tracing.decided(span, outcome, sandboxId);
+    else {
+      result.answer.then(
+        () => tracing.decided(span, outcome, sandboxId),
+        () => tracing.decided(span, 'internal_error', sandboxId),
+      );
+    }
   }
 
   /** The answer to a decision other than 'verify', and the outcome it is counted as. */
-  #act(decision: Exclude<Decision, { kind: 'verify' }>, path: string | undefined, signal: () => AbortSignal): Acted {
+  #act(decision: Exclude<Decision, { kind: 'verify' }>, path: string | undefined, signal: () => AbortSignal, span?: Span): Acted {
     switch (decision.kind) {
       case 'forward':
         this.#activity?.note(decision.route);
@@ -175,7 +196,7 @@ export class RequestProcessor {
         return { result: this.#answers.health, outcome: 'health' };
       case 'wake': {
         // decide() returns 'wake' only when waking is enabled, which is when a waker exists.
-        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal());
+        const held = (this.#waker as Waker).hold(decision.route, decision.port, signal(), span);
         if ('result' in held) {
           return { result: { overrideMs: held.overrideMs, answer: held.result.then((r) => this.#encodeWake(r, path)) }, outcome: 'wake' };
         }
@@ -195,6 +216,7 @@ export class RequestProcessor {
     token: string | undefined,
     path: string | undefined,
     signal: () => AbortSignal,
+    span: Span | undefined,
   ): Promise<ProcessResult> {
     const { route, port } = decision;
     const verdict = await (this.#trafficTokens as TrafficTokens).verify(token, route);
@@ -209,7 +231,7 @@ export class RequestProcessor {
     }
     // The client left while its token was checked: nothing to answer, and nothing to wake for it.
     if (signal().aborted) return this.#answers.error({ code: 'internal_error' });
-    const acted = this.#act({ kind: decision.then, route, port }, path, signal);
+    const acted = this.#act({ kind: decision.then, route, port }, path, signal, span);
     this.#count(acted.outcome);
     return acted.result;
   }

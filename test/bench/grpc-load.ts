@@ -136,7 +136,7 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
     'json',
     `127.0.0.1:${port}`,
   ];
-  const { stdout } = await execTracked('taskset', ['-c', '1', toolPath('SANDBOX_EXTPROC_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execTracked('taskset', ['-c', '1', toolPath('SBX_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
   const result = JSON.parse(stdout) as {
     count: number;
     rps: number;

@@ -43,11 +43,11 @@ const CLUSTER = 'sbx-as-sdk';
 const MINUTE = 60_000;
 const ROUTER_MANIFEST = 'clients/python/agentic-sandbox-client/sandbox-router/sandbox_router.yaml';
 /**
- * Their gateway-mode tests, and Envoy Gateway for them, run unless SANDBOX_EXTPROC_E2E_SDK_GATEWAY=0
+ * Their gateway-mode tests, and Envoy Gateway for them, run unless SBX_E2E_SDK_GATEWAY=0
  * (about 80 s of the suite's 220 to 250 s warm: see the README), which leaves them out (deselected by name) for
  * a quicker run of the rest.
  */
-const GATEWAY_MODE = process.env['SANDBOX_EXTPROC_E2E_SDK_GATEWAY'] !== '0';
+const GATEWAY_MODE = process.env['SBX_E2E_SDK_GATEWAY'] !== '0';
 const PYTHON_TESTS = [
   'test_python_sdk_router_mode',
   'test_python_sdk_annotation',
@@ -55,7 +55,7 @@ const PYTHON_TESTS = [
   ...(GATEWAY_MODE ? ['test_python_sdk_gateway_mode', 'test_python_sdk_gateway_mode_warmpool'] : []),
   'test_python_sdk_volume_claim_templates',
 ];
-if (!GATEWAY_MODE) console.warn('agent-sandbox SDK e2e: their gateway-mode tests left out (SANDBOX_EXTPROC_E2E_SDK_GATEWAY=0)');
+if (!GATEWAY_MODE) console.warn('agent-sandbox SDK e2e: their gateway-mode tests left out (SBX_E2E_SDK_GATEWAY=0)');
 
 interface Run {
   readonly code: number | null;
@@ -94,7 +94,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
       started = Date.now();
     };
     paths = provisionedPaths();
-    const runtime = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_RUNTIME_IMAGE'] as string;
+    const runtime = paths['SBX_AGENT_SANDBOX_RUNTIME_IMAGE'] as string;
     images = await e2eImages();
     lap('images ready');
     cluster = await KindCluster.create(CLUSTER, []);
@@ -125,7 +125,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
     }
     lap(`agent-sandbox's controller (with extensions), storage${GATEWAY_MODE ? ' and Envoy Gateway' : ''} installed`);
 
-    const provisioned = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_TREE'] as string;
+    const provisioned = paths['SBX_AGENT_SANDBOX_SDK_TREE'] as string;
     tree = mkdtempSync(join(tmpdir(), 'sbx-as-sdk-'));
     symlinkSync(join(provisioned, 'test'), join(tree, 'test'));
     symlinkSync(join(provisioned, 'examples'), join(tree, 'examples'));
@@ -140,7 +140,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
     env = {
       KUBECONFIG: cluster.kubeconfigPath,
       // Their suites run kubectl (apply, port-forward): the one built with the node's binaries.
-      PATH: `${dirname(paths['SANDBOX_EXTPROC_KUBECTL'] as string)}:${process.env['PATH'] ?? ''}`,
+      PATH: `${dirname(paths['SBX_KUBECTL'] as string)}:${process.env['PATH'] ?? ''}`,
       IMAGE_PREFIX: runtime.slice(0, at).replace(/python-runtime-sandbox$/, ''),
       IMAGE_TAG: runtime.slice(at + 1),
     };
@@ -148,15 +148,15 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
 
   afterAll(async () => {
     stopLoadBalancer?.();
-    // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-as-sdk).
-    if (process.env['SANDBOX_EXTPROC_E2E_KEEP'] === '1') await cluster?.audit.stop();
+    // SBX_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-as-sdk).
+    if (process.env['SBX_E2E_KEEP'] === '1') await cluster?.audit.stop();
     else await cluster?.delete();
   }, 5 * MINUTE);
 
   it(
     `the Python SDK suite passes: router (tunnel)${GATEWAY_MODE ? ' and gateway modes' : ' mode'}, with and without a warm pool, the claim annotation, volume claim templates`,
     async () => {
-      const venv = paths['SANDBOX_EXTPROC_AGENT_SANDBOX_SDK_VENV'] as string;
+      const venv = paths['SBX_AGENT_SANDBOX_SDK_VENV'] as string;
       const junit = join(tree, 'python-junit.xml');
       const result = await runToEnd(
         join(venv, 'bin', 'python'),
@@ -205,7 +205,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
       const pool =
         'apiVersion: extensions.agents.x-k8s.io/v1beta1\nkind: SandboxWarmPool\nmetadata: { name: my-warmpool }\n' +
         'spec: { replicas: 1, sandboxTemplateRef: { name: python-sdk-test-template } }\n';
-      const kubectl = paths['SANDBOX_EXTPROC_KUBECTL'] as string;
+      const kubectl = paths['SBX_KUBECTL'] as string;
       for (const manifest of [template, pool, readFileSync(join(tree, ROUTER_MANIFEST), 'utf8')]) {
         const file = join(tree, `apply-${Math.random().toString(36).slice(2)}.yaml`);
         writeFileSync(file, manifest);
@@ -220,7 +220,7 @@ describe.skipIf(skipReason !== undefined)("agent-sandbox's own SDK suites, again
         6 * MINUTE,
       );
       expect(rolled.code, rolled.output).toBe(0);
-      const result = await runToEnd(paths['SANDBOX_EXTPROC_AGENT_SANDBOX_GO_EXAMPLE'] as string, [], tree, env, 10 * MINUTE);
+      const result = await runToEnd(paths['SBX_AGENT_SANDBOX_GO_EXAMPLE'] as string, [], tree, env, 10 * MINUTE);
       expect(result.code, result.output).toBe(0);
       expect(result.output).toContain('stdout: Hello from Go!');
       expect(result.output).toContain('exit_code: 0');

@@ -214,8 +214,8 @@ describe.skipIf(skipReason !== undefined)('behind Envoy Gateway and a Gateway AP
   }, 20 * MINUTE);
 
   afterAll(async () => {
-    // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-eg).
-    if (process.env['SANDBOX_EXTPROC_E2E_KEEP'] === '1') await Promise.all([cluster?.audit.stop(), cluster?.nft.stop()]);
+    // SBX_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-eg).
+    if (process.env['SBX_E2E_KEEP'] === '1') await Promise.all([cluster?.audit.stop(), cluster?.nft.stop()]);
     else await cluster?.delete();
   }, 5 * MINUTE);
 

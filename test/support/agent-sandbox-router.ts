@@ -16,7 +16,7 @@ export interface TheirRouter {
 
 export async function startTheirRouter(args: readonly string[] = []): Promise<TheirRouter> {
   const [http, metrics, probes] = [await freePort(), await freePort(), await freePort()];
-  const process = new TestProcess('sandbox-router', join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'bin', 'sandbox-router'), [
+  const process = new TestProcess('sandbox-router', join(toolPath('SBX_AGENT_SANDBOX'), 'bin', 'sandbox-router'), [
     `--http-bind-address=127.0.0.1:${http}`,
     `--metrics-bind-address=127.0.0.1:${metrics}`,
     `--health-probe-bind-address=127.0.0.1:${probes}`,

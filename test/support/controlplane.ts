@@ -107,7 +107,7 @@ export class ControlPlane {
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
     const certs = makeCerts(dir, [address]);
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
-    const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
+    const etcd = new TestProcess('etcd', toolPath('SBX_ETCD'), [
       '--data-dir',
       join(dir, 'etcd'),
       '--listen-client-urls',
@@ -151,7 +151,7 @@ export class ControlPlane {
   }
 
   static #spawnApiserver(args: string[]): TestProcess {
-    return new TestProcess('kube-apiserver', toolPath('SANDBOX_EXTPROC_KUBE_APISERVER'), args);
+    return new TestProcess('kube-apiserver', toolPath('SBX_KUBE_APISERVER'), args);
   }
 
   /** Stops kube-apiserver (etcd keeps the data); resolves once it has exited. */

@@ -54,7 +54,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const configPath = join(dir, 'envoy.yaml');
   writeFileSync(configPath, options.transform ? options.transform(rendered) : rendered);
   const adminPath = join(dir, 'admin-address');
-  const envoy = new TestProcess('envoy', toolPath('SANDBOX_EXTPROC_ENVOY'), [
+  const envoy = new TestProcess('envoy', toolPath('SBX_ENVOY'), [
     '-c',
     configPath,
     '--admin-address-path',

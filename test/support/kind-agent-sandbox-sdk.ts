@@ -51,7 +51,7 @@ const documents = (path: string): Manifest[] =>
 
 /** The controller's manifests, in the order to create them, its Deployment on the local image. */
 export function agentSandboxObjects(image: string): Manifest[] {
-  const k8s = join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'k8s');
+  const k8s = join(toolPath('SBX_AGENT_SANDBOX'), 'k8s');
   const core = documents(join(k8s, 'controller.yaml')).filter((o) => o.kind !== 'Deployment');
   const objects = [
     ...documents(join(k8s, 'rbac.generated.yaml')),
@@ -77,7 +77,7 @@ export function agentSandboxObjects(image: string): Manifest[] {
 
 /** Installs all four CRDs, waits until they are established, then deploys the controller. */
 export async function installAgentSandbox(admin: KubeConfig, image: string): Promise<void> {
-  const crdDir = join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'crds');
+  const crdDir = join(toolPath('SBX_AGENT_SANDBOX'), 'crds');
   const crds = readdirSync(crdDir)
     .filter((f) => f.endsWith('.yaml'))
     .flatMap((f) => documents(join(crdDir, f)));

@@ -26,8 +26,8 @@ export interface GatewayImages {
 
 export function gatewayImages(): GatewayImages {
   return {
-    envoyGateway: provisionedValue('SANDBOX_EXTPROC_ENVOY_GATEWAY_IMAGE'),
-    kubeRouter: provisionedValue('SANDBOX_EXTPROC_KUBE_ROUTER_IMAGE'),
+    envoyGateway: provisionedValue('SBX_ENVOY_GATEWAY_IMAGE'),
+    kubeRouter: provisionedValue('SBX_KUBE_ROUTER_IMAGE'),
   };
 }
 
@@ -54,7 +54,7 @@ export async function createAll(admin: KubeConfig, objects: readonly KubernetesO
  * its pod is ready; NetworkPolicies are enforced from then on.
  */
 export async function installNetworkPolicyController(admin: KubeConfig, image: string): Promise<void> {
-  const rbac = manifest(join(toolPath('SANDBOX_EXTPROC_KUBE_ROUTER'), 'daemonset', 'kubeadm-kuberouter.yaml')).filter((o) =>
+  const rbac = manifest(join(toolPath('SBX_KUBE_ROUTER'), 'daemonset', 'kubeadm-kuberouter.yaml')).filter((o) =>
     ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind as string),
   );
   if (rbac.length !== 3)
@@ -119,7 +119,7 @@ export async function installNetworkPolicyController(admin: KubeConfig, image: s
 /** helm, without blocking the event loop (Envoy Gateway's install waits for its certgen Job). */
 export async function helmAsync(args: readonly string[]): Promise<string> {
   try {
-    return (await execTracked(toolPath('SANDBOX_EXTPROC_HELM'), args, { maxBuffer: 64 << 20 })).stdout;
+    return (await execTracked(toolPath('SBX_HELM'), args, { maxBuffer: 64 << 20 })).stdout;
   } catch (error) {
     const e = error as { stderr?: string; stdout?: string; message: string };
     throw new Error(`helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`, { cause: error });
@@ -133,7 +133,7 @@ export async function helmAsync(args: readonly string[]): Promise<string> {
  * rolled out.
  */
 export async function installEnvoyGateway(admin: KubeConfig, kubeconfigPath: string, valuesFile: string): Promise<void> {
-  const chart = join(toolPath('SANDBOX_EXTPROC_ENVOY_GATEWAY'), 'gateway-helm');
+  const chart = join(toolPath('SBX_ENVOY_GATEWAY'), 'gateway-helm');
   await helmAsync([
     'install',
     'eg',
