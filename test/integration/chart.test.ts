@@ -228,7 +228,11 @@ describe('helm lint and template', () => {
     // NetworkPolicies admit to the sandboxes.
     const pod = (sidecar.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template;
     expect(pod?.metadata?.labels).toMatchObject({ ...service?.spec.selector, app: 'sandbox-router' });
-    expect(pod?.spec?.initContainers?.[0]?.ports).toEqual([{ name: 'edge', containerPort: 8080 }]);
+    // The Go client port-forwards to 8080 of the pod: the edge listens there (Envoy's statistics beside it).
+    expect(pod?.spec?.initContainers?.[0]?.ports).toEqual([
+      { name: 'edge', containerPort: 8080 },
+      { name: 'envoy-metrics', containerPort: 9102 },
+    ]);
     expect(() =>
       renderChart('rel', 'ns', { 'config.sandboxKind': 'agent-sandbox', 'agentSandboxRouter.enabled': 'true', 'envoy.port': '9000' }),
     ).toThrow(/envoy\.port must be 8080/);
