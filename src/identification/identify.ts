@@ -259,8 +259,10 @@ function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdent
     reason: `path ${describe(path)} is not ${prefix}/<namespace>/<name>/<port>/<rest>`,
     detail: ROUTER_DETAIL.pathForm,
   };
+  // Stryker disable next-line ConditionalExpression: equivalent; after the prefix comes '/', '?' or the end, and in the last two cases no '/' follows it, so nameEnd is -1 below
   if (pathOnly.charCodeAt(prefix.length) !== 0x2f) return malformed;
   const nsEnd = pathOnly.indexOf('/', prefix.length + 1);
+  // Stryker disable next-line ConditionalExpression: equivalent; with nsEnd -1, indexOf('/', 0) is 0 (paths start with the prefix's '/'), so the name segment is empty: malformed
   const nameEnd = nsEnd === -1 ? -1 : pathOnly.indexOf('/', nsEnd + 1);
   if (nameEnd === -1) return malformed;
   const portEnd = pathOnly.indexOf('/', nameEnd + 1);
@@ -285,6 +287,7 @@ function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdent
 
 /** Go's url.PathUnescape: %XX to its byte (the result is then checked as ASCII); undefined on a bad escape. */
 function percentDecode(segment: string): string | undefined {
+  // Stryker disable next-line ConditionalExpression,StringLiteral: equivalent; a fast path, the loop returns a segment without '%' unchanged
   if (!segment.includes('%')) return segment;
   let out = '';
   for (let i = 0; i < segment.length; i += 1) {
@@ -293,6 +296,7 @@ function percentDecode(segment: string): string | undefined {
       continue;
     }
     const hex = segment.slice(i + 1, i + 3);
+    // Stryker disable next-line Regex: equivalent; hex has at most two characters, so two hex digits anywhere in it are all of it
     if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
     out += String.fromCharCode(parseInt(hex, 16));
     i += 2;

@@ -248,8 +248,9 @@ export class WakeCoordinator implements Waker {
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
         this.#failures.delete(wake.uid);
         wake.trace?.patchEnded();
-        // A wake that ended meanwhile (the sandbox deleted, its ID moved) has nothing left to wait for.
-        if (wake.phase !== 'patching' || this.#wakes.get(wake.id) !== wake) return;
+        // A wake that ended meanwhile (the sandbox deleted, its ID moved) has nothing left to wait for. Its
+        // phase is still 'patching' (only this callback moves it on), so that is the whole question.
+        if (this.#wakes.get(wake.id) !== wake) return;
         wake.trace?.waitStarted();
         wake.phase = 'patched';
         wake.patchedAt = this.#now();

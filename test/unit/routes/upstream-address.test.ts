@@ -122,3 +122,13 @@ describe('upstream address policy', () => {
     expect(parseCidr('10.1.1.1')).toEqual({ address: '10.1.1.1', prefix: 32, type: 'ipv4' });
   });
 });
+
+describe("x-sandbox-pod-ip's check (specialRefusal)", () => {
+  it('says a value is not an IP address, and names the special range of one that is', () => {
+    const policy = new UpstreamAddressPolicy();
+    expect(policy.specialRefusal('box')).toBe('not an IP address');
+    expect(policy.specialRefusal('fe80::1%eth0')).toBe('not an IP address');
+    expect(policy.specialRefusal('127.0.0.1')).toBe('a loopback address');
+    expect(policy.specialRefusal('8.8.8.8')).toBeUndefined();
+  });
+});
