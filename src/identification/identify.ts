@@ -262,8 +262,9 @@ function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdent
   // Stryker disable next-line ConditionalExpression: equivalent; after the prefix comes '/', '?' or the end, and in the last two cases no '/' follows it, so nameEnd is -1 below
   if (pathOnly.charCodeAt(prefix.length) !== 0x2f) return malformed;
   const nsEnd = pathOnly.indexOf('/', prefix.length + 1);
-  // Stryker disable next-line ConditionalExpression: equivalent; with nsEnd -1, indexOf('/', 0) is 0 (paths start with the prefix's '/'), so the name segment is empty: malformed
+  // Stryker disable next-line ConditionalExpression,UnaryOperator: equivalent; with nsEnd -1, indexOf('/', 0) is 0 (paths start with the prefix's '/'), so the name segment is empty: malformed
   const nameEnd = nsEnd === -1 ? -1 : pathOnly.indexOf('/', nsEnd + 1);
+  // Stryker disable next-line ConditionalExpression,UnaryOperator: equivalent; with nameEnd -1, portEnd is 0 and the port segment empty: malformed below
   if (nameEnd === -1) return malformed;
   const portEnd = pathOnly.indexOf('/', nameEnd + 1);
   const segments = [
