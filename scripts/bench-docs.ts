@@ -165,6 +165,117 @@ function scaleTable(a: Artifact): string {
   );
 }
 
+/** Which side a row favours: lower or higher is better. */
+function ahead(ours: number | undefined, theirs: number | undefined, better: 'lower' | 'higher'): string {
+  if (ours === undefined || theirs === undefined || !Number.isFinite(ours) || !Number.isFinite(theirs)) return 'no figure';
+  if (ours === theirs) return 'even';
+  return (better === 'lower' ? ours < theirs : ours > theirs) ? 'Envoy + sandbox-extproc' : '**sandbox-router**';
+}
+
+const ROUTER = 'sandbox-router';
+const OURS = 'Envoy + sandbox-extproc';
+
+/** agent-sandbox's router against Envoy + sandbox-extproc, figure by figure, from the router step. */
+function routerTable(a: Artifact): string {
+  const value = (name: string) => figureOf(a, name)?.value;
+  const cellOf = (name: string) => show(a, name);
+  const rows: string[][] = [];
+  const pair = (label: string, theirs: string, ours: string, better: 'lower' | 'higher') =>
+    rows.push([label, cellOf(theirs), cellOf(ours), ahead(value(ours), value(theirs), better)]);
+  for (const rate of [1000, 5000]) {
+    for (const connection of ['keep-alive', 'new connection per request']) {
+      for (const pct of [50, 99, 99.9]) {
+        const base = `router @${rate} rps, ${connection}: added p${pct}`;
+        pair(
+          `Added latency p${pct}, ${rate.toLocaleString('en-US')} req/s, ${connection}`,
+          `${base}, ${ROUTER}`,
+          `${base}, ${OURS}`,
+          'lower',
+        );
+      }
+    }
+  }
+  const sat = 'router saturation (p99 < 50 ms, all 200; proxy on one core)';
+  pair('Saturation: req/s at p99 < 50 ms, proxy on one core', `${sat}, ${ROUTER}`, `${sat}, ${OURS}`, 'higher');
+  const ready = 'router: Ready -> first routable request (probed every 1 ms)';
+  for (const pct of [50, 99]) {
+    pair(
+      `Pod Ready -> first routable request, p${pct}`,
+      `${ready}, from the pod's Ready, ${ROUTER} (its Pod informer), p${pct}`,
+      `${ready}, from the pod's Ready, ${OURS} (its Sandbox watch), p${pct}`,
+      'lower',
+    );
+  }
+  const tiers = a.figures
+    .map((f) => /^router: ([\d,]+) Sandboxes: sandbox-router RSS after its initial sync$/.exec(f.name)?.[1])
+    .filter((t): t is string => t !== undefined);
+  for (const tier of tiers) {
+    const tag = `router: ${tier} Sandboxes`;
+    pair(
+      `RSS after the initial sync, ${tier} Sandboxes`,
+      `${tag}: ${ROUTER} RSS after its initial sync`,
+      `${tag}: sandbox-extproc RSS after its initial sync`,
+      'lower',
+    );
+    pair(`Start -> synced, ${tier} Sandboxes`, `${tag}: ${ROUTER} start -> synced`, `${tag}: sandbox-extproc start -> synced`, 'lower');
+  }
+  return table(['Figure', ROUTER, OURS, 'Ahead'], rows);
+}
+
+/** Our wake next to what agent-sandbox's users wait for a sandbox today. */
+function waitTable(a: Artifact): string {
+  const rows = [
+    [
+      'Our wake: suspended Sandbox -> request at the upstream (Envoy + sandbox-extproc)',
+      'router: our wake, suspended Sandbox -> request at the upstream (real controller, kwok pod)',
+    ],
+    [
+      'Their SDK: SandboxClaim on a warm pool -> claim Ready',
+      "router: their users' wait, SandboxClaim on a warm pool -> claim Ready (their SDK)",
+    ],
+    ['Sandbox created -> Ready (no pool)', "router: their users' wait, Sandbox created -> Ready (no pool)"],
+  ].map(([label, name]) => [label as string, show(a, `${name}, p50`), show(a, `${name}, p99`)]);
+  return table(['What the user waits for', 'p50', 'p99'], rows);
+}
+
+/** The scale scenarios with the real controllers: one row per family and churn phase. */
+function kwokTable(a: Artifact): string {
+  const phases = a.figures
+    .map((f) => /^(kwok: (?:agent-sandbox: )?churn [\d.]+\/s, \d replicas?): route freshness p50/.exec(f.name)?.[1])
+    .filter((t): t is string => t !== undefined);
+  const rows = phases.map((phase) => {
+    const family = phase.includes('agent-sandbox: ') ? 'agent-sandbox' : 'OpenKruise';
+    const prefix = family === 'agent-sandbox' ? 'kwok: agent-sandbox: ' : 'kwok: ';
+    const size = a.figures.find((f) => f.name === `${prefix}Sandboxes brought up by the real controller and kwok`);
+    const replicas = Number(/(\d) replicas?$/.exec(phase)?.[1] ?? 1);
+    const perReplica = Array.from({ length: replicas }, (_, i) =>
+      show(a, `${phase}, replica ${i + 1}: resume patches it made`, false),
+    ).join(' / ');
+    const events = Array.from({ length: replicas }, (_, i) =>
+      show(a, `${phase}, replica ${i + 1}: watch events it received per second`, false),
+    ).join(' / ');
+    return [
+      `${family}, ${size === undefined ? '—' : formatNumber(size.value)} Sandboxes, ${phase.replace(/^kwok: (agent-sandbox: )?/, '')}`,
+      `${show(a, `${phase}: route freshness p50 (Sandbox Ready seen by a plain watch -> the held request forwarded)`, false)} / ${show(a, `${phase}: route freshness p99`, false)} ms`,
+      `${show(a, `${phase}: wake p50 (request -> forwarded: resume patch, controller, kwok, watch)`, false)} / ${show(a, `${phase}: wake p99`, false)} ms`,
+      perReplica,
+      events,
+      `${show(a, `${phase}: API requests per second caused by the service (audit log)`, false)} of ${show(a, `${phase}: API requests per second, all clients (apiserver_request_total)`, false)}`,
+    ];
+  });
+  return table(
+    [
+      'Family, Sandboxes, phase',
+      'Route freshness p50 / p99',
+      'Wake p50 / p99',
+      'Resume patches per replica',
+      'Watch events/s per replica',
+      'API requests/s: the service, of all clients',
+    ],
+    rows,
+  );
+}
+
 function allTable(a: Artifact): string {
   return table(
     ['Figure', 'Value', 'Target', ''],
@@ -249,6 +360,9 @@ export function render(artifact: Artifact, template: string): Rendered {
     targets: () => targetsTable(artifact),
     floors: () => floorsTable(artifact),
     scale: () => scaleTable(artifact),
+    router: () => routerTable(artifact),
+    wait: () => waitTable(artifact),
+    kwok: () => kwokTable(artifact),
     all: () => allTable(artifact),
     'plot:latency': () =>
       plots.latency

@@ -19,15 +19,19 @@ import { measureIdle } from '../test/bench/idle.ts';
 import { measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams, type Baseline } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
+import { measureKwokScale } from '../test/bench/kwok-scale.ts';
+import { measureRouter } from '../test/bench/router.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
 import { measureWake } from '../test/bench/wake.ts';
 
-const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale'] as const;
+const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale', 'kwok', 'router'] as const;
 
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     sandboxes: { type: 'string' },
+    // Sandboxes per family in the kwok step, through the real controllers (default 10,000; --quick 200).
+    'kwok-sandboxes': { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     // A git ref (main, a commit) whose build the streams step measures beside this one, interleaved.
@@ -44,7 +48,8 @@ if (unknown.length > 0) {
   console.error(`bench: unknown step ${unknown.join(', ')} (steps: ${STEPS.join(', ')})`);
   process.exit(2);
 }
-const complete = only === undefined && values.sandboxes === undefined;
+const kwokSandboxes = values['kwok-sandboxes'] === undefined ? undefined : Number(values['kwok-sandboxes']);
+const complete = only === undefined && values.sandboxes === undefined && kwokSandboxes === undefined;
 const out = values.out ?? `${REPO_ROOT}${!quick && complete ? 'docs/bench' : 'test/bench/results'}/latest.json`;
 
 const startedAt = new Date();
@@ -86,6 +91,8 @@ await step('wake', () => measureWake(report, quick));
 await step('activity', () => measureActivity(report, quick));
 await step('idle', () => measureIdle(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
+await step('kwok', () => measureKwokScale(report, { quick, ...(kwokSandboxes === undefined ? {} : { sandboxes: kwokSandboxes }) }));
+await step('router', () => measureRouter(report, quick));
 
 console.log(`\n${report.table()}\n`);
 report.write(out, {
