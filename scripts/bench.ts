@@ -30,8 +30,10 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     sandboxes: { type: 'string' },
-    // Sandboxes per family in the kwok step, through the real controllers (default 10,000; --quick 200).
+    // Sandboxes per family in the kwok step, through the real controllers (default 2,000; --quick 200).
     'kwok-sandboxes': { type: 'string' },
+    // Sandbox counts the router step's memory figures are taken at, comma-separated (default 10000).
+    'router-tiers': { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     // A git ref (main, a commit) whose build the streams step measures beside this one, interleaved.
@@ -49,7 +51,8 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const kwokSandboxes = values['kwok-sandboxes'] === undefined ? undefined : Number(values['kwok-sandboxes']);
-const complete = only === undefined && values.sandboxes === undefined && kwokSandboxes === undefined;
+const complete =
+  only === undefined && values.sandboxes === undefined && kwokSandboxes === undefined && values['router-tiers'] === undefined;
 const out = values.out ?? `${REPO_ROOT}${!quick && complete ? 'docs/bench' : 'test/bench/results'}/latest.json`;
 
 const startedAt = new Date();
@@ -92,7 +95,8 @@ await step('activity', () => measureActivity(report, quick));
 await step('idle', () => measureIdle(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
 await step('kwok', () => measureKwokScale(report, { quick, ...(kwokSandboxes === undefined ? {} : { sandboxes: kwokSandboxes }) }));
-await step('router', () => measureRouter(report, quick));
+const routerTiers = values['router-tiers']?.split(',').map(Number);
+await step('router', () => measureRouter(report, { quick, ...(routerTiers === undefined ? {} : { memoryTiers: routerTiers }) }));
 
 console.log(`\n${report.table()}\n`);
 report.write(out, {
