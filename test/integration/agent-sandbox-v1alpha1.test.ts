@@ -92,9 +92,11 @@ describe('agent-sandbox served as v1alpha1 only', () => {
   });
 
   it('never routes to a pod still terminating when the sandbox is set back to replicas 1, though it is reported Ready', async () => {
-    // The suspension's pod takes 2.5 s to stop; set back to run meanwhile, that dying pod is reused and
-    // reported Ready=True with its IP (v1.0.1's reconcilePod), until it is gone and a new one starts.
-    agents.options.stopDelayMs = 2500;
+    // The suspension's pod stays terminating until the test lets it go; set back to run meanwhile, that
+    // dying pod is reused and reported Ready=True with its IP (v1.0.1's reconcilePod), until it is gone
+    // and a new one starts.
+    const dyingPodGone = Promise.withResolvers<void>();
+    agents.options.stopGate = dyingPodGone.promise;
     try {
       await agents.create({ namespace: NS, name: 'drowsy', podIP: IP3 });
       const id = `${NS}/drowsy`;
@@ -111,11 +113,13 @@ describe('agent-sandbox served as v1alpha1 only', () => {
       const during = await stack.getAgent(NS, 'drowsy');
       expect(during.status, during.body).toBe(503);
       expect(during.json()['error']).toBe('sandbox_not_ready');
-      // Served again once the new pod is Ready.
+      // Served again once the dying pod is gone and the new one is Ready.
+      dyingPodGone.resolve();
       await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running', 20_000);
       expect((await stack.getAgent(NS, 'drowsy')).json()['upstream']).toBe(IP3);
     } finally {
-      agents.options.stopDelayMs = 0;
+      dyingPodGone.resolve();
+      delete agents.options.stopGate;
     }
   });
 });

@@ -212,8 +212,19 @@ describe('routing by agent-sandbox router headers', () => {
   it('answers a sandbox whose pod is starting (Ready=False DependenciesNotReady) with 503 sandbox_not_ready', async () => {
     // Its pod stays un-Ready until released (never, here): the controller reports DependenciesNotReady.
     await agents.createOnly({ namespace: TEAM, name: 'fresh', hold: true });
-    await waitForRoute(service.app.registry, `${TEAM}/fresh`, (r) => r?.state === 'creating');
-    expect(condition(await agents.get(TEAM, 'fresh'), 'Ready')?.reason).toBe('DependenciesNotReady');
+    const starting = await agents.waitFor(
+      TEAM,
+      'fresh',
+      (o) => condition(o, 'Ready')?.reason === 'DependenciesNotReady',
+      30_000,
+      'reported starting',
+    );
+    // The service has seen the controller's report (a Sandbox with no status yet is 'creating' too).
+    await waitForRoute(
+      service.app.registry,
+      `${TEAM}/fresh`,
+      (r) => r?.state === 'creating' && Number(r.resourceVersion) >= Number(starting.metadata.resourceVersion),
+    );
     const res = await agent('fresh');
     expect(res.status).toBe(503);
     expect(res.json()['error']).toBe('sandbox_not_ready');

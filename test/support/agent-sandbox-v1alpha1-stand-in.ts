@@ -9,7 +9,7 @@
 // in place of spec.operatingMode:
 // - asked to run with no pod: a pod is created (status: no podIPs, Ready=False DependenciesNotReady),
 //   gets its IP (reported while still not Ready), then turns Ready: Ready=True DependenciesReady;
-// - asked to suspend: the pod is deleted and takes stopDelayMs to stop; meanwhile Suspended=False
+// - asked to suspend: the pod is deleted and stops when stopGate lets it; meanwhile Suspended=False
 //   PodTerminating, Ready=False SandboxSuspended, its IP still reported; once gone, Suspended=True
 //   PodTerminated and podIPs cleared;
 // - asked to run again while the pod is still terminating: that DYING pod is reused (the real
@@ -70,8 +70,11 @@ export interface AgentControllerOptions {
   readonly version?: AgentSandboxVersion;
   /** From a pod's IP to its Ready. */
   readonly startDelayMs?: number;
-  /** How long a deleted pod takes to stop (its grace period's use), during which it stays Ready. */
-  stopDelayMs?: number;
+  /**
+   * When set, a deleted pod stops (its grace period's use, during which it stays Ready) only once this
+   * settles: a test holds the dying window open as long as it needs.
+   */
+  stopGate?: Promise<void>;
 }
 
 interface Pod {
@@ -231,8 +234,11 @@ export class AgentSandboxV1alpha1StandIn {
       if (pod !== undefined && !pod.deleting) {
         const dying = pod;
         dying.deleting = true;
-        this.#later(this.options.stopDelayMs ?? 0, k, () => {
-          if (this.#pods.get(k) === dying) this.#pods.delete(k);
+        void (this.options.stopGate ?? Promise.resolve()).then(() => {
+          if (this.#stopped || this.#pods.get(k) !== dying) return;
+          this.#pods.delete(k);
+          // The pod's disappearance is an event of its own (the real controller watches its pods).
+          void this.#sync(k);
         });
       }
     } else if (pod === undefined && !this.#stopped) {

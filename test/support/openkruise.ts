@@ -8,7 +8,6 @@ import { Watch, type V1Pod } from '@kubernetes/client-node';
 import { kwokPodTemplate, type Cluster, type PodBehaviour } from './cluster.ts';
 import { CustomResource } from './custom-resource.ts';
 import type { ControlPlane } from './controlplane.ts';
-import { freePort } from './ports.ts';
 import { TestProcess } from './process.ts';
 import { toolPath } from './tools.ts';
 import { openKruiseCrds } from './crds.ts';
@@ -127,7 +126,8 @@ export class OpenKruiseController {
       [
         `--kubeconfig=${plane.adminKubeconfig}`,
         '--metrics-bind-address=0',
-        `--health-probe-bind-address=127.0.0.1:${await freePort()}`,
+        // No probe listener: the test waits on its log line, and a port it cannot report is one more to race for.
+        '--health-probe-bind-address=0',
         '--leader-elect=false',
         ...(options.recycleGracePeriod === undefined ? [] : [`--recycle-grace-period=${options.recycleGracePeriod}`]),
       ],
