@@ -245,12 +245,7 @@ interface Pins {
  * 250 req/s until a probe fails, then halving the gap; the sides probe in turn, so each step of
  * every search sees the same machine. The proxy runs on CPU 0, the load generator and upstream on CPU 1.
  */
-async function saturation(
-  report: Report,
-  sides: readonly Side[],
-  headers: Record<string, string>,
-  pins: Pins,
-): Promise<void> {
+async function saturation(report: Report, sides: readonly Side[], headers: Record<string, string>, pins: Pins): Promise<void> {
   const all = [...pins.proxies.router, ...pins.proxies.ours, ...pins.loadSide];
   try {
     for (const pid of [...pins.proxies.router, ...pins.proxies.ours]) await pin(pid, '0');
