@@ -178,11 +178,16 @@ const OURS = 'Envoy + sandbox-extproc';
 /** agent-sandbox's router against Envoy + sandbox-extproc, figure by figure, from the router step. */
 function routerTable(a: Artifact): string {
   const value = (name: string) => figureOf(a, name)?.value;
-  const cellOf = (name: string) => show(a, name);
   const rows: string[][] = [];
-  const pair = (label: string, theirs: string, ours: string, better: 'lower' | 'higher') =>
-    rows.push([label, cellOf(theirs), cellOf(ours), ahead(value(ours), value(theirs), better)]);
-  // "ok of sent": a side that did not answer every request 200 has no latency figures in that variant.
+  // A latency figure exists only for a side that answered every request 200 in its variant (and only
+  // when the client -> upstream side did too): otherwise the cell says why there is none.
+  const pair = (label: string, theirs: string, ours: string, better: 'lower' | 'higher', missing = '—') => {
+    const t = value(theirs);
+    const o = value(ours);
+    const cell = (name: string) => (figureOf(a, name) === undefined ? missing : show(a, name));
+    const lead = t !== undefined && o === undefined ? `**${ROUTER}**` : t === undefined && o !== undefined ? OURS : ahead(o, t, better);
+    rows.push([label, cell(theirs), cell(ours), lead]);
+  };
   const answered = (name: string) => {
     const f = figureOf(a, name);
     return f === undefined ? '—' : `${formatNumber(f.value)} of ${f.target.replace(/^= /, '')}${f.pass ? '' : ' (**not all 200**)'}`;
@@ -190,6 +195,7 @@ function routerTable(a: Artifact): string {
   for (const rate of [1000, 5000]) {
     for (const connection of ['keep-alive', 'new connection per request']) {
       const variant = `router @${rate} rps, ${connection}`;
+      // Variants a --quick run leaves out.
       if (figureOf(a, `${variant}, ${ROUTER}: requests sent and answered 200`) === undefined) continue;
       rows.push([
         `Answered 200, ${rate.toLocaleString('en-US')} req/s, ${connection}`,
@@ -197,6 +203,7 @@ function routerTable(a: Artifact): string {
         answered(`${variant}, ${OURS}: requests sent and answered 200`),
         '',
       ]);
+      const directClean = figureOf(a, `${variant}, client -> upstream (no proxy): requests sent and answered 200`)?.pass === true;
       for (const pct of [50, 99, 99.9]) {
         const base = `router @${rate} rps, ${connection}: added p${pct}`;
         pair(
@@ -204,12 +211,16 @@ function routerTable(a: Artifact): string {
           `${base}, ${ROUTER}`,
           `${base}, ${OURS}`,
           'lower',
+          directClean ? 'none: not all 200' : 'none: the direct side failed',
         );
       }
     }
   }
   const sat = 'router saturation (p99 < 50 ms, all 200; proxy on one core)';
-  pair('Saturation: req/s at p99 < 50 ms, proxy on one core', `${sat}, ${ROUTER}`, `${sat}, ${OURS}`, 'higher');
+  if (figureOf(a, `${sat}, ${ROUTER}`) !== undefined) {
+    pair('Saturation: req/s at p99 < 50 ms, proxy on one core', `${sat}, ${ROUTER}`, `${sat}, ${OURS}`, 'higher');
+    rows.push(['(the same for the client -> upstream side, no proxy)', show(a, `${sat}, client -> upstream (no proxy)`), '', '']);
+  }
   const ready = 'router: Ready -> first routable request (probed every 1 ms)';
   for (const pct of [50, 99]) {
     pair(
