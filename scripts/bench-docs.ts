@@ -3,7 +3,7 @@
 // docs/bench/benchmarks.template.md. Tables and plots are never copied by hand: a unit test checks
 // that the committed page is what this script makes of the committed artifact.
 //   node scripts/bench-docs.ts [artifact.json]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface Artifact {
@@ -26,6 +26,12 @@ const ROOT = new URL('../', import.meta.url);
 export const ARTIFACT = fileURLToPath(new URL('docs/bench/latest.json', ROOT));
 export const TEMPLATE = fileURLToPath(new URL('docs/bench/benchmarks.template.md', ROOT));
 export const PAGE = fileURLToPath(new URL('docs/benchmarks.md', ROOT));
+/**
+ * The peer comparison and the real-controller scale steps, from a run of their own
+ * (`npm run bench -- --only kwok,router --out docs/bench/peers.json`) while the full artifact predates
+ * them: used for those tables only when the full artifact has no figures of theirs.
+ */
+export const PEERS = fileURLToPath(new URL('docs/bench/peers.json', ROOT));
 export const PLOTS = {
   latency: fileURLToPath(new URL('docs/img/latency.svg', ROOT)),
   wake: fileURLToPath(new URL('docs/img/wake.svg', ROOT)),
@@ -230,6 +236,27 @@ function routerTable(a: Artifact): string {
       'lower',
     );
   }
+  for (const pct of [50, 99]) {
+    pair(
+      `Sandbox Ready -> first routable request, p${pct}`,
+      `${ready}, from the Sandbox's Ready, ${ROUTER} (its Pod informer), p${pct}`,
+      `${ready}, from the Sandbox's Ready, ${OURS} (its Sandbox watch), p${pct}`,
+      'lower',
+    );
+  }
+  pair(
+    'The Ready probes once routable: latency p50 (median over the trials)',
+    `${ready}, ${ROUTER}: latency of the probes answered 200 (after the release), p50, median over the trials`,
+    `${ready}, ${OURS}: latency of the probes answered 200 (after the release), p50, median over the trials`,
+    'lower',
+  );
+  const lag = "router: the controller copying the pod's Ready to its Sandbox (pod Ready -> Sandbox Ready)";
+  rows.push([
+    "(agent-sandbox's controller copying the pod's Ready to the Sandbox, p50 / p99: part of ours, not theirs)",
+    '',
+    `${show(a, `${lag}, p50`)} / ${show(a, `${lag}, p99`)}`,
+    '',
+  ]);
   const tiers = a.figures
     .map((f) => /^router: ([\d,]+) Sandboxes: sandbox-router RSS after its initial sync$/.exec(f.name)?.[1])
     .filter((t): t is string => t !== undefined);
@@ -373,7 +400,36 @@ export interface Rendered {
 }
 
 /** The page and plots an artifact and the template make. */
-export function render(artifact: Artifact, template: string): Rendered {
+/** Where the router and kwok tables come from: the full artifact once it has them, else the peers run. */
+function peerSource(artifact: Artifact, peers: Artifact | undefined): Artifact {
+  const has = (a: Artifact) => a.figures.some((f) => f.name.startsWith('router') || f.name.startsWith('kwok: '));
+  return has(artifact) || peers === undefined ? artifact : peers;
+}
+
+function peersParagraph(artifact: Artifact, source: Artifact): string {
+  if (source === artifact) return 'These figures come from the run described at the top of this page.';
+  const minutes = Math.floor(source.durationSeconds / 60);
+  const notes = [
+    `These figures come from a run of their own, \`${source.command}\` (${source.mode} mode, ${minutes} min ${source.durationSeconds % 60} s) on`,
+    `${source.date.slice(0, 10)} at commit \`${source.commit.slice(0, 12)}\`${source.uncommittedChanges ? ' (with uncommitted changes)' : ''}, on the same`,
+    `${source.machine.cpus}-core machine (load average ${source.machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(', ')} at the start: shared with`,
+    'other work, so absolute figures are noisy; compare the sides, measured in interleaved rounds of the same run).',
+    'The artifact is [`docs/bench/peers.json`](bench/peers.json).',
+  ].join('\n');
+  const failed =
+    source.failedSteps.length > 0
+      ? `\n\n**Steps that failed:** ${source.failedSteps.map((f) => `${f.step} (${f.error})`).join('; ')}.`
+      : '';
+  const missed = source.figures.filter((f) => !f.pass);
+  const targets =
+    missed.length > 0
+      ? `\n\n**Missed in that run:** ${missed.map((f) => `${f.name} (${formatNumber(f.value)} ${f.unit}, target ${f.target})`).join('; ')}.`
+      : '';
+  return notes + failed + targets;
+}
+
+export function render(artifact: Artifact, template: string, peers?: Artifact): Rendered {
+  const source = peerSource(artifact, peers);
   const plots: Rendered['plots'] = {};
   if (artifact.curves['latency'] !== undefined)
     plots.latency = chart('Request latency at 1,000 req/s through Envoy', 'latency (ms)', artifact.curves['latency']);
@@ -384,9 +440,10 @@ export function render(artifact: Artifact, template: string): Rendered {
     targets: () => targetsTable(artifact),
     floors: () => floorsTable(artifact),
     scale: () => scaleTable(artifact),
-    router: () => routerTable(artifact),
-    wait: () => waitTable(artifact),
-    kwok: () => kwokTable(artifact),
+    peers: () => peersParagraph(artifact, source),
+    router: () => routerTable(source),
+    wait: () => waitTable(source),
+    kwok: () => kwokTable(source),
     all: () => allTable(artifact),
     'plot:latency': () =>
       plots.latency
@@ -402,9 +459,14 @@ export function render(artifact: Artifact, template: string): Rendered {
   return { page, plots };
 }
 
+/** The peers run's artifact, when one is committed. */
+export function readPeers(): Artifact | undefined {
+  return existsSync(PEERS) ? (JSON.parse(readFileSync(PEERS, 'utf8')) as Artifact) : undefined;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const artifact = JSON.parse(readFileSync(process.argv[2] ?? ARTIFACT, 'utf8')) as Artifact;
-  const { page, plots } = render(artifact, readFileSync(TEMPLATE, 'utf8'));
+  const { page, plots } = render(artifact, readFileSync(TEMPLATE, 'utf8'), readPeers());
   writeFileSync(PAGE, page);
   for (const [name, svg] of Object.entries(plots)) writeFileSync(PLOTS[name as keyof typeof PLOTS], svg);
   console.log(`docs/benchmarks.md and ${Object.keys(plots).length} plots generated from ${process.argv[2] ?? 'docs/bench/latest.json'}`);
