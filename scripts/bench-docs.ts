@@ -418,7 +418,7 @@ function peersParagraph(artifact: Artifact, source: Artifact): string {
   ].join('\n');
   const failed =
     source.failedSteps.length > 0
-      ? `\n\n**Steps that failed:** ${source.failedSteps.map((f) => `${f.step} (${f.error})`).join('; ')}.`
+      ? `\n\n**Steps that failed:** ${source.failedSteps.map((f) => `${f.step} (${f.error.length > 160 ? `${f.error.slice(0, 160)}…` : f.error})`).join('; ')}.`
       : '';
   const missed = source.figures.filter((f) => !f.pass);
   const targets =
