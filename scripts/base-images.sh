@@ -15,7 +15,7 @@ set -euo pipefail
 DEBIAN_SUITE=bookworm
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 recipes="$here/scripts/base-images"
-cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}/images
+cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}/images
 mkdir -p "$cache"
 log() { echo "base-images: $*" >&2; }
 LABEL=io.sandbox-extproc.local-build

@@ -158,9 +158,9 @@ function versions(): Record<string, string> {
     new RegExp(`^${name}_VERSION=(\\S+)$`, 'm').exec(readFileSync(`${REPO_ROOT}scripts/provision.sh`, 'utf8'))?.[1] ?? '';
   return {
     node: process.version,
-    envoy: /\/(\d+\.\d+\.\d+)\//.exec(ask(tool('SANDBOX_EXTPROC_ENVOY'), ['--version']))?.[1] ?? 'unknown',
-    kubeApiserver: ask(tool('SANDBOX_EXTPROC_KUBE_APISERVER'), ['--version']).replace(/^Kubernetes v/, ''),
-    etcd: ask(tool('SANDBOX_EXTPROC_ETCD'), ['--version']).replace(/^etcd Version: /, ''),
+    envoy: /\/(\d+\.\d+\.\d+)\//.exec(ask(tool('SBX_ENVOY'), ['--version']))?.[1] ?? 'unknown',
+    kubeApiserver: ask(tool('SBX_KUBE_APISERVER'), ['--version']).replace(/^Kubernetes v/, ''),
+    etcd: ask(tool('SBX_ETCD'), ['--version']).replace(/^etcd Version: /, ''),
     vegeta: pinned('VEGETA'),
     h2load: ask('h2load', ['--version']).replace(/^h2load nghttp2\//, ''),
     ghz: pinned('GHZ'),

@@ -1,10 +1,16 @@
 // The README's configuration table, made from the settings table. `--write` puts it in README.md
 // between the config-table markers; test/unit/docs.test.ts checks the README holds exactly these rows.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { SETTINGS } from '../src/config/settings.ts';
+import { envOf, SETTINGS } from '../src/config/settings.ts';
 
 export function configTableRows(): string[] {
-  return Object.values(SETTINGS).map((s) => `| \`--${s.flag}\` | \`${s.env}\` | \`${s.default === '' ? '""' : s.default}\` | ${s.help} |`);
+  return Object.values(SETTINGS).flatMap((s) => {
+    const choices = s.parse.choices === undefined || s.parse.choices.length < 3 ? '' : ` One of: ${s.parse.choices.join(', ')}.`;
+    return [
+      `| \`--${s.flag}\` | \`${s.env}\` | \`${s.default === '' ? '""' : s.default}\` | ${s.help}${choices} |`,
+      ...s.aliases.map((alias) => `| \`--${alias}\` | \`${envOf(alias)}\` | | alias of \`--${s.flag}\`, kept for existing installs |`),
+    ];
+  });
 }
 
 export function configTable(): string {

@@ -17,6 +17,8 @@ interface PanelSpec {
 }
 
 const SEL = 'namespace=~"$namespace", pod=~"$pod"';
+/** The standard process metrics (process_*, nodejs_*) carry no service prefix: keep this service's pods. */
+const OWN = 'and on (namespace, pod) sandbox_extproc_build_info';
 const ROWS: readonly (readonly [string, readonly PanelSpec[]])[] = [
   [
     'Traffic',
@@ -167,26 +169,26 @@ const ROWS: readonly (readonly [string, readonly PanelSpec[]])[] = [
         title: 'Memory',
         unit: 'bytes',
         targets: [
-          [`max by (pod) (sandbox_extproc_process_resident_memory_bytes{${SEL}})`, '{{pod}} RSS'],
-          [`max by (pod) (sandbox_extproc_nodejs_heap_size_used_bytes{${SEL}})`, '{{pod}} heap used'],
+          [`max by (pod) (process_resident_memory_bytes{${SEL}} ${OWN})`, '{{pod}} RSS'],
+          [`max by (pod) (nodejs_heap_size_used_bytes{${SEL}} ${OWN})`, '{{pod}} heap used'],
         ],
       },
       {
         title: 'CPU',
         unit: 'percentunit',
-        targets: [[`sum by (pod) (rate(sandbox_extproc_process_cpu_seconds_total{${SEL}}[$__rate_interval]))`, '{{pod}}']],
+        targets: [[`sum by (pod) (rate(process_cpu_seconds_total{${SEL}}[$__rate_interval]) ${OWN})`, '{{pod}}']],
       },
       {
         title: 'Event-loop delay p99',
         unit: 's',
-        targets: [[`max by (pod) (sandbox_extproc_nodejs_eventloop_lag_p99_seconds{${SEL}})`, '{{pod}}']],
+        targets: [[`max by (pod) (nodejs_eventloop_lag_p99_seconds{${SEL}} ${OWN})`, '{{pod}}']],
       },
       {
         title: 'Handles and restarts',
         unit: 'short',
         targets: [
-          [`max by (pod) (sandbox_extproc_nodejs_active_handles_total{${SEL}})`, '{{pod}} handles'],
-          [`changes(sandbox_extproc_process_start_time_seconds{${SEL}}[1h])`, '{{pod}} restarts (1 h)'],
+          [`max by (pod) (nodejs_active_handles_total{${SEL}} ${OWN})`, '{{pod}} handles'],
+          [`changes(process_start_time_seconds{${SEL}}[1h]) ${OWN}`, '{{pod}} restarts (1 h)'],
         ],
       },
     ],

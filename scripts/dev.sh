@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 command=${1:-demo}
 shift || true
 scripts/provision.sh node envoy controlplane controllers helm
-# promtool checks the chart's alert rules in the integration suite; h2spec checks the gRPC port's HTTP/2.
-case "$command" in test | test:integration) scripts/provision.sh promtool h2spec ;; esac
+# promtool checks the chart's alert rules in the integration suite; h2spec checks the gRPC port's HTTP/2;
+# the OpenTelemetry Collector receives the tracing test's spans.
+case "$command" in test | test:integration) scripts/provision.sh promtool h2spec otelcol ;; esac
+# syft lists the image's packages and crane serves the release path's registry (container suites).
+case "$command" in test | test:containers) scripts/provision.sh syft crane ;; esac
 # The benchmark and the chaos suite also drive load with vegeta, h2load and ghz.
 case "$command" in bench | test:chaos) scripts/provision.sh load ;; soak) scripts/provision.sh plot ;; esac
 # The container suites need a Docker engine (started here if none runs and one can; they skip, saying
@@ -27,7 +30,8 @@ case "$command" in
 esac
 # The e2e suite needs kind, its node image and the Sandbox controllers' images, which need a Docker engine
 # (without one it skips).
-case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind; fi ;; esac
+# agent-sandbox's own SDK suites run there too, against the chart (their suites, SDK and runtime image).
+case "$command" in test:e2e) if docker version >/dev/null 2>&1; then scripts/provision.sh kind agent-sandbox-sdk; fi ;; esac
 eval "$(scripts/provision.sh env)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

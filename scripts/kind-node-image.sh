@@ -24,7 +24,7 @@ DEBIAN_SUITE=bookworm
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 recipe="$here/scripts/kind-node"
-cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
+cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
 log() { echo "kind-node-image: $*" >&2; }
 
 recipe_hash() {
@@ -198,8 +198,8 @@ case "${1:-}" in
       exit 0
     fi
     # Where a registry is reachable, kind's stock image for this version saves the build (it works with
-    # scripts/kind-node/cluster.yaml too); SANDBOX_EXTPROC_KIND_BUILD_NODE=1 builds regardless.
-    if [ "${SANDBOX_EXTPROC_KIND_BUILD_NODE:-}" != 1 ] &&
+    # scripts/kind-node/cluster.yaml too); SBX_KIND_BUILD_NODE=1 builds regardless.
+    if [ "${SBX_KIND_BUILD_NODE:-}" != 1 ] &&
       timeout 300 docker pull "kindest/node:v$KUBE_VERSION" >/dev/null 2>&1; then
       log "using the stock kindest/node:v$KUBE_VERSION as $image"
       docker tag "kindest/node:v$KUBE_VERSION" "$image"

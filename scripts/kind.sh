@@ -2,15 +2,15 @@
 # Runs the provisioned kind (scripts/provision.sh kind) with this project's node image and cluster
 # configuration, on any host with a Docker engine:
 #   scripts/kind.sh create cluster --name NAME [--config FILE] ...   (any kind command works)
-# `kind create cluster` gets --image (the image scripts/kind-node-image.sh built; SANDBOX_EXTPROC_KIND_IMAGE
+# `kind create cluster` gets --image (the image scripts/kind-node-image.sh built; SBX_KIND_IMAGE
 # overrides it, e.g. with a stock kindest/node where a registry is reachable) and --config
 # (scripts/kind-node/cluster.yaml) unless given. Where the engine refuses `docker run --privileged`,
 # kind runs with scripts/kind-docker/docker first on its PATH (see that file for why and what it changes).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 eval "$("$here/scripts/provision.sh" env)"
-kind=$SANDBOX_EXTPROC_KIND
-image=${SANDBOX_EXTPROC_KIND_IMAGE:-$SANDBOX_EXTPROC_KIND_NODE_IMAGE}
+kind=$SBX_KIND
+image=${SBX_KIND_IMAGE:-$SBX_KIND_NODE_IMAGE}
 [ -x "$kind" ] || { echo "kind.sh: $kind is missing: run scripts/provision.sh kind" >&2; exit 1; }
 
 args=("$@")
@@ -27,8 +27,8 @@ if [ ! -f "$probe_file" ] && docker image inspect "$image" >/dev/null 2>&1; then
   if docker run --rm --privileged --entrypoint true "$image" >/dev/null 2>&1; then echo yes >"$probe_file"; else echo no >"$probe_file"; fi
 fi
 if [ "$(cat "$probe_file" 2>/dev/null)" != yes ]; then
-  SANDBOX_EXTPROC_REAL_DOCKER=$(command -v docker)
-  export SANDBOX_EXTPROC_REAL_DOCKER
+  SBX_REAL_DOCKER=$(command -v docker)
+  export SBX_REAL_DOCKER
   PATH="$here/scripts/kind-docker:$PATH"
 fi
 exec "$kind" "${args[@]}"

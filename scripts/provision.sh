@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions the real tools the project runs against, cached outside the repo and keyed by version,
-# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|helm|h2spec|all]...
+# so that a second run costs nothing. Usage: scripts/provision.sh [node|envoy|controlplane|controllers|envoy-gateway|helm|kind|h2spec|agent-sandbox-sdk|syft|otelcol|crane|all]...
 # `docker` starts a Docker engine where none answers and one can run; `images` then makes the images the
 # Dockerfile and the chart name (local stand-ins where no registry answers); `docker-stop` stops the
 # engine only if `docker` started it.
@@ -11,6 +11,8 @@ NODE_VERSION=24.21.0
 ENVOY_VERSION=1.40.0
 KUBE_VERSION=1.35.4
 HELM_VERSION=3.21.0
+# The Kubernetes minor of the client-go Helm $HELM_VERSION links (its go.mod: k8s.io/client-go v0.35).
+HELM_KUBE_MINOR=35
 KIND_VERSION=0.32.0
 # npm inside the local stand-in for the Node image (scripts/base-images.sh), from the npm registry.
 NPM_VERSION=11.21.2
@@ -27,24 +29,46 @@ OPENKRUISE_AGENTS_COMMIT=0b72c83
 OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd086ebc83a2
 AGENT_SANDBOX_VERSION=1.0.1
 KWOK_VERSION=0.8.0
+# Envoy Gateway (github.com/envoyproxy/gateway on the Go module proxy): its controller and its Helm chart,
+# for the e2e suite that puts sandbox-extproc behind it; and kube-router
+# (github.com/cloudnativelabs/kube-router, its NetworkPolicy controller alone), which enforces
+# NetworkPolicy in that kind cluster (the node image's CNI does not), so that the chart's NetworkPolicy is
+# proven, not assumed. kube-router filters with iptables and ipset; kube-network-policies, kind's own,
+# needs nftables' queue expression, which kernels built without CONFIG_NFT_QUEUE (this host's) lack.
+ENVOY_GATEWAY_VERSION=1.9.1
+KUBE_ROUTER_VERSION=2.1.0
+# syft (github.com/anchore/syft): the image's package listing (SBOM), database-free, in the container suite
+# and the release path (docs/release.md).
+SYFT_VERSION=1.57.2
+# crane (github.com/google/go-containerregistry): the release path's local registry (`crane registry
+# serve`), pushes and digests (scripts/release.sh).
+CRANE_VERSION=0.22.1
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${SANDBOX_EXTPROC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
+cache=${SBX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-extproc}
 mkdir -p "$cache"
 log() { echo "provision: $*" >&2; }
 
 node_dir="$cache/node-$NODE_VERSION"
 envoy_dir="$cache/envoy-$ENVOY_VERSION"
 kube_dir="$cache/kube-$KUBE_VERSION"
-helm_dir="$cache/helm-$HELM_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION-k8s1.$HELM_KUBE_MINOR"
 kind_dir="$cache/kind-$KIND_VERSION"
 load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
-peers=${SANDBOX_EXTPROC_PEERS:-$here/../shared/peers}
+envoy_gateway_dir="$cache/envoy-gateway-$ENVOY_GATEWAY_VERSION"
+kube_router_dir="$cache/kube-router-$KUBE_ROUTER_VERSION"
+peers=${SBX_PEERS:-$here/../shared/peers}
 h2spec_dir="$cache/h2spec-$H2SPEC_MODULE_VERSION"
+syft_dir="$cache/syft-$SYFT_VERSION"
+crane_dir="$cache/crane-$CRANE_VERSION"
+# The minimal OpenTelemetry Collector of the tracing test, built from this repository's module: keyed by
+# its files' hash (the module pins every collector version).
+otelcol_src="$here/test/otelcol"
+otelcol_dir="$cache/otelcol-$(cat "$otelcol_src/go.mod" "$otelcol_src/go.sum" "$otelcol_src/main.go" | sha256sum | cut -c1-12)"
 # The bench's Go reference server is built from this repository's sources: keyed by their hash.
 bare_go_src="$here/test/bench/bare-go-server"
 bare_go_dir="$cache/bare-go-$(cat "$bare_go_src/go.mod" "$bare_go_src/main.go" | sha256sum | cut -c1-12)"
@@ -99,7 +123,7 @@ provision_controlplane() {
 provision_controllers() {
   if [ ! -x "$openkruise_dir/bin/agent-sandbox-controller" ]; then
     local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
-    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SANDBOX_EXTPROC_PEERS)"; return 1; }
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SBX_PEERS)"; return 1; }
     echo "$OPENKRUISE_AGENTS_SHA256  $tarball" | sha256sum -c --quiet - || { log "OpenKruise agents: $tarball has the wrong sha256"; return 1; }
     log "OpenKruise agents $OPENKRUISE_AGENTS_COMMIT: agent-sandbox-controller and sandbox-manager (go build; ~5 min cold)"
     rm -rf "$openkruise_dir.partial" && mkdir -p "$openkruise_dir.partial/src" "$openkruise_dir.partial/bin"
@@ -116,7 +140,7 @@ provision_controllers() {
   # to a cache made before they were kept.
   if [ ! -f "$openkruise_dir/config/rbac/role.yaml" ]; then
     local tarball="$peers/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT.tar.gz"
-    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SANDBOX_EXTPROC_PEERS)"; return 1; }
+    [ -f "$tarball" ] || { log "OpenKruise agents: no source snapshot at $tarball (set SBX_PEERS)"; return 1; }
     mkdir -p "$openkruise_dir/config"
     tar -xzf "$tarball" -C "$openkruise_dir/config" --strip-components=2 --wildcards '*/config/rbac/*' '*/config/manager/*'
   fi
@@ -145,6 +169,53 @@ provision_controllers() {
   fi
 }
 
+# The Go module's directory in the module cache (downloaded if missing), for the files a module ships
+# beside its code (charts, manifests).
+module_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+# Envoy Gateway's controller (one binary: the control plane, its certgen job and the proxies' shutdown
+# manager) and its Helm chart as its release packages it (values.yaml from values.tmpl.yaml with the
+# release's image; the chart's version set), then kube-router with its manifests; and their images
+# (scripts/gateway-images.sh). Only the e2e suite needs them: `kind` provisions them.
+provision_envoy_gateway() {
+  local module="github.com/envoyproxy/gateway@v$ENVOY_GATEWAY_VERSION" dir
+  if [ ! -x "$envoy_gateway_dir/bin/envoy-gateway" ]; then
+    log "Envoy Gateway $ENVOY_GATEWAY_VERSION: envoy-gateway (go install; several minutes cold) and its Helm chart"
+    rm -rf "$envoy_gateway_dir.partial" && mkdir -p "$envoy_gateway_dir.partial"
+    CGO_ENABLED=0 GOBIN="$envoy_gateway_dir.partial/bin" go install -trimpath \
+      -ldflags "-s -w -X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion=v$ENVOY_GATEWAY_VERSION" \
+      "github.com/envoyproxy/gateway/cmd/envoy-gateway@v$ENVOY_GATEWAY_VERSION"
+    dir=$(module_dir "$module")
+    local chart="$envoy_gateway_dir.partial/gateway-helm"
+    cp -r "$dir/charts/gateway-helm" "$chart" && chmod -R u+w "$chart"
+    sed -e "s|\${GatewayImage}|envoyproxy/gateway:v$ENVOY_GATEWAY_VERSION|" -e 's|\${GatewayImagePullPolicy}|IfNotPresent|' \
+      "$chart/values.tmpl.yaml" >"$chart/values.yaml"
+    rm "$chart/values.tmpl.yaml"
+    sed -i -e "s/^version: .*/version: v$ENVOY_GATEWAY_VERSION/" -e "s/^appVersion: .*/appVersion: \"v$ENVOY_GATEWAY_VERSION\"/" "$chart/Chart.yaml"
+    "$envoy_gateway_dir.partial/bin/envoy-gateway" version | grep -q "v$ENVOY_GATEWAY_VERSION"
+    mv "$envoy_gateway_dir.partial" "$envoy_gateway_dir"
+  fi
+  if [ ! -x "$kube_router_dir/bin/kube-router" ]; then
+    log "kube-router $KUBE_ROUTER_VERSION (go install) and its manifests"
+    module="github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION"
+    rm -rf "$kube_router_dir.partial" && mkdir -p "$kube_router_dir.partial"
+    CGO_ENABLED=0 GOBIN="$kube_router_dir.partial/bin" go install -trimpath \
+      -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$KUBE_ROUTER_VERSION" \
+      "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v$KUBE_ROUTER_VERSION"
+    dir=$(module_dir "$module")
+    cp -r "$dir/daemonset" "$kube_router_dir.partial/daemonset" && chmod -R u+w "$kube_router_dir.partial/daemonset"
+    mv "$kube_router_dir.partial" "$kube_router_dir"
+  fi
+  gateway_images build
+}
+
+gateway_images() {
+  ENVOY_GATEWAY_VERSION=$ENVOY_GATEWAY_VERSION KUBE_ROUTER_VERSION=$KUBE_ROUTER_VERSION \
+    ENVOY_GATEWAY_DIR="$envoy_gateway_dir" KUBE_ROUTER_DIR="$kube_router_dir" "$here/scripts/gateway-images.sh" "$@"
+}
+
 # Installs Go commands (module/path@version ...) into <dir>/bin; a failed build leaves no <dir> behind.
 go_install_into() {
   local dir=$1 pkg; shift
@@ -153,10 +224,19 @@ go_install_into() {
   mv "$dir.partial" "$dir"
 }
 
+# Built as Helm's own Makefile builds its releases: the Kubernetes version `helm template` and `helm lint`
+# assume without a cluster is that of the client-go it links (1.35 for 3.21), not the source's
+# placeholder 1.20, which a chart's kubeVersion (>=1.30) would refuse.
 provision_helm() {
   [ -x "$helm_dir/bin/helm" ] && return 0
   log "helm $HELM_VERSION (go install)"
-  go_install_into "$helm_dir" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  local ld="-s -w" pkg
+  for pkg in lint/rules chartutil; do
+    ld="$ld -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$HELM_KUBE_MINOR"
+  done
+  rm -rf "$helm_dir.partial" && mkdir -p "$helm_dir.partial"
+  CGO_ENABLED=0 GOBIN="$helm_dir.partial/bin" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  mv "$helm_dir.partial" "$helm_dir"
 }
 
 # Installs Debian packages (root with apt), refreshing the package lists only when the first try fails.
@@ -185,6 +265,7 @@ provision_kind() {
   # `controllers` builds (scripts/controller-images.sh).
   provision_controllers
   controller_images build
+  provision_envoy_gateway
 }
 
 controller_images() {
@@ -228,6 +309,33 @@ provision_h2spec() {
   [ -x "$h2spec_dir/bin/h2spec" ] && return 0
   log "h2spec $H2SPEC_MODULE_VERSION (go install)"
   go_install_into "$h2spec_dir" "github.com/summerwind/h2spec/cmd/h2spec@v$H2SPEC_MODULE_VERSION"
+}
+
+# syft lists the packages a scanner sees in the image (test/e2e/containers/image.test.ts; docs/release.md).
+provision_syft() {
+  [ -x "$syft_dir/bin/syft" ] && return 0
+  log "syft $SYFT_VERSION (go install; ~5 min cold)"
+  rm -rf "$syft_dir.partial" && mkdir -p "$syft_dir.partial"
+  CGO_ENABLED=0 GOBIN="$syft_dir.partial/bin" go install -trimpath \
+    -ldflags "-s -w -X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
+  mv "$syft_dir.partial" "$syft_dir"
+}
+
+# crane: an OCI registry on loopback and pushes to it, for the local run of the release path.
+provision_crane() {
+  [ -x "$crane_dir/bin/crane" ] && return 0
+  log "crane $CRANE_VERSION (go install)"
+  go_install_into "$crane_dir" "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION"
+}
+
+# An OpenTelemetry Collector (its OTLP receiver and file exporter only) for the tracing test
+# (test/integration/tracing.test.ts), from the module in test/otelcol.
+provision_otelcol() {
+  [ -x "$otelcol_dir/bin/otelcol" ] && return 0
+  log "OpenTelemetry Collector, OTLP receiver + file exporter (go build; ~5 min cold)"
+  rm -rf "$otelcol_dir.partial" && mkdir -p "$otelcol_dir.partial/bin"
+  (cd "$otelcol_src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$otelcol_dir.partial/bin/otelcol" .)
+  mv "$otelcol_dir.partial" "$otelcol_dir"
 }
 
 # rsvg-convert turns the soak run's SVG plot into PNG (Debian package librsvg2-bin).
@@ -299,26 +407,49 @@ provision_images() {
     NODE_BIN="$node_dir/bin/node" ENVOY_BIN="$envoy_dir/bin/envoy" "$here/scripts/base-images.sh"
 }
 
+# agent-sandbox's own SDK e2e suites (test/e2e/agent-sandbox-sdk.test.ts): their suites and clients from
+# its Go module, PyPI's k8s-agent-sandbox, and the sandbox runtime image their templates name
+# (scripts/agent-sandbox-sdk.sh; the image needs a Docker engine and the local Debian base).
+agent_sandbox_sdk() {
+  AGENT_SANDBOX_VERSION=$AGENT_SANDBOX_VERSION CACHE="$cache" "$here/scripts/agent-sandbox-sdk.sh" "$@"
+}
+
 print_env() {
   echo "export PATH=\"$node_dir/bin:$helm_dir/bin:\$PATH\""
-  echo "export SANDBOX_EXTPROC_ENVOY=\"$envoy_dir/bin/envoy\""
-  echo "export SANDBOX_EXTPROC_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
-  echo "export SANDBOX_EXTPROC_ETCD=\"$kube_dir/bin/etcd\""
-  echo "export SANDBOX_EXTPROC_HELM=\"$helm_dir/bin/helm\""
-  echo "export SANDBOX_EXTPROC_KIND=\"$kind_dir/bin/kind\""
-  echo "export SANDBOX_EXTPROC_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
-  echo "export SANDBOX_EXTPROC_GHZ=\"$load_dir/bin/ghz\""
-  echo "export SANDBOX_EXTPROC_VEGETA=\"$load_dir/bin/vegeta\""
-  echo "export SANDBOX_EXTPROC_BARE_GO=\"$bare_go_dir/bare-go-server\""
-  echo "export SANDBOX_EXTPROC_PROMTOOL=\"$promtool_dir/bin/promtool\""
-  echo "export SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER=\"$kube_dir/bin/kube-controller-manager\""
-  echo "export SANDBOX_EXTPROC_OPENKRUISE=\"$openkruise_dir\""
-  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX=\"$agent_sandbox_dir\""
-  echo "export SANDBOX_EXTPROC_KWOK=\"$kwok_dir/bin/kwok\""
-  echo "export SANDBOX_EXTPROC_H2SPEC=\"$h2spec_dir/bin/h2spec\""
+  echo "export SBX_ENVOY=\"$envoy_dir/bin/envoy\""
+  echo "export SBX_KUBE_APISERVER=\"$kube_dir/bin/kube-apiserver\""
+  echo "export SBX_ETCD=\"$kube_dir/bin/etcd\""
+  echo "export SBX_HELM=\"$helm_dir/bin/helm\""
+  echo "export SBX_KIND=\"$kind_dir/bin/kind\""
+  echo "export SBX_KIND_NODE_IMAGE=\"$(KUBE_VERSION=$KUBE_VERSION KIND_VERSION=$KIND_VERSION "$here/scripts/kind-node-image.sh" ref)\""
+  # kubectl, built with the kind node's binaries (agent-sandbox's SDK suites run it on the host). Where
+  # scripts/kind-node-image.sh keeps them (its own hash keys the node image, so it is read, not asked).
+  echo "export SBX_KUBECTL=\"$cache/kind-node-bin-$KUBE_VERSION-coredns$(sed -n 's/^COREDNS_VERSION=//p' "$here/scripts/kind-node-image.sh")/bin/kubectl\""
+  echo "export SBX_GHZ=\"$load_dir/bin/ghz\""
+  echo "export SBX_VEGETA=\"$load_dir/bin/vegeta\""
+  echo "export SBX_BARE_GO=\"$bare_go_dir/bare-go-server\""
+  echo "export SBX_PROMTOOL=\"$promtool_dir/bin/promtool\""
+  echo "export SBX_KUBE_CONTROLLER_MANAGER=\"$kube_dir/bin/kube-controller-manager\""
+  echo "export SBX_OPENKRUISE=\"$openkruise_dir\""
+  echo "export SBX_AGENT_SANDBOX=\"$agent_sandbox_dir\""
+  echo "export SBX_KWOK=\"$kwok_dir/bin/kwok\""
+  echo "export SBX_H2SPEC=\"$h2spec_dir/bin/h2spec\""
+  echo "export SBX_SYFT=\"$syft_dir/bin/syft\""
+  echo "export SBX_OTELCOL=\"$otelcol_dir/bin/otelcol\""
+  echo "export SBX_CRANE=\"$crane_dir/bin/crane\""
   local images; read -r -a images < <(controller_images ref)
-  echo "export SANDBOX_EXTPROC_OPENKRUISE_IMAGE=\"${images[0]}\""
-  echo "export SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
+  echo "export SBX_OPENKRUISE_IMAGE=\"${images[0]}\""
+  echo "export SBX_AGENT_SANDBOX_IMAGE=\"${images[1]}\""
+  echo "export SBX_ENVOY_GATEWAY=\"$envoy_gateway_dir\""
+  echo "export SBX_KUBE_ROUTER=\"$kube_router_dir\""
+  read -r -a images < <(gateway_images ref)
+  echo "export SBX_ENVOY_GATEWAY_IMAGE=\"${images[0]}\""
+  echo "export SBX_KUBE_ROUTER_IMAGE=\"${images[1]}\""
+  local sdk; read -r -a sdk < <(agent_sandbox_sdk ref)
+  echo "export SBX_AGENT_SANDBOX_SDK_TREE=\"${sdk[0]}\""
+  echo "export SBX_AGENT_SANDBOX_SDK_VENV=\"${sdk[1]}\""
+  echo "export SBX_AGENT_SANDBOX_RUNTIME_IMAGE=\"${sdk[2]}\""
+  echo "export SBX_AGENT_SANDBOX_GO_EXAMPLE=\"${sdk[3]}\""
 }
 
 [ $# -gt 0 ] || set -- all
@@ -333,12 +464,17 @@ for what in "$@"; do
     plot) provision_plot ;;
     promtool) provision_promtool ;;
     controllers) provision_controllers ;;
+    envoy-gateway) provision_envoy_gateway ;;
     h2spec) provision_h2spec ;;
+    syft) provision_syft ;;
+    otelcol) provision_otelcol ;;
+    crane) provision_crane ;;
     docker) provision_docker ;;
     docker-stop) stop_docker ;;
     images) provision_images ;;
-    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load ;;
+    agent-sandbox-sdk) agent_sandbox_sdk build ;;
+    all) provision_node; provision_envoy; provision_controlplane; provision_controllers; provision_helm; provision_promtool; provision_h2spec; provision_load; provision_syft; provision_otelcol; provision_crane ;;
     env) print_env ;;
-    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|helm|kind|load|plot|promtool|h2spec|docker|docker-stop|images|all|env)" >&2; exit 2 ;;
+    *) echo "provision: unknown target '$what' (node|envoy|controlplane|controllers|envoy-gateway|helm|kind|load|plot|promtool|h2spec|syft|otelcol|crane|docker|docker-stop|images|agent-sandbox-sdk|all|env)" >&2; exit 2 ;;
   esac
 done

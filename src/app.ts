@@ -1,10 +1,13 @@
 // Wires the service together from a Config: route source -> registry -> processor -> gRPC stream loop,
 // with the operator HTTP endpoints beside it. Start and stop are the only lifecycle.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from './config/kubeconfig.ts';
 import { conventionsOf } from './config/load.ts';
 import type { Config } from './config/settings.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import type { Tracing } from './observability/tracing.ts';
+import type { AccessLogResult } from './protocol/access-log.ts';
 import { Answers } from './protocol/answers.ts';
 import { FileRouteSource } from './routes/file-source.ts';
 import { KubernetesRouteSource } from './routes/kubernetes-source.ts';
@@ -28,6 +31,15 @@ import { LeaseElector } from './idle/lease-elector.ts';
 import { IdleSuspender } from './idle/suspender.ts';
 import { kubernetesSuspendWriter } from './idle/writer.ts';
 import { TrafficTokenVerifier } from './auth/traffic-token-verifier.ts';
+import { ScopedTokenAuthorizer } from './auth/scoped-token.ts';
+import { kubernetesReviewer, TokenReviewAuthorizer } from './auth/token-review.ts';
+import type { RouterAuthorizer } from './core/router-authz.ts';
+
+/**
+ * How long the last spans may take to reach the collector at stop. Within the second the command allows
+ * past drain + grace (cli.ts STOP_MARGIN_MS), with room for the closes and log lines after it.
+ */
+export const TRACING_STOP_MS = 500;
 
 interface RouteSource {
   stop(): Promise<void>;
@@ -56,6 +68,8 @@ export class App {
   readonly #kubeConfig: KubeConfig | undefined;
   /** Checks traffic access tokens (JWTs), when keys are configured (a JWKS file or OIDC discovery). */
   readonly trafficTokens: TrafficTokenVerifier | undefined;
+  /** OpenTelemetry spans, when --tracing-endpoint is set. */
+  readonly tracing: Tracing | undefined;
   readonly #stopDiscovery = new AbortController();
   /** Campaigns for the idle suspender's Lease, when agent-sandbox idle suspension is on. */
   readonly #idleElector: LeaseElector | undefined;
@@ -64,7 +78,17 @@ export class App {
   /** Where the service listens, once started. */
   listening: Listening | undefined;
 
-  constructor(config: Config, logDestination?: DestinationStream) {
+  /**
+   * Builds the App, loading OpenTelemetry's SDK and exporter only when tracing is on: off, their modules
+   * are never evaluated, so they cost start-up nothing.
+   */
+  static async create(config: Config, logDestination?: DestinationStream): Promise<App> {
+    const sdk = config.tracingEndpoint === '' ? undefined : (await import('./observability/tracing.ts')).Tracing;
+    return new App(config, logDestination, sdk);
+  }
+
+  /** `tracingSdk`: the Tracing class, required when tracing is on (App.create loads it). */
+  constructor(config: Config, logDestination?: DestinationStream, tracingSdk?: typeof Tracing) {
     this.config = config;
     this.logger = createLogger(config.logLevel, logDestination);
     const routeLog = this.logger.child({ component: 'routes' });
@@ -87,6 +111,11 @@ export class App {
       limits: { maxStreams: config.maxStreams, maxWaiters: config.maxWaiters, wakeTimeoutSeconds: config.wakeTimeout / 1000 },
     });
     this.registry.subscribe(() => this.metrics.routeChanges.inc());
+    if (config.tracingEndpoint !== '') {
+      if (tracingSdk === undefined)
+        throw new Error('tracing is on (--tracing-endpoint): build the App with App.create, which loads its SDK');
+      this.tracing = new tracingSdk({ endpoint: config.tracingEndpoint, sampleRatio: config.tracingSampleRatio, logger: this.logger });
+    }
     this.#addressPolicy = new UpstreamAddressPolicy(config.upstreamCidrs);
     this.#kinds = config.sandboxKind.map((name) =>
       sandboxKind(name, {
@@ -95,12 +124,16 @@ export class App {
         idleNamespaces: config.idleNamespaces,
       }),
     );
+    const conventions = conventionsOf(config);
+    const agentSandbox = conventions.includes('agent-sandbox');
     const answers = new Answers({
       metadataNamespace: config.metadataNamespace,
       metadataKey: config.metadataKey,
       // The traffic access token is a credential for this gateway, never for the sandbox: always removed.
       strippedHeaders: [...new Set([...config.stripHeaders, config.trafficTokenHeader])],
-      defaultPort: config.defaultPort,
+      defaultPort: config.e2bDefaultPort,
+      // agent-sandbox's router consumes Authorization whatever its authz mode.
+      ...(agentSandbox ? { agentSandbox: { strippedHeaders: ['authorization'] } } : {}),
     });
     if (config.trafficTokenJwksFile !== '' || config.trafficTokenDiscoveryUrl !== '') {
       this.trafficTokens = new TrafficTokenVerifier({
@@ -112,14 +145,8 @@ export class App {
       }
     }
     if (config.routeSource === 'kubernetes') {
-      this.#kubeConfig = new KubeConfig();
-      if (config.kubeconfig === '') this.#kubeConfig.loadFromDefault();
-      else this.#kubeConfig.loadFromFile(config.kubeconfig);
-      if (this.#kubeConfig.getCurrentCluster() === null) {
-        throw new Error(
-          'no Kubernetes cluster is configured: set --kubeconfig (SANDBOX_EXTPROC_KUBECONFIG), $KUBECONFIG, or run in a cluster',
-        );
-      }
+      // Refuses, naming the setting, a configuration that could never connect (issue 28).
+      this.#kubeConfig = loadKubeConfig(config.kubeconfig, { env: process.env });
     }
     // Only Kubernetes sandboxes can be resumed; file routes have no controller to wake them.
     if (config.wake && this.#kubeConfig !== undefined) {
@@ -128,6 +155,7 @@ export class App {
         resumer: new KubernetesResumer(this.#kubeConfig, (outcome) => this.metrics.resumePatches.inc({ outcome }), this.registry),
         metrics: this.metrics,
         logger: this.logger,
+        ...(this.tracing === undefined ? {} : { tracer: this.tracing }),
         options: {
           timeoutMs: config.wakeTimeout,
           maxHoldMs: config.maxMessageTimeout,
@@ -157,8 +185,8 @@ export class App {
         },
       );
     }
+    const routerAuthz = this.#routerAuthorizer(config);
     this.#idleElector = this.#idleSuspension();
-    const conventions = conventionsOf(config);
     const processor = new RequestProcessor({
       routes: this.registry,
       answers,
@@ -167,25 +195,37 @@ export class App {
       ...(this.wakes === undefined ? {} : { waker: this.wakes }),
       ...(this.activity === undefined ? {} : { activity: this.activity }),
       ...(this.trafficTokens === undefined ? {} : { trafficTokens: this.trafficTokens }),
+      ...(routerAuthz === undefined
+        ? {}
+        : { routerAuthz, onRouterAuthz: (decision: 'allow' | 'deny') => this.metrics.authzDecisions.inc({ decision }) }),
+      ...(this.tracing === undefined ? {} : { tracing: this.tracing }),
       options: {
         names: {
           sandboxIdHeader: config.sandboxIdHeader,
           sandboxPortHeader: config.sandboxPortHeader,
-          agentSandbox: conventions.includes('agent-sandbox'),
+          agentSandbox,
           trafficTokenHeader: config.trafficTokenHeader,
         },
         identify: {
           domains: config.domains,
           kruisePath: config.kruisePathRouting,
-          defaultPort: config.defaultPort,
+          defaultPort: config.e2bDefaultPort,
           conventions,
           agentSandbox: {
             defaultNamespace: config.agentSandboxDefaultNamespace,
             defaultPort: config.agentSandboxDefaultPort,
             namespaces: config.agentSandboxNamespaces,
+            pathPrefix: config.agentSandboxPathPrefix,
+            podIPs: this.#addressPolicy,
           },
         },
-        decide: { wakeEnabled: this.wakes !== undefined, unnamed: config.unnamedRequests, accessTokenCheck: config.accessTokenCheck },
+        decide: {
+          wakeEnabled: this.wakes !== undefined,
+          unnamed: config.unnamedRequests,
+          accessTokenCheck: config.accessTokenCheck,
+          // agent-sandbox's router answers GET /healthz on its proxy port (Gateway health checks).
+          ...(agentSandbox ? { healthPath: '/healthz' } : {}),
+        },
       },
     });
     const activity = this.activity;
@@ -213,12 +253,34 @@ export class App {
               // Credit the very object the request went to, and only while it still holds that ID.
               const route = this.registry.byUid(fact.uid);
               const known = route !== undefined && route.id === fact.sandboxId;
-              this.metrics.accessLogEntries.inc({ result: known ? 'activity' : 'unknown' });
+              const result: AccessLogResult = known ? 'activity' : 'unknown';
+              this.metrics.accessLogEntries.inc({ result });
               if (known) activity.note(route);
             },
           }),
     });
     this.#http = new HttpServer({ metrics: this.metrics.registry, notReadyReason: () => this.#notReadyReason() });
+  }
+
+  /** agent-sandbox's router authorization, when --agent-sandbox-authz-mode is not allow-all. */
+  #routerAuthorizer(config: Config): RouterAuthorizer | undefined {
+    switch (config.agentSandboxAuthzMode) {
+      case 'allow-all':
+        return undefined;
+      case 'scoped-token':
+        return ScopedTokenAuthorizer.fromFile(config.agentSandboxAuthzScopedTokenSecretFile);
+      case 'tokenreview':
+        return new TokenReviewAuthorizer(
+          {
+            ttlMs: config.agentSandboxAuthzTokenreviewTtl,
+            cacheSize: config.agentSandboxAuthzTokenreviewCacheSize,
+            requireToken: config.agentSandboxAuthzTokenreviewRequireToken,
+            audiences: config.agentSandboxAuthzTokenreviewAudiences,
+          },
+          kubernetesReviewer(this.#kubeConfig as KubeConfig),
+          (result) => this.metrics.tokenReviews.inc({ result }),
+        );
+    }
   }
 
   async start(): Promise<Listening> {
@@ -260,6 +322,15 @@ export class App {
     this.#stopDiscovery.abort();
     await Promise.all(this.#sources.map((source) => source.stop()));
     await this.#http.close();
+    // Spans still buffered leave before the process does.
+    // Bounded: a collector that hangs must not keep the process from exiting (the command's stop deadline
+    // leaves a second past the grace for everything after the streams).
+    await this.tracing?.shutdown(TRACING_STOP_MS).then(
+      (sent) => {
+        if (!sent) this.logger.warn({ limitMs: TRACING_STOP_MS }, 'the last spans were not sent in time; dropped');
+      },
+      (error: unknown) => this.logger.warn({ err: (error as Error).message }, 'sending the last spans failed'),
+    );
     this.logger.info('stopped');
   }
 

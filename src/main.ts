@@ -3,6 +3,7 @@
 import { App } from './app.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { runtimeProblem } from './runtime.ts';
+import { versionText } from './version.ts';
 
 export interface MainIO {
   readonly stdout: (text: string) => void;
@@ -32,9 +33,13 @@ export async function main(
     io.stdout(`${loaded.text}\n`);
     return 0;
   }
+  if (loaded.kind === 'version') {
+    io.stdout(`${versionText()}\n`);
+    return 0;
+  }
   let app: App;
   try {
-    app = new App(loaded.config);
+    app = await App.create(loaded.config);
   } catch (error) {
     io.stderr(`sandbox-extproc: ${(error as Error).message}\n`);
     return 1;

@@ -29,7 +29,8 @@ export interface ActivityOptions {
  */
 export type ActivityWriter = (route: Route, now: Date) => Promise<'applied' | 'superseded'>;
 
-export type ActivityOutcome = 'applied' | 'superseded' | 'failed';
+export const ACTIVITY_OUTCOMES = ['applied', 'superseded', 'failed'] as const;
+export type ActivityOutcome = (typeof ACTIVITY_OUTCOMES)[number];
 
 export interface ActivityHooks {
   readonly timerOf: (route: Route) => ActivityTimer | undefined;

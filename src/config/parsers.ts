@@ -3,9 +3,14 @@
 // the JSON Schema of the values it accepts, from which the Helm chart's values.schema.json is made.
 import { parseCidr, type Cidr } from '../routes/upstream-address.ts';
 
-export type Parser<T> = ((text: string) => T) & { readonly schema: Record<string, unknown> };
+export type Parser<T> = ((text: string) => T) & {
+  readonly schema: Record<string, unknown>;
+  /** The values allowed, for settings that take one (or a list) of a closed set: --help lists them. */
+  readonly choices?: readonly string[];
+};
 
-const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>): Parser<T> => Object.assign(fn, { schema });
+const parser = <T>(fn: (text: string) => T, schema: Record<string, unknown>, choices?: readonly string[]): Parser<T> =>
+  Object.assign(fn, choices === undefined ? { schema } : { schema, choices });
 
 export const string: Parser<string> = parser((text) => text, { type: 'string' });
 
@@ -48,6 +53,17 @@ export function bytes(min: number, max: number): Parser<number> {
   );
 }
 
+/** A decimal from 0 to 1, both included, such as 0.25. */
+export const ratio: Parser<number> = parser(
+  (text) => {
+    const value = /^(0|1|0?\.[0-9]+|1\.0*)$/.test(text) ? Number(text) : NaN;
+    if (!(value >= 0 && value <= 1)) throw new Error('expected a number from 0 to 1, such as 0.25');
+    return value;
+  },
+  // A number in values files (0.25), or its text.
+  { type: 'number', minimum: 0, maximum: 1 },
+);
+
 /** A decimal strictly between 0 and 1, such as 0.5. */
 export const fraction: Parser<number> = parser(
   (text) => {
@@ -55,7 +71,7 @@ export const fraction: Parser<number> = parser(
     if (!(value > 0 && value < 1)) throw new Error('expected a fraction between 0 and 1, such as 0.5');
     return value;
   },
-  { type: 'string', pattern: '^0?\\.[0-9]+$' },
+  { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
 );
 
 export const boolean: Parser<boolean> = parser(
@@ -65,6 +81,7 @@ export const boolean: Parser<boolean> = parser(
     throw new Error('expected true or false');
   },
   { type: 'boolean' },
+  ['true', 'false'],
 );
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -89,6 +106,7 @@ export function oneOf<const T extends string>(...choices: T[]): Parser<T> {
       return text as T;
     },
     { type: 'string', enum: choices },
+    choices,
   );
 }
 
@@ -132,6 +150,7 @@ export function choiceList<const T extends string>(required: boolean, ...choices
       pattern: required ? `^\\s*${one}\\s*(,\\s*${one}\\s*)*$` : `^(\\s*${one}\\s*(,\\s*${one}\\s*)*)?$`,
       description: `comma-separated, each one of ${choices.join(', ')}`,
     },
+    choices,
   );
 }
 
@@ -146,6 +165,23 @@ export const cidrList: Parser<readonly Cidr[]> = parser(
         .map((item) => parseCidr(item)),
     ),
   { type: 'string', description: 'comma-separated IP networks such as 10.244.0.0/16' },
+);
+
+/** An absolute http or https URL, or empty for none. */
+export const httpUrl: Parser<string> = parser(
+  (text) => {
+    if (text === '') return text;
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new Error('expected an absolute http or https URL');
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.host === '')
+      throw new Error('expected an absolute http or https URL');
+    return text;
+  },
+  { type: 'string', pattern: '^(https?://.+)?$' },
 );
 
 /** An absolute https URL, or empty for none. */

@@ -1,5 +1,6 @@
 // Every setting of the service, in one table: its CLI flag, environment variable, default and meaning.
-// --help, start-up validation and the README's configuration table (checked by a test) all come from here.
+// --help, start-up validation, the config file's keys, the README's configuration table and the chart's
+// values schema (each checked by a test) all come from here.
 import { AGENT_SANDBOX_DEFAULT_NAMESPACE, AGENT_SANDBOX_DEFAULT_PORT, CONVENTIONS, E2B_DEFAULT_PORT } from '../identification/identify.ts';
 import { SANDBOX_KIND_NAMES } from '../sandbox-kinds/kind.ts';
 import * as p from './parsers.ts';
@@ -10,14 +11,20 @@ export interface Setting<T> {
   readonly default: string;
   readonly help: string;
   readonly parse: p.Parser<T>;
+  /** Older flag names still accepted (each with its own variable, from envOf), documented as aliases. */
+  readonly aliases: readonly string[];
 }
 
-const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string): Setting<T> => ({
+/** The environment variable of a flag name. */
+export const envOf = (flag: string): string => `SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+const setting = <T>(flag: string, def: string, parse: p.Parser<T>, help: string, aliases: readonly string[] = []): Setting<T> => ({
   flag,
-  env: `SANDBOX_EXTPROC_${flag.toUpperCase().replaceAll('-', '_')}`,
+  env: envOf(flag),
   default: def,
   help,
   parse,
+  aliases,
 });
 
 const DNS_NAME = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
@@ -25,6 +32,12 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const NAMESPACE_OR_ANY = /^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 
 export const SETTINGS = {
+  config: setting(
+    'config',
+    '',
+    p.string,
+    'YAML file of settings by flag name (grpc-port: 9002); unknown names and bad values are refused. Flags and variables override it.',
+  ),
   grpcHost: setting('grpc-host', '127.0.0.1', p.string, 'Address the ext_proc gRPC server listens on (0.0.0.0 for all).'),
   grpcPort: setting('grpc-port', '9002', p.port, 'TCP port of the ext_proc gRPC server; 0 picks a free one (logged).'),
   grpcTcp: setting('grpc-tcp', 'true', p.boolean, 'Serve gRPC on TCP; false serves only on grpc-socket.'),
@@ -153,7 +166,13 @@ export const SETTINGS = {
     p.headerName,
     'Request header naming the sandbox port (E2B convention).',
   ),
-  defaultPort: setting('default-port', String(E2B_DEFAULT_PORT), p.integer(1, 65535), 'Sandbox port when an E2B request names none.'),
+  e2bDefaultPort: setting(
+    'e2b-default-port',
+    String(E2B_DEFAULT_PORT),
+    p.integer(1, 65535),
+    'Sandbox port when an E2B request names none (the E2B convention).',
+    ['default-port'],
+  ),
   agentSandboxDefaultNamespace: setting(
     'agent-sandbox-default-namespace',
     AGENT_SANDBOX_DEFAULT_NAMESPACE,
@@ -171,6 +190,52 @@ export const SETTINGS = {
     String(AGENT_SANDBOX_DEFAULT_PORT),
     p.integer(1, 65535),
     'Sandbox port when an agent-sandbox request names none (x-sandbox-port).',
+  ),
+  agentSandboxPathPrefix: setting(
+    'agent-sandbox-path-prefix',
+    '',
+    p.matching(
+      // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+      /^(?:\/[^/?#%\s\x00-\x1f\x7f]+)*$/,
+      'a path such as /router (starting with /, not ending with /, no ?, #, % or whitespace)',
+    ),
+    "agent-sandbox's router path form (its --path-routing-prefix): <prefix>/<namespace>/<name>/<port>/<rest> names a sandbox, for browsers that cannot set headers; the sandbox gets /<rest>. It claims the whole URL space under the prefix. Empty: off.",
+  ),
+  agentSandboxAuthzMode: setting(
+    'agent-sandbox-authz-mode',
+    'allow-all',
+    p.oneOf('allow-all', 'tokenreview', 'scoped-token'),
+    "agent-sandbox requests' authorization (its router's --authz-mode), from Authorization: Bearer: allow-all; tokenreview (the Kubernetes TokenReview API authenticates the token; needs create on tokenreviews); scoped-token (an HMAC token bound to one sandbox).",
+  ),
+  agentSandboxAuthzTokenreviewTtl: setting(
+    'agent-sandbox-authz-tokenreview-ttl',
+    '30s',
+    p.duration(1_000, 3_600_000),
+    'How long a TokenReview verdict is remembered (by the token SHA-256); a failed review a third of it.',
+  ),
+  agentSandboxAuthzTokenreviewCacheSize: setting(
+    'agent-sandbox-authz-tokenreview-cache-size',
+    '2048',
+    p.integer(1, 1_000_000),
+    'TokenReview verdicts remembered at most (least recently used forgotten first).',
+  ),
+  agentSandboxAuthzTokenreviewRequireToken: setting(
+    'agent-sandbox-authz-tokenreview-require-token',
+    'true',
+    p.boolean,
+    "tokenreview mode: a request without a Bearer token is refused (401); false lets it through (the router's transitional default).",
+  ),
+  agentSandboxAuthzTokenreviewAudiences: setting(
+    'agent-sandbox-authz-tokenreview-audiences',
+    '',
+    p.list(/^[^\s,]+$/, 'an audience'),
+    'tokenreview mode: audiences the token must be minted for (sent in the review); empty: not checked.',
+  ),
+  agentSandboxAuthzScopedTokenSecretFile: setting(
+    'agent-sandbox-authz-scoped-token-secret-file',
+    '',
+    p.string,
+    'scoped-token mode: file holding the shared HMAC-SHA256 secret (at least 32 bytes after trimming whitespace), as the minter has it.',
   ),
   kruisePathRouting: setting(
     'kruise-path-routing',
@@ -347,6 +412,18 @@ export const SETTINGS = {
     '10000',
     p.integer(1, 10_000_000),
     'Requests that may wait on wakes in total; beyond that 503 at once.',
+  ),
+  tracingEndpoint: setting(
+    'tracing-endpoint',
+    '',
+    p.httpUrl,
+    'OTLP/HTTP endpoint traces are sent to (http://collector:4318; /v1/traces is added): a span per decision and per wake, joined to the traceparent Envoy forwards. Empty: tracing off.',
+  ),
+  tracingSampleRatio: setting(
+    'tracing-sample-ratio',
+    '1',
+    p.ratio,
+    "Share of requests traced when their traceparent does not decide (a sampled parent is always followed, as OpenTelemetry's parent-based sampler does).",
   ),
   logLevel: setting(
     'log-level',

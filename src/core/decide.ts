@@ -16,6 +16,8 @@ export type Decision =
    */
   | { readonly kind: 'verify'; readonly route: Route; readonly port: number; readonly then: 'forward' | 'wake' }
   | { readonly kind: 'pass' }
+  /** The router's health answer, `200 {"status":"ok"}`, to a request naming no sandbox. */
+  | { readonly kind: 'health' }
   | { readonly kind: 'reject'; readonly code: ErrorCode; readonly sandboxId?: string; readonly reason?: string };
 
 export interface DecideOptions {
@@ -27,6 +29,11 @@ export interface DecideOptions {
    * request that would wake the sandbox. Default every-request.
    */
   readonly accessTokenCheck?: 'every-request' | 'wake-only';
+  /**
+   * A request naming no sandbox on this path (query aside) gets the health answer: agent-sandbox's
+   * router answers GET /healthz on its proxy port so, where Gateway health checks look. Absent: none.
+   */
+  readonly healthPath?: string;
 }
 
 export interface RequestContext {
@@ -35,9 +42,12 @@ export interface RequestContext {
   readonly accessToken: string | undefined;
   /** Whether traffic access tokens can be verified now (keys configured and loaded). */
   readonly trafficTokensReady?: boolean;
+  /** :path, read only for the health answer. */
+  readonly path?: string | undefined;
 }
 
 const PASS: Decision = { kind: 'pass' };
+const HEALTH: Decision = { kind: 'health' };
 const MISSING: Decision = { kind: 'reject', code: 'missing_sandbox' };
 
 export function decide(
@@ -47,7 +57,10 @@ export function decide(
   options: DecideOptions,
   wakes?: WakesInProgress,
 ): Decision {
-  if (identity.kind === 'none') return options.unnamed === 'pass' ? PASS : MISSING;
+  if (identity.kind === 'none') {
+    if (options.healthPath !== undefined && isPath(request.path, options.healthPath)) return HEALTH;
+    return options.unnamed === 'pass' ? PASS : MISSING;
+  }
   if (identity.kind === 'malformed') {
     return {
       kind: 'reject',
@@ -112,6 +125,12 @@ function authorize(route: Route, port: number, request: RequestContext, options:
     return { kind: 'reject', code: 'unauthorized', sandboxId: route.id };
   }
   return { kind: then, route, port };
+}
+
+/** Whether :path is `wanted`, with or without a query string. */
+function isPath(path: string | undefined, wanted: string): boolean {
+  if (path === undefined || !path.startsWith(wanted)) return false;
+  return path.length === wanted.length || path.charCodeAt(wanted.length) === 0x3f; /* ? */
 }
 
 /**

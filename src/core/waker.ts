@@ -25,6 +25,10 @@ export interface WakesInProgress {
 }
 
 export interface Waker extends WakesInProgress {
-  /** Holds a request for a paused sandbox until it runs, or answers it at once (capacity, a recent failure). */
-  hold(route: Route, port: number, signal: AbortSignal): WakeResult | HeldRequest;
+  /**
+   * Holds a request for a paused sandbox until it runs, or answers it at once (capacity, a recent
+   * failure). `trace` is the request's trace span when tracing is on, opaque here: the wake's spans
+   * join it (observability/tracing.ts).
+   */
+  hold(route: Route, port: number, signal: AbortSignal, trace?: unknown): WakeResult | HeldRequest;
 }

@@ -2,12 +2,14 @@
 // - E2B (OpenKruise sandboxes): OpenKruise's gateway path `/kruise/<sandboxID>/<port>/<rest>` (which
 //   wins, as in the gateway's adapter), the e2b-sandbox-id / e2b-sandbox-port headers, or else the host
 //   `<port>-<sandboxID>.<domain>`;
-// - agent-sandbox (its router's contract): x-sandbox-id (the Sandbox name, a DNS-1123 label),
-//   x-sandbox-namespace and x-sandbox-port, naming the sandbox `<namespace>/<name>`.
+// - agent-sandbox (its router's contract): its router's path form `<prefix>/<namespace>/<name>/<port>/<rest>`
+//   (when a prefix is configured; it wins, as in the router), else x-sandbox-id (the Sandbox name, a
+//   DNS-1123 label), x-sandbox-namespace and x-sandbox-port, naming the sandbox `<namespace>/<name>`.
 // With both on, a request is identified by the first convention, in the configured order, whose ID
 // header it carries; the E2B host form comes last, since nearly every request has a host.
 // Pure and allocation-light: it runs once per request.
 import type { ErrorCode } from '../core/errors.ts';
+import { UpstreamAddressPolicy } from '../routes/upstream-address.ts';
 
 /** The port E2B clients reach when they name none: envd, the in-sandbox agent. */
 export const E2B_DEFAULT_PORT = 49983;
@@ -24,6 +26,18 @@ export interface AgentSandboxIdentifyOptions {
   readonly defaultPort: number;
   /** Namespaces a request may name; ['*'] allows any; empty allows only the default namespace. */
   readonly namespaces: readonly string[];
+  /**
+   * The router's --path-routing-prefix (`/router`, say): `<prefix>/<namespace>/<name>/<port>/<rest>` names
+   * a sandbox, for callers that cannot set headers (a browser tab, an iframe, a WebSocket handshake).
+   * Empty or absent: off.
+   */
+  readonly pathPrefix?: string;
+  /**
+   * Which x-sandbox-pod-ip values are refused as their router refuses them: not an IP, loopback,
+   * link-local, multicast, unspecified (unless --upstream-cidrs opts a range in, as their
+   * --allow-loopback-pod-ip does loopback). Default: those, none opted in.
+   */
+  readonly podIPs?: Pick<UpstreamAddressPolicy, 'specialRefusal'>;
 }
 
 export interface IdentifyOptions {
@@ -50,6 +64,8 @@ export interface IdentityFacts {
   readonly agentSandboxId?: string | undefined;
   readonly agentSandboxNamespace?: string | undefined;
   readonly agentSandboxPort?: string | undefined;
+  /** x-sandbox-pod-ip: never used to route, but refused when it is not an address their router would take. */
+  readonly agentSandboxPodIP?: string | undefined;
 }
 
 export type Identification =
@@ -59,9 +75,18 @@ export type Identification =
       readonly port: number;
       /** The :path the sandbox gets instead of the request's (the path form's rest). */
       readonly path?: string;
+      /** Named by the agent-sandbox convention: its answers carry the router's `detail` field. */
+      readonly agentSandbox?: true;
     }
   | { readonly kind: 'none' }
-  | { readonly kind: 'malformed'; readonly code: ErrorCode; readonly reason: string; readonly sandboxId?: string };
+  | {
+      readonly kind: 'malformed';
+      readonly code: ErrorCode;
+      readonly reason: string;
+      readonly sandboxId?: string;
+      /** Refused under the agent-sandbox convention: the router's own `detail` text for this case. */
+      readonly detail?: string;
+    };
 
 // A sandbox ID is a label value (`agents.kruise.io/sandbox-id`) or `<namespace>--<name>`: letters, digits,
 // '-', '_', '.', starting and ending alphanumeric, at most 63 + 2 + 253 characters. Slashes, spaces and
@@ -94,11 +119,21 @@ export function identify(facts: IdentityFacts, options: IdentifyOptions): Identi
     if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
     return facts.authority !== undefined ? fromHost(facts.authority, options) : NONE;
   }
+  // Path forms first, whatever the order: each claims its whole URL space, as in the gateway and the router.
+  for (const convention of conventions) {
+    if (convention === 'e2b') {
+      if (options.kruisePath === true && isKruisePath(facts.path)) return fromKruisePath(facts.path as string);
+    } else {
+      const prefix = options.agentSandbox?.pathPrefix;
+      if (prefix !== undefined && prefix !== '' && isUnderPrefix(facts.path, prefix)) {
+        return fromRouterPath(facts.path as string, prefix, options.agentSandbox as AgentSandboxIdentifyOptions);
+      }
+    }
+  }
   let e2b = false;
   for (const convention of conventions) {
     if (convention === 'e2b') {
       e2b = true;
-      if (options.kruisePath === true && isKruisePath(facts.path)) return fromKruisePath(facts.path as string);
       if (facts.sandboxId !== undefined) return fromHeaders(facts.sandboxId, facts.sandboxPort, options);
     } else if (facts.agentSandboxId !== undefined && options.agentSandbox !== undefined) {
       return fromAgentSandboxHeaders(facts, options.agentSandbox);
@@ -116,40 +151,151 @@ export function identify(facts: IdentityFacts, options: IdentifyOptions): Identi
  */
 function fromAgentSandboxHeaders(facts: IdentityFacts, options: AgentSandboxIdentifyOptions): Identification {
   const name = facts.agentSandboxId as string;
-  if (!DNS_LABEL_PATTERN.test(name)) {
-    return { kind: 'malformed', code: 'invalid_sandbox_id', reason: `sandbox name ${describe(name)} is not a DNS-1123 label` };
-  }
+  if (name === '') return { kind: 'malformed', code: 'missing_sandbox', reason: 'x-sandbox-id is empty', detail: ROUTER_DETAIL.missing };
+  if (!DNS_LABEL_PATTERN.test(name)) return badName(name);
   const given = facts.agentSandboxNamespace;
   const namespace = given === undefined || given === '' ? options.defaultNamespace : given;
-  if (!DNS_LABEL_PATTERN.test(namespace)) {
-    return {
-      kind: 'malformed',
-      code: 'invalid_sandbox_namespace',
-      reason: `sandbox namespace ${describe(namespace)} is not a DNS-1123 label`,
-    };
-  }
-  if (!namespaceAllowed(namespace, options)) {
-    return {
-      kind: 'malformed',
-      code: 'namespace_not_allowed',
-      reason: `requests may not name sandboxes in namespace ${describe(namespace)}`,
-    };
-  }
+  if (!DNS_LABEL_PATTERN.test(namespace)) return badNamespace(namespace);
+  if (!namespaceAllowed(namespace, options)) return notAllowed(namespace);
   const portText = facts.agentSandboxPort;
   let port = options.defaultPort;
   if (portText !== undefined && portText !== '') {
     const parsed = parsePort(portText);
-    if (parsed === undefined) {
-      return {
-        kind: 'malformed',
-        code: 'invalid_sandbox_port',
-        reason: `sandbox port ${describe(portText)} is not a number from 1 to 65535`,
-        sandboxId: `${namespace}/${name}`,
-      };
-    }
+    if (parsed === undefined) return badPort(portText, `${namespace}/${name}`);
     port = parsed;
   }
-  return { kind: 'named', sandboxId: `${namespace}/${name}`, port };
+  // Their router dials a valid x-sandbox-pod-ip directly; here it is never read for routing (and is
+  // removed before forwarding), but one their router would refuse is refused the same way.
+  const podIP = facts.agentSandboxPodIP;
+  const refusal = podIP === undefined || podIP === '' ? undefined : (options.podIPs ?? POD_IP_POLICY).specialRefusal(podIP);
+  if (refusal !== undefined) {
+    return {
+      kind: 'malformed',
+      code: 'invalid_pod_ip',
+      reason: `x-sandbox-pod-ip ${describe(podIP as string)} is ${refusal}`,
+      sandboxId: `${namespace}/${name}`,
+      detail: ROUTER_DETAIL.podIP,
+    };
+  }
+  return { kind: 'named', sandboxId: `${namespace}/${name}`, port, agentSandbox: true };
+}
+
+/** agent-sandbox's router `detail` texts (sandbox-router/proxy: headers.go, pathroute.go), word for word. */
+export const ROUTER_DETAIL = {
+  missing: 'X-Sandbox-ID header is required.',
+  name: 'Invalid sandbox ID format.',
+  namespace: 'Invalid namespace format.',
+  port: 'Invalid port format.',
+  podIP: 'Invalid target IP address.',
+  pathForm: 'Path-routed request must have the form <prefix>/<namespace>/<id>/<port>/...',
+  pathEncoding: 'Invalid percent-encoding in path.',
+} as const;
+
+/** What x-sandbox-pod-ip may be in their router: an IP literal, not loopback, link-local, multicast or unspecified. */
+const POD_IP_POLICY = new UpstreamAddressPolicy();
+
+function badName(name: string): Identification {
+  return {
+    kind: 'malformed',
+    code: 'invalid_sandbox_id',
+    reason: `sandbox name ${describe(name)} is not a DNS-1123 label`,
+    detail: ROUTER_DETAIL.name,
+  };
+}
+
+function badNamespace(namespace: string): Identification {
+  return {
+    kind: 'malformed',
+    code: 'invalid_sandbox_namespace',
+    reason: `sandbox namespace ${describe(namespace)} is not a DNS-1123 label`,
+    detail: ROUTER_DETAIL.namespace,
+  };
+}
+
+function notAllowed(namespace: string): Identification {
+  return {
+    kind: 'malformed',
+    code: 'namespace_not_allowed',
+    reason: `requests may not name sandboxes in namespace ${describe(namespace)}`,
+  };
+}
+
+function badPort(portText: string, sandboxId: string): Identification {
+  return {
+    kind: 'malformed',
+    code: 'invalid_sandbox_port',
+    reason: `sandbox port ${describe(portText)} is not a number from 1 to 65535`,
+    sandboxId,
+    detail: ROUTER_DETAIL.port,
+  };
+}
+
+/**
+ * Whether the path lies under the router's path prefix. The prefix claims its whole URL space: the
+ * prefix itself, `<prefix>/...` and `<prefix>?...` (theirs lets the bare prefix through to the headers);
+ * `<prefix>ish/...` is not under it.
+ */
+function isUnderPrefix(path: string | undefined, prefix: string): boolean {
+  if (path === undefined || !path.startsWith(prefix)) return false;
+  const next = path.charCodeAt(prefix.length);
+  return Number.isNaN(next) || next === 0x2f /* / */ || next === 0x3f; /* ? */
+}
+
+/**
+ * agent-sandbox's router path form, as its ParsePathRoute reads it: `<prefix>/<namespace>/<name>/<port>`
+ * then anything. The three segments are percent-decoded and checked as the headers are; the rest of the
+ * path reaches the sandbox byte for byte (nothing decoded: %2F stays %2F), with the query string, as
+ * `/<rest>`. A malformed one is refused, never routed another way.
+ */
+function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdentifyOptions): Identification {
+  const queryAt = path.indexOf('?');
+  const pathOnly = queryAt === -1 ? path : path.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : path.slice(queryAt);
+  const malformed: Identification = {
+    kind: 'malformed',
+    code: 'invalid_path',
+    reason: `path ${describe(path)} is not ${prefix}/<namespace>/<name>/<port>/<rest>`,
+    detail: ROUTER_DETAIL.pathForm,
+  };
+  if (pathOnly.charCodeAt(prefix.length) !== 0x2f) return malformed;
+  const nsEnd = pathOnly.indexOf('/', prefix.length + 1);
+  const nameEnd = nsEnd === -1 ? -1 : pathOnly.indexOf('/', nsEnd + 1);
+  if (nameEnd === -1) return malformed;
+  const portEnd = pathOnly.indexOf('/', nameEnd + 1);
+  const segments = [
+    pathOnly.slice(prefix.length + 1, nsEnd),
+    pathOnly.slice(nsEnd + 1, nameEnd),
+    pathOnly.slice(nameEnd + 1, portEnd === -1 ? undefined : portEnd),
+  ];
+  if (segments.includes('')) return malformed;
+  const [namespace, name, portText] = segments.map(percentDecode);
+  if (namespace === undefined || name === undefined || portText === undefined) {
+    return { ...malformed, reason: `path ${describe(path)} has a malformed percent-encoding`, detail: ROUTER_DETAIL.pathEncoding };
+  }
+  if (!DNS_LABEL_PATTERN.test(namespace)) return badNamespace(namespace);
+  if (!DNS_LABEL_PATTERN.test(name)) return badName(name);
+  if (!namespaceAllowed(namespace, options)) return notAllowed(namespace);
+  const port = parsePort(portText);
+  if (port === undefined) return badPort(portText, `${namespace}/${name}`);
+  const rest = portEnd === -1 ? '' : pathOnly.slice(portEnd + 1);
+  return { kind: 'named', sandboxId: `${namespace}/${name}`, port, path: `/${rest}${query}`, agentSandbox: true };
+}
+
+/** Go's url.PathUnescape: %XX to its byte (the result is then checked as ASCII); undefined on a bad escape. */
+function percentDecode(segment: string): string | undefined {
+  if (!segment.includes('%')) return segment;
+  let out = '';
+  for (let i = 0; i < segment.length; i += 1) {
+    if (segment[i] !== '%') {
+      out += segment[i];
+      continue;
+    }
+    const hex = segment.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
+    out += String.fromCharCode(parseInt(hex, 16));
+    i += 2;
+  }
+  return out;
 }
 
 const KRUISE_PREFIX = '/kruise';

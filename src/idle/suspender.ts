@@ -17,12 +17,15 @@ import type { Logger } from '../observability/logger.ts';
 import type { RouteRegistry } from '../routes/registry.ts';
 import type { Route } from '../routes/route.ts';
 
-export type SuspendOutcome = 'applied' | 'superseded';
+/** What a suspension came to, as counted (`sandbox_extproc_suspensions_total{outcome}`, README). */
+export const SUSPENSION_OUTCOMES = ['applied', 'superseded', 'failed'] as const;
+/** What a suspend patch the API server answered came to. */
+export type SuspendOutcome = Exclude<(typeof SUSPENSION_OUTCOMES)[number], 'failed'>;
 /** Sends the kind's idle-suspend patch; 'superseded' when the object changed since (409). */
 export type SuspendWriter = (route: Route, now: Date) => Promise<SuspendOutcome>;
 
 export interface SuspenderMetrics {
-  onSuspend(outcome: SuspendOutcome | 'failed'): void;
+  onSuspend(outcome: (typeof SUSPENSION_OUTCOMES)[number]): void;
   /** Sandboxes with an idle timeout idle past it (by their record) at the last sweep. */
   setIdle(count: number): void;
   onSweep(seconds: number): void;

@@ -2,6 +2,7 @@
 // never from request data, so cardinality stays fixed.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RouteState } from '../routes/route.ts';
+import { BUILD } from '../version.ts';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -28,6 +29,8 @@ export interface Metrics {
   readonly idleSweepSeconds: Histogram;
   readonly grpcHandlerErrors: Counter<'method'>;
   readonly grpcLimited: Counter<'limit'>;
+  readonly authzDecisions: Counter<'decision'>;
+  readonly tokenReviews: Counter<'result'>;
 }
 
 export interface MetricSources {
@@ -44,8 +47,16 @@ export interface MetricSources {
 export function createMetrics(routeCounts: () => Record<RouteState, number>, sources: Omit<MetricSources, 'routeCounts'> = {}): Metrics {
   const { routeConflicts = () => 0, keptAwake = () => 0, ready = () => false, limits } = sources;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'sandbox_extproc_' });
+  // prom-client's process and Node.js metrics under their standard names (process_cpu_seconds_total,
+  // process_resident_memory_bytes, nodejs_*), which the dashboards and alerts people already have query.
+  collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  new Gauge({
+    name: 'sandbox_extproc_build_info',
+    help: 'Always 1; the labels say which build runs: version, commit, and the Node.js version.',
+    labelNames: ['version', 'commit', 'node'],
+    registers,
+  }).set({ version: BUILD.version, commit: BUILD.commit, node: BUILD.node }, 1);
   new Gauge({
     name: 'sandbox_extproc_routes',
     help: 'Routes in the table, by state.',
@@ -214,6 +225,18 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_grpc_limited_total',
       help: 'gRPC connections or streams cut short by a transport bound, by limit: connections (grpc-max-connections), empty_streams (rapid-reset guard: connection closed), idle_streams (no first message in time, or too many waiting), buffers (a peer not taking its answers: stream reset), keepalive (PING unanswered: connection closed).',
       labelNames: ['limit'],
+      registers,
+    }),
+    authzDecisions: new Counter({
+      name: 'sandbox_extproc_authz_decisions_total',
+      help: "agent-sandbox requests authorized by --agent-sandbox-authz-mode, by decision: allow, deny (its router's sandbox_router_authz_decisions_total).",
+      labelNames: ['decision'],
+      registers,
+    }),
+    tokenReviews: new Counter({
+      name: 'sandbox_extproc_token_reviews_total',
+      help: 'Bearer tokens checked in tokenreview mode, by result: authenticated, rejected, failed (the API did not answer), cached (a verdict remembered: no API call).',
+      labelNames: ['result'],
       registers,
     }),
     addressesRefused: new Counter({

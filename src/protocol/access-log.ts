@@ -19,6 +19,10 @@ export interface StreamAccessLogsMessage {
 }
 
 /** One entry's worth of activity: a request to this sandbox was open (or just ended) when it was logged. */
+/** What an entry for a routed request came to, as counted (`sandbox_extproc_access_log_entries_total{result}`, README). */
+export const ACCESS_LOG_RESULTS = ['activity', 'unknown'] as const;
+export type AccessLogResult = (typeof ACCESS_LOG_RESULTS)[number];
+
 export interface ActivityFact {
   readonly sandboxId: string;
   readonly uid: string;

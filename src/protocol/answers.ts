@@ -17,6 +17,12 @@ export interface AnswerOptions {
   readonly strippedHeaders: readonly string[];
   /** The port a request gets when it names none, the one most requests use (default: E2B's). */
   readonly defaultPort?: number;
+  /**
+   * The agent-sandbox convention is on: error bodies also carry its router's `detail` (its SDKs show
+   * it), and forwards to its Sandboxes drop these headers too (Authorization: the router consumes it, so
+   * a sandbox can never present its caller's credential to the Kubernetes API).
+   */
+  readonly agentSandbox?: { readonly strippedHeaders: readonly string[] };
 }
 
 /** Namespace of the metadata the access log can show (sandbox ID, decision). */
@@ -32,6 +38,8 @@ export const WAKE_MS_KEY = 'wake_ms';
  * so activity is credited to that very object even if its sandbox ID has moved on since.
  */
 export const SANDBOX_UID_KEY = 'sandbox_uid';
+/** Metadata key holding an agent-sandbox Sandbox's name (envoy/envoy.yaml's local reply names it). */
+export const SANDBOX_NAME_KEY = 'sandbox_name';
 
 const str = (value: string) => ({ stringValue: value });
 
@@ -41,6 +49,8 @@ export interface ErrorAnswer {
   readonly reason?: string | undefined;
   /** Overrides the catalogue's Retry-After (seconds), e.g. the time left of a remembered failure. */
   readonly retryAfter?: number | undefined;
+  /** The router's `detail` for this very answer (identification's word for a malformed request). */
+  readonly detail?: string | undefined;
 }
 
 /** A route's prepared forward answers: the default port's, and the last other port's. */
@@ -55,14 +65,29 @@ export class Answers {
   readonly #forward = new WeakMap<Route, PreparedForwards>();
   readonly #defaultPort: number;
   readonly #strip: HeaderMutation;
+  /** agent-sandbox Sandboxes' forwards: #strip and the convention's own. */
+  readonly #agentStrip: HeaderMutation;
+  readonly #details: boolean;
   readonly pass: Buffer;
+  /** agent-sandbox's router health answer: 200 {"status":"ok"}. */
+  readonly health: Buffer;
   readonly #continueFor: Record<RequestKind, Buffer>;
 
   constructor(options: AnswerOptions) {
     this.#options = options;
     this.#defaultPort = options.defaultPort ?? E2B_DEFAULT_PORT;
     this.#strip = { remove_headers: [...options.strippedHeaders] };
+    this.#agentStrip = { remove_headers: [...new Set([...options.strippedHeaders, ...(options.agentSandbox?.strippedHeaders ?? [])])] };
+    this.#details = options.agentSandbox !== undefined;
     this.pass = encodeResponse({ request_headers: { response: { header_mutation: this.#strip } } });
+    this.health = encodeResponse({
+      immediate_response: {
+        status: { code: 200 },
+        headers: { set_headers: [{ header: { key: 'content-type', raw_value: Buffer.from('application/json') } }] },
+        body: Buffer.from('{"status":"ok"}'),
+        details: 'sandbox_extproc_healthz',
+      },
+    });
     const empty = { response: {} };
     this.#continueFor = {
       request_headers: this.pass,
@@ -114,9 +139,11 @@ export class Answers {
   /** Answer in place of the upstream: E2B-compatible status, a JSON body, and details for the access log. */
   error(answer: ErrorAnswer): Buffer {
     const spec: ErrorSpec = ERRORS[answer.code];
+    const message = messageFor(spec, answer.sandboxId, answer.reason);
     const body = JSON.stringify({
+      ...(this.#details ? { detail: answer.detail ?? routerDetail(spec, answer.sandboxId, message) } : {}),
       error: answer.code,
-      message: messageFor(spec, answer.sandboxId, answer.reason),
+      message,
       ...(answer.sandboxId === undefined ? {} : { sandboxId: answer.sandboxId }),
     });
     const headers = [{ header: { key: 'content-type', raw_value: Buffer.from('application/json') } }];
@@ -139,13 +166,17 @@ export class Answers {
     const { metadataNamespace, metadataKey } = this.#options;
     const upstream = `${route.podIP.includes(':') ? `[${route.podIP}]` : route.podIP}:${port}`;
     const metadata = this.#logMetadata(wakeMs === undefined ? 'forward' : 'wake', route.id, wakeMs, route.uid);
+    // agent-sandbox IDs, and only theirs, are <namespace>/<name> (sandbox-kinds/kind.ts). Its router names
+    // the sandbox in its 502 when it cannot connect: Envoy's local reply for it reads the name here.
+    const agent = route.id.includes('/');
+    if (agent)
+      (metadata.fields[LOG_METADATA_NAMESPACE] as { structValue: StructValue }).structValue.fields[SANDBOX_NAME_KEY] = str(route.name);
     metadata.fields[metadataNamespace] = { structValue: { fields: { [metadataKey]: str(upstream) } } };
     // Envoy lets an ext_proc set :path by default (only Host, :authority, :scheme and :method need
     // allow_all_routing); no clear_route_cache, so the route already chosen stays.
+    const strip = agent ? this.#agentStrip : this.#strip;
     const mutation: HeaderMutation =
-      path === undefined
-        ? this.#strip
-        : { ...this.#strip, set_headers: [{ header: { key: ':path', raw_value: Buffer.from(path, 'latin1') } }] };
+      path === undefined ? strip : { ...strip, set_headers: [{ header: { key: ':path', raw_value: Buffer.from(path, 'latin1') } }] };
     return { request_headers: { response: { header_mutation: mutation } }, dynamic_metadata: metadata };
   }
 
@@ -156,6 +187,16 @@ export class Answers {
     if (wakeMs !== undefined) fields[WAKE_MS_KEY] = str(String(Math.round(wakeMs)));
     return { fields: { [LOG_METADATA_NAMESPACE]: { structValue: { fields } } } };
   }
+}
+
+/**
+ * agent-sandbox's router text for the case, naming the sandbox as it does (its name, not the namespace),
+ * or else the message.
+ */
+function routerDetail(spec: ErrorSpec, sandboxId: string | undefined, message: string): string {
+  if (spec.detail === undefined) return message;
+  if (spec.routerNamesSandbox !== true || sandboxId === undefined) return spec.detail;
+  return `${spec.detail}: ${sandboxId.slice(sandboxId.indexOf('/') + 1)}`;
 }
 
 /**

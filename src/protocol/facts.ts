@@ -11,6 +11,10 @@ export interface RequestFacts {
   agentSandboxId: string | undefined;
   agentSandboxNamespace: string | undefined;
   agentSandboxPort: string | undefined;
+  /** x-sandbox-pod-ip: checked as agent-sandbox's router checks it, never used to route. */
+  agentSandboxPodIP: string | undefined;
+  /** Authorization (agent-sandbox convention only): the Bearer token of its router's --authz-mode. */
+  authorization: string | undefined;
   accessToken: string | undefined;
   /** The traffic access token (a JWT; OpenKruise's e2b-traffic-access-token), when its header is named. */
   trafficToken: string | undefined;
@@ -31,6 +35,8 @@ const REQUEST_ID = 'x-request-id';
 const AGENT_ID = 'x-sandbox-id';
 const AGENT_NAMESPACE = 'x-sandbox-namespace';
 const AGENT_PORT = 'x-sandbox-port';
+const AGENT_POD_IP = 'x-sandbox-pod-ip';
+const AUTHORIZATION = 'authorization';
 
 function valueOf(header: HeaderValue): string {
   const raw = header.raw_value;
@@ -55,6 +61,8 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
     agentSandboxId: undefined,
     agentSandboxNamespace: undefined,
     agentSandboxPort: undefined,
+    agentSandboxPodIP: undefined,
+    authorization: undefined,
     path: undefined,
     accessToken: undefined,
     trafficToken: undefined,
@@ -77,8 +85,9 @@ export function readFacts(headers: readonly HeaderValue[] | undefined, names: Fa
 }
 
 /**
- * The same scan, also reading agent-sandbox's routing headers. x-sandbox-pod-ip and x-sandbox-uid are
- * never read: clients never pick the upstream.
+ * The same scan, also reading agent-sandbox's routing headers and Authorization. x-sandbox-pod-ip is read
+ * only to be checked (its router refuses a malformed one), x-sandbox-uid not at all: clients never pick
+ * the upstream.
  */
 function readWithAgentSandbox(headers: readonly HeaderValue[], names: FactNames, facts: RequestFacts): RequestFacts {
   for (const header of headers) {
@@ -93,6 +102,8 @@ function readWithAgentSandbox(headers: readonly HeaderValue[], names: FactNames,
     else if (key === AGENT_ID) facts.agentSandboxId = join(facts.agentSandboxId, valueOf(header));
     else if (key === AGENT_NAMESPACE) facts.agentSandboxNamespace = join(facts.agentSandboxNamespace, valueOf(header));
     else if (key === AGENT_PORT) facts.agentSandboxPort = join(facts.agentSandboxPort, valueOf(header));
+    else if (key === AGENT_POD_IP) facts.agentSandboxPodIP = join(facts.agentSandboxPodIP, valueOf(header));
+    else if (key === AUTHORIZATION) facts.authorization = join(facts.authorization, valueOf(header));
   }
   return facts;
 }

@@ -58,6 +58,19 @@ export class UpstreamAddressPolicy {
     }
   }
 
+  /**
+   * Why `ip` cannot be a pod's address at all (not an IP, or loopback, link-local, unspecified,
+   * multicast, unless a configured CIDR opts it in), or undefined: the allow-list is not consulted.
+   */
+  specialRefusal(ip: string): string | undefined {
+    const version = isIP(ip);
+    if (version === 0 || ip.includes('%')) return 'not an IP address';
+    const type = version === 4 ? 'ipv4' : 'ipv6';
+    if (this.#optedIn.check(ip, type)) return undefined;
+    for (const special of this.#special) if (special.list.check(ip, type)) return special.what;
+    return undefined;
+  }
+
   /** Why `ip` may not be routed to, or undefined when it may. */
   refusal(ip: string): string | undefined {
     const version = isIP(ip);

@@ -16,6 +16,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { isNewerVersion, type RouteRegistry } from '../routes/registry.ts';
 import type { Route } from '../routes/route.ts';
+import type { WakeSpans, WakeTracer } from '../observability/tracing.ts';
 import { ResumeError, type Resumer } from './resumer.ts';
 
 export interface WakeOptions {
@@ -36,7 +37,8 @@ export const FAILURE_MEMORY_MS = { first: 2_000, max: 60_000 } as const;
 const FAILURE_MEMORY_CAPACITY = 10_000;
 
 type WakeMetrics = Pick<Metrics, 'wakes' | 'wakePatchSeconds' | 'wakeWaitSeconds' | 'waiters' | 'idleFlaps'>;
-export type Outcome = 'woken' | 'failed' | 'timeout' | 'abandoned';
+export const WAKE_OUTCOMES = ['woken', 'failed', 'timeout', 'abandoned'] as const;
+export type Outcome = (typeof WAKE_OUTCOMES)[number];
 
 interface Waiter {
   readonly port: number;
@@ -61,6 +63,8 @@ interface Wake {
   readonly abort: AbortController;
   /** Why the last waiter left, if every one has. */
   lastLeft: 'timeout' | 'abandoned' | undefined;
+  /** Its spans, when tracing is on. */
+  readonly trace: WakeSpans | undefined;
 }
 
 interface Failure {
@@ -79,6 +83,7 @@ export class WakeCoordinator implements Waker {
   readonly #metrics: WakeMetrics;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #tracer: WakeTracer | undefined;
   readonly #unsubscribe: () => void;
   readonly #listeners = new Set<(waiting: number) => void>();
   readonly #endListeners = new Set<(outcome: Outcome) => void>();
@@ -91,6 +96,8 @@ export class WakeCoordinator implements Waker {
     metrics: WakeMetrics;
     logger: Logger;
     now?: () => number;
+    /** Spans per wake (patch, watch wait, release), when tracing is on. */
+    tracer?: WakeTracer;
   }) {
     this.#registry = deps.registry;
     this.#resumer = deps.resumer;
@@ -98,6 +105,7 @@ export class WakeCoordinator implements Waker {
     this.#metrics = deps.metrics;
     this.#log = deps.logger.child({ component: 'wake' });
     this.#now = deps.now ?? Date.now;
+    this.#tracer = deps.tracer;
     this.#unsubscribe = this.#registry.subscribe((id, route) => {
       const wake = this.#wakes.get(id);
       if (wake !== undefined) this.#onRouteChange(wake, route);
@@ -130,7 +138,7 @@ export class WakeCoordinator implements Waker {
     return this.#wakes.get(route.id)?.uid === route.uid;
   }
 
-  hold(route: Route, port: number, signal: AbortSignal): WakeResult | HeldRequest {
+  hold(route: Route, port: number, signal: AbortSignal, trace?: unknown): WakeResult | HeldRequest {
     let wake = this.#wakes.get(route.id);
     if (wake !== undefined && wake.uid !== route.uid) {
       // The ID moved to another object while a wake for the old one runs: that wake no longer applies.
@@ -144,7 +152,8 @@ export class WakeCoordinator implements Waker {
     if (this.#waiting >= this.#options.maxWaiters || (wake !== undefined && wake.waiters.size >= this.#options.maxWaitersPerSandbox)) {
       return { kind: 'reject', code: 'wake_capacity_exceeded', sandboxId: route.id };
     }
-    wake ??= this.#begin(route);
+    if (wake === undefined) wake = this.#begin(route, trace);
+    else if (trace !== undefined) wake.trace?.joined(trace);
     return this.#join(wake, port, signal, this.#deadlineMs(route));
   }
 
@@ -184,7 +193,7 @@ export class WakeCoordinator implements Waker {
     }
   }
 
-  #begin(route: Route): Wake {
+  #begin(route: Route, trace: unknown): Wake {
     const wake: Wake = {
       id: route.id,
       uid: route.uid,
@@ -196,11 +205,13 @@ export class WakeCoordinator implements Waker {
       waiters: new Set(),
       abort: new AbortController(),
       lastLeft: undefined,
+      trace: this.#tracer?.begin(route, trace),
     };
     this.#wakes.set(route.id, wake);
     if (route.idleSuspendedAt !== undefined && wake.startedAt - route.idleSuspendedAt < FLAP_WINDOW_MS) this.#metrics.idleFlaps.inc();
     if (!route.pauseRequested) {
       // spec.paused is already false: a resume is under way (another replica, or a person); just wait.
+      wake.trace?.waitStarted();
       wake.phase = 'patched';
       wake.patchedAt = wake.startedAt;
       wake.resumedVersion = route.resourceVersion;
@@ -228,12 +239,16 @@ export class WakeCoordinator implements Waker {
     const started = this.#now();
     // Retries of the patch stop at the wake deadline, whether or not anyone still waits.
     const deadline = setTimeout(() => wake.abort.abort(), this.#deadlineMs(wake.route));
+    wake.trace?.patchStarted();
     this.#resumer.resume(wake.route, wake.abort.signal).then(
       (resumedVersion) => {
         clearTimeout(deadline);
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
         this.#failures.delete(wake.uid);
-        if (wake.phase !== 'patching') return;
+        wake.trace?.patchEnded();
+        // A wake that ended meanwhile (the sandbox deleted, its ID moved) has nothing left to wait for.
+        if (wake.phase !== 'patching' || this.#wakes.get(wake.id) !== wake) return;
+        wake.trace?.waitStarted();
         wake.phase = 'patched';
         wake.patchedAt = this.#now();
         wake.resumedVersion = resumedVersion;
@@ -241,6 +256,7 @@ export class WakeCoordinator implements Waker {
       },
       (error: unknown) => {
         clearTimeout(deadline);
+        wake.trace?.patchEnded(error instanceof ResumeError ? error.failure : 'unknown');
         // A wake that already ended (released, failed) aborted its own retries: nothing failed.
         if (this.#wakes.get(wake.id) !== wake) return;
         const failure = error instanceof ResumeError ? error.failure : 'unknown';
@@ -279,6 +295,7 @@ export class WakeCoordinator implements Waker {
       // The pause completed: now a resume will be accepted.
       if (route.pauseRequested) this.#patch(wake);
       else {
+        wake.trace?.waitStarted();
         wake.phase = 'patched';
         wake.resumedVersion = route.resourceVersion;
       }
@@ -324,6 +341,7 @@ export class WakeCoordinator implements Waker {
       },
       'sandbox woken',
     );
+    wake.trace?.released(wake.waiters.size);
     for (const waiter of this.#takeWaiters(wake)) {
       waiter.resolve({ kind: 'forward', route, port: waiter.port, waitedMs: now - waiter.joinedAt });
     }
@@ -333,7 +351,7 @@ export class WakeCoordinator implements Waker {
   /** Answers every waiter with an error and ends the wake. */
   #fail(wake: Wake, code: ErrorCode): void {
     for (const waiter of this.#takeWaiters(wake)) waiter.resolve({ kind: 'reject', code, sandboxId: wake.id });
-    this.#end(wake, 'failed');
+    this.#end(wake, 'failed', code);
   }
 
   /**
@@ -370,10 +388,11 @@ export class WakeCoordinator implements Waker {
   }
 
   /** Ends a wake exactly once: the one place it leaves the table and is counted. */
-  #end(wake: Wake, outcome: Outcome): void {
+  #end(wake: Wake, outcome: Outcome, code?: ErrorCode): void {
     if (this.#wakes.get(wake.id) !== wake) return;
     this.#wakes.delete(wake.id);
     wake.abort.abort();
+    wake.trace?.end(outcome, code);
     this.#metrics.wakes.inc({ outcome });
     for (const listener of this.#endListeners) listener(outcome);
   }

@@ -33,7 +33,8 @@ export class ResumeError extends Error {
 }
 
 /** Each patch the API server answered (or not), by outcome. */
-export type PatchOutcome = 'applied' | 'refused' | 'replaced' | 'retried' | 'conflict' | 'superseded' | 'unreachable';
+export const PATCH_OUTCOMES = ['applied', 'refused', 'replaced', 'conflict', 'superseded', 'retried', 'unreachable'] as const;
+export type PatchOutcome = (typeof PATCH_OUTCOMES)[number];
 
 /** The watch-fed view of objects the resumer needs to resume them first-writer-wins. */
 export interface ObservedRoutes {

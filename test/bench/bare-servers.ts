@@ -7,8 +7,7 @@ import { REPO_ROOT, toolPath } from '../support/tools.ts';
 export type BareServer = 'bare-grpc-server.ts' | 'bare-http2-server.ts' | 'bare-go-server';
 
 export async function startBare(script: BareServer, reply?: Buffer, cpu?: number): Promise<{ port: number; stop(): Promise<void> }> {
-  const program =
-    script === 'bare-go-server' ? [toolPath('SANDBOX_EXTPROC_BARE_GO')] : [process.execPath, `${REPO_ROOT}test/bench/${script}`];
+  const program = script === 'bare-go-server' ? [toolPath('SBX_BARE_GO')] : [process.execPath, `${REPO_ROOT}test/bench/${script}`];
   const command = [...program, ...(reply ? [reply.toString('hex')] : [])];
   const [file, ...args] = cpu === undefined ? command : ['taskset', '-c', String(cpu), ...command];
   const bare = new TestProcess(script, file as string, args);

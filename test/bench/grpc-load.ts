@@ -136,7 +136,7 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
     'json',
     `127.0.0.1:${port}`,
   ];
-  const { stdout } = await execTracked('taskset', ['-c', '1', toolPath('SANDBOX_EXTPROC_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execTracked('taskset', ['-c', '1', toolPath('SBX_GHZ'), ...args], { maxBuffer: 64 * 1024 * 1024 });
   const result = JSON.parse(stdout) as {
     count: number;
     rps: number;
@@ -150,6 +150,8 @@ async function ghz(port: number, rps: number, seconds: number): Promise<{ rps: n
 interface Server {
   readonly name: string;
   readonly port: number;
+  /** The answer it must send, byte for byte. */
+  readonly answer: Buffer;
   readonly runs: Closed[];
   /** Streams not answered exactly (h2load's bytes), and streams of the status passes not OK and exact. */
   wrongBytes: number;
@@ -174,16 +176,36 @@ export async function measureStreams(report: Report, quick: boolean, baseline?: 
     if (own?.status !== 0 || own.answers.length !== 1)
       throw new Error(`the service did not answer the bench message: ${JSON.stringify(own)}`);
     const answer = own.answers[0] as Buffer;
-    const server = (name: string, port: number): Server => ({ name, port, runs: [], wrongBytes: 0, wrongStatus: 0 });
+    const server = (name: string, port: number, expected = answer): Server => ({
+      name,
+      port,
+      answer: expected,
+      runs: [],
+      wrongBytes: 0,
+      wrongStatus: 0,
+    });
     const servers = [server('sandbox-extproc', service.grpcPort)];
     let baseService: ServiceProcess | undefined;
     if (baseline !== undefined) {
       const started = await startServiceProcess(['--route-source', 'file', '--routes-file', routes], { cpu: 0, bundle: baseline.bundle });
       baseService = started;
       cleanup.add(() => started.stop());
-      const wrong = differs(await rawExchanges(started.grpcPort, message, 100), answer);
-      if (wrong !== undefined) throw new Error(`the baseline (${baseline.label}) does not send this build's answer: ${wrong}`);
-      servers.push(server(`sandbox-extproc at ${baseline.label} (baseline)`, started.grpcPort));
+      // An older build may remove fewer client headers (the header list grew with the routing headers
+      // it knows), but it must make the same decision: the same dynamic metadata (forward, the sandbox,
+      // the ORIGINAL_DST host), which ends the answer. It is then held to its own answer's bytes.
+      const [theirs] = await rawExchanges(started.grpcPort, message);
+      const baseAnswer = theirs?.answers[0];
+      const metadata = answer.subarray(answer.indexOf(Buffer.from('sandbox-extproc')) - 2);
+      if (
+        theirs?.status !== 0 ||
+        theirs.answers.length !== 1 ||
+        baseAnswer === undefined ||
+        !baseAnswer.subarray(-metadata.length).equals(metadata)
+      )
+        throw new Error(`the baseline (${baseline.label}) does not make this build's decision: ${JSON.stringify(theirs)}`);
+      const wrong = differs(await rawExchanges(started.grpcPort, message, 100), baseAnswer);
+      if (wrong !== undefined) throw new Error(`the baseline (${baseline.label}) does not answer the same each time: ${wrong}`);
+      servers.push(server(`sandbox-extproc at ${baseline.label} (baseline)`, started.grpcPort, baseAnswer));
     }
     for (const [name, script] of [
       ['bare grpc-js server', 'bare-grpc-server.ts'],
@@ -203,12 +225,12 @@ export async function measureStreams(report: Report, quick: boolean, baseline?: 
     for (let round = 0; round < rounds; round += 1) {
       for (let i = 0; i < servers.length; i += 1) {
         const s = servers[(round + i) % servers.length] as Server;
-        const run = await h2load(dir, s.port, perRun, 2, 4, message, answer);
+        const run = await h2load(dir, s.port, perRun, 2, 4, message, s.answer);
         s.runs.push(run);
         if (run.dataBytes !== run.expectedBytes)
-          s.wrongBytes += Math.max(1, Math.round(Math.abs((run.expectedBytes ?? 0) - run.dataBytes) / (5 + answer.length)));
+          s.wrongBytes += Math.max(1, Math.round(Math.abs((run.expectedBytes ?? 0) - run.dataBytes) / (5 + s.answer.length)));
         const statusPass = await rawExchanges(s.port, message, 1000);
-        s.wrongStatus += statusPass.filter((e) => differs([e], answer) !== undefined).length;
+        s.wrongStatus += statusPass.filter((e) => differs([e], s.answer) !== undefined).length;
       }
     }
     const rps = (s: Server) => s.runs.reduce((n, r) => n + r.requests, 0) / s.runs.reduce((t, r) => t + r.requests / r.rps, 0);
@@ -245,7 +267,7 @@ export async function measureStreams(report: Report, quick: boolean, baseline?: 
       const perCpu: number[] = [];
       const measure = async (s: Server, process: ServiceProcess) => {
         const cpu = process.cpuMs();
-        const run = await h2load(dir, s.port, 20_000, 2, 4, message, answer);
+        const run = await h2load(dir, s.port, 20_000, 2, 4, message, s.answer);
         return { rps: run.rps, perCpuSecond: run.requests / ((process.cpuMs() - cpu) / 1000) };
       };
       for (let pair = 0; pair < pairs; pair += 1) {

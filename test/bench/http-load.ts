@@ -65,7 +65,7 @@ interface VegetaResult {
 }
 
 export async function httpLoad(url: string, headers: Record<string, string>, options: LoadOptions): Promise<LoadResult> {
-  const vegeta = toolPath('SANDBOX_EXTPROC_VEGETA');
+  const vegeta = toolPath('SBX_VEGETA');
   const args = ['attack', '-duration', `${options.seconds}s`, '-max-body', '0', '-timeout', `${options.timeoutMs ?? 30_000}ms`];
   if (options.rate !== undefined) args.push('-rate', `${options.rate}/s`);
   else {

@@ -213,7 +213,7 @@ async function measureScaleOf(family: BenchFamily, report: Report, largest: numb
     }
     report.info(
       `${family.label}service RSS after every tier was deleted`,
-      (await metrics.refresh()).value('sandbox_extproc_process_resident_memory_bytes') / 1e6,
+      (await metrics.refresh()).value('process_resident_memory_bytes') / 1e6,
       'MB',
     );
   } finally {
@@ -261,7 +261,7 @@ async function scenario(report: Report, c: ScenarioContext): Promise<void> {
   report.info(`${tag}: create rate (API server bound: create + status write)`, size / ((written - t) / 1000), 'objects/s');
   converged('create', ((await held.release())[0] as number) - written);
   await expect('create', size, 0);
-  report.info(`${tag}: service RSS`, metrics.value('sandbox_extproc_process_resident_memory_bytes') / 1e6, 'MB');
+  report.info(`${tag}: service RSS`, metrics.value('process_resident_memory_bytes') / 1e6, 'MB');
 
   if (c.largest) await freshProcess(report, c, tag);
 

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TestProcess } from '../support/process.ts';
 import { REPO_ROOT } from '../support/tools.ts';
 
-const MARK = 'SANDBOX_EXTPROC_LEFTOVER_MARK';
+const MARK = 'SBX_LEFTOVER_MARK';
 
 /** Live (not zombie) processes whose environment carries the marker. */
 function marked(value: string): string[] {
@@ -38,17 +38,17 @@ afterEach(() => {
 function bench(value: string, env: Record<string, string> = {}): TestProcess {
   values.push(value);
   return new TestProcess('bench', process.execPath, [`${REPO_ROOT}scripts/bench.ts`, '--quick', '--only', 'path', '--no-build'], {
-    env: { ...process.env, [MARK]: value, SANDBOX_EXTPROC_TRACE_CHILDREN: '1', ...env },
+    env: { ...process.env, [MARK]: value, SBX_TRACE_CHILDREN: '1', ...env },
   });
 }
 
 describe('a benchmark run leaves no process behind', () => {
   it('when a step fails after starting processes (a load tool is missing)', async () => {
     const value = randomUUID();
-    const run = bench(value, { SANDBOX_EXTPROC_BARE_GO: '/nonexistent/bare-go-server' });
+    const run = bench(value, { SBX_BARE_GO: '/nonexistent/bare-go-server' });
     await run.waitForLine(/child started: envoy/, 60_000);
     expect(await run.exited).toBe(1);
-    expect(run.lines.join('\n')).toContain('SANDBOX_EXTPROC_BARE_GO: the real tool is missing');
+    expect(run.lines.join('\n')).toContain('SBX_BARE_GO: the real tool is missing');
     expect(marked(value)).toEqual([]);
   });
 

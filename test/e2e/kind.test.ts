@@ -135,8 +135,8 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
   }
 
   afterAll(async () => {
-    // SANDBOX_EXTPROC_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
-    if (process.env['SANDBOX_EXTPROC_E2E_KEEP'] === '1') await Promise.all([cluster?.audit.stop(), cluster?.nft.stop()]);
+    // SBX_E2E_KEEP=1 leaves the cluster up to look at (scripts/kind.sh delete cluster --name sbx-e2e).
+    if (process.env['SBX_E2E_KEEP'] === '1') await Promise.all([cluster?.audit.stop(), cluster?.nft.stop()]);
     else await cluster?.delete();
   }, 5 * MINUTE);
 
@@ -575,7 +575,28 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       });
       // The two RBAC allows were refused by the chart's ValidatingAdmissionPolicies, each in its words.
       expect(messages['pause a sandbox']).toContain('sandbox-extproc may resume a sandbox, never pause one');
-      expect(messages['suspend an agent-sandbox sandbox']).toContain('sandbox-extproc may resume a sandbox, never suspend one');
+      expect(messages['suspend an agent-sandbox sandbox']).toContain(
+        'sandbox-extproc may resume a sandbox, and suspend only one opted in to idle suspension',
+      );
+    });
+
+    // Issue 28: the chart's own check of an install (templates/tests/test-install.yaml).
+    it('passes `helm test`: the service is ready and, in sidecar mode, the edge routes an unknown ID to its 502', () => {
+      const args = [
+        'test',
+        mode.release,
+        '--kubeconfig',
+        cluster.kubeconfigPath,
+        '--namespace',
+        mode.namespace,
+        '--logs',
+        '--timeout',
+        '3m',
+      ];
+      const out = helm(args);
+      expect(out).toMatch(/Phase:\s+Succeeded/);
+      expect(out).toContain('"msg":"install works"');
+      if (mode.name === 'sidecar') expect(out).toContain('the edge routes through the service');
     });
   });
 });

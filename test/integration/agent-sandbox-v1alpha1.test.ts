@@ -101,8 +101,17 @@ describe('agent-sandbox served as v1alpha1 only', () => {
       await agents.create({ namespace: NS, name: 'drowsy', podIP: IP3 });
       const id = `${NS}/drowsy`;
       await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running');
+      // Resumed only once the controller has reported the pod terminating and the service has seen it, as
+      // in the v1beta1 suite: a resume that lands first makes the controller's PodTerminating status write
+      // conflict (it is locked on the version it read), so no version ever says the pod is dying.
+      const terminating = waitForObjectVersion('drowsy', (o) => condition(o, 'Suspended')?.reason === 'PodTerminating');
       await agents.suspend(NS, 'drowsy');
-      await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'paused');
+      const told = await terminating;
+      await waitForRoute(
+        stack.service.app.registry,
+        id,
+        (r) => r?.state === 'paused' && Number(r.resourceVersion) >= Number(told.metadata.resourceVersion),
+      );
       const reused = (o: AgentSandboxObject) => o.spec?.replicas === 1 && condition(o, 'Ready')?.status === 'True';
       const reportedReady = waitForObjectVersion('drowsy', reused);
       await agents.resume(NS, 'drowsy');

@@ -173,7 +173,9 @@ describe('routing by agent-sandbox router headers', () => {
 
   it('sends a request that names no port to port 8888, as their router does', async () => {
     const res = await httpGet(`${envoy.url}/port-check`, { 'x-sandbox-id': 'web', 'x-sandbox-namespace': TEAM });
-    expect(res.status).toBe(503); // nothing listens on 8888 here: Envoy's own connect failure
+    // Nothing listens on 8888 here: Envoy's connect failure, after its retries, answered as their router does.
+    expect(res.status).toBe(502);
+    expect(res.json()).toMatchObject({ detail: 'Could not connect to the backend sandbox: web' });
     const entry = await envoy.waitForAccessLog((e) => e['path'] === '/port-check');
     expect(entry['upstream']).toBe(`${await ipOf('web')}:8888`);
     expect(entry['sandbox_id']).toBe(`${TEAM}/web`);

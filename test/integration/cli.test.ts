@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { HealthWatch } from '../support/health.ts';
 import { freePort } from '../support/ports.ts';
-import { TestProcess } from '../support/process.ts';
+import { TestProcess, within } from '../support/process.ts';
 import { REPO_ROOT } from '../support/tools.ts';
 
 const cli = `${REPO_ROOT}src/cli.ts`;
@@ -107,6 +107,31 @@ describe('the sandbox-extproc command', () => {
     expect(proc.lines.join('\n')).toContain('SANDBOX_EXTPROC_DEFAULT_PORT');
   });
 
+  // Issue 28: before, a typo was ignored, and no Kubernetes configuration meant retrying forever.
+  it('exits 2 at once on an unknown SANDBOX_EXTPROC_* variable, naming it', async () => {
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli], {
+      env: { ...process.env, SANDBOX_EXTPROC_WAKE_TIMOUT: '90s' },
+    });
+    expect(await proc.exited).toBe(2);
+    expect(proc.lines.join('\n')).toContain('unknown environment variable SANDBOX_EXTPROC_WAKE_TIMOUT');
+  });
+
+  it('exits 1 at once when no Kubernetes configuration can be loaded, naming --kubeconfig', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'sbx-cli-home-'));
+    const { KUBECONFIG: _unset, ...env } = process.env;
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli, '--grpc-port', '0', '--http-port', '0'], {
+      env: { ...env, HOME: home },
+    });
+    expect(await within(proc.exited, 15_000, 'still running 15 s later')).toBe(1);
+    expect(proc.lines.join('\n')).toContain('no Kubernetes configuration found: set --kubeconfig (SANDBOX_EXTPROC_KUBECONFIG)');
+  });
+
+  it('prints its version with --version', async () => {
+    const proc = new TestProcess('sandbox-extproc', process.execPath, [cli, '--version']);
+    expect(await proc.exited).toBe(0);
+    expect(proc.lines).toEqual([`sandbox-extproc 0.1.0 (commit unknown, node ${process.versions.node})`]);
+  });
+
   it('drains on SIGTERM: NOT_SERVING at once, still answering for --drain-delay, then exits 0', async () => {
     const proc = service(['--drain-delay', '3s']);
     const { grpcPort, httpPort } = await listening(proc);
@@ -155,8 +180,7 @@ describe('an unexpected exception', () => {
     const proc = service([], { node: ['--import', inject] });
     await listening(proc);
     proc.child.kill(signal);
-    const deadline = new Promise<string>((resolve) => setTimeout(() => resolve('still running 3 s later'), 3000));
-    expect(await Promise.race([proc.exited, deadline])).toBe(1);
+    expect(await within(proc.exited, 3000, 'still running 3 s later')).toBe(1);
     const fatal = JSON.parse(await proc.waitForLine(/"level":60/, 1000)) as { msg: string; err: { message: string } };
     expect(fatal.msg).toBe(`${what}; exiting`);
     expect(fatal.err.message).toBe(`injected ${what}`);
@@ -230,8 +254,7 @@ describe('SIGTERM whatever happens to the log stream', () => {
         if (held) await open;
         const sent = Date.now();
         process.kill(pid, 'SIGTERM');
-        const deadline = new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), GRACE_MS + 5000));
-        const ended = (await Promise.race([gone, deadline])) - sent;
+        const ended = (await within(gone, GRACE_MS + 5000, Infinity)) - sent;
         // The claim is grace + 1 s; a timer on this shared 2-core machine may fire a little late.
         expect(ended, `process end, ms after SIGTERM (Infinity: alive ${GRACE_MS + 5000} ms later)`).toBeLessThanOrEqual(
           GRACE_MS + 1000 + SCHEDULING_SLACK_MS,

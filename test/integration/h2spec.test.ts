@@ -34,7 +34,7 @@ describe('h2spec', () => {
   it('passes every case but those docs/h2spec.md explains', async () => {
     const report = join(dir, 'h2spec.xml');
     // h2spec exits non-zero when any case fails; the report says which.
-    await execTracked(toolPath('SANDBOX_EXTPROC_H2SPEC'), [
+    await execTracked(toolPath('SBX_H2SPEC'), [
       '-h',
       '127.0.0.1',
       '-p',

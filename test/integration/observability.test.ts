@@ -31,7 +31,7 @@ function renderedRules(): Rule[] {
 
 /** Metric families a PromQL expression reads (histogram series map to their family). */
 function families(expr: string): string[] {
-  return [...expr.matchAll(/\bsandbox_extproc_[a-z0-9_]+/g)].map(([name]) => name.replace(/_(bucket|sum|count)$/, ''));
+  return [...expr.matchAll(/\b(?:sandbox_extproc|process|nodejs)_[a-z0-9_]+/g)].map(([name]) => name.replace(/_(bucket|sum|count)$/, ''));
 }
 
 describe('alerts', () => {
@@ -39,7 +39,7 @@ describe('alerts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sbx-alerts-'));
     writeFileSync(join(dir, 'rules.yaml'), JSON.stringify({ groups: [{ name: 'sandbox-extproc', rules: renderedRules() }] }));
     copyFileSync(`${REPO_ROOT}test/fixtures/alerts.promtool.yaml`, join(dir, 'alerts.promtool.yaml'));
-    const out = execFileSync(toolPath('SANDBOX_EXTPROC_PROMTOOL'), ['test', 'rules', 'alerts.promtool.yaml'], {
+    const out = execFileSync(toolPath('SBX_PROMTOOL'), ['test', 'rules', 'alerts.promtool.yaml'], {
       cwd: dir,
       encoding: 'utf8',
     });

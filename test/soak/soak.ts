@@ -245,10 +245,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
       samples.push({
         t: (Date.now() - started) / 1000,
-        rssMB: metric(text, 'sandbox_extproc_process_resident_memory_bytes') / 2 ** 20,
-        heapMB: metric(text, 'sandbox_extproc_nodejs_heap_size_used_bytes') / 2 ** 20,
-        handles: metric(text, 'sandbox_extproc_nodejs_active_handles_total'),
-        loopP99ms: metric(text, 'sandbox_extproc_nodejs_eventloop_lag_p99_seconds') * 1000,
+        rssMB: metric(text, 'process_resident_memory_bytes') / 2 ** 20,
+        heapMB: metric(text, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+        handles: metric(text, 'nodejs_active_handles_total'),
+        loopP99ms: metric(text, 'nodejs_eventloop_lag_p99_seconds') * 1000,
         routes: sum(text, 'sandbox_extproc_routes'),
         requests: tally.answered - lastAnswered,
         errors: tally.errorCount - lastErrors,

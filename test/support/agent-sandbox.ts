@@ -76,17 +76,13 @@ export class AgentSandboxController {
   }
 
   static async start(plane: ControlPlane): Promise<AgentSandboxController> {
-    const process = new TestProcess(
-      'agent-sandbox-controller',
-      join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'bin', 'agent-sandbox-controller'),
-      [
-        `--kubeconfig=${plane.adminKubeconfig}`,
-        '--leader-elect=false',
-        '--metrics-bind-address=0',
-        '--health-probe-bind-address=0',
-        '--extensions',
-      ],
-    );
+    const process = new TestProcess('agent-sandbox-controller', join(toolPath('SBX_AGENT_SANDBOX'), 'bin', 'agent-sandbox-controller'), [
+      `--kubeconfig=${plane.adminKubeconfig}`,
+      '--leader-elect=false',
+      '--metrics-bind-address=0',
+      '--health-probe-bind-address=0',
+      '--extensions',
+    ]);
     await process.waitForLine(/Starting workers.*"controller": ?"sandbox(-controller)?"/, 60_000);
     return new AgentSandboxController(process);
   }

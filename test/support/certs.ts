@@ -41,8 +41,8 @@ export function signed(dir: string, name: string, subject: string, extensions: s
   );
 }
 
-/** `serverIPs`: the addresses the API server's certificate covers (more than loopback when containers reach it). */
-export function makeCerts(dir: string, serverIPs: readonly string[] = ['127.0.0.1']): CertPaths {
+/** A self-signed CA (ca.crt, ca.key) in dir. */
+function makeCa(dir: string, name: string): void {
   openssl(
     dir,
     'req',
@@ -57,8 +57,21 @@ export function makeCerts(dir: string, serverIPs: readonly string[] = ['127.0.0.
     '-days',
     '7',
     '-subj',
-    '/CN=sandbox-extproc-test-ca',
+    `/CN=${name}`,
   );
+}
+
+/** A CA and a serving certificate it signed for these DNS names (wildcards allowed), in dir. */
+export function makeServingCert(dir: string, dnsNames: readonly string[]): { caCert: string; cert: string; key: string } {
+  makeCa(dir, 'sandbox-extproc-test-edge-ca');
+  const names = dnsNames.map((n) => `DNS:${n}`).join(',');
+  signed(dir, 'edge', `/CN=${dnsNames[0] ?? 'edge'}`, `subjectAltName=${names}\nextendedKeyUsage=serverAuth\n`);
+  return { caCert: join(dir, 'ca.crt'), cert: join(dir, 'edge.crt'), key: join(dir, 'edge.key') };
+}
+
+/** `serverIPs`: the addresses the API server's certificate covers (more than loopback when containers reach it). */
+export function makeCerts(dir: string, serverIPs: readonly string[] = ['127.0.0.1']): CertPaths {
+  makeCa(dir, 'sandbox-extproc-test-ca');
   const ips = [...new Set(['127.0.0.1', ...serverIPs])].map((ip) => `IP:${ip}`).join(',');
   signed(dir, 'server', '/CN=kube-apiserver', `subjectAltName=${ips},DNS:localhost\nextendedKeyUsage=serverAuth\n`);
   signed(dir, 'admin', '/O=system:masters/CN=test-admin', 'extendedKeyUsage=clientAuth\n');

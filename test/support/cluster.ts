@@ -57,7 +57,7 @@ export class Cluster {
     const podCIDR = options.podCIDR ?? DEFAULT_POD_CIDR;
     const processes: TestProcess[] = [];
     try {
-      const gc = new TestProcess('kube-controller-manager', toolPath('SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'), [
+      const gc = new TestProcess('kube-controller-manager', toolPath('SBX_KUBE_CONTROLLER_MANAGER'), [
         `--kubeconfig=${plane.adminKubeconfig}`,
         '--controllers=garbage-collector-controller',
         '--leader-elect=false',
@@ -65,7 +65,7 @@ export class Cluster {
       ]);
       processes.push(gc);
       await createKwokNode(plane.admin.makeApiClient(CoreV1Api), NODE_NAME, podCIDR);
-      const kwok = new TestProcess('kwok', toolPath('SANDBOX_EXTPROC_KWOK'), [
+      const kwok = new TestProcess('kwok', toolPath('SBX_KWOK'), [
         `--kubeconfig=${plane.adminKubeconfig}`,
         `--config=${STAGES}`,
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',

@@ -107,7 +107,7 @@ export class ControlPlane {
     const dir = mkdtempSync(join(base, 'sbx-cp-'));
     const certs = makeCerts(dir, [address]);
     const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
-    const etcd = new TestProcess('etcd', toolPath('SANDBOX_EXTPROC_ETCD'), [
+    const etcd = new TestProcess('etcd', toolPath('SBX_ETCD'), [
       '--data-dir',
       join(dir, 'etcd'),
       '--listen-client-urls',
@@ -151,7 +151,7 @@ export class ControlPlane {
   }
 
   static #spawnApiserver(args: string[]): TestProcess {
-    return new TestProcess('kube-apiserver', toolPath('SANDBOX_EXTPROC_KUBE_APISERVER'), args);
+    return new TestProcess('kube-apiserver', toolPath('SBX_KUBE_APISERVER'), args);
   }
 
   /** Stops kube-apiserver (etcd keeps the data); resolves once it has exited. */
@@ -248,7 +248,12 @@ export class ControlPlane {
    * Sandbox families (a ClusterRole, bound cluster-wide or in the given namespaces), and returns a
    * kubeconfig path that authenticates as that ServiceAccount with a real TokenRequest token.
    */
-  async serviceIdentity(name: string, watchNamespaces: readonly string[] = [], kinds: readonly string[] = ['openkruise']): Promise<string> {
+  async serviceIdentity(
+    name: string,
+    watchNamespaces: readonly string[] = [],
+    kinds: readonly string[] = ['openkruise'],
+    options: { readonly tokenReview?: boolean } = {},
+  ): Promise<string> {
     const core = this.admin.makeApiClient(CoreV1Api);
     const rbac = this.admin.makeApiClient(RbacAuthorizationV1Api);
     const namespace = 'sandbox-extproc-system';
@@ -264,6 +269,14 @@ export class ControlPlane {
         await this.ensureNamespace(ns);
         await rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name }, subjects, roleRef } });
       }
+    }
+    if (options.tokenReview === true) {
+      // agent-sandbox's tokenreview authorization: the chart's cluster-wide rule, only for that mode.
+      const reviewer = `${name}-tokenreview`;
+      await rbac.createClusterRole({ body: { metadata: { name: reviewer }, rules: rbacRules(['agent-sandbox-tokenreview']) } });
+      await rbac.createClusterRoleBinding({
+        body: { metadata: { name: reviewer }, subjects, roleRef: { ...roleRef, name: reviewer } },
+      });
     }
     if (kinds.includes('agent-sandbox')) await this.#leaseRights(namespace, name);
     return this.kubeconfigFor(namespace, name);

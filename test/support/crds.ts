@@ -29,7 +29,7 @@ const yamlFiles = (dir: string) =>
 export function openKruiseCrds(): object[] {
   const fixture = parseYaml(readFileSync(`${REPO_ROOT}test/fixtures/sandbox-crd.yaml`, 'utf8')) as CrdShape;
   const autoPausePolicy = specProperties(fixture)['autoPausePolicy'];
-  return yamlFiles(join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'crds')).map((file) => {
+  return yamlFiles(join(toolPath('SBX_OPENKRUISE'), 'crds')).map((file) => {
     const crd = parseYaml(readFileSync(file, 'utf8')) as CrdShape;
     if (crd.metadata.name === 'sandboxes.agents.kruise.io') specProperties(crd)['autoPausePolicy'] = autoPausePolicy;
     return crd;
@@ -38,7 +38,7 @@ export function openKruiseCrds(): object[] {
 
 /** agent-sandbox's CRD files. */
 export function agentSandboxCrds(): string[] {
-  return yamlFiles(join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'crds'));
+  return yamlFiles(join(toolPath('SBX_AGENT_SANDBOX'), 'crds'));
 }
 
 /** Both families' CRDs. */

@@ -13,6 +13,8 @@ export interface EnvoyOptions {
   readonly maxMessageTimeout?: string;
   /** Edits the rendered config (tests of variants only). */
   readonly transform?: (yaml: string) => string;
+  /** Extra component log levels (e.g. 'router:debug'), for a test that waits on Envoy's own log line. */
+  readonly componentLogLevels?: string;
   /**
    * How often Envoy reports requests still open to the service's access log (envoy.yaml: 30s), for tests
    * whose timeouts are seconds long.
@@ -52,7 +54,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
   const configPath = join(dir, 'envoy.yaml');
   writeFileSync(configPath, options.transform ? options.transform(rendered) : rendered);
   const adminPath = join(dir, 'admin-address');
-  const envoy = new TestProcess('envoy', toolPath('SANDBOX_EXTPROC_ENVOY'), [
+  const envoy = new TestProcess('envoy', toolPath('SBX_ENVOY'), [
     '-c',
     configPath,
     '--admin-address-path',
@@ -66,7 +68,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<RunningEnvoy> {
     '--log-level',
     'info',
     '--component-log-level',
-    'upstream:warn,config:warn,main:info',
+    ['upstream:warn,config:warn,main:info', ...(options.componentLogLevels === undefined ? [] : [options.componentLogLevels])].join(','),
   ]);
   try {
     await envoy.waitForLine(/starting main dispatch loop/, 30_000);

@@ -8,7 +8,7 @@ export const CHART = `${REPO_ROOT}charts/sandbox-extproc`;
 /** Runs helm in the repository root (relative chart paths, as the README's commands use, resolve there). */
 export function helm(args: readonly string[]): string {
   try {
-    return execFileSync(toolPath('SANDBOX_EXTPROC_HELM'), args, { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(toolPath('SBX_HELM'), args, { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (error) {
     const e = error as { stderr?: string; stdout?: string; message: string };
     throw new Error(`helm ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`, { cause: error });

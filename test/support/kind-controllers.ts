@@ -104,7 +104,7 @@ export function controllerCrds(): object[] {
 
 /** The objects that deploy both controllers, in the order to create them. */
 export function controllerObjects(images: ControllerImages): Manifest[] {
-  const kruise = join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'config');
+  const kruise = join(toolPath('SBX_OPENKRUISE'), 'config');
   const kruiseObjects = onLocalImage(
     kustomized(
       [
@@ -119,7 +119,7 @@ export function controllerObjects(images: ControllerImages): Manifest[] {
     images.openkruise,
     [{ name: 'ENABLE_WEBHOOKS', value: 'false' }],
   );
-  const agent = toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX');
+  const agent = toolPath('SBX_AGENT_SANDBOX');
   const agentObjects = onLocalImage(
     [...documents(join(agent, 'k8s', 'rbac.generated.yaml')), ...documents(join(agent, 'k8s', 'controller.yaml'))],
     images.agentSandbox,

@@ -44,8 +44,8 @@ export async function e2eImages(): Promise<E2eImages> {
       cause: error,
     });
   }
-  const openkruiseController = parse(provisionedValue('SANDBOX_EXTPROC_OPENKRUISE_IMAGE'));
-  const agentSandboxController = parse(provisionedValue('SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'));
+  const openkruiseController = parse(provisionedValue('SBX_OPENKRUISE_IMAGE'));
+  const agentSandboxController = parse(provisionedValue('SBX_AGENT_SANDBOX_IMAGE'));
   for (const [what, ref, how] of [
     ["the chart's Envoy image", envoy.ref, 'scripts/provision.sh images'],
     ["OpenKruise agents' controller image", openkruiseController.ref, 'scripts/provision.sh kind'],

@@ -122,7 +122,7 @@ export class OpenKruiseController {
   static async start(plane: ControlPlane, options: { recycleGracePeriod?: string } = {}): Promise<OpenKruiseController> {
     const child = new TestProcess(
       'openkruise-controller',
-      join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'bin', 'agent-sandbox-controller'),
+      join(toolPath('SBX_OPENKRUISE'), 'bin', 'agent-sandbox-controller'),
       [
         `--kubeconfig=${plane.adminKubeconfig}`,
         '--metrics-bind-address=0',

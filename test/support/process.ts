@@ -33,6 +33,19 @@ export function execTracked(
   });
 }
 
+/**
+ * What `promise` gives, or `otherwise` once `ms` have passed (the timer cleared either way, so a test
+ * that ends early leaves no timer behind to hold the worker).
+ */
+export async function within<T, U>(promise: Promise<T>, ms: number, otherwise: U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<U>((resolve) => (timer = setTimeout(() => resolve(otherwise), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function killAll(signal: NodeJS.Signals): void {
   for (const child of live) {
     try {
@@ -76,7 +89,7 @@ export class TestProcess {
     this.name = name;
     this.child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options }));
     // For tests of the harness itself (test/chaos/no-leftovers.test.ts): say what was started.
-    if (process.env['SANDBOX_EXTPROC_TRACE_CHILDREN']) console.log(`child started: ${name} (pid ${this.child.pid})`);
+    if (process.env['SBX_TRACE_CHILDREN']) console.log(`child started: ${name} (pid ${this.child.pid})`);
     for (const stream of [this.child.stdout, this.child.stderr]) {
       if (stream) createInterface({ input: stream }).on('line', (line) => this.#onLine(line));
     }

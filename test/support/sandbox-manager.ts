@@ -61,7 +61,7 @@ export class SandboxManager {
         '--timeout',
         String(LOCK_WAIT_S),
         PORT_LOCK,
-        join(toolPath('SANDBOX_EXTPROC_OPENKRUISE'), 'bin', 'sandbox-manager'),
+        join(toolPath('SBX_OPENKRUISE'), 'bin', 'sandbox-manager'),
         `--port=${port}`,
         `--memberlist-bind-port=${await freePort()}`,
         `--system-namespace=${SYSTEM_NAMESPACE}`,

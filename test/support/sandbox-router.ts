@@ -48,7 +48,7 @@ export async function routerIdentity(plane: ControlPlane): Promise<string> {
  */
 export async function startRouter(kubeconfig: string, options: { cpu?: number; syncTimeoutMs?: number } = {}): Promise<RunningRouter> {
   const command = [
-    join(toolPath('SANDBOX_EXTPROC_AGENT_SANDBOX'), 'bin', 'sandbox-router'),
+    join(toolPath('SBX_AGENT_SANDBOX'), 'bin', 'sandbox-router'),
     '--cache-enabled',
     `--kubeconfig=${kubeconfig}`,
     '--http-bind-address=127.0.0.1:0',

@@ -58,7 +58,7 @@ async function startLogged(args: readonly string[], env: Record<string, string>,
     ...env,
   });
   const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => (logs(chunk.toString()), done()) });
-  const app = new App((loaded as { config: Config }).config, sink);
+  const app = await App.create((loaded as { config: Config }).config, sink);
   const listening = await app.start();
   return { app, listening, stop: () => app.stop() };
 }

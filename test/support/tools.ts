@@ -8,29 +8,33 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 let provisioned: Record<string, string> | undefined;
 
-function provisionedPaths(): Record<string, string> {
+export function provisionedPaths(): Record<string, string> {
   if (provisioned !== undefined) return provisioned;
   const text = execFileSync('bash', [`${REPO_ROOT}scripts/provision.sh`, 'env'], { encoding: 'utf8' });
   provisioned = {};
-  for (const match of text.matchAll(/^export (SANDBOX_EXTPROC_[A-Z_]+)="([^"]*)"$/gm)) provisioned[match[1] as string] = match[2] as string;
+  for (const match of text.matchAll(/^export (SBX_[A-Z_]+)="([^"]*)"$/gm)) provisioned[match[1] as string] = match[2] as string;
   return provisioned;
 }
 
 export type Tool =
-  | 'SANDBOX_EXTPROC_ENVOY'
-  | 'SANDBOX_EXTPROC_KUBE_APISERVER'
-  | 'SANDBOX_EXTPROC_ETCD'
-  | 'SANDBOX_EXTPROC_HELM'
-  | 'SANDBOX_EXTPROC_KIND'
-  | 'SANDBOX_EXTPROC_GHZ'
-  | 'SANDBOX_EXTPROC_VEGETA'
-  | 'SANDBOX_EXTPROC_BARE_GO'
-  | 'SANDBOX_EXTPROC_PROMTOOL'
-  | 'SANDBOX_EXTPROC_KUBE_CONTROLLER_MANAGER'
-  | 'SANDBOX_EXTPROC_KWOK'
-  | 'SANDBOX_EXTPROC_OPENKRUISE'
-  | 'SANDBOX_EXTPROC_AGENT_SANDBOX'
-  | 'SANDBOX_EXTPROC_H2SPEC';
+  | 'SBX_ENVOY'
+  | 'SBX_KUBE_APISERVER'
+  | 'SBX_ETCD'
+  | 'SBX_HELM'
+  | 'SBX_KIND'
+  | 'SBX_GHZ'
+  | 'SBX_VEGETA'
+  | 'SBX_BARE_GO'
+  | 'SBX_PROMTOOL'
+  | 'SBX_KUBE_CONTROLLER_MANAGER'
+  | 'SBX_KWOK'
+  | 'SBX_OPENKRUISE'
+  | 'SBX_AGENT_SANDBOX'
+  | 'SBX_H2SPEC'
+  | 'SBX_SYFT'
+  | 'SBX_OTELCOL'
+  | 'SBX_ENVOY_GATEWAY'
+  | 'SBX_KUBE_ROUTER';
 
 export function toolPath(variable: Tool): string {
   const path = process.env[variable] ?? provisionedPaths()[variable];
@@ -44,7 +48,9 @@ export function toolPath(variable: Tool): string {
  * A value `scripts/provision.sh env` exports that is not a path (an image reference, say): the
  * environment's, else the provisioned one.
  */
-export function provisionedValue(variable: 'SANDBOX_EXTPROC_OPENKRUISE_IMAGE' | 'SANDBOX_EXTPROC_AGENT_SANDBOX_IMAGE'): string {
+export function provisionedValue(
+  variable: 'SBX_OPENKRUISE_IMAGE' | 'SBX_AGENT_SANDBOX_IMAGE' | 'SBX_ENVOY_GATEWAY_IMAGE' | 'SBX_KUBE_ROUTER_IMAGE',
+): string {
   const value = process.env[variable] ?? provisionedPaths()[variable];
   if (value === undefined || value === '') throw new Error(`${variable}: not provisioned; run scripts/provision.sh kind`);
   return value;

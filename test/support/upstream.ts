@@ -26,7 +26,11 @@ export async function startUpstream(name: string, host = '127.0.0.1', port = 0):
     res.end(JSON.stringify({ upstream: name, path: req.url, headers: req.headers }));
   });
   const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => socket.on('message', (data) => socket.send(`${name}:${data.toString()}`)));
+  wss.on('connection', (socket, req) => {
+    // A handshake is a request too: what it carried (Origin, say) is checked like any other's.
+    received.push({ path: req.url ?? '', headers: req.headers });
+    socket.on('message', (data) => socket.send(`${name}:${data.toString()}`));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

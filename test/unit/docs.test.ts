@@ -4,6 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { ERRORS, ERROR_CODES } from '../../src/core/errors.ts';
 import { configTableRows } from '../../scripts/config-table.ts';
 import { IMAGE_NODE_FLAGS } from '../support/service-process.ts';
+import { ACTIVITY_OUTCOMES } from '../../src/activity/tracker.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
+import { WAKE_OUTCOMES } from '../../src/wake/coordinator.ts';
+import { PATCH_OUTCOMES } from '../../src/wake/resumer.ts';
+import { SUSPENSION_OUTCOMES } from '../../src/idle/suspender.ts';
+import { ACCESS_LOG_RESULTS } from '../../src/protocol/access-log.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -16,6 +22,33 @@ describe('README', () => {
 
   it('has the configuration table generated from the settings (node scripts/config-table.ts)', () => {
     for (const row of configTableRows()) expect(readme).toContain(row);
+  });
+
+  // Issue 28: the README listed 5 resume patch outcomes while the code emitted 7. Each metric whose
+  // README entry lists its label values ("`name{label}` (a, b, c...)") must list exactly the code's,
+  // and its help text must name each (the review added the access log's results and the suspensions).
+  it.each([
+    ['sandbox_extproc_resume_patches_total', PATCH_OUTCOMES],
+    ['sandbox_extproc_wakes_total', WAKE_OUTCOMES],
+    ['sandbox_extproc_activity_writes_total', ACTIVITY_OUTCOMES],
+    ['sandbox_extproc_access_log_entries_total', ACCESS_LOG_RESULTS],
+    ['sandbox_extproc_suspensions_total', SUSPENSION_OUTCOMES],
+  ])('lists exactly the outcomes of %s the code emits', async (name, outcomes) => {
+    // `name{outcome}`, `name{result}`, `name{reason="idle",outcome}`: the list in parentheses after it.
+    const entry = new RegExp(`\`${name}\\{[^}]*\\}\` \\(([^):;]*)`).exec(readme.replace(/\n/g, ' '));
+    expect(entry, `README entry for ${name}`).not.toBeNull();
+    const listed = (entry?.[1] as string)
+      .split(/[;,]/)
+      .map((w) => /[a-z_]+/.exec(w)?.[0])
+      .filter((w) => w !== undefined);
+    expect([...listed].sort()).toEqual([...outcomes].sort());
+    const help =
+      (
+        await createMetrics(() => ({}) as never)
+          .registry.getSingleMetric(name)
+          ?.get()
+      )?.help ?? '';
+    for (const outcome of outcomes) expect(help, `${name} help`).toMatch(new RegExp(`\\b${outcome}\\b`));
   });
 });
 

@@ -11,6 +11,8 @@ import type { ProcessingResponse } from '../../../src/protocol/messages.ts';
 import { decodeResponse, encodeRequest } from '../../../src/protocol/proto.ts';
 import { createNetwork, docker, inspect, runLabels, signal, waitForContainerLog, waitForExit } from '../../support/docker.ts';
 import { processDefinition } from '../../support/raw-processor.ts';
+import { execTracked } from '../../support/process.ts';
+import { toolPath } from '../../support/tools.ts';
 
 const skip = inject('containerSkip');
 
@@ -84,6 +86,28 @@ describe.skipIf(skip !== '')('the image', () => {
     }
     expect(files.filter((f) => f.includes('node_modules'))).toEqual([]);
     expect(files.filter((f) => f.startsWith('app/')).every((f) => /^app\/(dist|proto)(\/|$)/.test(f))).toBe(true);
+    // Its Debian packages carry their dpkg status (distroless's layout) and copyright.
+    for (const pkg of ['base-files', 'libc6', 'libgcc-s1', 'gcc-12-base', 'libstdc++6']) {
+      expect(files, pkg).toContain(`var/lib/dpkg/status.d/${pkg}`);
+      // Its copyright, or its doc directory as a link to its source package's (libgcc-s1 -> gcc-12-base).
+      expect(files.includes(`usr/share/doc/${pkg}/copyright`) || files.includes(`usr/share/doc/${pkg}`), pkg).toBe(true);
+    }
+    expect(files).toContain('etc/os-release');
+  });
+
+  // Issue 28: the image was FROM scratch with libraries copied by ldd, so scanners saw no package
+  // (syft listed node alone, and no distribution): glibc's and libstdc++'s CVEs went unreported. syft's
+  // listing needs no vulnerability database; Trivy and Grype read the same dpkg status.
+  it('shows a scanner its Debian packages (glibc, libstdc++) and node: syft lists them', async () => {
+    const { stdout } = await execTracked(toolPath('SBX_SYFT'), ['scan', `docker:${image}`, '--output', 'syft-json', '--quiet'], {
+      env: { ...process.env, SYFT_CHECK_FOR_APP_UPDATE: 'false' },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const sbom = JSON.parse(stdout) as { artifacts: { type: string; name: string; version: string }[]; distro: { id?: string } };
+    const found = new Map(sbom.artifacts.map((a) => [`${a.type} ${a.name}`, a.version]));
+    expect(sbom.distro.id).toBe('debian');
+    for (const pkg of ['libc6', 'libstdc++6', 'libgcc-s1', 'base-files']) expect(found.get(`deb ${pkg}`), pkg).toMatch(/\d/);
+    expect(found.get('binary node')).toMatch(/^24\./);
   });
 
   it('drains on SIGTERM (node is PID 1): health turns NOT_SERVING, requests are still answered during the drain delay, then it exits 0', async () => {

@@ -112,6 +112,19 @@ describe.skipIf(skip !== '')('sidecar mode, installed as the README says', () =>
     expect(await count(beta)).toBe(before);
   });
 
+  // Issue 28: operators get the edge's own status codes and latency from Envoy, whose admin interface
+  // stays on localhost (it can drain and stop Envoy): the stats listener serves /stats/prometheus alone.
+  it('serves Envoy’s own statistics on the stats port, and nothing else of its admin interface', async () => {
+    for (const pod of pods) {
+      const stats = await httpGet(`http://${pod.ip}:9102/stats/prometheus`);
+      expect(stats.status).toBe(200);
+      expect(stats.body).toMatch(/^envoy_http_downstream_rq_xx\{[^}]*envoy_http_conn_manager_prefix="edge"/m);
+      for (const path of ['/quitquitquit', '/config_dump', '/stats', '/drain_listeners', '/stats/prometheus/../../config_dump']) {
+        expect((await httpGet(`http://${pod.ip}:9102${path}`)).status, path).toBe(404);
+      }
+    }
+  });
+
   it('logs requests without their query strings', async () => {
     const secret = `sig-${Date.now()}`;
     const res = await httpGet(`${edge}/files/report.txt?X-Amz-Signature=${secret}&token=${secret}`, { 'e2b-sandbox-id': 'team-a--alpha' });

@@ -42,7 +42,8 @@ describe.skipIf(skip !== '')('standalone mode with your own Envoy, as the README
     const command = helmInstallCommands().find((c) => c.includes('mode=standalone'));
     if (command === undefined) throw new Error('README: no standalone-mode helm install command');
     install = renderInstall(command, inject('registry'), ['--set', 'grpcTls.secretName=extproc-tls', '--set', 'grpcTls.clientCa=true']);
-    const svc = install.objects.find((o) => o.kind === 'Service') as unknown as {
+    // The gRPC Service (the other, -metrics, carries metrics and health).
+    const svc = install.objects.find((o) => o.kind === 'Service' && !o.metadata.name.endsWith('-metrics')) as unknown as {
       metadata: { name: string };
       spec: { clusterIP?: string };
     };

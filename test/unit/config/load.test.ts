@@ -1,6 +1,20 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError, conventionsOf, loadConfig, helpText } from '../../../src/config/load.ts';
-import { SETTINGS } from '../../../src/config/settings.ts';
+import { envOf, SETTINGS } from '../../../src/config/settings.ts';
+import { TEST_LEASE_ENV, TEST_UPSTREAM_ENV } from '../../support/service.ts';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const readRepoFile = (path: string) => readFileSync(join(ROOT, path), 'utf8');
+/** Every file under a directory of the repository, as a path from its root. */
+const filesUnder = (dir: string): string[] =>
+  readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(ROOT.length));
+const variablesIn = (path: string) => [...readRepoFile(path).matchAll(/\bSANDBOX_EXTPROC_[A-Z0-9_]+/g)].map((m) => m[0]);
+const KNOWN = new Set(Object.values(SETTINGS).flatMap((s) => [s.env, ...s.aliases.map(envOf)]));
 
 const config = (argv: string[] = [], env: Record<string, string> = {}) => {
   const result = loadConfig(argv, env);
@@ -12,7 +26,7 @@ describe('loadConfig', () => {
   it('has a valid default for every setting', () => {
     const c = config();
     expect(c.grpcPort).toBe(9002);
-    expect(c.defaultPort).toBe(49983);
+    expect(c.e2bDefaultPort).toBe(49983);
     expect(c.domains).toEqual([]);
     // Headers that let a client pick the upstream (Envoy's; agent-sandbox's router's) never pass.
     expect(c.stripHeaders).toEqual(['x-envoy-original-dst-host', 'x-sandbox-pod-ip', 'x-sandbox-uid']);
@@ -131,5 +145,148 @@ describe('loadConfig', () => {
       expect(helpText()).toContain(`--${s.flag}`);
       expect(helpText()).toContain(s.env);
     }
+  });
+});
+
+describe('operators conventions (issue 28)', () => {
+  const file = (text: string) => (path: string) => {
+    if (path !== '/etc/sandbox-extproc.yaml') throw new Error(`ENOENT: no such file, open '${path}'`);
+    return text;
+  };
+  const load = (argv: string[], env: Record<string, string> = {}, text = '') => {
+    const result = loadConfig(argv, env, file(text));
+    if (result.kind !== 'config') throw new Error('expected a config');
+    return result.config;
+  };
+
+  it('refuses an unknown SANDBOX_EXTPROC_* variable, naming it and the setting it may mean', () => {
+    expect(() => config([], { SANDBOX_EXTPROC_WAKE_TIMOUT: '90s' })).toThrow(
+      /unknown environment variable SANDBOX_EXTPROC_WAKE_TIMOUT: .*did you mean SANDBOX_EXTPROC_WAKE_TIMEOUT\?/,
+    );
+    expect(() => config([], { SANDBOX_EXTPROC_ENVOY: '/usr/bin/envoy' })).toThrow(/SANDBOX_EXTPROC_ENVOY/);
+    // Other variables are not the service's business.
+    expect(config([], { PATH: '/bin', SANDBOX_EXTPROCX: '1', OTEL_SERVICE_NAME: 'x' }).grpcPort).toBe(9002);
+  });
+
+  // The variables the kubelet gives a pod for Services of its namespace (pkg/kubelet/envvars), with
+  // service links on: here a release named sandbox-extproc (Service sandbox-extproc, ports http 80,
+  // http-metrics 9003) and a Service sandbox-extproc-metrics on an IPv6 cluster IP.
+  const SERVICE_LINKS = {
+    SANDBOX_EXTPROC_SERVICE_HOST: '10.96.12.34',
+    SANDBOX_EXTPROC_SERVICE_PORT: '80',
+    SANDBOX_EXTPROC_SERVICE_PORT_HTTP: '80',
+    SANDBOX_EXTPROC_SERVICE_PORT_HTTP_METRICS: '9003',
+    SANDBOX_EXTPROC_PORT: 'tcp://10.96.12.34:80',
+    SANDBOX_EXTPROC_PORT_80_TCP: 'tcp://10.96.12.34:80',
+    SANDBOX_EXTPROC_PORT_80_TCP_PROTO: 'tcp',
+    SANDBOX_EXTPROC_PORT_80_TCP_PORT: '80',
+    SANDBOX_EXTPROC_PORT_80_TCP_ADDR: '10.96.12.34',
+    SANDBOX_EXTPROC_PORT_9003_TCP: 'tcp://10.96.12.34:9003',
+    SANDBOX_EXTPROC_PORT_9003_TCP_PROTO: 'tcp',
+    SANDBOX_EXTPROC_PORT_9003_TCP_PORT: '9003',
+    SANDBOX_EXTPROC_PORT_9003_TCP_ADDR: '10.96.12.34',
+    SANDBOX_EXTPROC_METRICS_SERVICE_HOST: 'fd00:10:96::1f',
+    SANDBOX_EXTPROC_METRICS_SERVICE_PORT: '9003',
+    SANDBOX_EXTPROC_METRICS_SERVICE_PORT_HTTP_METRICS: '9003',
+    SANDBOX_EXTPROC_METRICS_PORT: 'tcp://[fd00:10:96::1f]:9003',
+    SANDBOX_EXTPROC_METRICS_PORT_9003_TCP: 'tcp://[fd00:10:96::1f]:9003',
+    SANDBOX_EXTPROC_METRICS_PORT_9003_TCP_PROTO: 'tcp',
+    SANDBOX_EXTPROC_METRICS_PORT_9003_TCP_PORT: '9003',
+    SANDBOX_EXTPROC_METRICS_PORT_9003_TCP_ADDR: 'fd00:10:96::1f',
+  };
+
+  it('starts beside the variables Kubernetes service links inject for a Service named sandbox-extproc(-*)', () => {
+    expect(config([], SERVICE_LINKS).grpcPort).toBe(9002);
+    expect(config([], { ...SERVICE_LINKS, SANDBOX_EXTPROC_GRPC_PORT: '7000' }).grpcPort).toBe(7000);
+  });
+
+  it('still refuses a typo or a value a service link would not have under a service link’s name', () => {
+    // Same names, values the kubelet never writes there.
+    for (const [name, value] of [
+      ['SANDBOX_EXTPROC_SERVICE_HOST', 'extproc.local'],
+      ['SANDBOX_EXTPROC_SERVICE_PORT', '80s'],
+      ['SANDBOX_EXTPROC_PORT', '9002'],
+      ['SANDBOX_EXTPROC_PORT_80_TCP', 'tcp://10.96.12.34:81'],
+      ['SANDBOX_EXTPROC_PORT_80_TCP_PROTO', 'udp'],
+      ['SANDBOX_EXTPROC_PORT_80_TCP_PORT', '8080'],
+      ['SANDBOX_EXTPROC_PORT_80_TCP_ADDR', 'localhost'],
+      // A typo of the gRPC port setting: a number, not the tcp://address:port a link has.
+      ['SANDBOX_EXTPROC_GRCP_PORT', '7000'],
+    ] as const) {
+      expect(() => config([], { [name]: value }), `${name}=${value}`).toThrow(`unknown environment variable ${name}`);
+    }
+  });
+
+  it('reads a setting whose name a Service’s link could have as the setting, saying where a link-shaped value comes from', () => {
+    // A Service named sandbox-extproc-grpc would inject SANDBOX_EXTPROC_GRPC_PORT=tcp://...: still --grpc-port.
+    expect(() => config([], { SANDBOX_EXTPROC_GRPC_PORT: 'tcp://10.96.0.7:9002' })).toThrow(
+      /invalid --grpc-port \(SANDBOX_EXTPROC_GRPC_PORT\) "tcp:\/\/10.96.0.7:9002": .*a Service named sandbox-extproc-grpc .*enableServiceLinks: false/,
+    );
+    expect(() => config([], { SANDBOX_EXTPROC_HTTP_PORT: 'tcp://10.96.0.7:9003' })).toThrow(/--http-port.*sandbox-extproc-http/);
+  });
+
+  it('knows every variable the chart and the tests set', () => {
+    // The chart: each name its templates write, and each its config.<name> values map to.
+    const chartNames = [
+      ...filesUnder('charts/sandbox-extproc/templates').flatMap(variablesIn),
+      ...Object.values(parseYaml(readRepoFile('charts/sandbox-extproc/files/settings-env.yaml')) as Record<string, string>),
+    ];
+    expect(chartNames).toEqual(expect.arrayContaining(['SANDBOX_EXTPROC_GRPC_HOST', 'SANDBOX_EXTPROC_UPSTREAM_CIDRS']));
+    expect(chartNames.length).toBeGreaterThan(Object.keys(SETTINGS).length - 10);
+    // The test harness, the suites that run the image and the scripts: every name they mention.
+    const harnessNames = ['test/support', 'test/e2e', 'test/bench', 'test/chaos', 'test/soak', 'scripts'].flatMap((dir) =>
+      filesUnder(dir).flatMap(variablesIn),
+    );
+    expect(harnessNames).toEqual(expect.arrayContaining(['SANDBOX_EXTPROC_LEASE_NAMESPACE', 'SANDBOX_EXTPROC_UPSTREAM_CIDRS']));
+    expect([...new Set([...chartNames, ...harnessNames])].filter((name) => !KNOWN.has(name))).toEqual([]);
+    // And the values the harness gives them are accepted.
+    expect(config([], { ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV }).upstreamCidrs.length).toBe(3);
+  });
+
+  it('takes --e2b-default-port, and --default-port as its alias, but not both', () => {
+    expect(config(['--e2b-default-port', '8080']).e2bDefaultPort).toBe(8080);
+    expect(config(['--default-port', '8081']).e2bDefaultPort).toBe(8081);
+    expect(config([], { SANDBOX_EXTPROC_DEFAULT_PORT: '8082' }).e2bDefaultPort).toBe(8082);
+    expect(config(['--e2b-default-port', '8083'], { SANDBOX_EXTPROC_DEFAULT_PORT: '8082' }).e2bDefaultPort).toBe(8083);
+    expect(() => config(['--e2b-default-port', '1', '--default-port', '2'])).toThrow(
+      '--e2b-default-port and --default-port name the same setting: give one',
+    );
+  });
+
+  it('reads a YAML config file by flag names; env and flags override it', () => {
+    const text = 'wake-timeout: 90s\nnamespaces: [team-a, team-b]\nwake: false\ngrpc-port: 7000\n';
+    const c = load(['--config', '/etc/sandbox-extproc.yaml'], {}, text);
+    expect([c.wakeTimeout, c.namespaces, c.wake, c.grpcPort]).toEqual([90_000, ['team-a', 'team-b'], false, 7000]);
+    const d = load(['--grpc-port', '7001'], { SANDBOX_EXTPROC_CONFIG: '/etc/sandbox-extproc.yaml', SANDBOX_EXTPROC_WAKE: 'true' }, text);
+    expect([d.grpcPort, d.wake, d.wakeTimeout]).toEqual([7001, true, 90_000]);
+  });
+
+  it('refuses what the config file gets wrong, naming the file and the setting', () => {
+    const at = '/etc/sandbox-extproc.yaml';
+    expect(() => load(['--config', at], {}, 'wake-timout: 90s\n')).toThrow(
+      `unknown setting "wake-timout" in ${at} (did you mean wake-timeout?)`,
+    );
+    expect(() => load(['--config', at], {}, 'wake-timeout: soon\n')).toThrow(`invalid wake-timeout in ${at} "soon"`);
+    expect(() => load(['--config', at], {}, 'wake-timeout: { a: 1 }\n')).toThrow(`invalid wake-timeout in ${at}: expected a string`);
+    expect(() => load(['--config', at], {}, '- a\n')).toThrow('expected a mapping');
+    expect(() => load(['--config', at], {}, 'a: 1\na: 2\n')).toThrow(/cannot read .*Map keys must be unique/);
+    expect(() => load(['--config', at], {}, 'config: other.yaml\n')).toThrow('unknown setting "config"');
+    expect(() => load(['--config', at], {}, 'default-port: 1\ne2b-default-port: 2\n')).toThrow('name the same setting');
+    expect(() => load(['--config', '/nonexistent.yaml'])).toThrow(/cannot read --config .*\/nonexistent.yaml: ENOENT/);
+  });
+
+  it('answers --version', () => {
+    expect(loadConfig(['--version'], {})).toEqual({ kind: 'version' });
+  });
+
+  it('lists the allowed values of every enumerated setting in --help, and the aliases', () => {
+    const help = helpText();
+    expect(help).toContain('one of: kubernetes, file');
+    expect(help).toContain('one of: openkruise, agent-sandbox');
+    expect(help).toContain('one of: fatal, error, warn, info, debug, trace, silent');
+    expect(help).toContain('one of: every-request, wake-only');
+    expect(help).toContain('--default-port <value>   (SANDBOX_EXTPROC_DEFAULT_PORT): alias of --e2b-default-port');
+    expect(help).toContain('--version');
+    for (const s of Object.values(SETTINGS)) if (s.parse.choices !== undefined) expect(help).toContain(s.parse.choices.join(', '));
   });
 });

@@ -30,6 +30,12 @@ describe('main', () => {
     expect(out).toContain('Usage: sandbox-extproc');
   });
 
+  it('prints its version, commit and Node.js version with --version, and exits 0', async () => {
+    const { result, out } = await run(['--version']);
+    expect(result).toBe(0);
+    expect(out).toBe(`sandbox-extproc 0.1.0 (commit unknown, node ${process.versions.node})\n`);
+  });
+
   it('exits 2 on a bad setting, naming it', async () => {
     const { result, err } = await run(['--http-port', 'x']);
     expect(result).toBe(2);

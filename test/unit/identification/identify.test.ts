@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { identify, isValidSandboxId, parsePort, type IdentityFacts } from '../../../src/identification/identify.ts';
+import {
+  identify,
+  isValidSandboxId,
+  parsePort,
+  type AgentSandboxIdentifyOptions,
+  type IdentityFacts,
+} from '../../../src/identification/identify.ts';
+import { parseCidr, UpstreamAddressPolicy } from '../../../src/routes/upstream-address.ts';
 
 const anyDomain = { domains: [], defaultPort: 49983 };
 const e2b = { domains: ['sandbox.example.com'], defaultPort: 49983 };
@@ -182,7 +189,7 @@ describe('hostile input (property-based)', () => {
 });
 
 describe("identification by agent-sandbox's headers", () => {
-  const agent = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] as string[] };
+  const agent: AgentSandboxIdentifyOptions = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] };
   const both = (over: Partial<typeof agent> = {}, conventions: ('e2b' | 'agent-sandbox')[] = ['agent-sandbox', 'e2b']) => ({
     ...anyDomain,
     conventions,
@@ -190,20 +197,72 @@ describe("identification by agent-sandbox's headers", () => {
   });
 
   it('names <namespace>/<name>, with the default namespace and port 8888 when none is sent', () => {
-    expect(identify(facts({ agentSandboxId: 'box' }), both())).toEqual({ kind: 'named', sandboxId: 'default/box', port: 8888 });
+    expect(identify(facts({ agentSandboxId: 'box' }), both())).toEqual({
+      kind: 'named',
+      sandboxId: 'default/box',
+      port: 8888,
+      agentSandbox: true,
+    });
     expect(
       identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: 'team', agentSandboxPort: '3000' }), both({ namespaces: ['team'] })),
     ).toEqual({
       kind: 'named',
       sandboxId: 'team/box',
       port: 3000,
+      agentSandbox: true,
     });
   });
 
-  it.each(['', 'Box', 'a.b', 'a/b', '-x', 'x-', 'a'.repeat(64), 'x,y', '..'])(
-    'refuses the malformed name %j (a DNS-1123 label)',
+  it.each(['Box', 'a.b', 'a/b', '-x', 'x-', 'a'.repeat(64), 'x,y', '..'])(
+    'refuses the malformed name %j (a DNS-1123 label), in its router words',
     (name) => {
-      expect(identify(facts({ agentSandboxId: name }), both())).toMatchObject({ kind: 'malformed', code: 'invalid_sandbox_id' });
+      expect(identify(facts({ agentSandboxId: name }), both())).toMatchObject({
+        kind: 'malformed',
+        code: 'invalid_sandbox_id',
+        detail: 'Invalid sandbox ID format.',
+      });
+    },
+  );
+
+  it('takes an empty x-sandbox-id for none sent, as its router does (X-Sandbox-ID header is required.)', () => {
+    expect(identify(facts({ agentSandboxId: '' }), both())).toMatchObject({
+      kind: 'malformed',
+      code: 'missing_sandbox',
+      detail: 'X-Sandbox-ID header is required.',
+    });
+  });
+
+  it('lets a loopback x-sandbox-pod-ip through where --upstream-cidrs opts loopback in (their --allow-loopback-pod-ip)', () => {
+    const optedIn = new UpstreamAddressPolicy([parseCidr('127.0.0.0/8')]);
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '127.1.0.9' }), both({ podIPs: optedIn }))).toMatchObject({
+      kind: 'named',
+    });
+    // Only what is opted in: the allow-list itself is not a rule for this header.
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '169.254.1.1' }), both({ podIPs: optedIn }))).toMatchObject({
+      code: 'invalid_pod_ip',
+    });
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: '10.9.9.9' }), both({ podIPs: optedIn }))).toMatchObject({
+      kind: 'named',
+    });
+  });
+
+  it.each(['10.0.0.1', '2001:db8::1', '::ffff:10.1.2.3'])('lets a valid x-sandbox-pod-ip %j through (never used to route)', (ip) => {
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: ip }), both())).toEqual({
+      kind: 'named',
+      sandboxId: 'default/box',
+      port: 8888,
+      agentSandbox: true,
+    });
+  });
+
+  it.each(['169.254.169.254', '127.0.0.1', '::1', '0.0.0.0', '224.0.0.1', 'fe80::1', 'fe80::1%eth0', 'nope', '10.0.0.1,10.0.0.2'])(
+    'refuses the x-sandbox-pod-ip %j its router refuses (Invalid target IP address.)',
+    (ip) => {
+      expect(identify(facts({ agentSandboxId: 'box', agentSandboxPodIP: ip }), both())).toMatchObject({
+        kind: 'malformed',
+        code: 'invalid_pod_ip',
+        detail: 'Invalid target IP address.',
+      });
     },
   );
 
@@ -263,6 +322,101 @@ describe("identification by agent-sandbox's headers", () => {
         }
       }),
       { numRuns: 3000 },
+    );
+  });
+});
+
+describe("agent-sandbox's router path form <prefix>/<namespace>/<name>/<port>/<rest>", () => {
+  const options = (prefix = '/router', namespaces: string[] = ['*'], conventions: ('e2b' | 'agent-sandbox')[] = ['agent-sandbox']) => ({
+    ...anyDomain,
+    conventions,
+    kruisePath: true,
+    agentSandbox: { defaultNamespace: 'default', defaultPort: 8888, namespaces, pathPrefix: prefix },
+  });
+  const at = (path: string, extra: Parameters<typeof facts>[0] = {}) => facts({ path, ...extra });
+
+  it('names the sandbox and gives it the rest of the path, byte for byte, with the query', () => {
+    expect(identify(at('/router/team/box/8080/a/b%2Fc/%zz?x=%2F&y'), options())).toEqual({
+      kind: 'named',
+      sandboxId: 'team/box',
+      port: 8080,
+      path: '/a/b%2Fc/%zz?x=%2F&y',
+      agentSandbox: true,
+    });
+    expect(identify(at('/router/team/box/8080'), options())).toMatchObject({ path: '/' });
+    expect(identify(at('/router/team/box/8080/'), options())).toMatchObject({ path: '/' });
+    expect(identify(at('/router/team/box/8080?q=1'), options())).toMatchObject({ path: '/?q=1' });
+    expect(identify(at('/router/team/box/8080//x'), options())).toMatchObject({ path: '//x' });
+  });
+
+  it('decodes the namespace, name and port segments before checking them, as its ParsePathRoute does', () => {
+    expect(identify(at('/router/te%61m/b%6Fx/80%38%30/z'), options())).toMatchObject({ sandboxId: 'team/box', port: 8080, path: '/z' });
+    expect(identify(at('/router/team/b%2Fx/8080/'), options())).toMatchObject({
+      code: 'invalid_sandbox_id',
+      detail: 'Invalid sandbox ID format.',
+    });
+    expect(identify(at('/router/team/box%zz/8080/'), options())).toMatchObject({
+      code: 'invalid_path',
+      detail: 'Invalid percent-encoding in path.',
+    });
+  });
+
+  it.each([
+    ['/router', 'invalid_path'],
+    ['/router?x=1', 'invalid_path'],
+    ['/router/', 'invalid_path'],
+    ['/router/team', 'invalid_path'],
+    ['/router/team/box', 'invalid_path'],
+    ['/router/team/box/', 'invalid_path'],
+    ['/router//box/8080/', 'invalid_path'],
+    ['/router/team//8080/', 'invalid_path'],
+    ['/router/Team/box/8080/', 'invalid_sandbox_namespace'],
+    ['/router/team/Box/8080/', 'invalid_sandbox_id'],
+    ['/router/team/box/0/', 'invalid_sandbox_port'],
+    ['/router/team/box/70000/', 'invalid_sandbox_port'],
+    ['/router/team/box/http/', 'invalid_sandbox_port'],
+  ])('claims its whole URL space: %j is refused (%s), never routed by the headers it also carries', (path, code) => {
+    expect(
+      identify(at(path, { agentSandboxId: 'other', sandboxId: 'e2b-id' }), options('/router', ['*'], ['e2b', 'agent-sandbox'])),
+    ).toMatchObject({
+      kind: 'malformed',
+      code,
+    });
+  });
+
+  it('leaves paths outside the prefix (/routerish/...) to the headers', () => {
+    expect(identify(at('/routerish/team/box/8080/', { agentSandboxId: 'box' }), options())).toMatchObject({ sandboxId: 'default/box' });
+    expect(identify(at('/other', { agentSandboxId: 'box' }), options())).toEqual({
+      kind: 'named',
+      sandboxId: 'default/box',
+      port: 8888,
+      agentSandbox: true,
+    });
+  });
+
+  it('keeps the namespace allow-list: a path cannot name a namespace the headers may not', () => {
+    expect(identify(at('/router/team/box/8080/'), options('/router', []))).toMatchObject({ code: 'namespace_not_allowed' });
+    expect(identify(at('/router/default/box/8080/'), options('/router', []))).toMatchObject({ sandboxId: 'default/box' });
+  });
+
+  it('works with a deeper prefix and is off when no prefix is set', () => {
+    expect(identify(at('/a/b/team/box/1/x'), options('/a/b'))).toMatchObject({ sandboxId: 'team/box', port: 1, path: '/x' });
+    expect(identify(at('/router/team/box/8080/'), options(''))).toEqual({ kind: 'none' });
+  });
+
+  it('never throws and never routes outside its form (property-based)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string({ unit: 'binary' }), (a, b) => {
+        for (const path of [`/router/${a}`, `/router${b}`, `/router/${a}/${b}/80/${a}`]) {
+          const result = identify(at(path), options());
+          expect(['named', 'none', 'malformed']).toContain(result.kind);
+          if (result.kind === 'named') {
+            expect(result.sandboxId).toMatch(/^[a-z0-9-]+\/[a-z0-9-]+$/);
+            expect(path.endsWith(result.path as string) || (result.path as string).startsWith('/')).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 2000 },
     );
   });
 });

@@ -42,11 +42,20 @@ describe("readFacts: agent-sandbox's headers", () => {
     raw('x-sandbox-uid', 'u-1'),
   ];
 
-  it('reads x-sandbox-id, -namespace and -port when that convention is on, and never a client-chosen pod IP or UID', () => {
+  it('reads x-sandbox-id, -namespace and -port when that convention is on; the pod IP only to check it, never the UID', () => {
     const facts = readFacts(headers, both);
     expect(facts).toMatchObject({ agentSandboxId: 'box', agentSandboxNamespace: 'team', agentSandboxPort: '8080' });
-    expect(JSON.stringify(facts)).not.toContain('10.9.9.9');
+    // x-sandbox-pod-ip is kept apart, for its router's check only (identify): nothing routes on it.
+    const { agentSandboxPodIP, ...rest } = facts;
+    expect(agentSandboxPodIP).toBe('10.9.9.9');
+    expect(JSON.stringify(rest)).not.toContain('10.9.9.9');
     expect(JSON.stringify(facts)).not.toContain('u-1');
+  });
+
+  it('reads Authorization under that convention only (its router consumes it)', () => {
+    const withAuth = [...headers, raw('authorization', 'Bearer abc')];
+    expect(readFacts(withAuth, both).authorization).toBe('Bearer abc');
+    expect(readFacts(withAuth, names).authorization).toBeUndefined();
   });
 
   it('reads none of them when the convention is off', () => {
