@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { mintScopedToken } from '../../src/auth/scoped-token.ts';
 import { podIPOf, type AgentSandboxes } from '../support/agent-sandbox.ts';
-import { startTheirRouter, type TheirRouter } from '../support/agent-sandbox-router.ts';
+import { startTheirRouter, type RunningRouter as TheirRouter } from '../support/sandbox-router.ts';
 import type { ControlPlane } from '../support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet, type HttpResult } from '../support/http.ts';

@@ -46,20 +46,33 @@ export async function routerIdentity(plane: ControlPlane): Promise<string> {
  * Starts the router with its cache on; resolves once its informer has synced (it blocks readiness on
  * the initial list) and its proxy listener is up. `cpu`: pin it to one CPU.
  */
-export async function startRouter(kubeconfig: string, options: { cpu?: number; syncTimeoutMs?: number } = {}): Promise<RunningRouter> {
+export function startRouter(kubeconfig: string, options: { cpu?: number; syncTimeoutMs?: number } = {}): Promise<RunningRouter> {
+  return launch(['--cache-enabled', `--kubeconfig=${kubeconfig}`], { ...options, synced: true });
+}
+
+/**
+ * The router as the parity tests run it (test/integration/agent-sandbox-router.test.ts): the reference a
+ * test compares against, same request to both, same status and the same `detail`. Without its Pod-IP
+ * cache it routes by DNS (<name>.<namespace>.svc.cluster.local), which names nothing here: what it is
+ * asked is answered before any dial (validation, authorization) or is its dial failure (502).
+ */
+export function startTheirRouter(args: readonly string[] = []): Promise<RunningRouter> {
+  return launch(['--access-log=false', ...args], { synced: false });
+}
+
+async function launch(args: readonly string[], options: { cpu?: number; syncTimeoutMs?: number; synced: boolean }): Promise<RunningRouter> {
   const command = [
     join(toolPath('SBX_AGENT_SANDBOX'), 'bin', 'sandbox-router'),
-    '--cache-enabled',
-    `--kubeconfig=${kubeconfig}`,
     '--http-bind-address=127.0.0.1:0',
     '--metrics-bind-address=127.0.0.1:0',
     '--health-probe-bind-address=127.0.0.1:0',
+    ...args,
   ];
-  const [file, ...args] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
-  const router = new TestProcess('sandbox-router', file as string, args);
+  const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
+  const router = new TestProcess('sandbox-router', file as string, rest);
   try {
-    await router.waitForLine(/"pod cache synced"/, options.syncTimeoutMs ?? 60_000);
-    const line = await router.waitForLine(/"msg":"listening".*"name":"proxy-http"/, 10_000);
+    if (options.synced) await router.waitForLine(/"pod cache synced"/, options.syncTimeoutMs ?? 60_000);
+    const line = await router.waitForLine(/"msg":"listening".*"name":"proxy-http"/, 30_000);
     const { addr } = JSON.parse(line) as { addr: string };
     const port = Number(addr.slice(addr.lastIndexOf(':') + 1));
     return {
