@@ -1,7 +1,7 @@
 // sandbox-extproc in place of agent-sandbox's router (issue 25): its request contract, checked on the
 // real stack (Envoy, kube-apiserver + etcd, agent-sandbox's own controller v1.0.1 driving the Sandboxes,
 // kwok's pods) and, where the two can be asked the same thing, against agent-sandbox's own router binary
-// run beside it (test/support/agent-sandbox-router.ts): same status, same `detail`. Also the scenarios of
+// run beside it (test/support/sandbox-router.ts): same status, same `detail`. Also the scenarios of
 // its router smoke test (sandbox-router/dev/smoke-test): DNS-form and UID routing, an upstream that goes
 // away, TokenReview authorization on every request. Each README row of "Replacing agent-sandbox's
 // router" names its test here.
