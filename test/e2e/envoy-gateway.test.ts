@@ -31,7 +31,7 @@ import WebSocket from 'ws';
 import { makeServingCert } from '../support/certs.ts';
 import { CHART } from '../support/helm.ts';
 import { httpGet, type HttpResult } from '../support/http.ts';
-import { KindCluster, watchUntil, whyNoEngine } from '../support/kind.ts';
+import { KindCluster, podExec, watchUntil, whyNoEngine } from '../support/kind.ts';
 import { deployControllers, installControllerCrds } from '../support/kind-controllers.ts';
 import {
   createAll,
@@ -41,7 +41,6 @@ import {
   installEnvoyGateway,
   installNetworkPolicyController,
   manifest,
-  podExec,
   rolledOut,
   waitForConditions,
   type GatewayImages,
