@@ -204,6 +204,28 @@ async function apiserverRequests(writer: BulkWriter): Promise<number> {
   return sumOf(await writer.request('GET', '/metrics', undefined, 200, 'text/plain'), 'apiserver_request_total');
 }
 
+/**
+ * Pods created (by anyone: the controller) for these Sandboxes' names since an audit index. A resume
+ * creates one; more means the new pod was deleted under it and the controller made another. kwok v0.8.0
+ * did that (a delete by name, meant for the paused pod, landing on the new one: scripts/provision.sh),
+ * and when the delete landed after the Sandbox was Running again, OpenKruise's controller set it Failed.
+ */
+function podsCreated(plane: ControlPlane, names: readonly string[], since: number): number {
+  const wanted = new Set(names);
+  return plane
+    .auditEvents()
+    .slice(since)
+    .filter(
+      (e) =>
+        e.verb === 'create' &&
+        e.stage === 'ResponseComplete' &&
+        e.objectRef?.resource === 'pods' &&
+        e.objectRef.subresource === undefined &&
+        wanted.has(e.objectRef.name ?? '') &&
+        e.responseStatus?.code === 201,
+    ).length;
+}
+
 /** The audited requests of a service user, each counted once (watches when they start, the rest when they end). */
 function requestsOf(plane: ControlPlane, user: string, since: number): AuditEvent[] {
   return plane
@@ -297,7 +319,15 @@ async function measureFamily(family: RealFamily, report: Report, options: KwokOp
     );
     // Replica 1 has applied every change so far once a request it holds for the barrier is forwarded:
     // the barrier's Running status is written after all of them, and a watch delivers them in order.
+    const beforeBarrier = plane.auditEvents().length;
     await wakeOne(replicas[0] as Replica, family, barrier);
+    await plane.auditBarrier();
+    report.equals(
+      `${tag}pods created for the barrier's resume (none deleted under it)`,
+      podsCreated(plane, [barrier], beforeBarrier),
+      'pods',
+      1,
+    );
     const text = await metricsOf((replicas[0] as Replica).service);
     report.equals(
       `${tag}routes running after the population (barrier answered)`,
@@ -383,6 +413,7 @@ interface ChurnContext {
 async function churnPhase(report: Report, c: ChurnContext): Promise<void> {
   const tag = `${c.tag}churn ${c.rate}/s, ${c.label}`;
   const auditStart = c.replicas.map((r) => c.plane.auditEvents((e) => e.user.username === r.user).length);
+  const auditAll = c.plane.auditEvents().length;
   const before = await Promise.all(c.replicas.map(async (r) => metricsOf(r.service)));
   const allBefore = await apiserverRequests(c.writer);
   const trackerEvents = c.tracker.events;
@@ -495,6 +526,12 @@ async function churnPhase(report: Report, c: ChurnContext): Promise<void> {
     report.atMost(`${label}: API requests per second, all verbs`, mine.length / elapsed, 'requests/s', c.rate / 4 / c.replicas.length + 1);
   }
   report.equals(`${tag}: resume patches applied, all replicas (one per wake)`, patchesTotal, 'patches', results.length);
+  report.equals(
+    `${tag}: pods created for the resumes (one per wake: none deleted under it)`,
+    podsCreated(c.plane, c.wakeNames, auditAll),
+    'pods',
+    results.length,
+  );
   report.info(`${tag}: API requests per second caused by the service (audit log)`, serviceRequests / elapsed, 'requests/s');
   report.info(`${tag}: API requests per second, all clients (apiserver_request_total)`, (allAfter - allBefore) / elapsed, 'requests/s');
 }
