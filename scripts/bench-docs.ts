@@ -3,7 +3,7 @@
 // docs/bench/benchmarks.template.md. Tables and plots are never copied by hand: a unit test checks
 // that the committed page is what this script makes of the committed artifact.
 //   node scripts/bench-docs.ts [artifact.json]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface Artifact {
@@ -26,6 +26,12 @@ const ROOT = new URL('../', import.meta.url);
 export const ARTIFACT = fileURLToPath(new URL('docs/bench/latest.json', ROOT));
 export const TEMPLATE = fileURLToPath(new URL('docs/bench/benchmarks.template.md', ROOT));
 export const PAGE = fileURLToPath(new URL('docs/benchmarks.md', ROOT));
+/**
+ * The peer comparison and the real-controller scale steps, from a run of their own
+ * (`npm run bench -- --only kwok,router --out docs/bench/peers.json`) while the full artifact predates
+ * them: used for those tables only when the full artifact has no figures of theirs.
+ */
+export const PEERS = fileURLToPath(new URL('docs/bench/peers.json', ROOT));
 export const PLOTS = {
   latency: fileURLToPath(new URL('docs/img/latency.svg', ROOT)),
   wake: fileURLToPath(new URL('docs/img/wake.svg', ROOT)),
@@ -165,6 +171,162 @@ function scaleTable(a: Artifact): string {
   );
 }
 
+/** Which side a row favours: lower or higher is better. */
+function ahead(ours: number | undefined, theirs: number | undefined, better: 'lower' | 'higher'): string {
+  if (ours === undefined || theirs === undefined || !Number.isFinite(ours) || !Number.isFinite(theirs)) return 'no figure';
+  if (ours === theirs) return 'even';
+  return (better === 'lower' ? ours < theirs : ours > theirs) ? 'Envoy + sandbox-extproc' : '**sandbox-router**';
+}
+
+const ROUTER = 'sandbox-router';
+const OURS = 'Envoy + sandbox-extproc';
+
+/** agent-sandbox's router against Envoy + sandbox-extproc, figure by figure, from the router step. */
+function routerTable(a: Artifact): string {
+  const value = (name: string) => figureOf(a, name)?.value;
+  const rows: string[][] = [];
+  // A latency figure exists only for a side that answered every request 200 in its variant (and only
+  // when the client -> upstream side did too): otherwise the cell says why there is none.
+  const pair = (label: string, theirs: string, ours: string, better: 'lower' | 'higher', missing = '—') => {
+    const t = value(theirs);
+    const o = value(ours);
+    const cell = (name: string) => (figureOf(a, name) === undefined ? missing : show(a, name));
+    const lead = t !== undefined && o === undefined ? `**${ROUTER}**` : t === undefined && o !== undefined ? OURS : ahead(o, t, better);
+    rows.push([label, cell(theirs), cell(ours), lead]);
+  };
+  const answered = (name: string) => {
+    const f = figureOf(a, name);
+    return f === undefined ? '—' : `${formatNumber(f.value)} of ${f.target.replace(/^= /, '')}${f.pass ? '' : ' (**not all 200**)'}`;
+  };
+  for (const rate of [1000, 5000]) {
+    for (const connection of ['keep-alive', 'new connection per request']) {
+      const variant = `router @${rate} rps, ${connection}`;
+      // Variants a --quick run leaves out.
+      if (figureOf(a, `${variant}, ${ROUTER}: requests sent and answered 200`) === undefined) continue;
+      rows.push([
+        `Answered 200, ${rate.toLocaleString('en-US')} req/s, ${connection}`,
+        answered(`${variant}, ${ROUTER}: requests sent and answered 200`),
+        answered(`${variant}, ${OURS}: requests sent and answered 200`),
+        '',
+      ]);
+      const directClean = figureOf(a, `${variant}, client -> upstream (no proxy): requests sent and answered 200`)?.pass === true;
+      for (const pct of [50, 99, 99.9]) {
+        const base = `router @${rate} rps, ${connection}: added p${pct}`;
+        pair(
+          `Added latency p${pct}, ${rate.toLocaleString('en-US')} req/s, ${connection}`,
+          `${base}, ${ROUTER}`,
+          `${base}, ${OURS}`,
+          'lower',
+          directClean ? 'none: not all 200' : 'none: the direct side failed',
+        );
+      }
+    }
+  }
+  const sat = 'router saturation (p99 < 50 ms, all 200; proxy on one core)';
+  if (figureOf(a, `${sat}, ${ROUTER}`) !== undefined) {
+    pair('Saturation: req/s at p99 < 50 ms, proxy on one core', `${sat}, ${ROUTER}`, `${sat}, ${OURS}`, 'higher');
+    rows.push(['(the same for the client -> upstream side, no proxy)', show(a, `${sat}, client -> upstream (no proxy)`), '', '']);
+  }
+  const ready = 'router: Ready -> first routable request (probed every 1 ms)';
+  for (const pct of [50, 99]) {
+    pair(
+      `Pod Ready -> first routable request, p${pct}`,
+      `${ready}, from the pod's Ready, ${ROUTER} (its Pod informer), p${pct}`,
+      `${ready}, from the pod's Ready, ${OURS} (its Sandbox watch), p${pct}`,
+      'lower',
+    );
+  }
+  for (const pct of [50, 99]) {
+    pair(
+      `Sandbox Ready -> first routable request, p${pct}`,
+      `${ready}, from the Sandbox's Ready, ${ROUTER} (its Pod informer), p${pct}`,
+      `${ready}, from the Sandbox's Ready, ${OURS} (its Sandbox watch), p${pct}`,
+      'lower',
+    );
+  }
+  pair(
+    'The Ready probes once routable: latency p50 (median over the trials)',
+    `${ready}, ${ROUTER}: latency of the probes answered 200 (after the release), p50, median over the trials`,
+    `${ready}, ${OURS}: latency of the probes answered 200 (after the release), p50, median over the trials`,
+    'lower',
+  );
+  const lag = "router: the controller copying the pod's Ready to its Sandbox (pod Ready -> Sandbox Ready)";
+  rows.push([
+    "(agent-sandbox's controller copying the pod's Ready to the Sandbox, p50 / p99: part of ours, not theirs)",
+    '',
+    `${show(a, `${lag}, p50`)} / ${show(a, `${lag}, p99`)}`,
+    '',
+  ]);
+  const tiers = a.figures
+    .map((f) => /^router: ([\d,]+) Sandboxes: sandbox-router RSS after its initial sync$/.exec(f.name)?.[1])
+    .filter((t): t is string => t !== undefined);
+  for (const tier of tiers) {
+    const tag = `router: ${tier} Sandboxes`;
+    pair(
+      `RSS after the initial sync, ${tier} Sandboxes`,
+      `${tag}: ${ROUTER} RSS after its initial sync`,
+      `${tag}: sandbox-extproc RSS after its initial sync`,
+      'lower',
+    );
+    pair(`Start -> synced, ${tier} Sandboxes`, `${tag}: ${ROUTER} start -> synced`, `${tag}: sandbox-extproc start -> synced`, 'lower');
+  }
+  return table(['Figure', ROUTER, OURS, 'Ahead'], rows);
+}
+
+/** Our wake next to what agent-sandbox's users wait for a sandbox today. */
+function waitTable(a: Artifact): string {
+  const rows = [
+    [
+      'Our wake: suspended Sandbox -> request at the upstream (Envoy + sandbox-extproc)',
+      'router: our wake, suspended Sandbox -> request at the upstream (real controller, kwok pod)',
+    ],
+    [
+      'Their SDK: SandboxClaim on a warm pool -> claim Ready',
+      "router: their users' wait, SandboxClaim on a warm pool -> claim Ready (their SDK)",
+    ],
+    ['Sandbox created -> Ready (no pool)', "router: their users' wait, Sandbox created -> Ready (no pool)"],
+  ].map(([label, name]) => [label as string, show(a, `${name}, p50`), show(a, `${name}, p99`)]);
+  return table(['What the user waits for', 'p50', 'p99'], rows);
+}
+
+/** The scale scenarios with the real controllers: one row per family and churn phase. */
+function kwokTable(a: Artifact): string {
+  const phases = a.figures
+    .map((f) => /^(kwok: (?:agent-sandbox: )?churn [\d.]+\/s, \d replicas?): route freshness p50/.exec(f.name)?.[1])
+    .filter((t): t is string => t !== undefined);
+  const rows = phases.map((phase) => {
+    const family = phase.includes('agent-sandbox: ') ? 'agent-sandbox' : 'OpenKruise';
+    const prefix = family === 'agent-sandbox' ? 'kwok: agent-sandbox: ' : 'kwok: ';
+    const size = a.figures.find((f) => f.name === `${prefix}Sandboxes brought up by the real controller and kwok`);
+    const replicas = Number(/(\d) replicas?$/.exec(phase)?.[1] ?? 1);
+    const perReplica = Array.from({ length: replicas }, (_, i) =>
+      show(a, `${phase}, replica ${i + 1}: resume patches it made`, false),
+    ).join(' / ');
+    const events = Array.from({ length: replicas }, (_, i) =>
+      show(a, `${phase}, replica ${i + 1}: watch events it received per second`, false),
+    ).join(' / ');
+    return [
+      `${family}, ${size === undefined ? '—' : formatNumber(size.value)} Sandboxes, ${phase.replace(/^kwok: (agent-sandbox: )?/, '')}`,
+      `${show(a, `${phase}: route freshness p50 (Sandbox Ready seen by a plain watch -> the held request forwarded)`, false)} / ${show(a, `${phase}: route freshness p99`, false)} ms`,
+      `${show(a, `${phase}: wake p50 (request -> forwarded: resume patch, controller, kwok, watch)`, false)} / ${show(a, `${phase}: wake p99`, false)} ms`,
+      perReplica,
+      events,
+      `${show(a, `${phase}: API requests per second caused by the service (audit log)`, false)} of ${show(a, `${phase}: API requests per second, all clients (apiserver_request_total)`, false)}`,
+    ];
+  });
+  return table(
+    [
+      'Family, Sandboxes, phase',
+      'Route freshness p50 / p99',
+      'Wake p50 / p99',
+      'Resume patches per replica',
+      'Watch events/s per replica',
+      'API requests/s: the service, of all clients',
+    ],
+    rows,
+  );
+}
+
 function allTable(a: Artifact): string {
   return table(
     ['Figure', 'Value', 'Target', ''],
@@ -238,7 +400,36 @@ export interface Rendered {
 }
 
 /** The page and plots an artifact and the template make. */
-export function render(artifact: Artifact, template: string): Rendered {
+/** Where the router and kwok tables come from: the full artifact once it has them, else the peers run. */
+function peerSource(artifact: Artifact, peers: Artifact | undefined): Artifact {
+  const has = (a: Artifact) => a.figures.some((f) => f.name.startsWith('router') || f.name.startsWith('kwok: '));
+  return has(artifact) || peers === undefined ? artifact : peers;
+}
+
+function peersParagraph(artifact: Artifact, source: Artifact): string {
+  if (source === artifact) return 'These figures come from the run described at the top of this page.';
+  const minutes = Math.floor(source.durationSeconds / 60);
+  const notes = [
+    `These figures come from a run of their own, \`${source.command}\` (${source.mode} mode, ${minutes} min ${source.durationSeconds % 60} s) on`,
+    `${source.date.slice(0, 10)} at commit \`${source.commit.slice(0, 12)}\`${source.uncommittedChanges ? ' (with uncommitted changes)' : ''}, on the same`,
+    `${source.machine.cpus}-core machine (load average ${source.machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(', ')} at the start: shared with`,
+    'other work, so absolute figures are noisy; compare the sides, measured in interleaved rounds of the same run).',
+    'The artifact is [`docs/bench/peers.json`](bench/peers.json).',
+  ].join('\n');
+  const failed =
+    source.failedSteps.length > 0
+      ? `\n\n**Steps that failed:** ${source.failedSteps.map((f) => `${f.step} (${f.error.length > 160 ? `${f.error.slice(0, 160)}…` : f.error})`).join('; ')}.`
+      : '';
+  const missed = source.figures.filter((f) => !f.pass);
+  const targets =
+    missed.length > 0
+      ? `\n\n**Missed in that run:** ${missed.map((f) => `${f.name} (${formatNumber(f.value)} ${f.unit}, target ${f.target})`).join('; ')}.`
+      : '';
+  return notes + failed + targets;
+}
+
+export function render(artifact: Artifact, template: string, peers?: Artifact): Rendered {
+  const source = peerSource(artifact, peers);
   const plots: Rendered['plots'] = {};
   if (artifact.curves['latency'] !== undefined)
     plots.latency = chart('Request latency at 1,000 req/s through Envoy', 'latency (ms)', artifact.curves['latency']);
@@ -249,6 +440,10 @@ export function render(artifact: Artifact, template: string): Rendered {
     targets: () => targetsTable(artifact),
     floors: () => floorsTable(artifact),
     scale: () => scaleTable(artifact),
+    peers: () => peersParagraph(artifact, source),
+    router: () => routerTable(source),
+    wait: () => waitTable(source),
+    kwok: () => kwokTable(source),
     all: () => allTable(artifact),
     'plot:latency': () =>
       plots.latency
@@ -264,9 +459,14 @@ export function render(artifact: Artifact, template: string): Rendered {
   return { page, plots };
 }
 
+/** The peers run's artifact, when one is committed. */
+export function readPeers(): Artifact | undefined {
+  return existsSync(PEERS) ? (JSON.parse(readFileSync(PEERS, 'utf8')) as Artifact) : undefined;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const artifact = JSON.parse(readFileSync(process.argv[2] ?? ARTIFACT, 'utf8')) as Artifact;
-  const { page, plots } = render(artifact, readFileSync(TEMPLATE, 'utf8'));
+  const { page, plots } = render(artifact, readFileSync(TEMPLATE, 'utf8'), readPeers());
   writeFileSync(PAGE, page);
   for (const [name, svg] of Object.entries(plots)) writeFileSync(PLOTS[name as keyof typeof PLOTS], svg);
   console.log(`docs/benchmarks.md and ${Object.keys(plots).length} plots generated from ${process.argv[2] ?? 'docs/bench/latest.json'}`);

@@ -19,15 +19,21 @@ import { measureIdle } from '../test/bench/idle.ts';
 import { measureEnvoyPath } from '../test/bench/envoy-path.ts';
 import { measureStreams, type Baseline } from '../test/bench/grpc-load.ts';
 import { Report } from '../test/bench/report.ts';
+import { measureKwokScale } from '../test/bench/kwok-scale.ts';
+import { measureRouter } from '../test/bench/router.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
 import { measureWake } from '../test/bench/wake.ts';
 
-const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale'] as const;
+const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale', 'kwok', 'router'] as const;
 
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     sandboxes: { type: 'string' },
+    // Sandboxes per family in the kwok step, through the real controllers (default 2,000; --quick 200).
+    'kwok-sandboxes': { type: 'string' },
+    // Sandbox counts the router step's memory figures are taken at, comma-separated (default 10000).
+    'router-tiers': { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     // A git ref (main, a commit) whose build the streams step measures beside this one, interleaved.
@@ -44,7 +50,9 @@ if (unknown.length > 0) {
   console.error(`bench: unknown step ${unknown.join(', ')} (steps: ${STEPS.join(', ')})`);
   process.exit(2);
 }
-const complete = only === undefined && values.sandboxes === undefined;
+const kwokSandboxes = values['kwok-sandboxes'] === undefined ? undefined : Number(values['kwok-sandboxes']);
+const complete =
+  only === undefined && values.sandboxes === undefined && kwokSandboxes === undefined && values['router-tiers'] === undefined;
 const out = values.out ?? `${REPO_ROOT}${!quick && complete ? 'docs/bench' : 'test/bench/results'}/latest.json`;
 
 const startedAt = new Date();
@@ -86,6 +94,9 @@ await step('wake', () => measureWake(report, quick));
 await step('activity', () => measureActivity(report, quick));
 await step('idle', () => measureIdle(report, quick));
 await step('scale', () => measureScale(report, sandboxes, quick));
+await step('kwok', () => measureKwokScale(report, { quick, ...(kwokSandboxes === undefined ? {} : { sandboxes: kwokSandboxes }) }));
+const routerTiers = values['router-tiers']?.split(',').map(Number);
+await step('router', () => measureRouter(report, { quick, ...(routerTiers === undefined ? {} : { memoryTiers: routerTiers }) }));
 
 console.log(`\n${report.table()}\n`);
 report.write(out, {

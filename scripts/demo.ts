@@ -38,9 +38,23 @@ async function timed<T>(what: string, work: () => Promise<T>): Promise<T> {
   return result;
 }
 
+const cut = (text: string, length: number) => (text.length > length ? `${text.slice(0, length)}...` : text);
+
+/** An error answer with its code first: the one word a reader looks for, whatever else the body carries. */
+function errorFirst(body: string): string {
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (typeof parsed !== 'object' || parsed === null || !('error' in parsed)) return body;
+    const { error, ...rest } = parsed as Record<string, unknown>;
+    return JSON.stringify({ error, ...rest });
+  } catch {
+    return body;
+  }
+}
+
 function show(res: HttpResult, ms: number): void {
   const wake = res.headers['x-sandbox-wake-ms'];
-  const body = res.body.length > 140 ? `${res.body.slice(0, 140)}...` : res.body;
+  const body = cut(errorFirst(res.body), 140);
   say(`  -> ${bold(String(res.status))} in ${Math.round(ms)} ms${wake ? `, x-sandbox-wake-ms: ${wake}` : ''}`);
   say(`     ${dim(body)}`);
 }

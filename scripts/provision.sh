@@ -29,6 +29,9 @@ OPENKRUISE_AGENTS_COMMIT=0b72c83
 OPENKRUISE_AGENTS_SHA256=17c97c43794e0df8f6fc900aefad609eb77bcb47be6004288499bd086ebc83a2
 AGENT_SANDBOX_VERSION=1.0.1
 KWOK_VERSION=0.8.0
+# kwok is built with one change (provision_kwok): its pod controller finishes a pod's deletion by name
+# alone; the kubelet deletes with the pod's UID as a precondition. Bumped with that change.
+KWOK_PATCH=uid-precondition
 # Envoy Gateway (github.com/envoyproxy/gateway on the Go module proxy): its controller and its Helm chart,
 # for the e2e suite that puts sandbox-extproc behind it; and kube-router
 # (github.com/cloudnativelabs/kube-router, its NetworkPolicy controller alone), which enforces
@@ -58,7 +61,7 @@ load_dir="$cache/load-ghz$GHZ_VERSION-vegeta$VEGETA_VERSION"
 promtool_dir="$cache/promtool-$PROMETHEUS_MODULE_VERSION"
 openkruise_dir="$cache/openkruise-agents-$OPENKRUISE_AGENTS_COMMIT"
 agent_sandbox_dir="$cache/agent-sandbox-$AGENT_SANDBOX_VERSION"
-kwok_dir="$cache/kwok-$KWOK_VERSION"
+kwok_dir="$cache/kwok-$KWOK_VERSION-$KWOK_PATCH"
 envoy_gateway_dir="$cache/envoy-gateway-$ENVOY_GATEWAY_VERSION"
 kube_router_dir="$cache/kube-router-$KUBE_ROUTER_VERSION"
 peers=${SBX_PEERS:-$here/../shared/peers}
@@ -163,10 +166,30 @@ provision_controllers() {
     manifests=$(go mod download -json "sigs.k8s.io/agent-sandbox@v$AGENT_SANDBOX_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     mkdir -p "$agent_sandbox_dir/k8s" && cp "$manifests"/k8s/*.yaml "$agent_sandbox_dir/k8s/" && chmod -R u+w "$agent_sandbox_dir/k8s"
   fi
-  if [ ! -x "$kwok_dir/bin/kwok" ]; then
-    log "kwok $KWOK_VERSION (go install)"
-    go_install_into "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
-  fi
+  provision_kwok
+}
+
+# kwok, built from its module's source with the pod deletion the kubelet makes: grace 0 and the pod's UID
+# as a precondition (kubelet's status manager since Kubernetes 1.3). kwok v0.8.0 deletes by namespace and
+# name alone, from a job queued for an event of the pod it saw: under load that job can run after the pod
+# is gone and a new pod of the same name exists, and deletes the new one. The real Sandbox controllers
+# name a Sandbox's pod after it, so a resume's new pod was deleted by a delete meant for the paused pod:
+# OpenKruise's controller then writes phase Failed ("Pod Not Found"), terminal (issue 29). With the
+# precondition the stale delete gets 409 Conflict, which kwok drops.
+provision_kwok() {
+  [ -x "$kwok_dir/bin/kwok" ] && return 0
+  log "kwok $KWOK_VERSION + $KWOK_PATCH (go build)"
+  local src file="pkg/kwok/controllers/pod_controller.go"
+  src=$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")
+  rm -rf "$kwok_dir.partial" && mkdir -p "$kwok_dir.partial/src" "$kwok_dir.partial/bin"
+  cp -r "$src/." "$kwok_dir.partial/src/" && chmod -R u+w "$kwok_dir.partial/src"
+  local old='err := c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, deleteOpt)'
+  local new='opt := deleteOpt; opt.Preconditions = metav1.NewUIDPreconditions(string(pod.UID)); err := c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, opt)'
+  grep -qF "$old" "$kwok_dir.partial/src/$file" || { log "kwok $KWOK_VERSION: $file no longer has the line to patch"; return 1; }
+  sed -i "s|$old|$new|" "$kwok_dir.partial/src/$file"
+  (cd "$kwok_dir.partial/src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$kwok_dir.partial/bin/kwok" ./cmd/kwok)
+  rm -rf "$kwok_dir.partial/src"
+  mv "$kwok_dir.partial" "$kwok_dir"
 }
 
 # The Go module's directory in the module cache (downloaded if missing), for the files a module ships

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { ControlPlane } from '../support/controlplane.ts';
 import { OPENKRUISE } from '../support/sandbox-objects.ts';
 
-/** Which resource the writer writes: OpenKruise's Sandbox unless told otherwise. */
+/** Which resource the writer writes: OpenKruise's Sandbox unless told otherwise ('' is the core group: Pods). */
 export interface WriterTarget {
   readonly group: string;
   readonly version: string;
@@ -31,7 +31,8 @@ export class BulkWriter {
 
   static path(namespace: string, name = '', subresource = '', target: WriterTarget = OPENKRUISE): string {
     const { group, version, plural } = target;
-    return `/apis/${group}/${version}/namespaces/${namespace}/${plural}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
+    const prefix = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
+    return `${prefix}/namespaces/${namespace}/${plural}${name ? `/${name}` : ''}${subresource ? `/${subresource}` : ''}`;
   }
 
   /** The path of this writer's resource. */

@@ -18,6 +18,10 @@ export interface LoadOptions {
   readonly workers?: number;
   /** Per-request timeout (vegeta's own; default 30 s). */
   readonly timeoutMs?: number;
+  /** false: a new connection for every request (vegeta -keepalive=false). Default: connections are reused. */
+  readonly keepalive?: boolean;
+  /** Pins the load generator to this CPU. */
+  readonly cpu?: number;
 }
 
 /** What became of every request sent. */
@@ -68,9 +72,12 @@ export async function httpLoad(url: string, headers: Record<string, string>, opt
     const workers = String(options.workers ?? 32);
     args.push('-rate', '0', '-workers', workers, '-max-workers', workers);
   }
+  if (options.keepalive === false) args.push('-keepalive=false');
   for (const [k, v] of Object.entries(headers)) args.push('-header', `${k}: ${v}`);
-  const attack = track(spawn(vegeta, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
-  const encode = track(spawn(vegeta, ['encode', '--to', 'json'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+  const pinned = (command: string[]) => (options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command]);
+  const run = (command: string[]) => track(spawn(command[0] as string, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
+  const attack = run(pinned([vegeta, ...args]));
+  const encode = run(pinned([vegeta, 'encode', '--to', 'json']));
   // Listened for now: the attack ends while its last results are still being read.
   const closed = [attack, encode].map((c) => new Promise<number | null>((resolve) => c.once('close', resolve)));
   attack.stdin.end(`GET ${url}\n`);

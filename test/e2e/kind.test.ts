@@ -8,22 +8,12 @@
 // 127.0.0.1, where the node's NodePorts are published. Where no Docker engine can run, the suite skips
 // with one line saying why.
 import { request as httpsRequest } from 'node:https';
-import { Writable } from 'node:stream';
-import {
-  AppsV1Api,
-  CoreV1Api,
-  Exec,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Deployment,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderEnvoyConfig } from '../support/envoy-config.ts';
 import { CHART, helm } from '../support/helm.ts';
 import { httpGet } from '../support/http.ts';
-import { KindCluster, watchUntil, whyNoEngine } from '../support/kind.ts';
+import { KindCluster, podExec, watchUntil, whyNoEngine } from '../support/kind.ts';
 import {
   AGENT_SANDBOX_CONTROLLER_USER,
   deployControllers,
@@ -182,30 +172,6 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
       timeoutMs,
       `deployment ${namespace}/${name} rolled out`,
     );
-  }
-
-  /** Runs a command in a container through the API server and the kubelet; resolves with its output. */
-  async function podExec(namespace: string, pod: string, container: string, command: string[]): Promise<{ out: string; status: string }> {
-    let out = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        out += chunk.toString();
-        callback();
-      },
-    });
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`exec ${command.join(' ')} in ${pod}: no status within 60 s`)), MINUTE);
-      new Exec(admin)
-        .exec(namespace, pod, container, command, sink, sink, null, false, (status) => {
-          clearTimeout(timer);
-          // The socket's last output frames may trail the status frame by a tick.
-          setImmediate(() => resolve({ out, status: status.status ?? '' }));
-        })
-        .catch((error: unknown) => {
-          clearTimeout(timer);
-          reject(error as Error);
-        });
-    });
   }
 
   async function install(mode: Mode): Promise<void> {
@@ -379,7 +345,7 @@ describe.skipIf(skipReason !== undefined)('kind cluster with the Helm chart', ()
         }
         expect(statuses.map((s) => s.name).sort()).toEqual(mode.name === 'sidecar' ? ['envoy', 'sandbox-extproc'] : ['sandbox-extproc']);
         // Asked of the running process, not of the spec.
-        const probe = await podExec(mode.namespace, name, 'sandbox-extproc', [
+        const probe = await podExec(admin, mode.namespace, name, 'sandbox-extproc', [
           'node',
           '-e',
           "let w='written';try{require('fs').writeFileSync('/probe','x')}catch(e){w=e.code}console.log(JSON.stringify({uid:process.getuid(),gid:process.getgid(),write:w}))",

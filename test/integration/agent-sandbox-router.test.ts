@@ -1,7 +1,7 @@
 // sandbox-extproc in place of agent-sandbox's router (issue 25): its request contract, checked on the
 // real stack (Envoy, kube-apiserver + etcd, agent-sandbox's own controller v1.0.1 driving the Sandboxes,
 // kwok's pods) and, where the two can be asked the same thing, against agent-sandbox's own router binary
-// run beside it (test/support/agent-sandbox-router.ts): same status, same `detail`. Also the scenarios of
+// run beside it (test/support/sandbox-router.ts): same status, same `detail`. Also the scenarios of
 // its router smoke test (sandbox-router/dev/smoke-test): DNS-form and UID routing, an upstream that goes
 // away, TokenReview authorization on every request. Each README row of "Replacing agent-sandbox's
 // router" names its test here.
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { mintScopedToken } from '../../src/auth/scoped-token.ts';
 import { podIPOf, type AgentSandboxes } from '../support/agent-sandbox.ts';
-import { startTheirRouter, type TheirRouter } from '../support/agent-sandbox-router.ts';
+import { startTheirRouter, type RunningRouter as TheirRouter } from '../support/sandbox-router.ts';
 import type { ControlPlane } from '../support/controlplane.ts';
 import { startEnvoy, type RunningEnvoy } from '../support/envoy.ts';
 import { httpGet, type HttpResult } from '../support/http.ts';

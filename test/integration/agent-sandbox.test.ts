@@ -9,6 +9,7 @@
 // the address the object reports now, and a new pod is told by its UID, never by its IP.
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
@@ -744,6 +745,7 @@ describe('API server outages', () => {
     await suspended('dozer');
     const webIP = await ipOf('web');
     await plane.stopApiserver();
+    let retryAt: number | undefined;
     try {
       expect((await agent('web')).json()['upstream']).toBe(webIP);
       const started = Date.now();
@@ -752,9 +754,13 @@ describe('API server outages', () => {
       expect(res.json()['error']).toBe('sandbox_wake_failed');
       expect(res.headers['retry-after']).toBe('2');
       expect(Date.now() - started).toBeLessThan(2000);
+      retryAt = Date.now() + 2000;
     } finally {
       await plane.startApiserver();
     }
+    // Retried as its Retry-After says (the failure is remembered that long: an API server back sooner
+    // than that still answers the remembered refusal, by design).
+    await delay(Math.max(0, (retryAt ?? 0) - Date.now()));
     const woken = await agent('dozer');
     expect(woken.status, woken.body).toBe(200);
     expect(woken.json()['upstream']).toBe(await ipOf('dozer'));

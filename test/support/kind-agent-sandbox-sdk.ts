@@ -24,21 +24,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ApiextensionsV1Api,
   CoreV1Api,
   KubernetesObjectApi,
-  loadYaml,
   PatchStrategy,
   setHeaderOptions,
   type V1Service,
   type KubeConfig,
   type KubernetesObject,
-  type V1CustomResourceDefinition,
   type V1Deployment,
 } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import { renderChart, type KubeObject } from './helm.ts';
-import { watchUntil } from './kind.ts';
+import { installCrds } from './kind-controllers.ts';
 import { toolPath } from './tools.ts';
 import { keepWatching } from './watch.ts';
 
@@ -81,26 +78,7 @@ export async function installAgentSandbox(admin: KubeConfig, image: string): Pro
   const crds = readdirSync(crdDir)
     .filter((f) => f.endsWith('.yaml'))
     .flatMap((f) => documents(join(crdDir, f)));
-  const api = admin.makeApiClient(ApiextensionsV1Api);
-  const names = new Set(crds.map((c) => c.metadata?.name as string));
-  const established = new Set<string>();
-  const allEstablished = watchUntil(
-    admin,
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-    {},
-    (_type, object) => {
-      const crd = object as V1CustomResourceDefinition;
-      if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'))
-        established.add(crd.metadata?.name as string);
-      return [...names].every((n) => established.has(n));
-    },
-    120_000,
-    "agent-sandbox's CRDs established",
-  );
-  // Through client-node's own YAML loader, which keeps the schemas' x-kubernetes-* keys.
-  for (const source of crds)
-    await api.createCustomResourceDefinition({ body: loadYaml<V1CustomResourceDefinition>(JSON.stringify(source)) });
-  await allEstablished;
+  await installCrds(admin, crds, "agent-sandbox's CRDs established");
   const client = KubernetesObjectApi.makeApiClient(admin);
   for (const object of agentSandboxObjects(image)) await client.create(object);
 }

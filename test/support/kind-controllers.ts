@@ -145,8 +145,15 @@ export function controllerObjects(images: ControllerImages): Manifest[] {
  * Installs both families' CRDs and resolves once every one is established (so no controller starts
  * before the kinds it watches are served, and Sandboxes can be created).
  */
-export async function installControllerCrds(admin: KubeConfig): Promise<void> {
-  const crds = controllerCrds();
+export function installControllerCrds(admin: KubeConfig): Promise<void> {
+  return installCrds(admin, controllerCrds(), "the controllers' CRDs established");
+}
+
+/**
+ * Creates CRDs (manifest objects) and resolves once every one is established: no controller starts before
+ * the kinds it watches are served, and their objects can be created.
+ */
+export async function installCrds(admin: KubeConfig, crds: readonly KubernetesObject[], what: string): Promise<void> {
   const api = admin.makeApiClient(ApiextensionsV1Api);
   const names = new Set<string>();
   const established = new Set<string>();
@@ -161,7 +168,7 @@ export async function installControllerCrds(admin: KubeConfig): Promise<void> {
       return names.size === crds.length && [...names].every((n) => established.has(n));
     },
     120_000,
-    "the controllers' CRDs established",
+    what,
   );
   // Through client-node's own YAML loader, which maps the schemas' x-kubernetes-* keys to its model
   // (a plain object would lose them on the way out, and with them spec.template's unknown fields).

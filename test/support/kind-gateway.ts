@@ -8,8 +8,7 @@
 // Waits are on watch events (conditions in an object's status, Ready pods), with deadlines.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { Exec, KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1DaemonSet } from '@kubernetes/client-node';
+import { KubeConfig, KubernetesObjectApi, type KubernetesObject, type V1DaemonSet } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { watchUntil } from './kind.ts';
 import { execTracked } from './process.ts';
@@ -234,34 +233,4 @@ export async function waitForConditions(
   } catch (error) {
     throw new Error(`${(error as Error).message}; its conditions: ${JSON.stringify(last)}`, { cause: error });
   }
-}
-
-/** Runs a command in a container through the API server and the kubelet; resolves with its output and status. */
-export function podExec(
-  admin: KubeConfig,
-  namespace: string,
-  pod: string,
-  container: string,
-  command: string[],
-): Promise<{ out: string; status: string }> {
-  let out = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      out += chunk.toString();
-      callback();
-    },
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`exec in ${namespace}/${pod}: no status within 60 s`)), 60_000);
-    new Exec(admin)
-      .exec(namespace, pod, container, command, sink, sink, null, false, (status) => {
-        clearTimeout(timer);
-        // The socket's last output frames may trail the status frame by a tick.
-        setImmediate(() => resolve({ out, status: status.status ?? '' }));
-      })
-      .catch((error: unknown) => {
-        clearTimeout(timer);
-        reject(error as Error);
-      });
-  });
 }

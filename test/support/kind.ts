@@ -7,8 +7,9 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Exec, KubeConfig, Watch } from '@kubernetes/client-node';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { TestProcess } from './process.ts';
 import { REPO_ROOT } from './tools.ts';
@@ -244,5 +245,35 @@ export function watchUntil(
         );
     };
     start();
+  });
+}
+
+/** Runs a command in a container through the API server and the kubelet; resolves with its output and status. */
+export function podExec(
+  admin: KubeConfig,
+  namespace: string,
+  pod: string,
+  container: string,
+  command: string[],
+): Promise<{ out: string; status: string }> {
+  let out = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      out += chunk.toString();
+      callback();
+    },
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`exec in ${namespace}/${pod}: no status within 60 s`)), 60_000);
+    new Exec(admin)
+      .exec(namespace, pod, container, command, sink, sink, null, false, (status) => {
+        clearTimeout(timer);
+        // The socket's last output frames may trail the status frame by a tick.
+        setImmediate(() => resolve({ out, status: status.status ?? '' }));
+      })
+      .catch((error: unknown) => {
+        clearTimeout(timer);
+        reject(error as Error);
+      });
   });
 }

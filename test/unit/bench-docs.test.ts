@@ -3,10 +3,11 @@
 // exactly what the generator makes of the committed artifact, and every table cell must find its figure.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ARTIFACT, PAGE, PLOTS, render, TEMPLATE, type Artifact } from '../../scripts/bench-docs.ts';
+import { ARTIFACT, PAGE, PLOTS, readPeers, render, TEMPLATE, type Artifact } from '../../scripts/bench-docs.ts';
 
 const artifact = JSON.parse(readFileSync(ARTIFACT, 'utf8')) as Artifact;
-const rendered = render(artifact, readFileSync(TEMPLATE, 'utf8'));
+const peers = readPeers();
+const rendered = render(artifact, readFileSync(TEMPLATE, 'utf8'), peers);
 
 describe('docs/benchmarks.md', () => {
   it('is what node scripts/bench-docs.ts makes of docs/bench/latest.json', () => {
@@ -29,6 +30,14 @@ describe('docs/benchmarks.md', () => {
     for (const tool of ['envoy', 'kubeApiserver', 'etcd', 'vegeta', 'h2load', 'ghz', 'node'])
       expect(artifact.versions[tool]).toMatch(/\d+\.\d+/);
     expect(Date.parse(artifact.date)).not.toBeNaN();
+  });
+
+  it('has its router table from a run that completed that step, and names any step that failed', () => {
+    // From the full artifact once a full run has them, else from docs/bench/peers.json.
+    const source = artifact.figures.some((f) => f.name.startsWith('router')) ? artifact : peers;
+    expect(source?.failedSteps.map((f) => f.step)).not.toContain('router');
+    expect(source?.figures.some((f) => f.name.startsWith('router @1000 rps'))).toBe(true);
+    for (const failed of source?.failedSteps ?? []) expect(rendered.page).toContain(`${failed.step} (${failed.error.slice(0, 80)}`);
   });
 
   it('refuses a template placeholder it does not know', () => {
