@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: './vitest.unit.config.ts', test: { name: 'unit' } },
       {
         test: {
           name: 'integration',

@@ -27,6 +27,7 @@ const BEARER = 'bearer ';
  * the scheme case-insensitive, the token trimmed and verbatim; undefined when there is none.
  */
 export function bearerToken(header: string | undefined): string | undefined {
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent; a fast path, a shorter header's prefix is not 'bearer ', and 'Bearer ' alone has an empty token
   if (header === undefined || header.length < BEARER.length) return undefined;
   if (header.slice(0, BEARER.length).toLowerCase() !== BEARER) return undefined;
   const token = header.slice(BEARER.length).trim();

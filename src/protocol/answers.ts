@@ -144,6 +144,7 @@ export class Answers {
       ...(this.#details ? { detail: answer.detail ?? routerDetail(spec, answer.sandboxId, message) } : {}),
       error: answer.code,
       message,
+      // Stryker disable next-line ConditionalExpression: equivalent; JSON.stringify drops an undefined sandboxId
       ...(answer.sandboxId === undefined ? {} : { sandboxId: answer.sandboxId }),
     });
     const headers = [{ header: { key: 'content-type', raw_value: Buffer.from('application/json') } }];

@@ -33,6 +33,58 @@ export interface KubernetesSourceOptions {
    * caller's to set: with several kinds, it waits for every source.
    */
   readonly onSynced?: () => void;
+  /**
+   * The list and watch calls (default: the Kubernetes client on kubeConfig). A seam for unit tests of
+   * the loop's own decisions (relist on 410, re-watch otherwise); the integration tests drive the real
+   * API server through the default.
+   */
+  readonly api?: SandboxApi;
+}
+
+/** One page of a list call. */
+export interface ListRequest {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly limit: number;
+  /** Absent: the whole cluster. */
+  readonly namespace?: string;
+  readonly _continue?: string;
+  readonly labelSelector?: string;
+}
+
+export interface ListPage {
+  readonly items?: unknown[];
+  readonly metadata?: { readonly continue?: string; readonly resourceVersion?: string };
+}
+
+/** The two calls a scope makes, shaped as @kubernetes/client-node's CustomObjectsApi list and Watch. */
+export interface SandboxApi {
+  list(request: ListRequest): Promise<ListPage>;
+  watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (error: unknown) => void,
+  ): Promise<AbortController>;
+}
+
+/** The real calls, through the Kubernetes client. */
+function clientApi(kubeConfig: KubeConfig, watchIdleTimeoutMs: number): SandboxApi {
+  const api = kubeConfig.makeApiClient(CustomObjectsApi);
+  return {
+    list: ({ namespace, ...request }) =>
+      (namespace === undefined
+        ? api.listClusterCustomObject(request)
+        : api.listNamespacedCustomObject({ ...request, namespace })) as Promise<ListPage>,
+    watch: (path, query, onEvent, onDone) => {
+      const watch = new Watch(kubeConfig);
+      // The client aborts a watch that sends nothing for this long: with bookmarks asked for, that is
+      // the "silent watch" watchdog.
+      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = watchIdleTimeoutMs;
+      return watch.watch(path, query, onEvent, onDone);
+    },
+  };
 }
 
 const PAGE_SIZE = 1000;
@@ -106,7 +158,7 @@ class ScopeLoop {
   readonly #signal: AbortSignal;
   readonly #onFirstSync: () => void;
   readonly #discover: () => Promise<void>;
-  readonly #api: CustomObjectsApi;
+  readonly #api: SandboxApi;
   readonly #log: Logger;
   readonly #backoff = new Backoff(200, 5_000);
   #synced = false;
@@ -124,7 +176,7 @@ class ScopeLoop {
     this.#signal = signal;
     this.#onFirstSync = onFirstSync;
     this.#discover = discover;
-    this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#api = options.api ?? clientApi(options.kubeConfig, options.watchIdleTimeoutMs);
     this.#log = options.logger.child({ component: 'kubernetes-source', kind: options.kind.name, namespace: namespace ?? '*' });
   }
 
@@ -150,20 +202,15 @@ class ScopeLoop {
     let token: string | undefined;
     let resourceVersion = '';
     do {
-      const base = {
+      const page = await this.#api.list({
         group,
         version,
         plural,
         limit: PAGE_SIZE,
+        ...(this.#namespace === undefined ? {} : { namespace: this.#namespace }),
         ...(token ? { _continue: token } : {}),
         ...(this.#o.labelSelector ? { labelSelector: this.#o.labelSelector } : {}),
-      };
-      const page = (await (this.#namespace === undefined
-        ? this.#api.listClusterCustomObject(base)
-        : this.#api.listNamespacedCustomObject({ ...base, namespace: this.#namespace }))) as {
-        items?: unknown[];
-        metadata?: { continue?: string; resourceVersion?: string };
-      };
+      });
       for (const item of page.items ?? []) {
         // A list is not history: what happened between two observations the watch did not see. Facts
         // that follow from history (a pod seen terminating) are dropped rather than kept forever.
@@ -208,10 +255,6 @@ class ScopeLoop {
       this.#namespace === undefined
         ? `/apis/${group}/${version}/${plural}`
         : `/apis/${group}/${version}/namespaces/${this.#namespace}/${plural}`;
-    const watch = new Watch(this.#o.kubeConfig);
-    // The client aborts a watch that sends nothing for this long: with bookmarks asked for, that is
-    // the "silent watch" watchdog.
-    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = this.#o.watchIdleTimeoutMs;
     const query = {
       allowWatchBookmarks: true,
       resourceVersion: this.#resourceVersion,
@@ -252,7 +295,7 @@ class ScopeLoop {
         }
         resolve(end);
       };
-      watch.watch(path, query, onEvent, onDone).then(
+      this.#api.watch(path, query, onEvent, onDone).then(
         (c) => {
           controller = c;
           if (end !== undefined) c.abort();

@@ -13,11 +13,7 @@ export interface KindOptions {
 
 const KINDS: Record<SandboxKindName, (options: KindOptions) => SandboxKind> = {
   openkruise: createOpenKruiseKind,
-  'agent-sandbox': (options) =>
-    createAgentSandboxKind({
-      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
-      ...(options.idleNamespaces === undefined ? {} : { idleNamespaces: options.idleNamespaces }),
-    }),
+  'agent-sandbox': createAgentSandboxKind,
 };
 
 /** A new instance of the named kind (each owns its caches; make one per process and share it). */

@@ -69,6 +69,7 @@ export class MessageReader {
     if (this.#failed) return undefined;
     const end = chunk.length;
     let offset = 0;
+    // Stryker disable next-line EqualityOperator: equivalent; with nothing left, a pass reads no byte and returns
     while (offset < end) {
       if (this.#body !== undefined) {
         const take = Math.min(this.#length - this.#filled, end - offset);
@@ -81,6 +82,7 @@ export class MessageReader {
         onMessage(message);
         continue;
       }
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent; the byte-by-byte path below reads the same prefix, only slower
       if (this.#prefixRead === 0 && end - offset >= PREFIX) {
         this.#flag = chunk[offset] as number;
         this.#length = chunk.readUInt32BE(offset + 1);
@@ -167,6 +169,7 @@ export function parseGrpcTimeout(value: string | undefined): number | undefined 
   const match = /^([0-9]{1,8})([HMSmun])$/.exec(value);
   if (match === null) return undefined;
   const ms = Number(match[1]) * (TIMEOUT_UNITS[match[2] as string] as number);
+  // Stryker disable next-line EqualityOperator: equivalent; no grpc-timeout (8 digits, any unit) is exactly 2^31 - 1 ms, a prime
   return ms > MAX_TIMER_MS ? undefined : ms;
 }
 

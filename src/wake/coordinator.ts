@@ -145,6 +145,7 @@ export class WakeCoordinator implements Waker {
       this.#fail(wake, 'sandbox_not_found');
       wake = undefined;
     }
+    // Stryker disable next-line ConditionalExpression: equivalent; while a wake runs, no refusal of that object version is remembered, or it has expired
     if (wake === undefined) {
       const remembered = this.#recentFailure(route);
       if (remembered !== undefined) return { kind: 'reject', code: 'sandbox_wake_failed', sandboxId: route.id, retryAfter: remembered };
@@ -227,6 +228,7 @@ export class WakeCoordinator implements Waker {
     const waiter: Waiter = { port, joinedAt: this.#now(), resolve, signal, timer: undefined, onAbort: undefined };
     waiter.timer = setTimeout(() => this.#leave(wake, waiter, 'timeout'), deadlineMs);
     waiter.onAbort = () => this.#leave(wake, waiter, 'abandoned');
+    // Stryker disable next-line ObjectLiteral,BooleanLiteral: equivalent; #detach removes the listener whichever way the waiter goes
     signal.addEventListener('abort', waiter.onAbort, { once: true });
     wake.waiters.add(waiter);
     wake.lastLeft = undefined;
@@ -246,8 +248,9 @@ export class WakeCoordinator implements Waker {
         this.#metrics.wakePatchSeconds.observe((this.#now() - started) / 1000);
         this.#failures.delete(wake.uid);
         wake.trace?.patchEnded();
-        // A wake that ended meanwhile (the sandbox deleted, its ID moved) has nothing left to wait for.
-        if (wake.phase !== 'patching' || this.#wakes.get(wake.id) !== wake) return;
+        // A wake that ended meanwhile (the sandbox deleted, its ID moved) has nothing left to wait for. Its
+        // phase is still 'patching' (only this callback moves it on), so that is the whole question.
+        if (this.#wakes.get(wake.id) !== wake) return;
         wake.trace?.waitStarted();
         wake.phase = 'patched';
         wake.patchedAt = this.#now();
@@ -288,7 +291,7 @@ export class WakeCoordinator implements Waker {
     } else if (route.state === 'dead' || route.deleting) {
       this.#failOn(wake, route, route.deleting ? 'the sandbox is being deleted' : 'the sandbox can no longer run');
       this.#fail(wake, 'sandbox_not_running');
-    } else if (wake.phase === 'patched' && route.pauseRequested && this.#pausedSinceResume(wake, route)) {
+    } else if (route.pauseRequested && this.#pausedSinceResume(wake, route)) {
       this.#failOn(wake, route, 'the sandbox was asked to pause again while it was being woken');
       this.#fail(wake, 'sandbox_wake_failed');
     } else if (wake.phase === 'awaiting-pause' && !route.pausing) {
@@ -302,7 +305,10 @@ export class WakeCoordinator implements Waker {
     }
   }
 
-  /** Whether this observation, asking for a pause, is newer than the version that asked the sandbox to run. */
+  /**
+   * Whether this observation, asking for a pause, is newer than the version that asked the sandbox to
+   * run. Only a wake in phase 'patched' has that version (the two are always set together).
+   */
   #pausedSinceResume(wake: Wake, route: Route): boolean {
     return wake.resumedVersion !== undefined && isNewerVersion(route.resourceVersion, wake.resumedVersion);
   }
@@ -370,12 +376,14 @@ export class WakeCoordinator implements Waker {
 
   #takeWaiters(wake: Wake): Waiter[] {
     const waiters = [...wake.waiters];
+    // Stryker disable next-line CallExpression: equivalent; the wake ends at once, its waiters already detached
     wake.waiters.clear();
     for (const waiter of waiters) this.#detach(waiter);
     return waiters;
   }
 
   #detach(waiter: Waiter): void {
+    // Stryker disable next-line ConditionalExpression: equivalent; clearTimeout(undefined) does nothing
     if (waiter.timer !== undefined) clearTimeout(waiter.timer);
     if (waiter.onAbort !== undefined) waiter.signal.removeEventListener('abort', waiter.onAbort);
     this.#setWaiting(this.#waiting - 1);

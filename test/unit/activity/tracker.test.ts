@@ -149,3 +149,195 @@ describe('several replicas, no coordination', () => {
     expect(writes).toBeLessThanOrEqual(5 * 21);
   });
 });
+
+describe('the write rule, to its edges', () => {
+  it('writes when exactly the fraction of the timeout is left', async () => {
+    cluster.deadlines.set('a', Date.now() + 0.5 * TIMEOUT_MS);
+    cluster.tracker().note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(cluster.writes).toHaveLength(1);
+  });
+
+  it('lowers a replica threshold by its jitter draw: fraction x (1 - jitter x U)', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    // jitter 0.2, U 0.5: the threshold is 0.5 x 0.9 = 0.45 of the timeout.
+    cluster.deadlines.set('a', Date.now() + 0.46 * TIMEOUT_MS);
+    cluster.deadlines.set('b', Date.now() + 0.44 * TIMEOUT_MS);
+    const tracker = cluster.tracker({ jitter: 0.2 });
+    tracker.note(cluster.route('a'));
+    tracker.note(cluster.route('b'));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(cluster.writes.map((w) => w.uid)).toEqual(['b']);
+  });
+
+  it('writes again once exactly the minimum interval has passed since its last write', async () => {
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
+      {
+        timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async (route, now) => (cluster.writes.push({ uid: route.uid, at: now.getTime() }), 'applied'),
+      },
+    );
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    const first = cluster.writes[0]?.at as number;
+    await vi.advanceTimersByTimeAsync(first + 4_999 - Date.now());
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(cluster.writes).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(cluster.writes.map((w) => w.at - first)).toEqual([0, 5_000]);
+  });
+
+  it('costs a noted sandbox no timer read while its write is pending, nor anything once stopped', async () => {
+    cluster.deadlines.set('a', Date.now());
+    let reads = 0;
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
+      {
+        timerOf: () => ((reads += 1), { deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async () => 'applied',
+      },
+    );
+    tracker.note(cluster.route('a'));
+    tracker.note(cluster.route('a'));
+    expect(reads).toBe(1);
+    tracker.stop();
+    tracker.note(cluster.route('b'));
+    expect(reads).toBe(1);
+  });
+
+  it('schedules one drain for any number of notes before it runs', async () => {
+    const tracker = cluster.tracker();
+    for (let i = 0; i < 50; i += 1) {
+      cluster.deadlines.set(`s${i}`, Date.now());
+      tracker.note(cluster.route(`s${i}`));
+    }
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(cluster.writes).toHaveLength(50);
+  });
+});
+
+describe('writes in flight', () => {
+  /** A tracker whose writes stay in flight until the test settles them. */
+  function heldWrites(concurrency: number) {
+    const inFlight: { uid: string; settle: (error?: Error) => void }[] = [];
+    const outcomes: [string, number, unknown][] = [];
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0, concurrency },
+      {
+        timerOf: (route) => ({ deadline: cluster.deadlines.get(route.uid) ?? Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: (route) =>
+          new Promise<'applied'>((resolve, reject) =>
+            inFlight.push({ uid: route.uid, settle: (error) => (error === undefined ? resolve('applied') : reject(error)) }),
+          ),
+        onWrite: (outcome, remainingMs, error) => outcomes.push([outcome, remainingMs, error]),
+      },
+    );
+    return { tracker, inFlight, outcomes };
+  }
+
+  it('keeps at most `concurrency` writes in flight, and starts the next as one ends', async () => {
+    const { tracker, inFlight } = heldWrites(2);
+    for (const uid of ['a', 'b', 'c', 'd']) {
+      cluster.deadlines.set(uid, Date.now());
+      tracker.note(cluster.route(uid));
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(inFlight.map((w) => w.uid)).toEqual(['a', 'b']);
+    inFlight[0]?.settle();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(inFlight.map((w) => w.uid)).toEqual(['a', 'b', 'c']);
+    inFlight[1]?.settle(new Error('refused'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(inFlight.map((w) => w.uid)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('reports each write, applied or failed, with the time that was left on the timer', async () => {
+    const { tracker, inFlight, outcomes } = heldWrites(4);
+    cluster.deadlines.set('a', Date.now() + 20_000);
+    cluster.deadlines.set('b', Date.now() + 10_000);
+    tracker.note(cluster.route('a'));
+    tracker.note(cluster.route('b'));
+    await vi.advanceTimersByTimeAsync(0);
+    const refused = new Error('refused');
+    inFlight[0]?.settle();
+    inFlight[1]?.settle(refused);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(outcomes).toEqual([
+      ['applied', 20_000, undefined],
+      ['failed', 10_000, refused],
+    ]);
+  });
+});
+
+describe('the kept-awake count', () => {
+  it('counts a sandbox for ten minutes after its last write, to the millisecond', async () => {
+    const tracker = cluster.tracker();
+    cluster.deadlines.set('a', Date.now());
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    const written = cluster.writes[0]?.at as number;
+    await vi.advanceTimersByTimeAsync(written + 10 * 60_000 - 1 - Date.now());
+    expect(tracker.keptAwake).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(tracker.keptAwake).toBe(0);
+  });
+
+  it('forgets by the last write: a sandbox written again is not dropped with its first write', async () => {
+    const tracker = cluster.tracker();
+    cluster.deadlines.set('a', Date.now());
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(60_000);
+    cluster.deadlines.set('b', Date.now());
+    tracker.note(cluster.route('b'));
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    // a's timer is low again: written a second time, now the most recent.
+    cluster.deadlines.set('a', Date.now());
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(5 * 60_000);
+    // 11 minutes after b's only write, 5 after a's second.
+    expect(cluster.writes.map((w) => w.uid)).toEqual(['a', 'b', 'a']);
+    expect(tracker.keptAwake).toBe(1);
+  });
+});
+
+describe('a write the object outran', () => {
+  it('lets the next use write at once when the write was superseded (the object changed under it), not one interval later', async () => {
+    let outcome: 'applied' | 'superseded' = 'superseded';
+    const writes: number[] = [];
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
+      {
+        now: () => Date.now(),
+        // The timer stays low: only the write rule decides whether a use writes.
+        timerOf: () => ({ deadline: Date.now() + 0.4 * TIMEOUT_MS, timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async (_route, now) => {
+          writes.push(now.getTime());
+          return outcome;
+        },
+      },
+    );
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(2);
+    // Applied, the write holds the next one back for the minimum interval.
+    outcome = 'applied';
+    await vi.advanceTimersByTimeAsync(10);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(3);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(writes).toHaveLength(3);
+  });
+});

@@ -70,6 +70,26 @@ describe('decide', () => {
     expect(ask(table(), options, undefined, { kind: 'none' })).toMatchObject({ kind: 'reject', code: 'missing_sandbox' });
   });
 
+  it('says why a pool member or a paused sandbox that may not be woken is not running (the client reads the reason)', () => {
+    expect(ask(table(makeRoute({ state: 'available' })))).toStrictEqual({
+      kind: 'reject',
+      code: 'sandbox_not_running',
+      sandboxId: 'sbx',
+      reason: 'the sandbox is an unclaimed pool member',
+    });
+    expect(ask(table(makeRoute({ state: 'paused' })))).toStrictEqual({
+      kind: 'reject',
+      code: 'sandbox_not_running',
+      sandboxId: 'sbx',
+      reason: 'the sandbox is paused and not opted in to wake on traffic',
+    });
+  });
+
+  it('names no sandbox in the rejection of a malformed request that named none', () => {
+    const malformed: Identification = { kind: 'malformed', code: 'invalid_host', reason: 'bad host' };
+    expect(ask(table(), options, undefined, malformed)).toStrictEqual({ kind: 'reject', code: 'invalid_host', reason: 'bad host' });
+  });
+
   it('carries a malformed identification through as its 400 code and reason', () => {
     const malformed: Identification = { kind: 'malformed', code: 'invalid_sandbox_port', reason: 'bad port', sandboxId: 'x' };
     expect(ask(table(), options, undefined, malformed)).toEqual({
@@ -145,6 +165,21 @@ describe('a sandbox being woken that passes through "creating"', () => {
     expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes(undefined))).toMatchObject({ code: 'sandbox_not_ready' });
     expect(decide(named, routes, { now, accessToken: 'tok' }, options, wakes('another-uid'))).toMatchObject({ code: 'sandbox_not_ready' });
     expect(decide(named, routes, { now, accessToken: 'tok' }, options)).toMatchObject({ code: 'sandbox_not_ready' });
+  });
+
+  it('joins a resume another replica (or a person) started, only when it may be woken here: opted in, waking on', () => {
+    const resuming = makeRoute({ state: 'creating', podIP: '', wake, resuming: true });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, options, wakes(undefined))).toEqual({
+      kind: 'wake',
+      route: resuming,
+      port: 8080,
+    });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, options)).toEqual({ kind: 'wake', route: resuming, port: 8080 });
+    const notOptedIn = makeRoute({ state: 'creating', podIP: '', resuming: true });
+    expect(decide(named, table(notOptedIn), { now, accessToken: undefined }, options)).toMatchObject({ code: 'sandbox_not_ready' });
+    expect(decide(named, table(resuming), { now, accessToken: undefined }, { ...options, wakeEnabled: false })).toMatchObject({
+      code: 'sandbox_not_ready',
+    });
   });
 });
 

@@ -2,12 +2,15 @@
 // identification -> decision -> encoded answer, with waking on: the real wake coordinator), drawn so
 // that every branch of the decision is reached many times, each counted (a run that misses a branch
 // fails). Checked for every case: one defined answer, never a throw; an error answer is the
-// catalogue's, with its status; a forward goes only to a running sandbox's own IP; a request that is
-// not a wake never starts one (an unauthorized request never wakes a sandbox).
+// catalogue's, with its status; a forward goes only to a running sandbox's own IP; a request naming a
+// running sandbox once by header, with a good port, is forwarded (its ID matched exactly, capitals
+// included); a request that is not a wake never starts one; every request that reaches the waker for a
+// sandbox with an access token carried that token, and only requests without it are unauthorized.
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ERRORS, type ErrorCode } from '../../../src/core/errors.ts';
+import type { Waker } from '../../../src/core/waker.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { createMetrics } from '../../../src/observability/metrics.ts';
 import { Answers } from '../../../src/protocol/answers.ts';
@@ -27,6 +30,7 @@ const wake = { pauseAfterSeconds: 0, timeoutSeconds: 0 };
 const registry = new RouteRegistry();
 const routes: Route[] = [
   makeRoute({ id: 'sbx', uid: 'a', podIP: '10.0.0.1' }),
+  makeRoute({ id: 'MiXed-Case9', uid: 'k', podIP: '10.0.0.5' }),
   makeRoute({ id: 'other', uid: 'b', podIP: '10.0.0.2' }),
   makeRoute({ id: 'ns--name', uid: 'c', state: 'paused', podIP: '', pauseRequested: true, wake }),
   makeRoute({
@@ -70,7 +74,22 @@ const options = {
   identify: { domains: ['sandbox.test'], defaultPort: 49983, kruisePath: true },
   decide: { wakeEnabled: true, unnamed: 'reject' as const },
 };
-const processor = new RequestProcessor({ routes: registry, answers, metrics, logger, waker: coordinator, options });
+/** The route the processor last handed to the waker (so the request's token can be checked). */
+let held: Route | undefined;
+/** The route handed to the waker since the last call, if any. */
+function takeHeld(): Route | undefined {
+  const route = held;
+  held = undefined;
+  return route;
+}
+const waker: Waker = {
+  waking: (route) => coordinator.waking(route),
+  hold: (route, port, signal) => {
+    held = route;
+    return coordinator.hold(route, port, signal);
+  },
+};
+const processor = new RequestProcessor({ routes: registry, answers, metrics, logger, waker, options });
 // One in twenty requests meets a replica whose first list has not completed.
 const unready = new RouteRegistry();
 const unreadyProcessor = new RequestProcessor({
@@ -78,7 +97,7 @@ const unreadyProcessor = new RequestProcessor({
   answers,
   metrics: createMetrics(() => unready.countByState()),
   logger,
-  waker: coordinator,
+  waker,
   options,
 });
 
@@ -88,8 +107,9 @@ const ids = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('../etc/passwd', 'a/b', '%2e%2e', 'sbx\u0000', '', '-x', 'x..y', 'x'.repeat(400)) },
   { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
 );
+const GOOD_PORTS = ['8080', '49983', '1', '65535'];
 const ports = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('8080', '49983', '1', '65535') },
+  { weight: 6, arbitrary: fc.constantFrom(...GOOD_PORTS) },
   { weight: 2, arbitrary: fc.constantFrom('0', '65536', '0080', '-1', 'abc', '99999') },
   { weight: 1, arbitrary: fc.string({ maxLength: 8 }) },
 );
@@ -124,7 +144,10 @@ const headerList: fc.Arbitrary<HeaderValue[]> = fc.oneof(
         port: fc.option(ports, { freq: 2 }),
         host: fc.option(hosts, { freq: 2 }),
         path: fc.option(paths, { freq: 3 }),
-        token: fc.option(fc.constantFrom(TOKEN, 'wrong', ''), { freq: 2 }),
+        // Mostly the right token, so that wakes of the guarded sandbox are reached often too.
+        token: fc.option(fc.oneof({ weight: 3, arbitrary: fc.constant(TOKEN) }, { weight: 1, arbitrary: fc.constantFrom('wrong', '') }), {
+          freq: 4,
+        }),
         spoof: fc.boolean(),
         junk: fc.array(
           fc.record({ key: fc.string({ maxLength: 12 }), raw_value: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)) }),
@@ -159,6 +182,25 @@ const headerList: fc.Arbitrary<HeaderValue[]> = fc.oneof(
     ),
   },
 );
+
+/** The values of one header in a list, as the service reads them (raw_value, else value). */
+function valuesOf(headers: readonly HeaderValue[], key: string): string[] {
+  return headers
+    .filter((h) => h.key === key)
+    .map((h) => (h.raw_value !== undefined && h.raw_value.length > 0 ? h.raw_value.toString() : (h.value ?? '')));
+}
+
+/** The running sandbox a request names beyond doubt: one ID header, a running route, no port or a good one. */
+function plainlyNamedRunning(headers: readonly HeaderValue[]): Route | undefined {
+  // OpenKruise's path form comes first; a request in it is not plainly named by header.
+  if (valuesOf(headers, ':path').some((path) => path.startsWith('/kruise'))) return undefined;
+  const ids = valuesOf(headers, 'e2b-sandbox-id');
+  const portValues = valuesOf(headers, 'e2b-sandbox-port');
+  if (ids.length !== 1 || portValues.length > 1 || (portValues.length === 1 && !GOOD_PORTS.includes(portValues[0] as string)))
+    return undefined;
+  const route = registry.get(ids[0] as string);
+  return route?.state === 'running' ? route : undefined;
+}
 
 /** What a request got: the error code, 'forward', or 'wake' (held). */
 function outcomeOf(result: Buffer | PendingAnswer): string {
@@ -201,9 +243,24 @@ describe('the request path under hostile header lists, with waking on', () => {
         const abort = new AbortController();
         const before = resumes;
         const waitingBefore = coordinator.waiting;
+        takeHeld();
         const result = (pick === 0 ? unreadyProcessor : processor).process(headers, () => abort.signal);
         const outcome = outcomeOf(result);
         counts[outcome] = (counts[outcome] ?? 0) + 1;
+        const tokens = valuesOf(headers, 'x-access-token');
+        const rightToken = tokens.length === 1 && tokens[0] === TOKEN;
+        const heldRoute = takeHeld();
+        if (heldRoute?.accessTokenDigest !== undefined) {
+          // A wake (or a place in the queue for one) only with the sandbox's own token.
+          expect(rightToken, `${outcome} for ${heldRoute.id} carried ${JSON.stringify(tokens)}`).toBe(true);
+          counts['guarded wake'] = (counts['guarded wake'] ?? 0) + 1;
+        }
+        if (outcome === 'unauthorized') expect(rightToken, 'unauthorized with the right token').toBe(false);
+        const named = pick === 0 ? undefined : plainlyNamedRunning(headers);
+        if (named !== undefined) {
+          expect(outcome, `a plain request for ${named.id}`).toBe('forward');
+          if (named.id !== named.id.toLowerCase()) counts['mixed-case forward'] = (counts['mixed-case forward'] ?? 0) + 1;
+        }
         if (outcome === 'wake') {
           // Held requests stay a while (so capacity is reached), then their clients go away.
           held.push(abort);
@@ -233,6 +290,8 @@ describe('the request path under hostile header lists, with waking on', () => {
       'sandbox_not_running',
       'sandbox_not_ready',
       'routes_not_ready',
+      'guarded wake',
+      'mixed-case forward',
     ]) {
       expect(counts[branch] ?? 0, `branch "${branch}" reached`).toBeGreaterThanOrEqual(CASES / 200);
     }

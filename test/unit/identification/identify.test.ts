@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  describe as quote,
   identify,
   isValidSandboxId,
   parsePort,
@@ -11,6 +12,7 @@ import { parseCidr, UpstreamAddressPolicy } from '../../../src/routes/upstream-a
 
 const anyDomain = { domains: [], defaultPort: 49983 };
 const e2b = { domains: ['sandbox.example.com'], defaultPort: 49983 };
+const agentDefaults = { defaultNamespace: 'default', defaultPort: 8888, namespaces: [] as string[] };
 const facts = (f: Partial<IdentityFacts>): IdentityFacts => ({ authority: undefined, sandboxId: undefined, sandboxPort: undefined, ...f });
 
 describe('identification by headers', () => {
@@ -43,6 +45,18 @@ describe('identification by headers', () => {
       code: 'invalid_sandbox_port',
       sandboxId: 'ok',
     });
+  });
+
+  // The case rule of each form (README, "Which sandbox a request names"): a header ID is the ID, case
+  // included; only the host form folds case (hosts are case-insensitive).
+  it('matches a header ID exactly, capitals included: an OpenKruise sandbox-id label may hold them', () => {
+    for (const id of ['AbC', 'SBX-1', 'Team--Box', 'mixed.Case_ID-9']) {
+      expect(identify(facts({ sandboxId: id, sandboxPort: '3000' }), e2b)).toEqual({ kind: 'named', sandboxId: id, port: 3000 });
+      expect(identify(facts({ sandboxId: id }), anyDomain)).toEqual({ kind: 'named', sandboxId: id, port: 49983 });
+    }
+    expect(
+      identify(facts({ sandboxId: 'AbC' }), { ...anyDomain, conventions: ['agent-sandbox', 'e2b'], agentSandbox: agentDefaults }),
+    ).toEqual({ kind: 'named', sandboxId: 'AbC', port: 49983 });
   });
 
   it('bounds a huge value in the reason', () => {
@@ -143,6 +157,11 @@ describe('host form edge cases', () => {
       kind: 'none',
     });
     expect(identify(facts({ authority: '3000-KEY.SANDBOX.EXAMPLE.COM' }), e2b)).toMatchObject({ sandboxId: 'key' });
+  });
+
+  it('folds a host ID to lower case, so an ID with capitals is named only by header', () => {
+    expect(identify(facts({ authority: '3000-AbC.sandbox.example.com' }), e2b)).toEqual({ kind: 'named', sandboxId: 'abc', port: 3000 });
+    expect(identify(facts({ authority: '3000-AbC.Any.Domain' }), anyDomain)).toEqual({ kind: 'named', sandboxId: 'abc', port: 3000 });
   });
 
   it('refuses a leading-zero port in the host', () => {
@@ -266,6 +285,20 @@ describe("identification by agent-sandbox's headers", () => {
     },
   );
 
+  it('refuses capitals in the name and namespace, never folds them: DNS-1123 labels are lower case', () => {
+    expect(identify(facts({ agentSandboxId: 'Box' }), both())).toMatchObject({ kind: 'malformed', code: 'invalid_sandbox_id' });
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: 'Default' }), both({ namespaces: ['*'] }))).toMatchObject({
+      kind: 'malformed',
+      code: 'invalid_sandbox_namespace',
+    });
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: 'default' }), both())).toEqual({
+      kind: 'named',
+      sandboxId: 'default/box',
+      port: 8888,
+      agentSandbox: true,
+    });
+  });
+
   it.each(['Team', 'a.b', 'a/b', 'x,y', 'a'.repeat(64)])('refuses the malformed namespace %j', (namespace) => {
     expect(identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: namespace }), both({ namespaces: ['*'] }))).toMatchObject({
       kind: 'malformed',
@@ -323,6 +356,105 @@ describe("identification by agent-sandbox's headers", () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+// Every malformed request gets a reason naming what was wrong, quoting the client's value (bounded).
+describe('the reasons given for malformed requests', () => {
+  const agent = { ...anyDomain, conventions: ['agent-sandbox' as const], agentSandbox: { ...agentDefaults, namespaces: ['*'] } };
+
+  it.each([
+    [facts({ sandboxId: 'a/b' }), e2b, { code: 'invalid_sandbox_id', reason: 'sandbox ID "a/b" is not a valid ID' }],
+    [
+      facts({ sandboxId: 'ok', sandboxPort: '0' }),
+      e2b,
+      { code: 'invalid_sandbox_port', reason: 'sandbox port "0" is not a number from 1 to 65535', sandboxId: 'ok' },
+    ],
+    [
+      facts({ authority: 'www.sandbox.example.com' }),
+      e2b,
+      { code: 'invalid_host', reason: 'host "www.sandbox.example.com" is not <port>-<sandboxID>.sandbox.example.com' },
+    ],
+    [
+      facts({ authority: '0-abc.sandbox.example.com' }),
+      e2b,
+      { code: 'invalid_sandbox_port', reason: 'host port "0" is not a number from 1 to 65535' },
+    ],
+    [
+      facts({ authority: '80-a_.sandbox.example.com' }),
+      e2b,
+      { code: 'invalid_sandbox_id', reason: 'host sandbox ID "a_" is not a valid ID' },
+    ],
+    [
+      facts({ agentSandboxId: 'Box' }),
+      agent,
+      { code: 'invalid_sandbox_id', reason: 'sandbox name "Box" is not a DNS-1123 label', detail: 'Invalid sandbox ID format.' },
+    ],
+    [
+      facts({ agentSandboxId: 'box', agentSandboxNamespace: 'a.b' }),
+      agent,
+      { code: 'invalid_sandbox_namespace', reason: 'sandbox namespace "a.b" is not a DNS-1123 label', detail: 'Invalid namespace format.' },
+    ],
+    [
+      facts({ agentSandboxId: 'box', agentSandboxNamespace: 'team' }),
+      { ...agent, agentSandbox: agentDefaults },
+      { code: 'namespace_not_allowed', reason: 'requests may not name sandboxes in namespace "team"' },
+    ],
+    [
+      facts({ agentSandboxId: 'box', agentSandboxNamespace: 'team', agentSandboxPort: '080' }),
+      agent,
+      {
+        code: 'invalid_sandbox_port',
+        reason: 'sandbox port "080" is not a number from 1 to 65535',
+        sandboxId: 'team/box',
+        detail: 'Invalid port format.',
+      },
+    ],
+  ])('%#: %j', (request, options, expected) => {
+    expect(identify(request, options)).toStrictEqual({ kind: 'malformed', ...expected });
+  });
+
+  it('quotes at most 64 characters of a value, marking the cut', () => {
+    expect(quote('x'.repeat(64))).toBe(JSON.stringify('x'.repeat(64)));
+    expect(quote('y'.repeat(65))).toBe(JSON.stringify(`${'y'.repeat(64)}...`));
+  });
+});
+
+describe('agent-sandbox headers sent empty', () => {
+  const agent = { ...anyDomain, conventions: ['agent-sandbox' as const], agentSandbox: agentDefaults };
+
+  it('reads an empty namespace or port header as absent: the default namespace and port', () => {
+    expect(identify(facts({ agentSandboxId: 'box', agentSandboxNamespace: '', agentSandboxPort: '' }), agent)).toEqual({
+      kind: 'named',
+      sandboxId: 'default/box',
+      port: 8888,
+      agentSandbox: true,
+    });
+  });
+});
+
+describe('the host label, matched whole', () => {
+  it('refuses a first label that only contains <port>-<id> after other characters, or before a line break', () => {
+    for (const host of ['x3000-sbx.sandbox.example.com', '3000-sbx\nevil.sandbox.example.com']) {
+      expect(identify(facts({ authority: host }), e2b)).toMatchObject({ kind: 'malformed', code: 'invalid_host' });
+    }
+  });
+});
+
+describe('short names and empty labels', () => {
+  it('accepts one-character agent-sandbox names and namespaces (DNS-1123 allows them)', () => {
+    expect(
+      identify(facts({ agentSandboxId: 'a', agentSandboxNamespace: 'x' }), {
+        ...anyDomain,
+        conventions: ['agent-sandbox'],
+        agentSandbox: { ...agentDefaults, namespaces: ['x'] },
+      }),
+    ).toEqual({ kind: 'named', sandboxId: 'x/a', port: 8888, agentSandbox: true });
+  });
+
+  it('names no sandbox for a host whose first label is empty', () => {
+    expect(identify(facts({ authority: '.sandbox.example.com' }), e2b)).toEqual({ kind: 'none' });
+    expect(identify(facts({ authority: '.sandbox.example.com' }), anyDomain)).toEqual({ kind: 'none' });
   });
 });
 
@@ -478,5 +610,51 @@ describe("OpenKruise's gateway path form /kruise/<id>/<port>/<rest>", () => {
 
   it('is not read when the path form is off', () => {
     expect(identify(facts({ path: '/kruise/sbx/80/x', sandboxId: 'h' }), e2b)).toEqual({ kind: 'named', sandboxId: 'h', port: 49983 });
+  });
+});
+
+describe('the case rule of the path form', () => {
+  it('matches an ID in the path exactly, capitals included, as a header ID', () => {
+    expect(identify(facts({ path: '/kruise/AbC/80/x' }), { ...e2b, kruisePath: true })).toEqual({
+      kind: 'named',
+      sandboxId: 'AbC',
+      port: 80,
+      path: '/x',
+    });
+  });
+});
+
+describe('the path form, to its edges', () => {
+  const kruise = { ...e2b, kruisePath: true };
+  const both = (kruisePath: boolean) => ({
+    ...e2b,
+    kruisePath,
+    conventions: ['e2b', 'agent-sandbox'] as const,
+    agentSandbox: agentDefaults,
+  });
+
+  it('is not read with both conventions on when the path form is off', () => {
+    expect(identify(facts({ path: '/kruise/p/80/x', sandboxId: 'h' }), both(false))).toEqual({
+      kind: 'named',
+      sandboxId: 'h',
+      port: 49983,
+    });
+    expect(identify(facts({ path: '/api', sandboxId: 'h' }), both(true))).toEqual({ kind: 'named', sandboxId: 'h', port: 49983 });
+  });
+
+  it('needs a / right after /kruise: /kruise?a/80/x names nothing', () => {
+    expect(identify(facts({ path: '/kruise?a/80/x' }), kruise)).toMatchObject({ kind: 'malformed', code: 'invalid_path' });
+  });
+
+  it.each([
+    ['/kruise/sbx', { code: 'invalid_path', reason: 'path "/kruise/sbx" names no sandbox ID and port' }],
+    ['/kruise/sbx/', { code: 'invalid_path', reason: 'path "/kruise/sbx/" names no port', sandboxId: 'sbx' }],
+    ['/kruise/a..b/80', { code: 'invalid_sandbox_id', reason: 'sandbox ID "a..b" is not a valid ID' }],
+    [
+      '/kruise/sbx/0080/x',
+      { code: 'invalid_sandbox_port', reason: 'sandbox port "0080" is not a number from 1 to 65535', sandboxId: 'sbx' },
+    ],
+  ])('says why %j is refused', (path, expected) => {
+    expect(identify(facts({ path }), kruise)).toStrictEqual({ kind: 'malformed', ...expected });
   });
 });

@@ -70,3 +70,70 @@ describe("readFacts: agent-sandbox's headers", () => {
     expect(readFacts([raw('x-sandbox-namespace', 'a'), raw('x-sandbox-namespace', 'b')], both).agentSandboxNamespace).toBe('a,b');
   });
 });
+
+// The same E2B facts whichever scan runs (the agent-sandbox one reads three headers more).
+describe.each([
+  ['E2B only', { ...names, trafficTokenHeader: 'x-traffic-token' }],
+  ['with agent-sandbox', { ...names, trafficTokenHeader: 'x-traffic-token', agentSandbox: true }],
+])('readFacts (%s): the E2B facts', (_scan, scanNames) => {
+  it('reads every fact from its header, and nothing from others', () => {
+    const facts = readFacts(
+      [
+        raw('host', 'h.example'),
+        raw('e2b-sandbox-id', 'abc'),
+        raw('e2b-sandbox-port', '8080'),
+        raw('x-access-token', 'tok'),
+        raw('x-other', 'noise'),
+        raw('x-request-id', 'r1'),
+        raw(':path', '/kruise/abc/80/x'),
+        raw('x-traffic-token', 'jwt'),
+      ],
+      scanNames,
+    );
+    expect(facts).toMatchObject({
+      authority: 'h.example',
+      sandboxId: 'abc',
+      sandboxPort: '8080',
+      accessToken: 'tok',
+      requestId: 'r1',
+      path: '/kruise/abc/80/x',
+      trafficToken: 'jwt',
+    });
+  });
+
+  it('keeps the first authority and the first request ID, and joins repeated routing headers and tokens', () => {
+    const facts = readFacts(
+      [
+        raw(':authority', 'first'),
+        raw('host', 'second'),
+        raw('x-request-id', 'r1'),
+        raw('x-request-id', 'r2'),
+        raw('e2b-sandbox-port', '1'),
+        raw('e2b-sandbox-port', '2'),
+        raw('x-access-token', 'a'),
+        raw('x-access-token', 'b'),
+        raw(':path', '/first'),
+        raw(':path', '/second'),
+        raw('x-traffic-token', 'j1'),
+        raw('x-traffic-token', 'j2'),
+      ],
+      scanNames,
+    );
+    expect(facts).toMatchObject({
+      authority: 'first',
+      requestId: 'r1',
+      sandboxPort: '1,2',
+      accessToken: 'a,b',
+      path: '/first',
+      trafficToken: 'j1,j2',
+    });
+  });
+
+  it('falls back to value when raw_value is empty, and reads a header with neither as empty', () => {
+    expect(readFacts([{ key: 'e2b-sandbox-id', raw_value: Buffer.alloc(0), value: 'legacy' }], scanNames).sandboxId).toBe('legacy');
+    expect(readFacts([{ key: 'e2b-sandbox-id' }], scanNames).sandboxId).toBe('');
+    expect(readFacts([{ key: ':authority', value: 'v.example' }], scanNames).authority).toBe('v.example');
+    expect(readFacts([{ key: ':path', raw_value: Buffer.alloc(0), value: '/legacy' }], scanNames).path).toBe('/legacy');
+    expect(readFacts([{ key: ':path' }], scanNames).path).toBe('');
+  });
+});

@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { getEventListeners } from 'node:events';
+import { describe, expect, it, vi } from 'vitest';
 import { isNewerVersion, RouteRegistry } from '../../../src/routes/registry.ts';
+import type { Route } from '../../../src/routes/route.ts';
 import { makeRoute } from '../../support/routes.ts';
 
 describe('resourceVersion ordering', () => {
@@ -8,6 +10,19 @@ describe('resourceVersion ordering', () => {
     expect(isNewerVersion('9', '10')).toBe(false);
     expect(isNewerVersion('10', '10')).toBe(false);
     expect(isNewerVersion('123456789012345678901', '99')).toBe(true);
+    expect(isNewerVersion('99', '123456789012345678901')).toBe(false);
+  });
+
+  it('compares as integers only when both versions are all digits', () => {
+    // Shorter but not numeric: opaque, so different means newer.
+    expect(isNewerVersion('1a', '99')).toBe(true);
+    expect(isNewerVersion('99', '1a')).toBe(true);
+    expect(isNewerVersion('a1', 'b1')).toBe(true);
+    expect(isNewerVersion('1a', '1b')).toBe(true);
+    expect(isNewerVersion('9', '10')).toBe(false);
+    expect(isNewerVersion('-5', '10')).toBe(true);
+    expect(isNewerVersion('10', 'a5')).toBe(true);
+    expect(isNewerVersion('10', '1a')).toBe(true);
   });
 
   it('treats a different opaque version as newer', () => {
@@ -27,6 +42,29 @@ describe('resourceVersion ordering', () => {
 });
 
 describe('UID fencing', () => {
+  // The fence remembers the 65,536 most recently deleted UIDs: a bound on memory, refreshed by use.
+  const CAPACITY = 65_536;
+
+  it('fences the last 65,536 deleted UIDs, dropping the oldest first', () => {
+    const registry = new RouteRegistry();
+    registry.remove('first');
+    for (let i = 1; i < CAPACITY; i += 1) registry.remove(`other-${i}`);
+    expect(registry.upsert(makeRoute({ uid: 'first', resourceVersion: '9' }))).toBe(false);
+    registry.remove('one-more');
+    expect(registry.upsert(makeRoute({ uid: 'first', resourceVersion: '9' }))).toBe(true);
+    expect(registry.upsert(makeRoute({ uid: 'other-1', resourceVersion: '9' }))).toBe(false);
+  });
+
+  it('keeps a UID deleted again among the most recent', () => {
+    const registry = new RouteRegistry();
+    registry.remove('first');
+    for (let i = 1; i < CAPACITY; i += 1) registry.remove(`other-${i}`);
+    registry.remove('first');
+    registry.remove('one-more');
+    expect(registry.upsert(makeRoute({ uid: 'first', resourceVersion: '9' }))).toBe(false);
+    expect(registry.upsert(makeRoute({ uid: 'other-1', resourceVersion: '9' }))).toBe(true);
+  });
+
   it('never brings back a deleted object from a late event', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ uid: 'old', resourceVersion: '5' }));
@@ -108,10 +146,13 @@ describe('sandbox IDs follow their object', () => {
       ['victim', undefined],
       ['victim', 'owner'],
     ]);
+    // Reported when it began and when it ended; not again for each write of a claimant.
+    expect(conflicts).toHaveLength(2);
   });
 
   it('keeps a three-way conflict closed until a single claimant remains', () => {
-    const registry = new RouteRegistry();
+    const conflicts: string[][] = [];
+    const registry = new RouteRegistry({ onConflict: (_id, claimants) => conflicts.push(claimants.map((r) => r.uid)) });
     for (const [uid, rv] of [
       ['a', '1'],
       ['b', '2'],
@@ -123,6 +164,8 @@ describe('sandbox IDs follow their object', () => {
     registry.upsert(makeRoute({ id: 'y', uid: 'b', resourceVersion: '4' }));
     expect(registry.get('x')?.uid).toBe('c');
     expect(registry.get('y')?.uid).toBe('b');
+    // Each change of the claimants is reported, with who claims the ID now.
+    expect(conflicts).toEqual([['a', 'b'], ['a', 'b', 'c'], ['b', 'c'], []]);
   });
 
   it('fails closed on the legacy <namespace>--<name> collision (a--b/c and a/b--c)', () => {
@@ -174,6 +217,30 @@ describe('sandbox IDs follow their object', () => {
 });
 
 describe('resync', () => {
+  it('a resync that lists what the table already holds changes nothing and tells nobody', () => {
+    const registry = new RouteRegistry();
+    const held = [makeRoute({ id: 'a', uid: 'ua', resourceVersion: '5' }), makeRoute({ id: 'b', uid: 'ub', resourceVersion: '6' })];
+    for (const route of held) registry.upsert(route);
+    const seen: string[] = [];
+    registry.subscribe((id) => seen.push(id));
+    registry.resync(
+      undefined,
+      held.map((r) => ({ ...r })),
+    );
+    expect(registry.get('a')?.uid).toBe('ua');
+    expect(registry.get('b')?.uid).toBe('ub');
+    expect(seen).toEqual([]);
+    // A newer observation of the same ID replaces the route in one change, never through "gone".
+    registry.resync(undefined, [{ ...(held[0] as Route), resourceVersion: '9', podIP: '10.0.0.9' }, held[1] as Route]);
+    expect(registry.get('a')?.podIP).toBe('10.0.0.9');
+    expect(seen).toEqual(['a']);
+    seen.length = 0;
+    // A new object in the list is simply added.
+    registry.resync(undefined, [...held, makeRoute({ id: 'c', uid: 'uc', resourceVersion: '7' })]);
+    expect(registry.get('c')?.uid).toBe('uc');
+    expect(seen).toEqual(['c']);
+  });
+
   it('removes routes of the scope the list no longer holds, keeps the rest, and leaves other scopes alone', () => {
     const registry = new RouteRegistry();
     registry.upsert(makeRoute({ id: 'a', uid: 'a', namespace: 'one' }));
@@ -236,6 +303,29 @@ describe('waiting for a newer observation', () => {
     const gone = registry.awaitNewer('u', '6', new AbortController().signal);
     registry.remove('u');
     expect(await gone).toBeUndefined();
+  });
+
+  it('leaves no listener behind, on the table or on the signal, however it ends', async () => {
+    const registry = new RouteRegistry();
+    const unsubscribed = vi.fn();
+    const subscribe = registry.subscribe.bind(registry);
+    vi.spyOn(registry, 'subscribe').mockImplementation((listener) => {
+      const unsubscribe = subscribe(listener);
+      return () => (unsubscribed(), unsubscribe());
+    });
+    registry.upsert(makeRoute({ uid: 'u', resourceVersion: '5' }));
+    const signals = [new AbortController(), new AbortController(), new AbortController()];
+    const newer = registry.awaitNewer('u', '5', signals[0]!.signal);
+    const aborted = registry.awaitNewer('u', '5', signals[1]!.signal);
+    signals[1]!.abort();
+    await aborted;
+    registry.upsert(makeRoute({ uid: 'u', resourceVersion: '6' }));
+    await newer;
+    const gone = registry.awaitNewer('u', '6', signals[2]!.signal);
+    registry.remove('u');
+    await gone;
+    expect(unsubscribed).toHaveBeenCalledTimes(3);
+    for (const { signal } of signals) expect(getEventListeners(signal, 'abort')).toHaveLength(0);
   });
 
   it('gives up when its signal aborts', async () => {

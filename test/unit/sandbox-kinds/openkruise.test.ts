@@ -72,6 +72,29 @@ describe('OpenKruise Sandbox -> route', () => {
     expect(paused?.pauseRequested).toBe(true);
   });
 
+  // The state the real controller shows while the pod is being deleted (reference.md section 1):
+  // phase Paused, SandboxPaused present but not True. A resume then is deferred by the controller.
+  it.each(['False', 'Unknown'])('reads phase Paused with SandboxPaused=%s as still pausing, not paused', (status) => {
+    const pausing = route(
+      sandbox({
+        spec: { paused: true },
+        status: {
+          phase: 'Paused',
+          conditions: [
+            { type: 'Ready', status: 'False' },
+            { type: 'SandboxPaused', status, reason: 'Pending' },
+          ],
+        },
+      }),
+    );
+    expect(pausing).toMatchObject({ state: 'paused', pausing: true, pauseRequested: true });
+  });
+
+  it('reads the pausing window from phase Paused alone: a sandbox still Running with spec.paused false is not pausing', () => {
+    expect(route(sandbox())?.pausing).toBe(false);
+    expect(route(sandbox({ status: { phase: 'Resuming', conditions: [] } }))?.pausing).toBe(false);
+  });
+
   it('reads shutdownTime and pauseTime', () => {
     const r = route(sandbox({ spec: { shutdownTime: '2030-01-01T00:00:00Z', pauseTime: '2029-01-01T00:00:00Z' } }));
     expect(r?.shutdownAt).toBe(Date.parse('2030-01-01T00:00:00Z'));
