@@ -293,7 +293,9 @@ describe('the request path under hostile header lists, with waking on', () => {
       'guarded wake',
       'mixed-case forward',
     ]) {
-      expect(counts[branch] ?? 0, `branch "${branch}" reached`).toBeGreaterThanOrEqual(CASES / 200);
+      // Each branch is reached often (the rarest, mixed-case forwards, ~150 times in 20,000 at random
+      // seeds; 98 once): CASES / 500 says "reached, many times" without failing on a seed's luck.
+      expect(counts[branch] ?? 0, `branch "${branch}" reached`).toBeGreaterThanOrEqual(CASES / 500);
     }
     // 20,000 cases take a few seconds on 2 shared cores: the harness's 5 s default is no measure of anything.
   }, 30_000);
