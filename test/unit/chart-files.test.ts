@@ -3,11 +3,15 @@
 // of envoy/envoy.yaml; the README is the one generated from values.yaml and the settings.
 import { lstatSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { CHART_README, chartReadme } from '../../scripts/chart-readme.ts';
 
 const chartFile = (path: string) => new URL(`../../charts/sandbox-extproc/${path}`, import.meta.url);
 
 describe('the chart’s files', () => {
+  it('have a values.yaml with each key once (Helm takes the last of two; a strict YAML reader refuses it)', () => {
+    expect(() => parse(readFileSync(chartFile('values.yaml'), 'utf8'), { uniqueKeys: true })).not.toThrow();
+  });
   it('ship envoy/envoy.yaml as a copy, not a symlink out of the chart (cp envoy/envoy.yaml charts/sandbox-extproc/files/)', () => {
     expect(lstatSync(chartFile('files/envoy.yaml')).isSymbolicLink()).toBe(false);
     expect(readFileSync(chartFile('files/envoy.yaml'), 'utf8')).toBe(
