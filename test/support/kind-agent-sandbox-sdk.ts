@@ -105,7 +105,11 @@ export function routerManifest(image: { repository: string; tag: string }): stri
     'podDisruptionBudget.enabled': 'false',
     'admissionPolicy.enabled': 'false',
   });
-  const scoped = objects.map((source) => {
+  // `helm test`'s Pod is no part of an install applied with kubectl (and names the namespace in its URLs).
+  const installed = objects.filter(
+    (o) => (o.metadata as { annotations?: Record<string, string> }).annotations?.['helm.sh/hook'] === undefined,
+  );
+  const scoped = installed.map((source) => {
     const o = structuredClone(source) as KubeObject & { subjects?: { kind: string; namespace?: string }[] };
     if (['ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'].includes(o.kind)) {
       throw new Error(`the router manifest would hold a cluster-wide ${o.kind}`);
