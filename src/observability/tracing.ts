@@ -108,6 +108,11 @@ export class Tracing implements WakeTracer {
     this.#tracer = this.#provider.getTracer('sandbox-extproc', BUILD.version);
   }
 
+  /** The headers a decision span's parent is read from (traceparent, tracestate). */
+  get headerNames(): string[] {
+    return this.#propagator.fields();
+  }
+
   /** Starts a request's decision span, a child of the trace its traceparent names (if any). */
   decision(headers: readonly HeaderValue[] | undefined): Span {
     const parent = headers === undefined ? ROOT_CONTEXT : this.#propagator.extract(ROOT_CONTEXT, headers, headerGetter);

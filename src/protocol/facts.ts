@@ -53,6 +53,17 @@ function join(held: string | undefined, next: string): string {
   return held === undefined ? next : `${held},${next}`;
 }
 
+/**
+ * Every header name readFacts reads with these names: the request path's reader (request-reader.ts)
+ * keeps these headers and drops the others unread.
+ */
+export function factHeaderNames(names: FactNames): string[] {
+  const read = [':authority', 'host', ':path', names.sandboxIdHeader, names.sandboxPortHeader, ACCESS_TOKEN, REQUEST_ID];
+  if (names.trafficTokenHeader !== undefined) read.push(names.trafficTokenHeader);
+  if (names.agentSandbox === true) read.push(AGENT_ID, AGENT_NAMESPACE, AGENT_PORT, AGENT_POD_IP, AUTHORIZATION);
+  return read;
+}
+
 export function readFacts(headers: readonly HeaderValue[] | undefined, names: FactNames): RequestFacts {
   const facts: RequestFacts = {
     authority: undefined,

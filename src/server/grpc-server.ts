@@ -17,6 +17,7 @@ import { EXT_PROC_PATH } from '../protocol/proto.ts';
 import { handleAccessLogStream } from './access-log-stream.ts';
 import { GrpcTransport, type StreamResetLimits, type TransportLimits } from './grpc-transport.ts';
 import { HealthService } from './health.ts';
+import { RequestReader } from '../protocol/request-reader.ts';
 import { handleProcessStream, StreamLoad, type StreamDeps } from './process-stream.ts';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
@@ -79,7 +80,7 @@ export class GrpcServer {
 
   /** `onActivity` set: also serve Envoy's access log service, whose entries are sandbox activity. */
   constructor(
-    options: Omit<StreamDeps, 'load' | 'metrics'> & {
+    options: Omit<StreamDeps, 'load' | 'metrics' | 'requests'> & {
       readonly metrics: Pick<Metrics, 'streamsActive' | 'grpcHandlerErrors' | 'grpcLimited'>;
       readonly limits: GrpcLimits;
       readonly onActivity?: (fact: ActivityFact) => void;
@@ -100,7 +101,9 @@ export class GrpcServer {
         },
       },
     );
-    const deps: StreamDeps = { ...streamOptions, load: this.#load };
+    // Only the headers the processor reads are decoded (a stand-in processor in tests names none).
+    const requests = new RequestReader(streamOptions.processor.headerNames ?? []);
+    const deps: StreamDeps = { ...streamOptions, load: this.#load, requests };
     this.#transport.handle(EXT_PROC_PATH, (call) => handleProcessStream(call, deps), { maxMessageBytes: limits.maxExtProcMessageBytes });
     if (onActivity !== undefined) {
       this.#transport.handle(ACCESS_LOG_PATH, (call) => handleAccessLogStream(call, onActivity, options.logger), {

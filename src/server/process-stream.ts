@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Answers } from '../protocol/answers.ts';
 import type { ProcessingRequest } from '../protocol/messages.ts';
-import { decodeRequest } from '../protocol/proto.ts';
+import type { RequestReader } from '../protocol/request-reader.ts';
 import type { CallHandlers, GrpcCall } from './grpc-transport.ts';
 import { Status } from './grpc-wire.ts';
 import type { ProcessResult, RequestProcessor } from './processor.ts';
@@ -20,6 +20,8 @@ export interface StreamDeps {
   readonly maxStreams: number;
   /** Streams open now on this server (shared by its streams). */
   readonly load: StreamLoad;
+  /** Decodes a message, keeping only the headers the processor reads. */
+  readonly requests: RequestReader;
 }
 
 /** Counts the streams open on a server, and tells whoever waits when none are left (graceful stop). */
@@ -117,7 +119,7 @@ export function handleProcessStream(call: GrpcCall, deps: StreamDeps): CallHandl
     message: (bytes) => {
       let message: ProcessingRequest;
       try {
-        message = decodeRequest(bytes);
+        message = deps.requests.read(bytes);
       } catch {
         return fail(Status.INVALID_ARGUMENT, 'ProcessingRequest could not be decoded');
       }

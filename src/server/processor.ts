@@ -6,7 +6,7 @@ import { identify, type IdentifyOptions } from '../identification/identify.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Answers } from '../protocol/answers.ts';
-import { readFacts, type FactNames, type RequestFacts } from '../protocol/facts.ts';
+import { factHeaderNames, readFacts, type FactNames, type RequestFacts } from '../protocol/facts.ts';
 import type { RouterAuthorizer, RouterAuthzVerdict } from '../core/router-authz.ts';
 import type { Identification } from '../identification/identify.ts';
 import type { HeaderValue } from '../protocol/messages.ts';
@@ -42,6 +42,8 @@ export interface ProcessorOptions {
 }
 
 export class RequestProcessor {
+  /** The request headers this processor reads (the others need not be decoded at all). */
+  readonly headerNames: readonly string[];
   readonly #routes: RouteLookup;
   readonly #answers: Answers;
   readonly #options: ProcessorOptions;
@@ -85,6 +87,7 @@ export class RequestProcessor {
     this.#routerAuthz = deps.routerAuthz;
     this.#routerAuthzDecisions = deps.onRouterAuthz;
     this.#tracing = deps.tracing;
+    this.headerNames = [...factHeaderNames(deps.options.names), ...(deps.tracing?.headerNames ?? [])];
     if (deps.options.decide.wakeEnabled && deps.waker === undefined) throw new Error('waking is enabled but no waker was given');
   }
 

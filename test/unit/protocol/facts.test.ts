@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { readFacts } from '../../../src/protocol/facts.ts';
+import { factHeaderNames, readFacts } from '../../../src/protocol/facts.ts';
 
 const names = { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port' };
 const raw = (key: string, value: string) => ({ key, raw_value: Buffer.from(value) });
@@ -135,5 +136,39 @@ describe.each([
     expect(readFacts([{ key: ':authority', value: 'v.example' }], scanNames).authority).toBe('v.example');
     expect(readFacts([{ key: ':path', raw_value: Buffer.alloc(0), value: '/legacy' }], scanNames).path).toBe('/legacy');
     expect(readFacts([{ key: ':path' }], scanNames).path).toBe('');
+  });
+});
+
+describe('factHeaderNames: the headers the request path keeps', () => {
+  const known = [':authority', 'host', ':path', 'e2b-sandbox-id', 'e2b-sandbox-port', 'x-access-token', 'x-request-id', 'x-traffic'];
+  const agent = ['x-sandbox-id', 'x-sandbox-namespace', 'x-sandbox-port', 'x-sandbox-pod-ip', 'x-sandbox-uid', 'authorization'];
+  const header = fc.record({
+    key: fc.oneof(fc.constantFrom(...known, ...agent, 'user-agent', 'accept'), fc.string({ maxLength: 8 })),
+    raw_value: fc.string({ maxLength: 8 }).map((v) => Buffer.from(v)),
+  });
+  const nameSets = fc.record({
+    sandboxIdHeader: fc.constantFrom('e2b-sandbox-id', 'x-sbx'),
+    sandboxPortHeader: fc.constantFrom('e2b-sandbox-port', 'x-port'),
+    agentSandbox: fc.boolean(),
+    trafficTokenHeader: fc.option(fc.constant('x-traffic'), { nil: undefined }),
+  });
+
+  it('gives readFacts the same facts from only those headers as from all of them', () => {
+    fc.assert(
+      fc.property(fc.array(header, { maxLength: 16 }), nameSets, (headers, n) => {
+        const { trafficTokenHeader, ...rest } = n;
+        const names = trafficTokenHeader === undefined ? rest : { ...rest, trafficTokenHeader };
+        const kept = new Set(factHeaderNames(names));
+        expect(readFacts(headers.filter((h) => kept.has(h.key)), names)).toEqual(readFacts(headers, names));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('names no header readFacts does not read', () => {
+    const names = { sandboxIdHeader: 'e2b-sandbox-id', sandboxPortHeader: 'e2b-sandbox-port' };
+    expect(factHeaderNames(names)).not.toContain('x-sandbox-id');
+    expect(factHeaderNames({ ...names, agentSandbox: true })).toContain('authorization');
+    expect(factHeaderNames({ ...names, agentSandbox: true })).not.toContain('x-sandbox-uid');
   });
 });
