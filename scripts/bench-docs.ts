@@ -135,6 +135,36 @@ function floorsTable(a: Artifact): string {
   );
 }
 
+/** The tail step: each side's added latency, against the bare Node http2 floor, and what it spent. */
+function tailTable(a: Artifact): string {
+  const sides = a.figures.map((f) => /^tail: added latency p50 @1000 rps, (.+)$/.exec(f.name)?.[1]).filter((s) => s !== undefined);
+  if (sides.length === 0) return '(no tail figures in this artifact)';
+  const value = (name: string) => figureOf(a, name)?.value;
+  const floor = value('tail: added latency p99 @1000 rps, bare Node http2 ext_proc server (floor)');
+  const rows = sides.map((side) => {
+    const added = (pct: number) => show(a, `tail: added latency p${pct} @1000 rps, ${side}`, false);
+    const p99 = value(`tail: added latency p99 @1000 rps, ${side}`);
+    const ratio = p99 === undefined || floor === undefined || floor <= 0 ? '—' : `${formatNumber(p99 / floor)}x`;
+    return [
+      side.replace(/^sandbox-extproc, /, ''),
+      `${added(50)} / ${added(99)} / ${added(99.9)} ms`,
+      ratio,
+      show(a, `tail: CPU per request, ${side}`),
+      show(a, `tail: share of wall time in garbage collection, ${side}`),
+    ];
+  });
+  return table(
+    [
+      'Side (the service differs from "as it ships" in one thing)',
+      'Added p50 / p99 / p99.9',
+      'p99 / floor',
+      'CPU per request',
+      'Time in GC',
+    ],
+    rows,
+  );
+}
+
 function scaleTable(a: Artifact): string {
   const tiers = a.figures
     .map((f) => /^((?:agent-sandbox: )?[\d,]+ sandboxes): create, last write/.exec(f.name)?.[1])
@@ -440,6 +470,7 @@ export function render(artifact: Artifact, template: string, peers?: Artifact): 
     targets: () => targetsTable(artifact),
     floors: () => floorsTable(artifact),
     scale: () => scaleTable(artifact),
+    tail: () => tailTable(artifact),
     peers: () => peersParagraph(artifact, source),
     router: () => routerTable(source),
     wait: () => waitTable(source),

@@ -22,9 +22,10 @@ import { Report } from '../test/bench/report.ts';
 import { measureKwokScale } from '../test/bench/kwok-scale.ts';
 import { measureRouter } from '../test/bench/router.ts';
 import { measureLookup, measureScale } from '../test/bench/scale.ts';
+import { measureTail } from '../test/bench/tail.ts';
 import { measureWake } from '../test/bench/wake.ts';
 
-const STEPS = ['lookup', 'answers', 'path', 'streams', 'wake', 'activity', 'idle', 'scale', 'kwok', 'router'] as const;
+const STEPS = ['lookup', 'answers', 'path', 'streams', 'tail', 'wake', 'activity', 'idle', 'scale', 'kwok', 'router'] as const;
 
 const { values } = parseArgs({
   options: {
@@ -90,6 +91,7 @@ await step('lookup', () => measureLookup(report, quick));
 await step('answers', () => measureAnswerMemory(report, quick));
 await step('path', () => measureEnvoyPath(report, quick));
 await step('streams', () => measureStreams(report, quick, baseline));
+await step('tail', () => measureTail(report, quick, baseline));
 await step('wake', () => measureWake(report, quick));
 await step('activity', () => measureActivity(report, quick));
 await step('idle', () => measureIdle(report, quick));

@@ -6,11 +6,18 @@ import { REPO_ROOT, toolPath } from '../support/tools.ts';
 
 export type BareServer = 'bare-grpc-server.ts' | 'bare-http2-server.ts' | 'bare-go-server';
 
-export async function startBare(script: BareServer, reply?: Buffer, cpu?: number): Promise<{ port: number; stop(): Promise<void> }> {
-  const program = script === 'bare-go-server' ? [toolPath('SBX_BARE_GO')] : [process.execPath, `${REPO_ROOT}test/bench/${script}`];
+/** `nodeFlags`: Node flags for the Node servers (the allocation probe). */
+export async function startBare(
+  script: BareServer,
+  reply?: Buffer,
+  cpu?: number,
+  nodeFlags: readonly string[] = [],
+): Promise<{ port: number; process: TestProcess; stop(): Promise<void> }> {
+  const program =
+    script === 'bare-go-server' ? [toolPath('SBX_BARE_GO')] : [process.execPath, ...nodeFlags, `${REPO_ROOT}test/bench/${script}`];
   const command = [...program, ...(reply ? [reply.toString('hex')] : [])];
   const [file, ...args] = cpu === undefined ? command : ['taskset', '-c', String(cpu), ...command];
   const bare = new TestProcess(script, file as string, args);
   const { grpcPort } = JSON.parse(await bare.waitForLine(/server listening/, 20_000)) as { grpcPort: number };
-  return { port: grpcPort, stop: () => bare.stop() };
+  return { port: grpcPort, process: bare, stop: () => bare.stop() };
 }

@@ -22,6 +22,7 @@ import { grpcMessage } from '../support/h2-frames.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process.ts';
 import { REPO_ROOT, toolPath } from '../support/tools.ts';
 import { differs, rawExchanges } from './answer-bytes.ts';
+import { measureAllocations } from './allocations.ts';
 import { startBare, type BareServer } from './bare-servers.ts';
 import { Cleanup } from './cleanup.ts';
 import { percentile, type Report } from './report.ts';
@@ -296,6 +297,7 @@ export async function measureStreams(report: Report, quick: boolean, baseline?: 
     report.info('ghz cross-check @3000/s offered: achieved', cross.rps, 'streams/s');
     report.info('ghz cross-check @3000/s offered: p99 (ghz-bound on 2 cores)', cross.p99ms, 'ms');
     report.info('ghz cross-check: non-OK streams', cross.errors, 'streams');
+    await measureAllocations(report, { dir, routes, quick, cleanup, ...(baseline === undefined ? {} : { baseline }) });
   } finally {
     await cleanup.run();
   }

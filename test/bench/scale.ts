@@ -19,7 +19,6 @@ import { identify } from '../../src/identification/identify.ts';
 import { Answers } from '../../src/protocol/answers.ts';
 import { readFacts } from '../../src/protocol/facts.ts';
 import { RouteRegistry } from '../../src/routes/registry.ts';
-import { ROUTE_STATES } from '../../src/routes/route.ts';
 import { ControlPlane, isActivityRecord, waitForObject } from '../support/controlplane.ts';
 import { ExtProcClient } from '../support/extproc-client.ts';
 import { makeRoute } from '../support/routes.ts';
@@ -29,37 +28,12 @@ import { BulkWriter, pool } from './bulk-writer.ts';
 import { Cleanup } from './cleanup.ts';
 import { FAMILIES, type BenchFamily } from './families.ts';
 import { percentile, type Report } from './report.ts';
+import { ServiceMetrics } from './service-metrics.ts';
 
 /** Concurrent writes in flight: enough to saturate the API server, which runs out of CPU first. */
 const WRITERS = 200;
 const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 const BARRIER_IP = '10.255.255.1';
-
-/** Reads the service's Prometheus metrics (once per question: never sampled in a loop). */
-class ServiceMetrics {
-  readonly #url: string;
-  #text = '';
-
-  constructor(service: ServiceProcess) {
-    this.#url = `http://127.0.0.1:${service.httpPort}/metrics`;
-  }
-
-  async refresh(): Promise<this> {
-    this.#text = await (await fetch(this.#url)).text();
-    return this;
-  }
-
-  /** A sample's value; `labels` is the exact label text, such as 'state="running"'. */
-  value(name: string, labels = ''): number {
-    const line = this.#text.split('\n').find((l) => l.startsWith(labels ? `${name}{${labels}} ` : `${name} `));
-    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-
-  routes(state?: string): number {
-    if (state !== undefined) return this.value('sandbox_extproc_routes', `state="${state}"`);
-    return ROUTE_STATES.reduce((sum, s) => sum + this.routes(s), 0);
-  }
-}
 
 /**
  * The barriers of one namespace: sandboxes barrier-0, barrier-1, ..., each paused until it is used.

@@ -27,14 +27,18 @@ export const IMAGE_NODE_FLAGS = ['--max-semi-space-size=8'];
 /** Set by the benchmark after it builds: run the bundle in dist/ the image ships, not the sources. */
 export const runBuilt = { value: false };
 
-/** `bundle`: run this bundle (another build of the service, such as the bench's --baseline) instead. */
+/**
+ * `bundle`: run this bundle (another build of the service, such as the bench's --baseline) instead;
+ * `nodeFlags`: run a bundle with these Node flags instead of the image's (the bench's tail levers).
+ */
 export async function startServiceProcess(
   args: readonly string[],
-  options: { cpu?: number; bundle?: string } = {},
+  options: { cpu?: number; bundle?: string; nodeFlags?: readonly string[] } = {},
 ): Promise<ServiceProcess> {
   const built = runBuilt.value || options.bundle !== undefined;
   const entry = options.bundle ?? (runBuilt.value ? `${REPO_ROOT}dist/sandbox-extproc.mjs` : `${REPO_ROOT}src/cli.ts`);
-  const command = [process.execPath, ...(built ? IMAGE_NODE_FLAGS : []), entry, '--grpc-port', '0', '--http-port', '0', ...args];
+  const flags = built ? (options.nodeFlags ?? IMAGE_NODE_FLAGS) : [];
+  const command = [process.execPath, ...flags, entry, '--grpc-port', '0', '--http-port', '0', ...args];
   const [file, ...rest] = options.cpu === undefined ? command : ['taskset', '-c', String(options.cpu), ...command];
   const proc = new TestProcess('sandbox-extproc', file as string, rest, {
     env: { ...process.env, ...TEST_UPSTREAM_ENV, ...TEST_LEASE_ENV },
