@@ -2,7 +2,7 @@
 // entries for as long as it runs; each entry for a request the service routed is handed on as activity.
 // Envoy expects no answer until it closes the stream.
 import type { Logger } from '../observability/logger.ts';
-import { decodeAccessLogs, readActivity, type ActivityFact } from '../protocol/access-log.ts';
+import { readActivityFrom, type ActivityFact } from '../protocol/access-log.ts';
 import type { CallHandlers, GrpcCall } from './grpc-transport.ts';
 import { Status } from './grpc-wire.ts';
 
@@ -13,7 +13,7 @@ export function handleAccessLogStream(call: GrpcCall, onActivity: (fact: Activit
     message: (bytes) => {
       let facts: ActivityFact[];
       try {
-        facts = readActivity(decodeAccessLogs(bytes));
+        facts = readActivityFrom(bytes);
       } catch {
         return call.fail(Status.INVALID_ARGUMENT, 'StreamAccessLogsMessage could not be decoded');
       }

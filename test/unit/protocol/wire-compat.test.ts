@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Answers } from '../../../src/protocol/answers.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../../src/protocol/proto.ts';
-import { decodeAccessLogs, readActivity } from '../../../src/protocol/access-log.ts';
+import { decodeAccessLogs, readActivity, readActivityFrom } from '../../../src/protocol/access-log.ts';
 import { loadAccessLogOracle, loadOracle } from '../../support/oracle.ts';
 import { makeRoute } from '../../support/routes.ts';
 
@@ -165,5 +165,7 @@ describe('access log entries: Envoy encodes, we read the activity', () => {
       { sandboxId: 'sbx-1', uid: 'uid-1', open: true },
       { sandboxId: 'sbx-2', uid: 'uid-2', open: false },
     ]);
+    // The request path's reader, straight from the bytes, reads the same.
+    expect(readActivityFrom(bytes)).toEqual(facts);
   });
 });
