@@ -149,8 +149,11 @@ function tailTable(a: Artifact): string {
       side.replace(/^sandbox-extproc, /, ''),
       `${added(50)} / ${added(99)} / ${added(99.9)} ms`,
       ratio,
-      show(a, `tail: CPU per request, ${side}`),
-      show(a, `tail: share of wall time in garbage collection, ${side}`),
+      // A floor is no service: it has no /metrics to read these from.
+      figureOf(a, `tail: CPU per request, ${side}`) === undefined ? '' : show(a, `tail: CPU per request, ${side}`),
+      figureOf(a, `tail: share of wall time in garbage collection, ${side}`) === undefined
+        ? ''
+        : show(a, `tail: share of wall time in garbage collection, ${side}`),
     ];
   });
   return table(

@@ -31,7 +31,7 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     sandboxes: { type: 'string' },
-    // Sandboxes per family in the kwok step, through the real controllers (default 2,000; --quick 200).
+    // Sandboxes per family in the kwok step, through the real controllers (default 10,000; --quick 200).
     'kwok-sandboxes': { type: 'string' },
     // Sandbox counts the router step's memory figures are taken at, comma-separated (default 10000).
     'router-tiers': { type: 'string' },

@@ -14,8 +14,17 @@ export interface HttpHeaders {
   end_of_stream?: boolean;
 }
 
-export type RequestKind =
-  'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+/** ProcessingRequest's oneof `request`, in declaration order (its fields 2 to 7). */
+export const REQUEST_KINDS = [
+  'request_headers',
+  'response_headers',
+  'request_body',
+  'response_body',
+  'request_trailers',
+  'response_trailers',
+] as const;
+
+export type RequestKind = (typeof REQUEST_KINDS)[number];
 
 export interface ProcessingRequest {
   request?: RequestKind;

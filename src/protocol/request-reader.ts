@@ -6,22 +6,13 @@
 // what the full decoder would give for those headers (same order, same values, the same quirks:
 // test/unit/protocol/request-reader.test.ts compares the two on generated and corrupted messages).
 import protobuf from 'protobufjs/minimal.js';
-import type { HeaderValue, HttpHeaders, ProcessingRequest, RequestKind } from './messages.ts';
+import { REQUEST_KINDS, type HeaderValue, type HttpHeaders, type ProcessingRequest, type RequestKind } from './messages.ts';
 
 const { Reader } = protobuf;
 type WireReader = protobuf.Reader;
 
 /** ProcessingRequest's oneof `request`, by field number, in declaration order. */
-const KINDS: readonly (RequestKind | undefined)[] = [
-  undefined,
-  undefined,
-  'request_headers',
-  'response_headers',
-  'request_body',
-  'response_body',
-  'request_trailers',
-  'response_trailers',
-];
+const KINDS: readonly (RequestKind | undefined)[] = [undefined, undefined, ...REQUEST_KINDS];
 const OBSERVABILITY_MODE = 10;
 
 export class RequestReader {

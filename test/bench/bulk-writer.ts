@@ -15,18 +15,24 @@ export interface WriterTarget {
 }
 
 export class BulkWriter {
-  readonly #session: ClientHttp2Session;
+  #session: ClientHttp2Session;
+  readonly #connect: () => ClientHttp2Session;
   readonly #target: WriterTarget;
 
   constructor(plane: ControlPlane, target: WriterTarget = OPENKRUISE) {
     this.#target = target;
-    this.#session = connect(plane.url, {
+    const options = {
       ca: readFileSync(plane.certs.caCert),
       cert: readFileSync(plane.certs.adminCert),
       key: readFileSync(plane.certs.adminKey),
-    });
-    // An idle session must not keep the benchmark alive, nor die of an unhandled error.
-    this.#session.on('error', () => undefined);
+    };
+    this.#connect = () => {
+      const session = connect(plane.url, options);
+      // An idle session must not keep the benchmark alive, nor die of an unhandled error.
+      session.on('error', () => undefined);
+      return session;
+    };
+    this.#session = this.#connect();
   }
 
   static path(namespace: string, name = '', subresource = '', target: WriterTarget = OPENKRUISE): string {
@@ -43,6 +49,9 @@ export class BulkWriter {
   /** Sends one request; resolves with the body when the status is the expected one, rejects otherwise. */
   request(method: string, path: string, body: unknown, expect: number, contentType = 'application/json'): Promise<string> {
     return new Promise((resolve, reject) => {
+      // The API server closes a connection left idle for minutes (a 10,000-Sandbox population is waited
+      // for without a write): the next request opens a new one.
+      if (this.#session.closed || this.#session.destroyed) this.#session = this.#connect();
       const stream = this.#session.request({ ':method': method, ':path': path, 'content-type': contentType, accept: 'application/json' });
       let status = 0;
       const chunks: Buffer[] = [];

@@ -246,7 +246,7 @@ export async function measureKwokScale(report: Report, options: KwokOptions): Pr
 
 async function measureFamily(family: RealFamily, report: Report, options: KwokOptions): Promise<void> {
   const { quick } = options;
-  const size = options.sandboxes ?? (quick ? 200 : 2_000);
+  const size = options.sandboxes ?? (quick ? 200 : 10_000);
   // Every Sandbox asked for must come up.
   const target = size;
   const rate = quick ? 8 : 20;

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Answers } from '../../../src/protocol/answers.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../../src/protocol/proto.ts';
 import { decodeAccessLogs, readActivity, readActivityFrom } from '../../../src/protocol/access-log.ts';
+import { REQUEST_KINDS } from '../../../src/protocol/messages.ts';
 import { loadAccessLogOracle, loadOracle } from '../../support/oracle.ts';
 import { makeRoute } from '../../support/routes.ts';
 
@@ -107,14 +108,7 @@ describe('responses: we encode, Envoy decodes', () => {
   });
 
   it('the harmless CONTINUE for each unexpected message kind', () => {
-    for (const kind of [
-      'request_headers',
-      'response_headers',
-      'request_body',
-      'response_body',
-      'request_trailers',
-      'response_trailers',
-    ] as const) {
+    for (const kind of REQUEST_KINDS) {
       expect((oracle.responseDeserialize(answers.continueFor(kind)) as { response: string }).response).toBe(kind);
     }
   });
