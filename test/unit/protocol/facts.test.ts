@@ -159,7 +159,12 @@ describe('factHeaderNames: the headers the request path keeps', () => {
         const { trafficTokenHeader, ...rest } = n;
         const names = trafficTokenHeader === undefined ? rest : { ...rest, trafficTokenHeader };
         const kept = new Set(factHeaderNames(names));
-        expect(readFacts(headers.filter((h) => kept.has(h.key)), names)).toEqual(readFacts(headers, names));
+        expect(
+          readFacts(
+            headers.filter((h) => kept.has(h.key)),
+            names,
+          ),
+        ).toEqual(readFacts(headers, names));
       }),
       { numRuns: 2000 },
     );
