@@ -176,8 +176,13 @@ function readMetadata(r: protobuf.Reader, end: number, entry: EntryScan): void {
       const field = t >>> 3;
       if (field === 1 || field === 2) {
         const fieldEnd = limit(r);
-        if (field === 1) [keyStart, keyEnd] = [r.pos, fieldEnd];
-        else [valueStart, valueEnd] = [r.pos, fieldEnd];
+        if (field === 1) {
+          keyStart = r.pos;
+          keyEnd = fieldEnd;
+        } else {
+          valueStart = r.pos;
+          valueEnd = fieldEnd;
+        }
         r.pos = fieldEnd;
       } else r.skipType(t & 7);
     }
@@ -210,7 +215,8 @@ function readStruct(r: protobuf.Reader, end: number, entry: EntryScan): void {
       const field = t >>> 3;
       if (field === 1) {
         const stop = limit(r);
-        [keyStart, keyEnd] = [r.pos, stop];
+        keyStart = r.pos;
+        keyEnd = stop;
         r.pos = stop;
       } else if (field === 2) {
         // A later value replaces an earlier one: only its string (Value.string_value = 3) counts.

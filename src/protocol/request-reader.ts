@@ -153,8 +153,10 @@ export class RequestReader {
         const size = r.uint32();
         const start = r.pos;
         r.pos = Math.min(start + size, end);
-        if (field === 1) [keyStart, keyEnd] = [start, r.pos];
-        else valueAt = at;
+        if (field === 1) {
+          keyStart = start;
+          keyEnd = r.pos;
+        } else valueAt = at;
       } else if (field === 3) {
         rawAt = r.pos;
         r.skip(r.uint32());
