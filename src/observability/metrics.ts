@@ -11,6 +11,7 @@ export interface Metrics {
   readonly streamsActive: Gauge;
   readonly watchRestarts: Counter<'reason'>;
   readonly watchEvents: Counter<'type'>;
+  readonly podChecks: Counter<'outcome'>;
   readonly routeChanges: Counter;
   readonly wakes: Counter<'outcome'>;
   readonly wakePatchSeconds: Histogram;
@@ -133,6 +134,12 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
       name: 'sandbox_extproc_watch_events_total',
       help: 'Kubernetes watch events received, by type.',
       labelNames: ['type'],
+      registers,
+    }),
+    podChecks: new Counter({
+      name: 'sandbox_extproc_pod_checks_total',
+      help: 'Pods read before a route resumed after a suspension may serve (agent-sandbox), by outcome: serving, terminating, gone, other_address (the pod has another address than the Sandbox reports), error (retried).',
+      labelNames: ['outcome'],
       registers,
     }),
     routeChanges: new Counter({

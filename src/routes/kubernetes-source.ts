@@ -5,12 +5,13 @@
 // - no event (bookmarks included) for watchIdleTimeout -> the watch is aborted and restarted;
 // - every resyncInterval a full relist catches deletions missed while disconnected.
 // A kind that speaks several versions (agent-sandbox) first asks API discovery which one is served.
-import { ApisApi, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { ApisApi, CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { chooseVersion, type SandboxKind } from '../sandbox-kinds/kind.ts';
 import { describeError } from '../observability/describe-error.ts';
 import { Backoff, delay } from './backoff.ts';
+import { awaitingPod, confirmedByPod, podCheckOutcome, type PodFacts } from './pod-check.ts';
 import type { RouteRegistry } from './registry.ts';
 import type { Route } from './route.ts';
 import type { RouteScreen } from './screen.ts';
@@ -27,7 +28,7 @@ export interface KubernetesSourceOptions {
   /** Every observation passes through it (pod IPs that may not be routed to). */
   readonly screen: RouteScreen;
   readonly logger: Logger;
-  readonly metrics: Pick<Metrics, 'watchRestarts' | 'watchEvents'>;
+  readonly metrics: Pick<Metrics, 'watchRestarts' | 'watchEvents' | 'podChecks'>;
   /**
    * Called once, when every scope has completed its first list. The registry's readiness is the
    * caller's to set: with several kinds, it waits for every source.
@@ -58,8 +59,10 @@ export interface ListPage {
   readonly metadata?: { readonly continue?: string; readonly resourceVersion?: string };
 }
 
-/** The two calls a scope makes, shaped as @kubernetes/client-node's CustomObjectsApi list and Watch. */
+/** The calls a scope makes, shaped as @kubernetes/client-node's CustomObjectsApi list and Watch. */
 export interface SandboxApi {
+  /** One pod by name (the pod a kind asks to confirm); undefined when there is none (404). */
+  readPod(namespace: string, name: string): Promise<PodFacts | undefined>;
   list(request: ListRequest): Promise<ListPage>;
   watch(
     path: string,
@@ -72,7 +75,16 @@ export interface SandboxApi {
 /** The real calls, through the Kubernetes client. */
 function clientApi(kubeConfig: KubeConfig, watchIdleTimeoutMs: number): SandboxApi {
   const api = kubeConfig.makeApiClient(CustomObjectsApi);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
   return {
+    readPod: (namespace, name) =>
+      core.readNamespacedPod({ namespace, name }).then(
+        (pod) => ({ ip: pod.status?.podIP ?? '', terminating: pod.metadata?.deletionTimestamp !== undefined }),
+        (error: unknown) => {
+          if ((error as { code?: unknown }).code === 404) return undefined;
+          throw error;
+        },
+      ),
     list: ({ namespace, ...request }) =>
       (namespace === undefined
         ? api.listClusterCustomObject(request)
@@ -305,6 +317,44 @@ class ScopeLoop {
     });
   }
 
+  /**
+   * Holds the route as not serving while its pod is read, then applies what the read says, unless a
+   * newer observation has replaced the held route meanwhile (that one decides). A failed read is retried
+   * with backoff for as long as the held route stands: serving a pod that may be dying is not an option.
+   */
+  #confirm(route: Route, pod: string): void {
+    const held = awaitingPod(route);
+    this.#o.registry.upsert(held);
+    const backoff = new Backoff(200, 5_000);
+    const current = () => !this.#signal.aborted && this.#o.registry.byUid(route.uid) === held;
+    const attempt = async (): Promise<void> => {
+      while (current()) {
+        try {
+          const facts = await this.#api.readPod(route.namespace, pod);
+          if (!current()) return;
+          const outcome = podCheckOutcome(route, facts);
+          this.#o.metrics.podChecks.inc({ outcome });
+          if (outcome !== 'serving') {
+            this.#log.info(
+              { sandboxId: route.id, pod, podIP: route.podIP, outcome },
+              'sandbox reports a pod that does not serve; held until the controller reports another',
+            );
+          }
+          this.#o.registry.amend(held, confirmedByPod(route, outcome));
+          return;
+        } catch (error) {
+          this.#o.metrics.podChecks.inc({ outcome: 'error' });
+          this.#log.warn(
+            { sandboxId: route.id, pod, err: describeError(error) },
+            'reading the pod of a resumed sandbox failed; held, retrying',
+          );
+          await delay(backoff.next(), this.#signal);
+        }
+      }
+    };
+    void attempt();
+  }
+
   /** The route held for this object's UID, if any: its history, for the kind. */
   #previous(object: unknown): Route | undefined {
     const uid = (object as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid;
@@ -322,11 +372,16 @@ class ScopeLoop {
       if (meta?.resourceVersion) this.#resourceVersion = meta.resourceVersion;
       return undefined;
     }
-    const observed = this.#o.kind.toRoute(object, this.#previous(object));
+    const previous = this.#previous(object);
+    const observed = this.#o.kind.toRoute(object, previous);
     if (observed === undefined) return undefined;
     const route = this.#o.screen.admit(observed);
     if (type === 'DELETED') this.#o.registry.remove(route.uid);
-    else if (type === 'ADDED' || type === 'MODIFIED') this.#o.registry.upsert(route);
+    else if (type === 'ADDED' || type === 'MODIFIED') {
+      const pod = this.#o.kind.podToConfirm?.(object, route, previous);
+      if (pod === undefined) this.#o.registry.upsert(route);
+      else this.#confirm(route, pod);
+    }
     // Advance only after the event was applied, so a restart never skips one.
     if (route.resourceVersion) this.#resourceVersion = route.resourceVersion;
     return undefined;

@@ -107,6 +107,18 @@ export class RouteRegistry implements RouteLookup {
     return true;
   }
 
+  /**
+   * Replaces `held` by `route`, another reading of the same observation (same object, ID and version:
+   * a route held while its pod was read, then what the read said), if the table still holds `held`.
+   * Returns whether it did.
+   */
+  amend(held: Route, route: Route): boolean {
+    if (this.#byUid.get(held.uid) !== held || route.uid !== held.uid || route.id !== held.id) return false;
+    this.#byUid.set(route.uid, route);
+    this.#claim(route);
+    return true;
+  }
+
   /** Applies a deletion, by UID; the UID is fenced either way. Returns whether the table changed. */
   remove(uid: string): boolean {
     this.#fence(uid);

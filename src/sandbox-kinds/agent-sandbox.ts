@@ -43,6 +43,9 @@ export const WARM_POOL_LABEL = 'agents.x-k8s.io/warm-pool-sandbox';
 /** The sandbox ID of an agent-sandbox Sandbox: always contains '/', which no OpenKruise ID does. */
 export const agentSandboxId = (namespace: string, name: string) => `${namespace}/${name}`;
 
+/** Annotation naming the Sandbox's pod when it is not the Sandbox's own name (a warm-pool pod adopted). */
+export const POD_NAME_ANNOTATION = 'agents.x-k8s.io/pod-name';
+
 /** Ready=False reasons after which the sandbox will not serve again by itself. */
 const TERMINAL_REASONS = new Set(['SandboxExpired', 'PodSucceeded', 'PodFailed', 'MultiplePods']);
 
@@ -183,6 +186,21 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
         trafficAuth: false,
         kind,
       };
+    },
+
+    /**
+     * A Sandbox that turns Ready after a suspension reports a pod the controller may have deleted: it
+     * reuses whatever pod exists when asked to run (no deletionTimestamp check in v1.0.1's reconcilePod)
+     * and reports it Ready. The object says so (Suspended=False PodTerminating, see drainingIP) only when
+     * the controller's status write after the deletion lands; a resume written first makes that write
+     * conflict, and no version ever says the pod is dying. So the pod itself is read, by the name the
+     * controller resolves (resolvePodName: the pod-name annotation, else the Sandbox's name).
+     */
+    podToConfirm(object: unknown, route: Route, previous: Route | undefined): string | undefined {
+      if (route.state !== 'running' || previous?.uid !== route.uid) return undefined;
+      if (previous.state !== 'paused' && !previous.resuming) return undefined;
+      const annotations = objectParts(object)?.annotations;
+      return asStr(annotations?.[POD_NAME_ANNOTATION]) || route.name;
     },
 
     /**

@@ -33,6 +33,13 @@ export interface SandboxKind {
    * (a pod seen terminating, a resume under way) follow from the object's history, not its present.
    */
   toRoute(object: unknown, previous?: Route): Route | undefined;
+  /**
+   * The name of the pod to read before `route` may serve, when the object alone cannot say whether the
+   * pod it reports is alive (undefined: serve as derived). The route source holds the route as not
+   * serving until the pod is read, then serves it only if that pod is not terminating and has the
+   * reported address (routes/pod-check.ts).
+   */
+  podToConfirm?(object: unknown, route: Route, previous: Route | undefined): string | undefined;
   /** The JSON merge patch that resumes this sandbox (with metadata.uid as a precondition). */
   resumePatch(route: Route, now: Date): Record<string, unknown>;
   /**

@@ -105,9 +105,10 @@ describe('agent-sandbox served as v1alpha1 only', () => {
       await agents.create({ namespace: NS, name: 'drowsy', podIP: IP3 });
       const id = `${NS}/drowsy`;
       await waitForRoute(stack.service.app.registry, id, (r) => r?.state === 'running');
-      // Resumed only once the controller has reported the pod terminating and the service has seen it, as
-      // in the v1beta1 suite: a resume that lands first makes the controller's PodTerminating status write
-      // conflict (it is locked on the version it read), so no version ever says the pod is dying.
+      // Resumed only once the controller has reported the pod terminating and the service has seen it:
+      // this is the path where the Sandbox says so. A resume that lands first makes that status write
+      // conflict, and the service learns it from the pod itself (the v1beta1 suite's "resume lands
+      // before" case, on the real controller).
       const terminating = waitForObjectVersion('drowsy', (o) => condition(o, 'Suspended')?.reason === 'PodTerminating');
       await agents.suspend(NS, 'drowsy');
       const told = await terminating;

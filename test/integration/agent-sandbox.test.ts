@@ -10,7 +10,16 @@
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesResumer, ResumeError } from '../../src/wake/resumer.ts';
 import {
@@ -574,6 +583,82 @@ describe('wake on traffic', () => {
   });
 });
 
+/**
+ * Makes the controller's status writes of one sandbox that report `reason` in its Suspended condition
+ * fail (a ValidatingAdmissionPolicy on sandboxes/status), as a conflict would; restore() removes it. The
+ * API server applies a new policy once its admission plugin's informer has it, which it does not
+ * report: inForce() proves it with a dry-run, called after other work (creating the sandbox) has let
+ * the informer catch up.
+ */
+async function loseStatusWrites(name: string, reason: string): Promise<{ restore(): Promise<void>; inForce(): Promise<void> }> {
+  const admission = plane.admin.makeApiClient(AdmissionregistrationV1Api);
+  const policy = `lose-status-${name}`;
+  await admission.createValidatingAdmissionPolicy({
+    body: {
+      metadata: { name: policy },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [{ apiGroups: [AS_GROUP], apiVersions: ['*'], operations: ['UPDATE'], resources: ['sandboxes/status'] }],
+        },
+        validations: [
+          {
+            expression: `object.metadata.name != '${name}' || !has(object.status.conditions) || !object.status.conditions.exists(c, c.type == 'Suspended' && c.reason == '${reason}')`,
+            message: `test: this status write of ${name} is lost`,
+          },
+        ],
+      },
+    },
+  });
+  await admission.createValidatingAdmissionPolicyBinding({
+    body: { metadata: { name: policy }, spec: { policyName: policy, validationActions: ['Deny'] } },
+  });
+  const restore = async () => {
+    await admission.deleteValidatingAdmissionPolicyBinding({ name: policy });
+    await admission.deleteValidatingAdmissionPolicy({ name: policy });
+  };
+  return {
+    restore,
+    inForce: () =>
+      refusesStatusWrite(name, reason).catch(async (error: unknown) => {
+        await restore();
+        throw error;
+      }),
+  };
+}
+
+/** Proves, with a dry-run, that the API server now refuses a status write of `name` reporting `reason`. */
+async function refusesStatusWrite(name: string, reason: string): Promise<void> {
+  const current = await agents.get(TEAM, name);
+  const probe = {
+    ...current,
+    status: {
+      ...current.status,
+      conditions: [
+        { type: 'Suspended', status: 'False', reason, message: '', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+      ],
+    },
+  };
+  const custom = plane.admin.makeApiClient(CustomObjectsApi);
+  const refused = await custom
+    .replaceNamespacedCustomObjectStatus({
+      group: AS_GROUP,
+      version: AS_VERSION,
+      plural: 'sandboxes',
+      namespace: TEAM,
+      name,
+      body: probe,
+      dryRun: 'All',
+    })
+    .then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+  if ((refused as { code?: number } | undefined)?.code !== 422) {
+    throw new Error(`the admission policy did not refuse the status write (${String(refused)})`);
+  }
+}
+
 // Issue 23 item 2. The real controller reuses whatever pod exists when a sandbox is asked to run (no
 // deletionTimestamp check in reconcilePod), so a sandbox resumed while its suspended pod is still
 // terminating is reported Ready=True (DependenciesReady) with the DYING pod's IP, as a kubelet keeps a
@@ -645,6 +730,52 @@ describe('a resume while the suspended pod is still terminating (issue 23 item 2
     expect(res.json()['upstream']).toBe(now.status?.podIP);
     expect(res.json()['upstream']).toBe(await ipOf('drowsy'));
     expect(patches('drowsy')).toHaveLength(1);
+  });
+
+  // The window the Sandbox alone cannot show: the controller deletes the pod, and its status write
+  // saying so (Suspended=False PodTerminating) loses to the resume. With v1.0.1 that is a conflict (its
+  // status update is locked on the version it read), which needs the resume to land within
+  // milliseconds; here a ValidatingAdmissionPolicy, a real API server feature, refuses that one status
+  // write for this sandbox, so the same lost write happens every run. The controller sees an error
+  // either way and reconciles again; after the resume it reuses the dying pod and reports it Ready.
+  it('holds a request that wakes it when the resume lands before the controller reports the pod terminating', async () => {
+    const lost = await loseStatusWrites('lapse', 'PodTerminating');
+    try {
+      const { id, dying, dyingIP } = await drowsy('lapse', true);
+      await lost.inForce();
+      const marker = randomUUID();
+      const reachedDyingAddress = () => pool.upstream(dyingIP).received.filter((r) => r.headers['x-probe'] === marker).length;
+      const atDeletion = whenPodGone(TEAM, 'lapse', dying.metadata?.uid as string, reachedDyingAddress);
+      await agents.suspend(TEAM, 'lapse');
+      await waitForObject(
+        plane.admin,
+        `/api/v1/namespaces/${TEAM}/pods`,
+        { fieldSelector: 'metadata.name=lapse' },
+        (pod) => (pod as V1Pod).metadata?.deletionTimestamp !== undefined,
+        10_000,
+        'the pod terminating',
+      );
+      const suspendedVersion = await agents.get(TEAM, 'lapse');
+      expect(suspendedVersion.spec?.operatingMode).toBe('Suspended');
+      expect(condition(suspendedVersion, 'Suspended')?.reason).not.toBe('PodTerminating');
+      // The old status still says Ready with the dying pod's address.
+      expect(isServing(suspendedVersion) && podIPOf(suspendedVersion)).toBe(dyingIP);
+      await seenByService(id, suspendedVersion);
+      const held = agent('lapse', { 'x-probe': marker });
+      // Nothing reached the address while the dying pod had it: the service read the pod, found it
+      // terminating, and kept its address unserved.
+      expect(await atDeletion).toBe(0);
+      const checks = (await service.app.metrics.podChecks.get()).values;
+      expect(checks).toContainEqual(expect.objectContaining({ labels: { outcome: 'terminating' } }));
+      const res = await held;
+      expect(res.status, res.body).toBe(200);
+      const now = await podOf('lapse');
+      expect(now.metadata?.uid).not.toBe(dying.metadata?.uid);
+      expect(res.json()['upstream']).toBe(now.status?.podIP);
+      expect(patches('lapse')).toHaveLength(1);
+    } finally {
+      await lost.restore();
+    }
   });
 
   it('answers 503 sandbox_not_ready, not the dying pod, for a sandbox resumed by hand that did not opt in to wake; then the new pod', async () => {
@@ -736,7 +867,12 @@ describe('least privilege', () => {
       });
     }
     await expect(identity.makeApiClient(CoreV1Api).listNamespacedSecret({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
-    await expect(identity.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
+    const pods = identity.makeApiClient(CoreV1Api);
+    await expect(pods.listNamespacedPod({ namespace: TEAM })).rejects.toMatchObject({ code: 403 });
+    // One pod read by name, in its namespaces only (the check of a pod resumed after a suspension).
+    await expect(pods.readNamespacedPod({ namespace: TEAM, name: 'web' })).resolves.toMatchObject({ metadata: { name: 'web' } });
+    await expect(pods.readNamespacedPod({ namespace: 'kube-system', name: 'web' })).rejects.toMatchObject({ code: 403 });
+    await expect(pods.deleteNamespacedPod({ namespace: TEAM, name: 'web', dryRun: 'All' })).rejects.toMatchObject({ code: 403 });
   });
 });
 

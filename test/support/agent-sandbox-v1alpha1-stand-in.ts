@@ -16,11 +16,16 @@
 //   controller checks no deletionTimestamp) and reported Ready=True DependenciesReady with its IP, as a
 //   kubelet keeps a pod Ready through its grace period; once it is gone a new pod is created as above;
 // - Suspended is False NotSuspended whenever the sandbox is asked to run (v1.0.1 never leaves it True).
-// Pods live only in this process (no kwok: the addresses are the test's, given at create()). Status is
-// written through the status subresource, one write per change, serialised per object, so each state
-// above is a version of its own, as the real controller's writes are.
+// Pods are kept in this process (no kwok: the addresses are the test's, given at create()) and mirrored
+// as Pod objects in the API server before each status write that depends on them, as the real
+// controller reports only what its pod cache holds: created bound to a node that does not exist (so a
+// deletion is graceful: the pod shows its deletionTimestamp until it stops), its address written to
+// the pod's status, deleted with a grace period when asked to suspend and for good once it stops. The
+// service reads the pod of a sandbox resumed after a suspension. Status is written through the status
+// subresource, one write per change, serialised per object, so each state above is a version of its
+// own, as the real controller's writes are.
 import { createHash } from 'node:crypto';
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { keepWatching } from './watch.ts';
 
 export const AS_GROUP = 'agents.x-k8s.io';
@@ -85,6 +90,16 @@ interface Pod {
   deleting: boolean;
 }
 
+/** What the API server holds of an in-process pod (its mirror). */
+interface Mirrored {
+  readonly pod: Pod;
+  ip: string | undefined;
+  deleting: boolean;
+}
+
+/** The node the mirrored pods are bound to: none runs, so nothing but this stand-in changes them. */
+const STAND_IN_NODE = 'agent-sandbox-v1alpha1-stand-in';
+
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const key = (ns: string, name: string) => `${ns}/${name}`;
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -98,6 +113,9 @@ export class AgentSandboxV1alpha1StandIn {
   readonly #api: CustomObjectsApi;
   readonly #config: KubeConfig;
   readonly #pods = new Map<string, Pod>();
+  readonly #core: CoreV1Api;
+  /** Per sandbox: the pod mirrored in the API server now. */
+  readonly #mirrored = new Map<string, Mirrored>();
   /** The address each sandbox's pods get. */
   readonly #ips = new Map<string, string>();
   readonly #latest = new Map<string, AgentSandboxObject>();
@@ -110,6 +128,7 @@ export class AgentSandboxV1alpha1StandIn {
   constructor(admin: KubeConfig, options: AgentControllerOptions = {}) {
     this.#config = admin;
     this.#api = admin.makeApiClient(CustomObjectsApi);
+    this.#core = admin.makeApiClient(CoreV1Api);
     this.options = options;
     this.version = options.version ?? 'v1beta1';
   }
@@ -252,7 +271,12 @@ export class AgentSandboxV1alpha1StandIn {
         });
       });
     }
-    const status = this.#statusFor(object, this.#pods.get(k));
+    // The pod as this reconcile found or made it: it may change while the mirror writes (a timer gives
+    // it its address), and the real controller reports what its cache held when it reconciled.
+    const current = this.#pods.get(k);
+    const seen = current === undefined ? undefined : { ...current };
+    await this.#mirror(object.metadata.namespace, object.metadata.name, current, seen);
+    const status = this.#statusFor(object, seen);
     if (sameStatus(object.status, status)) return;
     const written = (await this.#api.patchNamespacedCustomObjectStatus(
       {
@@ -304,6 +328,44 @@ export class AgentSandboxV1alpha1StandIn {
     return { podIPs, conditions: [suspended, ready] };
   }
 
+  /** Makes the API server's pod of this sandbox what the in-process one is (see the header). */
+  async #mirror(namespace: string, name: string, pod: Pod | undefined, seen: Pod | undefined): Promise<void> {
+    const k = key(namespace, name);
+    let held = this.#mirrored.get(k);
+    if (held !== undefined && held.pod !== pod) {
+      // Gone, or replaced by a new pod: the old one stops for good.
+      await this.#core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(ignoreNotFound);
+      this.#mirrored.delete(k);
+      held = undefined;
+    }
+    if (pod === undefined || seen === undefined) return;
+    if (held === undefined) {
+      const body = {
+        metadata: { name, labels: { 'agents.x-k8s.io/stand-in': 'v1alpha1' } },
+        spec: { nodeName: STAND_IN_NODE, containers: [{ name: 'sandbox', image: 'sandbox:test' }] },
+      };
+      await this.#core.createNamespacedPod({ namespace, body }).catch(async (error: unknown) => {
+        if ((error as { code?: number }).code !== 409) throw error;
+        // Left by an earlier object of the same name: replaced.
+        await this.#core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(ignoreNotFound);
+        await this.#core.createNamespacedPod({ namespace, body });
+      });
+      held = { pod, ip: undefined, deleting: false };
+      this.#mirrored.set(k, held);
+    }
+    if (seen.ip !== undefined && seen.ip !== '' && held.ip !== seen.ip) {
+      await this.#core.patchNamespacedPodStatus(
+        { namespace, name, body: { status: { phase: 'Running', podIP: seen.ip, podIPs: [{ ip: seen.ip }] } } },
+        mergePatch,
+      );
+      held.ip = seen.ip;
+    }
+    if (seen.deleting && !held.deleting) {
+      await this.#core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 30 });
+      held.deleting = true;
+    }
+  }
+
   #forget(k: string, uid: string | undefined): void {
     if (this.#pods.get(k)?.owner === uid) this.#pods.delete(k);
     if (this.#latest.get(k)?.metadata.uid === uid) this.#latest.delete(k);
@@ -319,6 +381,10 @@ export class AgentSandboxV1alpha1StandIn {
     }, ms);
     this.#timers.add(timer);
   }
+}
+
+function ignoreNotFound(error: unknown): void {
+  if ((error as { code?: number }).code !== 404) throw error;
 }
 
 function sameStatus(shown: AgentSandboxObject['status'], status: NonNullable<AgentSandboxObject['status']>): boolean {

@@ -4,15 +4,21 @@
 // server; the same loop runs against the real kube-apiserver and etcd in
 // test/integration/kubernetes-routing.test.ts (a compaction makes the real 410) and
 // kubernetes-source.test.ts. The script answers as the real client does: a watch ends with onDone once
-// its controller is aborted, and an ERROR event carries a metav1.Status.
+// its controller is aborted, and an ERROR event carries a metav1.Status. A pod read a kind asks for
+// (agent-sandbox after a suspension) is scripted the same way; the real read runs against the real
+// controller in test/integration/agent-sandbox.test.ts.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { createMetrics } from '../../../src/observability/metrics.ts';
 import { KubernetesRouteSource, type ListPage, type ListRequest, type SandboxApi } from '../../../src/routes/kubernetes-source.ts';
+import type { PodFacts } from '../../../src/routes/pod-check.ts';
+import type { Route } from '../../../src/routes/route.ts';
 import { RouteRegistry } from '../../../src/routes/registry.ts';
 import { RouteScreen } from '../../../src/routes/screen.ts';
 import { UpstreamAddressPolicy } from '../../../src/routes/upstream-address.ts';
+import { createAgentSandboxKind } from '../../../src/sandbox-kinds/agent-sandbox.ts';
+import type { SandboxKind } from '../../../src/sandbox-kinds/kind.ts';
 import { createOpenKruiseKind } from '../../../src/sandbox-kinds/openkruise.ts';
 
 const NS = 'team';
@@ -40,7 +46,16 @@ interface WatchCall {
   event(type: string, object: unknown): void;
 }
 
-type Call = ListCall | WatchCall;
+/** A pod read the test answers (facts, no such pod, or an error). */
+interface PodCall {
+  readonly kind: 'pod';
+  readonly namespace: string;
+  readonly name: string;
+  answer(pod: PodFacts | undefined): void;
+  fail(error: Error): void;
+}
+
+type Call = ListCall | WatchCall | PodCall;
 
 /** The calls the loop makes, taken by the test in order (a promise per call, no polling). */
 class Calls {
@@ -67,6 +82,11 @@ class Calls {
     expect(call.kind, 'the next call').toBe('watch');
     return call as WatchCall;
   }
+  async pod(): Promise<PodCall> {
+    const call = await this.next();
+    expect(call.kind, 'the next call').toBe('pod');
+    return call as PodCall;
+  }
   /** A list call left unanswered fails when the test ends, as a real one would once the server is gone. */
   track(reject: (error: Error) => void): void {
     this.#unanswered.add(reject);
@@ -85,6 +105,23 @@ class Calls {
 function scriptedApi() {
   const calls = new Calls();
   const api: SandboxApi = {
+    readPod: (namespace, name) =>
+      new Promise((resolve, reject) => {
+        calls.track(reject);
+        calls.push({
+          kind: 'pod',
+          namespace,
+          name,
+          answer: (pod) => {
+            calls.settle(reject);
+            resolve(pod);
+          },
+          fail: (error) => {
+            calls.settle(reject);
+            reject(error);
+          },
+        });
+      }),
     list: (request) =>
       new Promise((resolve, reject) => {
         calls.track(reject);
@@ -120,7 +157,7 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
-function startSource(api: SandboxApi) {
+function startSource(api: SandboxApi, kind: SandboxKind = createOpenKruiseKind()) {
   const registry = new RouteRegistry();
   const metrics = createMetrics(() => registry.countByState());
   const logger = createLogger('silent');
@@ -128,7 +165,7 @@ function startSource(api: SandboxApi) {
     // Never used: every call goes through the scripted api.
     kubeConfig: new KubeConfig(),
     api,
-    kind: createOpenKruiseKind(),
+    kind,
     namespaces: [NS],
     labelSelector: '',
     resyncIntervalMs: 3_600_000,
@@ -141,7 +178,8 @@ function startSource(api: SandboxApi) {
   source.start();
   stops.push(() => source.stop());
   const restarts = async () => (await metrics.registry.getSingleMetric('sandbox_extproc_watch_restarts_total')?.get())?.values ?? [];
-  return { registry, restarts };
+  const podChecks = async () => (await metrics.registry.getSingleMetric('sandbox_extproc_pod_checks_total')?.get())?.values ?? [];
+  return { registry, restarts, podChecks };
 }
 
 describe('the watch loop', () => {
@@ -194,5 +232,127 @@ describe('the watch loop', () => {
     expect(registry.get(`${NS}--a`)?.podIP).toBe('10.0.0.3');
     expect(await restarts()).toContainEqual(expect.objectContaining({ labels: { reason: 'error' }, value: 1 }));
     expect(await restarts()).not.toContainEqual(expect.objectContaining({ labels: { reason: 'expired' } }));
+  });
+});
+
+// agent-sandbox's controller reuses a terminating pod when a Sandbox is resumed during its grace period
+// and reports it Ready; when its status write after the deletion lost to the resume, no version of the
+// Sandbox says the pod is dying. So a route that turns running after a suspension waits for a read of
+// its pod (src/routes/pod-check.ts).
+describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
+  const ID = `${NS}/box`;
+  const ready = { type: 'Ready', status: 'True', reason: 'DependenciesReady' };
+  /** The kind with one version, so the loop asks no API discovery (which the script does not answer). */
+  const agentSandboxKind = (): SandboxKind =>
+    Object.assign(Object.create(createAgentSandboxKind()) as SandboxKind, { versions: ['v1beta1'] });
+  /** An agent-sandbox Sandbox: running (Ready, with an address) unless asked to suspend. */
+  function agentSandbox(resourceVersion: string, over: { mode?: string; podIP?: string; annotations?: Record<string, string> } = {}) {
+    return {
+      metadata: { name: 'box', namespace: NS, uid: 'uid-box', resourceVersion, annotations: over.annotations ?? {} },
+      spec: { operatingMode: over.mode ?? 'Running' },
+      status: { podIPs: over.podIP === '' ? undefined : [over.podIP ?? '10.0.0.5'], conditions: [ready] },
+    };
+  }
+  /** Resolves with the next route the table holds for the ID. */
+  const nextRoute = (registry: RouteRegistry) =>
+    new Promise<Route | undefined>((resolve) => {
+      const unsubscribe = registry.subscribe((id, route) => {
+        if (id !== ID) return;
+        unsubscribe();
+        resolve(route);
+      });
+    });
+  /** A source past its first list, with the sandbox seen running, then asked to suspend (the controller has not reported anything since). */
+  async function resumedAfterSuspension(annotations: Record<string, string> = {}) {
+    const { api, calls } = scriptedApi();
+    const source = startSource(api, agentSandboxKind());
+    (await calls.list()).answer({ items: [agentSandbox('5', { annotations })], metadata: { resourceVersion: '5' } });
+    const watch = await calls.watch();
+    expect(source.registry.get(ID)?.state).toBe('running');
+    watch.event('MODIFIED', agentSandbox('6', { mode: 'Suspended', annotations }));
+    expect(source.registry.get(ID)?.state).toBe('paused');
+    // The resume lands before the controller's status write: the old status still reports Ready.
+    watch.event('MODIFIED', agentSandbox('7', { annotations }));
+    return { ...source, calls, watch };
+  }
+
+  it('holds the route as a resume under way while the pod is read, then serves it when the pod serves at that address', async () => {
+    const { registry, calls, podChecks } = await resumedAfterSuspension();
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', podIP: '', resuming: true, resourceVersion: '7' });
+    const read = await calls.pod();
+    expect(read).toMatchObject({ namespace: NS, name: 'box' });
+    const changed = nextRoute(registry);
+    read.answer({ ip: '10.0.0.5', terminating: false });
+    expect(await changed).toMatchObject({ state: 'running', podIP: '10.0.0.5', drainingIP: '', resourceVersion: '7' });
+    expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'serving' }, value: 1 }));
+  });
+
+  it.each([
+    ['terminating', { ip: '10.0.0.5', terminating: true }],
+    ['gone', undefined],
+    ['other_address', { ip: '10.0.0.9', terminating: false }],
+  ] as const)(
+    'keeps the address unserved when the pod is %s, until the controller reports no address and then a new pod',
+    async (outcome, pod) => {
+      const { registry, calls, watch, podChecks } = await resumedAfterSuspension();
+      const read = await calls.pod();
+      const changed = nextRoute(registry);
+      read.answer(pod);
+      expect(await changed).toMatchObject({ state: 'creating', podIP: '', drainingIP: '10.0.0.5', resuming: true });
+      expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome }, value: 1 }));
+      // The controller reuses the dying pod and reports it Ready: still draining, no new read.
+      watch.event('MODIFIED', agentSandbox('8'));
+      expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
+      // The pod is gone; then the new pod (here, the same address handed out again) turns Ready: read again.
+      watch.event('MODIFIED', agentSandbox('9', { podIP: '' }));
+      expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
+      watch.event('MODIFIED', agentSandbox('10'));
+      expect(registry.get(ID)?.state).toBe('creating');
+      const again = await calls.pod();
+      const served = nextRoute(registry);
+      again.answer({ ip: '10.0.0.5', terminating: false });
+      expect(await served).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '10' });
+    },
+  );
+
+  it('reads the pod the controller tracks in its pod-name annotation (a warm-pool pod adopted)', async () => {
+    const { calls } = await resumedAfterSuspension({ 'agents.x-k8s.io/pod-name': 'pool-abc12' });
+    expect(await calls.pod()).toMatchObject({ namespace: NS, name: 'pool-abc12' });
+  });
+
+  it('lets a newer observation decide when it arrives while the read is pending', async () => {
+    const { registry, calls, watch } = await resumedAfterSuspension();
+    const first = await calls.pod();
+    // Asked to suspend again before the read answers: the answer no longer applies.
+    watch.event('MODIFIED', agentSandbox('8', { mode: 'Suspended' }));
+    first.answer({ ip: '10.0.0.5', terminating: false });
+    await Promise.resolve();
+    expect(registry.get(ID)).toMatchObject({ state: 'paused', resourceVersion: '8' });
+  });
+
+  it('retries a failed read for as long as the route is held, never serving meanwhile', async () => {
+    const { registry, calls, podChecks } = await resumedAfterSuspension();
+    (await calls.pod()).fail(Object.assign(new Error('Service Unavailable'), { code: 503 }));
+    const retry = await calls.pod();
+    expect(registry.get(ID)?.state).toBe('creating');
+    expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'error' }, value: 1 }));
+    const changed = nextRoute(registry);
+    retry.answer({ ip: '10.0.0.5', terminating: false });
+    expect((await changed)?.state).toBe('running');
+  });
+
+  it('reads no pod for a sandbox that turns Ready without a suspension before, nor for an OpenKruise Sandbox', async () => {
+    const { api, calls } = scriptedApi();
+    const { registry } = startSource(api, agentSandboxKind());
+    (await calls.list()).answer({ items: [], metadata: { resourceVersion: '5' } });
+    const watch = await calls.watch();
+    watch.event('ADDED', {
+      ...agentSandbox('6', { podIP: '' }),
+      status: { conditions: [{ type: 'Ready', status: 'False', reason: 'DependenciesNotReady' }] },
+    });
+    expect(registry.get(ID)?.state).toBe('creating');
+    watch.event('MODIFIED', agentSandbox('7'));
+    expect(registry.get(ID)?.state).toBe('running');
+    expect(calls.pending).toBe(0);
   });
 });

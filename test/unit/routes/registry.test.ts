@@ -261,6 +261,39 @@ describe('resync', () => {
   });
 });
 
+describe('amending a held observation (a route held while its pod is read)', () => {
+  it('replaces the held route by another reading of the same version, telling subscribers', () => {
+    const registry = new RouteRegistry();
+    const held = makeRoute({ resourceVersion: '7', state: 'creating', podIP: '' });
+    registry.upsert(held);
+    const seen: (Route | undefined)[] = [];
+    registry.subscribe((_id, r) => seen.push(r));
+    const serving = makeRoute({ resourceVersion: '7', state: 'running', podIP: '10.0.0.7' });
+    expect(registry.amend(held, serving)).toBe(true);
+    expect(registry.get('sbx')).toBe(serving);
+    expect(registry.byUid('uid-1')).toBe(serving);
+    expect(seen).toEqual([serving]);
+  });
+
+  it('changes nothing once the held route was replaced, nor for another object or ID', () => {
+    const registry = new RouteRegistry();
+    const held = makeRoute({ resourceVersion: '7', state: 'creating', podIP: '' });
+    registry.upsert(held);
+    expect(registry.amend(held, makeRoute({ uid: 'uid-2', resourceVersion: '7' }))).toBe(false);
+    expect(registry.amend(held, makeRoute({ id: 'other', resourceVersion: '7' }))).toBe(false);
+    expect(registry.get('sbx')).toBe(held);
+    expect(registry.get('other')).toBeUndefined();
+    expect(registry.byUid('uid-2')).toBeUndefined();
+    const newer = makeRoute({ resourceVersion: '8', state: 'paused', podIP: '' });
+    registry.upsert(newer);
+    expect(registry.amend(held, makeRoute({ resourceVersion: '7' }))).toBe(false);
+    expect(registry.get('sbx')).toBe(newer);
+    registry.remove('uid-1');
+    expect(registry.amend(newer, makeRoute({ resourceVersion: '8' }))).toBe(false);
+    expect(registry.get('sbx')).toBeUndefined();
+  });
+});
+
 describe('listeners and counts', () => {
   it('tells subscribers about every applied change, and nothing else', () => {
     const registry = new RouteRegistry();

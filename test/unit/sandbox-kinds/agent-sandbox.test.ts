@@ -274,6 +274,33 @@ describe('a pod that is going away is never served (resumed during its grace per
     expect(kind.toRoute(reusedDying())).toMatchObject({ state: 'running', resuming: false });
   });
 
+  it('asks for its pod to be read when it turns Ready after a suspension, by the name the controller tracks', () => {
+    const running = kind.toRoute(sandbox())!;
+    const asked = kind.toRoute(sandbox({ spec: { operatingMode: 'Suspended' } }), running)!;
+    expect(asked.state).toBe('paused');
+    const resumed = sandbox({ meta: { resourceVersion: '12' } });
+    const confirm = (object: Obj, previous: ReturnType<typeof kind.toRoute>) =>
+      kind.podToConfirm!(object, kind.toRoute(object, previous)!, previous);
+    expect(confirm(resumed, asked)).toBe('box');
+    expect(confirm(sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': 'pool-x1' } } }), asked)).toBe('pool-x1');
+    expect(confirm(sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': '' } } }), asked)).toBe('box');
+    // A resume under way (a version in between, not serving yet) is a suspension before, too.
+    const starting = kind.toRoute(
+      sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }),
+      asked,
+    )!;
+    expect(starting).toMatchObject({ state: 'creating', resuming: true });
+    expect(confirm(resumed, starting)).toBe('box');
+    // Not for: a sandbox that served before (or was only starting), another object's history, no history, or a route not serving.
+    expect(confirm(resumed, running)).toBeUndefined();
+    const created = kind.toRoute(sandbox({ status: { conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }))!;
+    expect(created).toMatchObject({ state: 'creating', resuming: false });
+    expect(confirm(resumed, created)).toBeUndefined();
+    expect(confirm(resumed, { ...asked, uid: 'other' })).toBeUndefined();
+    expect(confirm(resumed, undefined)).toBeUndefined();
+    expect(kind.podToConfirm!(resumed, { ...kind.toRoute(resumed, asked)!, state: 'creating' }, asked)).toBeUndefined();
+  });
+
   it("ignores another object's history (a sandbox recreated under the same name)", () => {
     const terminating = kind.toRoute(suspended('PodTerminating'));
     expect(kind.toRoute(reusedDying(), { ...terminating!, uid: 'other' })).toMatchObject({ state: 'running' });
