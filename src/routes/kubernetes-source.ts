@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { chooseVersion, type SandboxKind } from '../sandbox-kinds/kind.ts';
 import { describeError } from '../observability/describe-error.ts';
 import { Backoff, delay } from './backoff.ts';
-import { awaitingPod, confirmedByPod, podCheckOutcome, type PodFacts } from './pod-check.ts';
+import { awaitingPod, confirmedByPod, podCheckOutcome, type PodCheckOutcome, type PodFacts } from './pod-check.ts';
 import type { RouteRegistry } from './registry.ts';
 import type { Route } from './route.ts';
 import type { RouteScreen } from './screen.ts';
@@ -34,6 +34,8 @@ export interface KubernetesSourceOptions {
    * caller's to set: with several kinds, it waits for every source.
    */
   readonly onSynced?: () => void;
+  /** How long one pod read may take before it counts as failed and is retried (default 5 s). */
+  readonly podReadTimeoutMs?: number;
   /**
    * The list and watch calls (default: the Kubernetes client on kubeConfig). A seam for unit tests of
    * the loop's own decisions (relist on 410, re-watch otherwise); the integration tests drive the real
@@ -100,6 +102,16 @@ function clientApi(kubeConfig: KubeConfig, watchIdleTimeoutMs: number): SandboxA
 }
 
 const PAGE_SIZE = 1000;
+const POD_READ_TIMEOUT_MS = 5_000;
+
+/** The promise's outcome, or a rejection once `ms` have passed (the call itself is left to finish). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 type WatchEnd = 'expired' | 'resync' | 'closed' | 'idle' | 'error' | 'stopped';
 
@@ -211,6 +223,7 @@ class ScopeLoop {
     await this.#discover();
     const { group, version, plural } = this.#o.kind;
     const routes: Route[] = [];
+    const checks: { route: Route; held: Route; pod: string }[] = [];
     let token: string | undefined;
     let resourceVersion = '';
     do {
@@ -225,14 +238,25 @@ class ScopeLoop {
       });
       for (const item of page.items ?? []) {
         // A list is not history: what happened between two observations the watch did not see. Facts
-        // that follow from history (a pod seen terminating) are dropped rather than kept forever.
-        const route = this.#o.kind.toRoute(item);
-        if (route !== undefined) routes.push(this.#o.screen.admit(route));
+        // that follow from history (a pod seen terminating) are dropped rather than kept forever. But a
+        // route held for its pod read (or paused before) stays held: the listed version is read again.
+        const observed = this.#o.kind.toRoute(item);
+        if (observed === undefined) continue;
+        const route = this.#o.screen.admit(observed);
+        const check = this.#held(item, route, this.#previous(item));
+        if (check === undefined) routes.push(route);
+        else {
+          routes.push(check.held);
+          checks.push({ route, ...check });
+        }
       }
       token = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
     } while (token !== undefined && !this.#signal.aborted);
     this.#o.registry.resync(this.#namespace, routes, this.#o.kind);
+    // Read for the held routes the table took (a listed version no newer than the one held leaves that
+    // one, and its read, in place).
+    for (const { route, held, pod } of checks) if (this.#o.registry.byUid(route.uid) === held) this.#confirm(route, held, pod);
     this.#resourceVersion = resourceVersion;
     this.#log.debug({ routes: routes.length, resourceVersion }, 'listed sandboxes');
     if (!this.#synced) {
@@ -318,41 +342,54 @@ class ScopeLoop {
   }
 
   /**
-   * Holds the route as not serving while its pod is read, then applies what the read says, unless a
-   * newer observation has replaced the held route meanwhile (that one decides). A failed read is retried
-   * with backoff for as long as the held route stands: serving a pod that may be dying is not an option.
+   * Reads the pod of `held` (a route the table holds as awaiting its pod read, see pod-check.ts), then
+   * amends the route by what the read says, unless a newer observation has replaced `held` meanwhile
+   * (that one decides). A read that fails or takes longer than podReadTimeoutMs is retried with backoff
+   * for as long as `held` stands: serving a pod that may be dying is not an option.
    */
-  #confirm(route: Route, pod: string): void {
-    const held = awaitingPod(route);
-    this.#o.registry.upsert(held);
+  #confirm(route: Route, held: Route, pod: string): void {
     const backoff = new Backoff(200, 5_000);
     const current = () => !this.#signal.aborted && this.#o.registry.byUid(route.uid) === held;
+    const timeoutMs = this.#o.podReadTimeoutMs ?? POD_READ_TIMEOUT_MS;
     const attempt = async (): Promise<void> => {
       while (current()) {
+        let outcome: Exclude<PodCheckOutcome, 'error'>;
         try {
-          const facts = await this.#api.readPod(route.namespace, pod);
-          if (!current()) return;
-          const outcome = podCheckOutcome(route, facts);
-          this.#o.metrics.podChecks.inc({ outcome });
-          if (outcome !== 'serving') {
-            this.#log.info(
-              { sandboxId: route.id, pod, podIP: route.podIP, outcome },
-              'sandbox reports a pod that does not serve; held until the controller reports another',
-            );
-          }
-          this.#o.registry.amend(held, confirmedByPod(route, outcome));
-          return;
+          outcome = podCheckOutcome(route, await withTimeout(this.#api.readPod(route.namespace, pod), timeoutMs));
         } catch (error) {
-          this.#o.metrics.podChecks.inc({ outcome: 'error' });
-          this.#log.warn(
+          if ((error as { code?: unknown }).code !== 403) {
+            this.#o.metrics.podChecks.inc({ outcome: 'error' });
+            this.#log.warn(
+              { sandboxId: route.id, pod, err: describeError(error) },
+              'reading the pod of a resumed sandbox failed; held, retrying',
+            );
+            await delay(backoff.next(), this.#signal);
+            continue;
+          }
+          outcome = 'forbidden';
+          this.#log.error(
             { sandboxId: route.id, pod, err: describeError(error) },
-            'reading the pod of a resumed sandbox failed; held, retrying',
+            'may not read pods (get pods): the pod of a resumed agent-sandbox Sandbox is served unchecked; grant the rules of charts/sandbox-extproc/files/rbac-rules.yaml',
           );
-          await delay(backoff.next(), this.#signal);
         }
+        this.#o.metrics.podChecks.inc({ outcome });
+        if (outcome !== 'serving' && outcome !== 'forbidden') {
+          this.#log.info(
+            { sandboxId: route.id, pod, podIP: route.podIP, outcome },
+            'sandbox reports a pod that does not serve; held until the controller reports again',
+          );
+        }
+        this.#o.registry.amend(held, confirmedByPod(route, outcome));
+        return;
       }
     };
     void attempt();
+  }
+
+  /** The route to store for a running observation: held for a pod read when its kind asks for one. */
+  #held(object: unknown, route: Route, previous: Route | undefined): { held: Route; pod: string } | undefined {
+    const pod = this.#o.kind.podToConfirm?.(object, route, previous);
+    return pod === undefined ? undefined : { held: awaitingPod(route), pod };
   }
 
   /** The route held for this object's UID, if any: its history, for the kind. */
@@ -378,9 +415,9 @@ class ScopeLoop {
     const route = this.#o.screen.admit(observed);
     if (type === 'DELETED') this.#o.registry.remove(route.uid);
     else if (type === 'ADDED' || type === 'MODIFIED') {
-      const pod = this.#o.kind.podToConfirm?.(object, route, previous);
-      if (pod === undefined) this.#o.registry.upsert(route);
-      else this.#confirm(route, pod);
+      const check = this.#held(object, route, previous);
+      if (check === undefined) this.#o.registry.upsert(route);
+      else if (this.#o.registry.upsert(check.held)) this.#confirm(route, check.held, check.pod);
     }
     // Advance only after the event was applied, so a restart never skips one.
     if (route.resourceVersion) this.#resourceVersion = route.resourceVersion;

@@ -157,7 +157,7 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
-function startSource(api: SandboxApi, kind: SandboxKind = createOpenKruiseKind()) {
+function startSource(api: SandboxApi, kind: SandboxKind = createOpenKruiseKind(), podReadTimeoutMs?: number) {
   const registry = new RouteRegistry();
   const metrics = createMetrics(() => registry.countByState());
   const logger = createLogger('silent');
@@ -174,6 +174,7 @@ function startSource(api: SandboxApi, kind: SandboxKind = createOpenKruiseKind()
     screen: new RouteScreen(new UpstreamAddressPolicy(), logger),
     logger,
     metrics,
+    ...(podReadTimeoutMs === undefined ? {} : { podReadTimeoutMs }),
   });
   source.start();
   stops.push(() => source.stop());
@@ -263,9 +264,9 @@ describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
       });
     });
   /** A source past its first list, with the sandbox seen running, then asked to suspend (the controller has not reported anything since). */
-  async function resumedAfterSuspension(annotations: Record<string, string> = {}) {
+  async function resumedAfterSuspension(annotations: Record<string, string> = {}, podReadTimeoutMs?: number) {
     const { api, calls } = scriptedApi();
-    const source = startSource(api, agentSandboxKind());
+    const source = startSource(api, agentSandboxKind(), podReadTimeoutMs);
     (await calls.list()).answer({ items: [agentSandbox('5', { annotations })], metadata: { resourceVersion: '5' } });
     const watch = await calls.watch();
     expect(source.registry.get(ID)?.state).toBe('running');
@@ -287,33 +288,101 @@ describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
     expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'serving' }, value: 1 }));
   });
 
+  it('keeps the address of a terminating pod unserved, until the controller reports no address and then a new pod', async () => {
+    const { registry, calls, watch, podChecks } = await resumedAfterSuspension();
+    const read = await calls.pod();
+    const changed = nextRoute(registry);
+    read.answer({ ip: '10.0.0.5', terminating: true });
+    expect(await changed).toMatchObject({ state: 'creating', podIP: '', drainingIP: '10.0.0.5', resuming: true });
+    expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'terminating' }, value: 1 }));
+    // The controller reuses the dying pod and reports it Ready: still draining, no new read.
+    watch.event('MODIFIED', agentSandbox('8'));
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
+    // The pod is gone; then the new pod (here, the same address handed out again) turns Ready: read again.
+    watch.event('MODIFIED', agentSandbox('9', { podIP: '' }));
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
+    watch.event('MODIFIED', agentSandbox('10'));
+    expect(registry.get(ID)?.state).toBe('creating');
+    const again = await calls.pod();
+    const served = nextRoute(registry);
+    again.answer({ ip: '10.0.0.5', terminating: false });
+    expect(await served).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '10' });
+    expect(calls.pending).toBe(0);
+  });
+
   it.each([
-    ['terminating', { ip: '10.0.0.5', terminating: true }],
     ['gone', undefined],
     ['other_address', { ip: '10.0.0.9', terminating: false }],
   ] as const)(
-    'keeps the address unserved when the pod is %s, until the controller reports no address and then a new pod',
+    'holds the route when the pod is %s (a stale report), and reads again on the next report, even of the same address',
     async (outcome, pod) => {
       const { registry, calls, watch, podChecks } = await resumedAfterSuspension();
       const read = await calls.pod();
       const changed = nextRoute(registry);
       read.answer(pod);
-      expect(await changed).toMatchObject({ state: 'creating', podIP: '', drainingIP: '10.0.0.5', resuming: true });
+      expect(await changed).toMatchObject({ state: 'creating', podIP: '', drainingIP: '', resuming: true, resourceVersion: '7' });
       expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome }, value: 1 }));
-      // The controller reuses the dying pod and reports it Ready: still draining, no new read.
       watch.event('MODIFIED', agentSandbox('8'));
-      expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
-      // The pod is gone; then the new pod (here, the same address handed out again) turns Ready: read again.
-      watch.event('MODIFIED', agentSandbox('9', { podIP: '' }));
-      expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
-      watch.event('MODIFIED', agentSandbox('10'));
       expect(registry.get(ID)?.state).toBe('creating');
       const again = await calls.pod();
       const served = nextRoute(registry);
       again.answer({ ip: '10.0.0.5', terminating: false });
-      expect(await served).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '10' });
+      expect(await served).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '8' });
     },
   );
+
+  it('serves as reported, logging an error, when the identity may not read pods (RBAC without get pods)', async () => {
+    const { registry, calls, podChecks } = await resumedAfterSuspension();
+    const changed = nextRoute(registry);
+    (await calls.pod()).fail(Object.assign(new Error('pods "box" is forbidden'), { code: 403 }));
+    expect(await changed).toMatchObject({ state: 'running', podIP: '10.0.0.5' });
+    expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'forbidden' }, value: 1 }));
+    expect(calls.pending).toBe(0);
+  });
+
+  it('counts a read that does not answer in time as failed, and reads again', async () => {
+    const { registry, calls, podChecks } = await resumedAfterSuspension({}, 50);
+    const stalled = await calls.pod();
+    const retry = await calls.pod();
+    expect(await podChecks()).toContainEqual(expect.objectContaining({ labels: { outcome: 'error' }, value: 1 }));
+    expect(registry.get(ID)?.state).toBe('creating');
+    // The late answer of the first read changes nothing; the retry's decides.
+    stalled.answer({ ip: '10.0.0.5', terminating: true });
+    await Promise.resolve();
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '' });
+    const changed = nextRoute(registry);
+    retry.answer({ ip: '10.0.0.5', terminating: false });
+    expect((await changed)?.state).toBe('running');
+  });
+
+  it('keeps a route held through a relist: the same version keeps its read, a newer one is read again', async () => {
+    const { registry, calls, watch } = await resumedAfterSuspension();
+    const first = await calls.pod();
+    watch.event('ERROR', { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
+    (await calls.list()).answer({ items: [agentSandbox('7')], metadata: { resourceVersion: '7' } });
+    const rewatch = await calls.watch();
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', resourceVersion: '7' });
+    expect(calls.pending).toBe(0);
+    const changed = nextRoute(registry);
+    first.answer({ ip: '10.0.0.5', terminating: true });
+    expect(await changed).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
+    // Relisted at a newer version while held: still held, and read again.
+    rewatch.event('MODIFIED', agentSandbox('8', { podIP: '' }));
+    rewatch.event('MODIFIED', agentSandbox('9'));
+    const pending = await calls.pod();
+    rewatch.event('ERROR', { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
+    (await calls.list()).answer({ items: [agentSandbox('10')], metadata: { resourceVersion: '10' } });
+    // The read starts with the relist, before the watch resumes.
+    const reread = await calls.pod();
+    await calls.watch();
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', resourceVersion: '10' });
+    pending.answer({ ip: '10.0.0.5', terminating: false });
+    await Promise.resolve();
+    expect(registry.get(ID)?.state).toBe('creating');
+    const served = nextRoute(registry);
+    reread.answer({ ip: '10.0.0.5', terminating: false });
+    expect(await served).toMatchObject({ state: 'running', resourceVersion: '10' });
+  });
 
   it('reads the pod the controller tracks in its pod-name annotation (a warm-pool pod adopted)', async () => {
     const { calls } = await resumedAfterSuspension({ 'agents.x-k8s.io/pod-name': 'pool-abc12' });
@@ -341,7 +410,7 @@ describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
     expect((await changed)?.state).toBe('running');
   });
 
-  it('reads no pod for a sandbox that turns Ready without a suspension before, nor for an OpenKruise Sandbox', async () => {
+  it('reads no pod for a sandbox that turns Ready without a suspension before', async () => {
     const { api, calls } = scriptedApi();
     const { registry } = startSource(api, agentSandboxKind());
     (await calls.list()).answer({ items: [], metadata: { resourceVersion: '5' } });
