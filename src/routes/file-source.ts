@@ -55,6 +55,7 @@ export function parseRoutesFile(
       pausing: false,
       resuming: false,
       drainingIP: '',
+      suspendedIP: '',
       phase: state,
       shutdownAt: undefined,
       pauseAt: undefined,

@@ -104,6 +104,12 @@ function clientApi(kubeConfig: KubeConfig, watchIdleTimeoutMs: number): SandboxA
 const PAGE_SIZE = 1000;
 const POD_READ_TIMEOUT_MS = 5_000;
 
+/** The listed route, still suspect when the route held before was and it reports that same address. */
+function suspectStill(route: Route, previous: Route | undefined): Route {
+  const suspect = previous?.uid === route.uid ? previous.suspendedIP : '';
+  return suspect !== '' && route.suspendedIP === '' && route.podIP === suspect ? { ...route, suspendedIP: suspect } : route;
+}
+
 /** The promise's outcome, or a rejection once `ms` have passed (the call itself is left to finish). */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -238,12 +244,13 @@ class ScopeLoop {
       });
       for (const item of page.items ?? []) {
         // A list is not history: what happened between two observations the watch did not see. Facts
-        // that follow from history (a pod seen terminating) are dropped rather than kept forever. But a
-        // route held for its pod read (or paused before) stays held: the listed version is read again.
+        // that follow from history (a pod seen terminating) are dropped rather than kept forever, but for
+        // one: an address reported while a suspension was asked for, still reported (a pod that may be
+        // dying), which costs at most one needless pod read if the pod was replaced meanwhile.
         const observed = this.#o.kind.toRoute(item);
         if (observed === undefined) continue;
-        const route = this.#o.screen.admit(observed);
-        const check = this.#held(item, route, this.#previous(item));
+        const route = suspectStill(this.#o.screen.admit(observed), this.#previous(item));
+        const check = this.#held(item, route);
         if (check === undefined) routes.push(route);
         else {
           routes.push(check.held);
@@ -387,8 +394,8 @@ class ScopeLoop {
   }
 
   /** The route to store for a running observation: held for a pod read when its kind asks for one. */
-  #held(object: unknown, route: Route, previous: Route | undefined): { held: Route; pod: string } | undefined {
-    const pod = this.#o.kind.podToConfirm?.(object, route, previous);
+  #held(object: unknown, route: Route): { held: Route; pod: string } | undefined {
+    const pod = this.#o.kind.podToConfirm?.(object, route);
     return pod === undefined ? undefined : { held: awaitingPod(route), pod };
   }
 
@@ -415,7 +422,7 @@ class ScopeLoop {
     const route = this.#o.screen.admit(observed);
     if (type === 'DELETED') this.#o.registry.remove(route.uid);
     else if (type === 'ADDED' || type === 'MODIFIED') {
-      const check = this.#held(object, route, previous);
+      const check = this.#held(object, route);
       if (check === undefined) this.#o.registry.upsert(route);
       else if (this.#o.registry.upsert(check.held)) this.#confirm(route, check.held, check.pod);
     }

@@ -46,6 +46,13 @@ export interface Route {
    * resumed during its grace period, and reports it Ready.
    */
   readonly drainingIP: string;
+  /**
+   * The address the Sandbox reported while asked to suspend (its pod being deleted, or about to be),
+   * kept while the Sandbox still reports it ('' otherwise, and once a read of that pod found it
+   * serving): agent-sandbox's controller may report that pod Ready again after a resume without ever
+   * saying it was deleted, so the pod is read before that address is served (routes/pod-check.ts).
+   */
+  readonly suspendedIP: string;
   /** The controller's own word for the object's state (its phase, or its Ready reason), for logs. */
   readonly phase: string;
   /** Epoch ms after which the sandbox is dead (spec.shutdownTime), or undefined. */

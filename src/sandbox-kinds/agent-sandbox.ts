@@ -144,6 +144,9 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
       // same one handed out again.
       const drainingIP = podTerminating(spec, status) || firstIP === history?.drainingIP ? firstIP : '';
       if (state === 'running' && drainingIP !== '') state = 'creating';
+      // The address reported while asked to suspend may be a pod the controller has deleted without
+      // saying so yet: kept while still reported, and read before it is served (podToConfirm).
+      const suspendedIP = suspendRequested(spec) || firstIP === history?.suspendedIP ? firstIP : '';
       const asked = !suspendRequested(spec);
       // Asked to run again after a suspension and not serving yet: the resume is under way.
       const resuming =
@@ -172,6 +175,7 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
         pausing: false,
         resuming,
         drainingIP,
+        suspendedIP,
         phase: phases.get(phase, () => phase),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: undefined,
@@ -189,16 +193,18 @@ export function createAgentSandboxKind(options: AgentSandboxOptions = {}): Sandb
     },
 
     /**
-     * A Sandbox that turns Ready after a suspension reports a pod the controller may have deleted: it
-     * reuses whatever pod exists when asked to run (no deletionTimestamp check in v1.0.1's reconcilePod)
-     * and reports it Ready. The object says so (Suspended=False PodTerminating, see drainingIP) only when
-     * the controller's status write after the deletion lands; a resume written first makes that write
-     * conflict, and no version ever says the pod is dying. So the pod itself is read, by the name the
-     * controller resolves (resolvePodName: the pod-name annotation, else the Sandbox's name).
+     * A Sandbox that serves, after a suspension, at the address it reported while asked to suspend may
+     * report a pod the controller has deleted: it reuses whatever pod exists when asked to run (no
+     * deletionTimestamp check in v1.0.1's reconcilePod) and reports it Ready. The object says so
+     * (Suspended=False PodTerminating, see drainingIP) only when the controller's status write after the
+     * deletion lands; a resume written first makes that write conflict, and no version ever says the pod
+     * is dying. So that pod is read, by the name the controller resolves (resolvePodName: the pod-name
+     * annotation, else the Sandbox's name). A resume of a Sandbox whose pod is gone (it reported no
+     * address since) reads nothing: its new pod cannot be the deleted one.
      */
-    podToConfirm(object: unknown, route: Route, previous: Route | undefined): string | undefined {
-      if (route.state !== 'running' || previous?.uid !== route.uid) return undefined;
-      if (previous.state !== 'paused' && !previous.resuming) return undefined;
+    podToConfirm(object: unknown, route: Route): string | undefined {
+      // Only a serving route has an address (podIP is '' otherwise).
+      if (route.podIP === '' || route.podIP !== route.suspendedIP) return undefined;
       const annotations = objectParts(object)?.annotations;
       return asStr(annotations?.[POD_NAME_ANNOTATION]) || route.name;
     },

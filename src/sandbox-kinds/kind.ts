@@ -39,7 +39,7 @@ export interface SandboxKind {
    * serving until the pod is read, then serves it only if that pod is not terminating and has the
    * reported address (routes/pod-check.ts).
    */
-  podToConfirm?(object: unknown, route: Route, previous: Route | undefined): string | undefined;
+  podToConfirm?(object: unknown, route: Route): string | undefined;
   /** The JSON merge patch that resumes this sandbox (with metadata.uid as a precondition). */
   resumePatch(route: Route, now: Date): Record<string, unknown>;
   /**

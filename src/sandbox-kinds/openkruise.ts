@@ -139,6 +139,7 @@ export function createOpenKruiseKind(options: OpenKruiseOptions = {}): SandboxKi
         resuming: !pauseRequested && state !== 'running' && state !== 'dead' && resumeUnderWay(phase, status),
         // The controller never resumes while the old pod terminates ("still in the terminating state").
         drainingIP: '',
+        suspendedIP: '',
         phase: phases.get(phase, () => phase),
         shutdownAt: parseTime(asStr(spec?.['shutdownTime'])),
         pauseAt: parseTime(asStr(spec?.['pauseTime'])),

@@ -14,6 +14,7 @@ export function makeRoute(over: Partial<Route> = {}): Route {
     pausing: false,
     resuming: false,
     drainingIP: '',
+    suspendedIP: '',
     phase: '',
     shutdownAt: undefined,
     pauseAt: undefined,

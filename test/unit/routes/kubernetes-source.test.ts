@@ -298,15 +298,12 @@ describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
     // The controller reuses the dying pod and reports it Ready: still draining, no new read.
     watch.event('MODIFIED', agentSandbox('8'));
     expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
-    // The pod is gone; then the new pod (here, the same address handed out again) turns Ready: read again.
+    // The pod is gone (no address reported); then the new pod, here at the same address handed out
+    // again, turns Ready: served with no read (it cannot be the deleted pod).
     watch.event('MODIFIED', agentSandbox('9', { podIP: '' }));
-    expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '', resuming: true });
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', drainingIP: '', suspendedIP: '', resuming: true });
     watch.event('MODIFIED', agentSandbox('10'));
-    expect(registry.get(ID)?.state).toBe('creating');
-    const again = await calls.pod();
-    const served = nextRoute(registry);
-    again.answer({ ip: '10.0.0.5', terminating: false });
-    expect(await served).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '10' });
+    expect(registry.get(ID)).toMatchObject({ state: 'running', podIP: '10.0.0.5', resourceVersion: '10' });
     expect(calls.pending).toBe(0);
   });
 
@@ -364,24 +361,31 @@ describe('the pod read before a resumed agent-sandbox Sandbox serves', () => {
     expect(registry.get(ID)).toMatchObject({ state: 'creating', resourceVersion: '7' });
     expect(calls.pending).toBe(0);
     const changed = nextRoute(registry);
-    first.answer({ ip: '10.0.0.5', terminating: true });
-    expect(await changed).toMatchObject({ state: 'creating', drainingIP: '10.0.0.5' });
-    // Relisted at a newer version while held: still held, and read again.
-    rewatch.event('MODIFIED', agentSandbox('8', { podIP: '' }));
-    rewatch.event('MODIFIED', agentSandbox('9'));
-    const pending = await calls.pod();
+    // Gone: a stale report, held, still suspect.
+    first.answer(undefined);
+    expect(await changed).toMatchObject({ state: 'creating', suspendedIP: '10.0.0.5', resourceVersion: '7' });
+    // Relisted at a newer version that still reports that address: held, and read again.
     rewatch.event('ERROR', { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
-    (await calls.list()).answer({ items: [agentSandbox('10')], metadata: { resourceVersion: '10' } });
+    (await calls.list()).answer({ items: [agentSandbox('8')], metadata: { resourceVersion: '8' } });
     // The read starts with the relist, before the watch resumes.
     const reread = await calls.pod();
     await calls.watch();
-    expect(registry.get(ID)).toMatchObject({ state: 'creating', resourceVersion: '10' });
-    pending.answer({ ip: '10.0.0.5', terminating: false });
-    await Promise.resolve();
-    expect(registry.get(ID)?.state).toBe('creating');
+    expect(registry.get(ID)).toMatchObject({ state: 'creating', resourceVersion: '8' });
     const served = nextRoute(registry);
     reread.answer({ ip: '10.0.0.5', terminating: false });
-    expect(await served).toMatchObject({ state: 'running', resourceVersion: '10' });
+    expect(await served).toMatchObject({ state: 'running', suspendedIP: '', resourceVersion: '8' });
+  });
+
+  it('serves a relisted route at once when the route held before was not suspect', async () => {
+    const { api, calls } = scriptedApi();
+    const { registry } = startSource(api, agentSandboxKind());
+    (await calls.list()).answer({ items: [agentSandbox('5')], metadata: { resourceVersion: '5' } });
+    const watch = await calls.watch();
+    watch.event('ERROR', { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
+    (await calls.list()).answer({ items: [agentSandbox('6')], metadata: { resourceVersion: '6' } });
+    await calls.watch();
+    expect(registry.get(ID)).toMatchObject({ state: 'running', resourceVersion: '6' });
+    expect(calls.pending).toBe(0);
   });
 
   it('reads the pod the controller tracks in its pod-name annotation (a warm-pool pod adopted)', async () => {

@@ -274,31 +274,64 @@ describe('a pod that is going away is never served (resumed during its grace per
     expect(kind.toRoute(reusedDying())).toMatchObject({ state: 'running', resuming: false });
   });
 
-  it('asks for its pod to be read when it turns Ready after a suspension, by the name the controller tracks', () => {
+  it('keeps the address reported while asked to suspend, and asks for that pod to be read before it serves it again', () => {
+    const running = kind.toRoute(sandbox())!;
+    expect(running.suspendedIP).toBe('');
+    // Asked to suspend; the controller has not written since: the old status still reports the pod.
+    const asked = kind.toRoute(sandbox({ spec: { operatingMode: 'Suspended' } }), running)!;
+    expect(asked).toMatchObject({ state: 'paused', suspendedIP: '10.0.0.5' });
+    const resumed = sandbox({ meta: { resourceVersion: '12' } });
+    const again = kind.toRoute(resumed, asked)!;
+    expect(again).toMatchObject({ state: 'running', podIP: '10.0.0.5', suspendedIP: '10.0.0.5' });
+    expect(kind.podToConfirm!(resumed, again)).toBe('box');
+    // The name the controller tracks: its pod-name annotation when set.
+    const adopted = sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': 'pool-x1' } } });
+    expect(kind.podToConfirm!(adopted, kind.toRoute(adopted, asked)!)).toBe('pool-x1');
+    const blank = sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': '' } } });
+    expect(kind.podToConfirm!(blank, kind.toRoute(blank, asked)!)).toBe('box');
+    // v1alpha1's replicas 0 asks for the suspension the same way.
+    expect(kind.toRoute(sandbox({ spec: { operatingMode: undefined, replicas: 0 } }), running)).toMatchObject({ suspendedIP: '10.0.0.5' });
+  });
+
+  it('reads no pod once the Sandbox reported no address (the pod gone), for another address, another object, or a route not serving', () => {
     const running = kind.toRoute(sandbox())!;
     const asked = kind.toRoute(sandbox({ spec: { operatingMode: 'Suspended' } }), running)!;
-    expect(asked.state).toBe('paused');
-    const resumed = sandbox({ meta: { resourceVersion: '12' } });
-    const confirm = (object: Obj, previous: ReturnType<typeof kind.toRoute>) =>
-      kind.podToConfirm!(object, kind.toRoute(object, previous)!, previous);
-    expect(confirm(resumed, asked)).toBe('box');
-    expect(confirm(sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': 'pool-x1' } } }), asked)).toBe('pool-x1');
-    expect(confirm(sandbox({ meta: { annotations: { 'agents.x-k8s.io/pod-name': '' } } }), asked)).toBe('box');
-    // A resume under way (a version in between, not serving yet) is a suspension before, too.
-    const starting = kind.toRoute(
-      sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }),
+    const gone = kind.toRoute(
+      sandbox({
+        spec: { operatingMode: 'Suspended' },
+        status: { podIPs: [], conditions: [condition('Suspended', 'True', 'PodTerminated')] },
+      }),
       asked,
     )!;
-    expect(starting).toMatchObject({ state: 'creating', resuming: true });
-    expect(confirm(resumed, starting)).toBe('box');
-    // Not for: a sandbox that served before (or was only starting), another object's history, no history, or a route not serving.
-    expect(confirm(resumed, running)).toBeUndefined();
-    const created = kind.toRoute(sandbox({ status: { conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }))!;
-    expect(created).toMatchObject({ state: 'creating', resuming: false });
-    expect(confirm(resumed, created)).toBeUndefined();
-    expect(confirm(resumed, { ...asked, uid: 'other' })).toBeUndefined();
-    expect(confirm(resumed, undefined)).toBeUndefined();
-    expect(kind.podToConfirm!(resumed, { ...kind.toRoute(resumed, asked)!, state: 'creating' }, asked)).toBeUndefined();
+    expect(gone.suspendedIP).toBe('');
+    const starting = kind.toRoute(
+      sandbox({ status: { podIPs: [], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } }),
+      gone,
+    )!;
+    // The new pod, even at the same address: not the deleted one.
+    const renewed = sandbox({ meta: { resourceVersion: '14' } });
+    const served = kind.toRoute(renewed, starting)!;
+    expect(served).toMatchObject({ state: 'running', suspendedIP: '' });
+    expect(kind.podToConfirm!(renewed, served)).toBeUndefined();
+    // Another address straight away: a new pod.
+    const moved = sandbox({ status: { podIPs: ['10.0.0.9'], conditions: [ready] } });
+    const elsewhere = kind.toRoute(moved, asked)!;
+    expect(elsewhere).toMatchObject({ state: 'running', podIP: '10.0.0.9', suspendedIP: '' });
+    expect(kind.podToConfirm!(moved, elsewhere)).toBeUndefined();
+    // Another object's history; no history at all.
+    expect(kind.toRoute(sandbox(), { ...asked, uid: 'other' })?.suspendedIP).toBe('');
+    expect(kind.podToConfirm!(sandbox(), kind.toRoute(sandbox())!)).toBeUndefined();
+    const creating = sandbox({ status: { conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } });
+    expect(kind.toRoute(creating)).toMatchObject({ state: 'creating', podIP: '', suspendedIP: '' });
+    expect(kind.podToConfirm!(creating, kind.toRoute(creating)!)).toBeUndefined();
+    // Suspect but not serving (asked to suspend, or reported not Ready): nothing to read yet.
+    expect(kind.podToConfirm!(sandbox({ spec: { operatingMode: 'Suspended' } }), asked)).toBeUndefined();
+    const notReady = sandbox({ status: { podIPs: ['10.0.0.5'], conditions: [condition('Ready', 'False', 'DependenciesNotReady')] } });
+    const waiting = kind.toRoute(notReady, asked)!;
+    expect(waiting).toMatchObject({ state: 'creating', suspendedIP: '10.0.0.5' });
+    expect(kind.podToConfirm!(notReady, waiting)).toBeUndefined();
+    // A suspect address that is not the one served (a route amended by the screen, say).
+    expect(kind.podToConfirm!(sandbox(), { ...kind.toRoute(sandbox(), asked)!, podIP: '10.0.0.7' })).toBeUndefined();
   });
 
   it("ignores another object's history (a sandbox recreated under the same name)", () => {

@@ -194,7 +194,7 @@ describe('OpenKruise: the rules, to their edges', () => {
   });
 
   it("names the controller's phase (none: empty), and never a draining pod (the controller waits for it)", () => {
-    expect(route()).toMatchObject({ phase: 'Running', drainingIP: '' });
+    expect(route()).toMatchObject({ phase: 'Running', drainingIP: '', suspendedIP: '' });
     expect(route({ status: { phase: undefined } })?.phase).toBe('');
   });
 
