@@ -183,7 +183,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     let wakeStep = 0;
     const wakeLoop = (async () => {
       while (running()) {
-        await new Promise((resolve) => setTimeout(resolve, 10_000));
+        // Never past the deadline: the run ends when it says.
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(10_000, deadline - Date.now()))));
         if (!running() || apiserverDown) continue;
         const name = `w${wakeStep++ % WAKEABLE}`;
         try {
@@ -261,6 +262,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           `loop p99 ${last.loopP99ms.toFixed(1)} ms, sent ${tally.sent}, answered ${tally.answered}, errors ${tally.errorCount}`,
       );
     }
+    // "used" is read while its traffic still runs: once it stops, the Sandbox is idle, and its suspension
+    // a few seconds later (while the loops below finish) is right, not a failure.
+    const used = await agents.get(NS, 'used');
     clearInterval(traffic);
     clearInterval(churn);
     clearInterval(relabel);
@@ -268,7 +272,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await Promise.all(pending);
     const finalMetrics = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
     idle.flaps = sum(finalMetrics, 'sandbox_extproc_idle_flaps_total');
-    const used = await agents.get(NS, 'used');
     idle.inUseSuspended = used.metadata.annotations?.['sandbox-extproc.io/idle-suspended-at'] === undefined ? 0 : 1;
     return {
       durationMs: Date.now() - started,
