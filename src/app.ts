@@ -351,8 +351,10 @@ export class App {
     const suspender = new IdleSuspender({
       registry: this.registry,
       write: kubernetesSuspendWriter(this.#kubeConfig),
-      // Never while this replica holds a request for it or has its activity waiting to be written.
-      busy: (route) => this.wakes?.waking(route) === true || activity.pending(route.uid),
+      // Never while this replica holds a request for it, has its activity waiting to be written, or
+      // failed to record activity within its idle timeout (an API server back from an outage, RBAC not
+      // yet warm: the object's record is older than the truth).
+      busy: (route) => this.wakes?.waking(route) === true || activity.pending(route.uid) || activity.unrecorded(route.uid, route.idleMs),
       metrics: {
         onSuspend: (outcome) => this.metrics.suspensions.inc({ reason: 'idle', outcome }),
         setIdle: (count) => this.metrics.idleSandboxes.set(count),

@@ -58,6 +58,9 @@ export function unrecordedForAtMostMs(options: Pick<ActivityOptions, 'fraction' 
   return Math.max((1 - lowestThreshold) * timeoutMs, options.minIntervalMs);
 }
 
+/** Failed records remembered at most (oldest dropped first): bounds memory through a long outage. */
+const MAX_UNRECORDED = 10_000;
+
 /** How long a write is remembered (for the per-interval bound and the kept-awake count). */
 const KEPT_AWAKE_WINDOW_MS = 10 * 60_000;
 
@@ -71,6 +74,11 @@ export class ActivityTracker {
   readonly #lastWrite = new Map<string, number>();
   /** UIDs noted for a write, in order; the write is decided on the latest observation when it goes out. */
   readonly #pending = new Set<string>();
+  /**
+   * UIDs whose last write failed (an API server away, a refusal), with when: the sandbox was in use then,
+   * only its record is missing. Cleared by the next write that lands.
+   */
+  readonly #unrecorded = new Map<string, number>();
   #inFlight = 0;
   #scheduled = false;
   #stopped = false;
@@ -111,6 +119,15 @@ export class ActivityTracker {
     return this.#pending.has(uid);
   }
 
+  /**
+   * Whether this replica saw the sandbox in use within the last `withinMs` but failed to record it: the
+   * object's record is older than the truth (the idle suspender must not read it as idleness).
+   */
+  unrecorded(uid: string, withinMs: number): boolean {
+    const at = this.#unrecorded.get(uid);
+    return at !== undefined && this.#now() - at < withinMs;
+  }
+
   /** Stops writing; pending writes are dropped (the next replica or start picks activity up again). */
   stop(): void {
     this.#stopped = true;
@@ -144,9 +161,15 @@ export class ActivityTracker {
         (outcome) => {
           // The object changed between the observation and the write: let the next activity try at once.
           if (outcome === 'superseded') this.#lastWrite.delete(route.uid);
+          else this.#unrecorded.delete(route.uid);
           this.#hooks.onWrite?.(outcome, remainingMs);
         },
-        (error: unknown) => this.#hooks.onWrite?.('failed', remainingMs, error),
+        (error: unknown) => {
+          this.#unrecorded.delete(route.uid);
+          this.#unrecorded.set(route.uid, now);
+          if (this.#unrecorded.size > MAX_UNRECORDED) this.#unrecorded.delete(this.#unrecorded.keys().next().value as string);
+          this.#hooks.onWrite?.('failed', remainingMs, error);
+        },
       )
       .finally(() => {
         this.#inFlight -= 1;

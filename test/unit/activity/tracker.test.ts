@@ -277,6 +277,70 @@ describe('writes in flight', () => {
   });
 });
 
+describe('activity it failed to record', () => {
+  it('counts as in use for the given time from the failed write, until a write lands; a superseded write leaves it', async () => {
+    const outcomes: ('applied' | 'superseded' | Error)[] = [new Error('refused'), 'superseded', 'applied'];
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 5_000, jitter: 0 },
+      {
+        timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: async () => {
+          const next = outcomes.shift() as 'applied' | 'superseded' | Error;
+          if (next instanceof Error) throw next;
+          return next;
+        },
+      },
+    );
+    expect(tracker.unrecorded('a', 10_000)).toBe(false);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(tracker.unrecorded('a', 10_000)).toBe(true);
+    expect(tracker.unrecorded('b', 10_000)).toBe(false);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(tracker.unrecorded('a', 5_000)).toBe(true);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(tracker.unrecorded('a', 5_000)).toBe(false);
+    expect(tracker.unrecorded('a', 10_000)).toBe(true);
+    // Superseded: the object changed, the record is still not ours.
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(tracker.unrecorded('a', 10_000)).toBe(true);
+    tracker.note(cluster.route('a'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(tracker.unrecorded('a', 60_000)).toBe(false);
+    expect(outcomes).toEqual([]);
+  });
+
+  it('remembers a later failure from its own time, and at most 10,000 failed sandboxes, the longest unrecorded dropped first', async () => {
+    const tracker = new ActivityTracker(
+      { fraction: 0.5, minIntervalMs: 1, jitter: 0, concurrency: 20_000 },
+      {
+        timerOf: () => ({ deadline: Date.now(), timeoutMs: TIMEOUT_MS }),
+        latest: (uid) => cluster.route(uid),
+        write: () => Promise.reject(new Error('away')),
+      },
+    );
+    tracker.note(cluster.route('first'));
+    tracker.note(cluster.route('second'));
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(3_000);
+    tracker.note(cluster.route('first'));
+    await vi.advanceTimersByTimeAsync(0);
+    // Measured from the second failure: 3 s ago would be out of a 2 s window.
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(tracker.unrecorded('first', 2_000)).toBe(true);
+    expect(tracker.unrecorded('second', 2_000)).toBe(false);
+    for (let i = 0; i < 9_999; i += 1) tracker.note(cluster.route(`s${i}`));
+    await vi.advanceTimersByTimeAsync(0);
+    // 10,001 failed: "second" has gone unrecorded the longest.
+    expect(tracker.unrecorded('second', 60_000)).toBe(false);
+    expect(tracker.unrecorded('first', 60_000)).toBe(true);
+    expect(tracker.unrecorded('s0', 60_000)).toBe(true);
+    expect(tracker.unrecorded('s9998', 60_000)).toBe(true);
+  });
+});
+
 describe('the kept-awake count', () => {
   it('counts a sandbox for ten minutes after its last write, to the millisecond', async () => {
     const tracker = cluster.tracker();
