@@ -138,7 +138,7 @@ export function createMetrics(routeCounts: () => Record<RouteState, number>, sou
     }),
     podChecks: new Counter({
       name: 'sandbox_extproc_pod_checks_total',
-      help: 'Pods read before a route may serve again at the address it had while asked to suspend (agent-sandbox), by outcome: serving, terminating, gone, other_address (the pod has another address than the Sandbox reports), error (retried).',
+      help: 'Pods read before a route may serve again at the address it had while asked to suspend (agent-sandbox), by outcome: serving, terminating, gone, other_address (the pod has another address than the Sandbox reports), forbidden (no get pods: served as reported), error (retried).',
       labelNames: ['outcome'],
       registers,
     }),

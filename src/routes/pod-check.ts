@@ -32,10 +32,9 @@ export function podCheckOutcome(route: Route, pod: PodFacts | undefined): 'servi
 
 /**
  * The route once its pod is read: as derived (and no longer suspect) when the pod serves, or when pods
- * may not be read at all
- * (what the service did before it read pods: a misconfigured RBAC must not stop every resumed sandbox
- * from serving; it is logged as an error); held with its address draining when the pod is terminating;
- * held when the report is stale (gone, another address).
+ * may not be read at all (what the service did before it read pods: a misconfigured RBAC must not stop
+ * every resumed sandbox from serving; it is logged as an error); held with its address draining when
+ * the pod is terminating; held when the report is stale (gone, another address).
  */
 export function confirmedByPod(route: Route, outcome: Exclude<PodCheckOutcome, 'error'>): Route {
   if (outcome === 'serving' || outcome === 'forbidden') return { ...route, suspendedIP: '' };

@@ -16,7 +16,7 @@ import { request as httpRequest } from 'node:http';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProcessingRequest, ProcessingResponse } from '../../src/protocol/messages.ts';
+import { REQUEST_KINDS, type ProcessingRequest, type ProcessingResponse } from '../../src/protocol/messages.ts';
 import { decodeRequest, decodeResponse, encodeRequest } from '../../src/protocol/proto.ts';
 import type { RouteState } from '../../src/routes/route.ts';
 import { NODE_NAME } from '../support/cluster.ts';
@@ -141,15 +141,8 @@ const count = (counts: Record<string, number>, key: string) => (counts[key] = (c
 
 /** The kind of an answer on the stream: the message it answers, an immediate response, or the hold. */
 function kindOf(r: ProcessingResponse): string {
-  for (const k of [
-    'request_headers',
-    'response_headers',
-    'request_body',
-    'response_body',
-    'request_trailers',
-    'response_trailers',
-    'immediate_response',
-  ] as const) {
+  // ProcessingResponse's oneof answers each request kind under that kind's own name, or is an immediate response.
+  for (const k of [...REQUEST_KINDS, 'immediate_response'] as const) {
     if (r[k] !== undefined) return k;
   }
   return r.override_message_timeout !== undefined ? 'hold' : 'empty';
